@@ -1,0 +1,310 @@
+"""Touchpoint event schemas: frozen pydantic models, one per wire type.
+
+Every event shares the envelope below; ``data`` is the type-specific payload.
+A model's wire name (``TYPE``) and ``SCHEMA_VERSION`` are class attributes read
+by the registry; the module path is never part of the wire format.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Kind = Literal["touch", "order", "refund", "identity", "consent"]
+
+IdentityId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ChannelName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+
+
+class Payload(BaseModel):
+    """Base of every ``data`` payload: frozen, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoData(Payload):
+    pass
+
+
+class Event(BaseModel):
+    """The envelope shared by every touchpoint event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 1
+    KIND: ClassVar[Kind] = "touch"
+
+    event_id: UUID
+    type: str
+    occurred_at: AwareDatetime
+    customer_id: IdentityId | None = None
+    anonymous_id: IdentityId | None = None
+    channel: ChannelName | None = None
+    campaign: ShortText | None = None
+    source: ShortText | None = None
+    data: NoData = NoData()
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(timezone.utc)
+
+    @field_validator("type")
+    @classmethod
+    def _type_matches_model(cls, value: str) -> str:
+        if cls.TYPE and value != cls.TYPE:
+            raise ValueError(f"expected {cls.TYPE!r}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _identity_present(self) -> "Event":
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("customer_id or anonymous_id is required")
+        return self
+
+    @property
+    def kind(self) -> Kind:
+        return self.KIND
+
+    @property
+    def stream(self) -> str:
+        """The identity stream this event is stored in: the customer's when known."""
+        if self.customer_id is not None:
+            return customer_stream(self.customer_id)
+        return anonymous_stream(self.anonymous_id)  # type: ignore[arg-type]
+
+
+def customer_stream(customer_id: str) -> str:
+    return f"customer-{customer_id}"
+
+
+def anonymous_stream(anonymous_id: str) -> str:
+    return f"anonymous-{anonymous_id}"
+
+
+class Touch(Event):
+    """Any contact with a person that marketing can attribute: channel is required."""
+
+    KIND: ClassVar[Kind] = "touch"
+    channel: ChannelName
+
+
+# --- touches -----------------------------------------------------------------
+
+
+class SocialData(Payload):
+    platform: ShortText | None = None
+    handle: ShortText | None = None
+    action: ShortText | None = None
+    post_id: ShortText | None = None
+
+
+class SocialFollowed(Touch):
+    TYPE: ClassVar[str] = "social_followed"
+    type: Literal["social_followed"] = "social_followed"
+    data: SocialData = SocialData()
+
+
+class SocialEngaged(Touch):
+    TYPE: ClassVar[str] = "social_engaged"
+    type: Literal["social_engaged"] = "social_engaged"
+    data: SocialData = SocialData()
+
+
+class AdData(Payload):
+    ad_id: ShortText | None = None
+    ad_group: ShortText | None = None
+    cost: Money | None = None
+    currency: CurrencyCode | None = None
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class AdClicked(Touch):
+    TYPE: ClassVar[str] = "ad_clicked"
+    type: Literal["ad_clicked"] = "ad_clicked"
+    data: AdData = AdData()
+
+
+class PageData(Payload):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    referrer: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    title: Annotated[str, StringConstraints(max_length=512)] | None = None
+
+
+class PageViewed(Touch):
+    TYPE: ClassVar[str] = "page_viewed"
+    type: Literal["page_viewed"] = "page_viewed"
+    data: PageData = PageData()
+
+
+class EmailData(Payload):
+    message_id: ShortText | None = None
+    subject: Annotated[str, StringConstraints(max_length=512)] | None = None
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class EmailOpened(Touch):
+    TYPE: ClassVar[str] = "email_opened"
+    type: Literal["email_opened"] = "email_opened"
+    data: EmailData = EmailData()
+
+
+class EmailClicked(Touch):
+    TYPE: ClassVar[str] = "email_clicked"
+    type: Literal["email_clicked"] = "email_clicked"
+    data: EmailData = EmailData()
+
+
+class NewsletterData(Payload):
+    list_id: ShortText | None = None
+
+
+class NewsletterSubscribed(Touch):
+    TYPE: ClassVar[str] = "newsletter_subscribed"
+    type: Literal["newsletter_subscribed"] = "newsletter_subscribed"
+    data: NewsletterData = NewsletterData()
+
+
+class StoreData(Payload):
+    store_id: ShortText | None = None
+    duration_minutes: Annotated[int, Field(ge=0, le=24 * 60)] | None = None
+
+
+class StoreVisited(Touch):
+    TYPE: ClassVar[str] = "store_visited"
+    type: Literal["store_visited"] = "store_visited"
+    data: StoreData = StoreData()
+
+
+class SupportData(Payload):
+    ticket_id: ShortText | None = None
+    reason: Annotated[str, StringConstraints(max_length=512)] | None = None
+    duration_seconds: Annotated[int, Field(ge=0)] | None = None
+
+
+class SupportCalled(Touch):
+    TYPE: ClassVar[str] = "support_called"
+    type: Literal["support_called"] = "support_called"
+    data: SupportData = SupportData()
+
+
+class SupportTicketOpened(Touch):
+    TYPE: ClassVar[str] = "support_ticket_opened"
+    type: Literal["support_ticket_opened"] = "support_ticket_opened"
+    data: SupportData = SupportData()
+
+
+# --- orders, identity, consent ------------------------------------------------
+
+
+class OrderData(Payload):
+    order_id: ShortText
+    revenue: Money
+    currency: CurrencyCode
+
+
+class OrderPlaced(Event):
+    TYPE: ClassVar[str] = "order_placed"
+    SCHEMA_VERSION: ClassVar[int] = 2
+    KIND: ClassVar[Kind] = "order"
+    type: Literal["order_placed"] = "order_placed"
+    data: OrderData
+
+
+class RefundData(Payload):
+    order_id: ShortText
+    amount: Money
+    currency: CurrencyCode | None = None
+
+
+class OrderRefunded(Event):
+    TYPE: ClassVar[str] = "order_refunded"
+    KIND: ClassVar[Kind] = "refund"
+    type: Literal["order_refunded"] = "order_refunded"
+    data: RefundData
+
+
+class IdentityLinked(Event):
+    """Attaches ``anonymous_id`` (a handle, cookie, email hash...) to ``customer_id``."""
+
+    TYPE: ClassVar[str] = "identity_linked"
+    KIND: ClassVar[Kind] = "identity"
+    type: Literal["identity_linked"] = "identity_linked"
+    customer_id: IdentityId
+    anonymous_id: IdentityId
+
+
+class MergeData(Payload):
+    duplicate_customer_id: IdentityId
+
+
+class CustomersMerged(Event):
+    """``data.duplicate_customer_id`` is merged into ``customer_id``, which survives."""
+
+    TYPE: ClassVar[str] = "customers_merged"
+    KIND: ClassVar[Kind] = "identity"
+    type: Literal["customers_merged"] = "customers_merged"
+    customer_id: IdentityId
+    data: MergeData
+
+    @model_validator(mode="after")
+    def _not_self(self) -> "CustomersMerged":
+        if self.data.duplicate_customer_id == self.customer_id:
+            raise ValueError("data.duplicate_customer_id must differ from customer_id")
+        return self
+
+
+class ConsentData(Payload):
+    purpose: ShortText
+    granted: bool
+
+
+class ConsentChanged(Event):
+    TYPE: ClassVar[str] = "consent_changed"
+    KIND: ClassVar[Kind] = "consent"
+    type: Literal["consent_changed"] = "consent_changed"
+    data: ConsentData
+
+
+CORE_EVENT_TYPES: tuple[type[Event], ...] = (
+    SocialFollowed,
+    SocialEngaged,
+    AdClicked,
+    PageViewed,
+    EmailOpened,
+    EmailClicked,
+    NewsletterSubscribed,
+    StoreVisited,
+    SupportCalled,
+    SupportTicketOpened,
+    OrderPlaced,
+    OrderRefunded,
+    IdentityLinked,
+    CustomersMerged,
+    ConsentChanged,
+)
+
+
+def json_default(value: Any) -> Any:
+    """orjson ``default`` for the few types it does not encode natively."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")

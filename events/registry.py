@@ -1,0 +1,233 @@
+"""The event registry: wire names to models, versions, upcasters, decoding.
+
+All decoding goes through a registry, so HTTP, Kafka, replay and exports see
+identical events. An upcaster is a plain ``dict -> dict`` step from schema
+version N to N+1 of one type; they run before validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from events.models import CORE_EVENT_TYPES, Event
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+PLUGIN_ENTRY_POINT_GROUP = "touchpoints.event_types"
+
+
+class RegistryError(Exception):
+    """A registration that would make decoding ambiguous."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason an event was refused: where (a dotted field path) and why."""
+
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be decoded; ``errors`` names every bad field."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+
+
+@dataclass
+class EventRegistry:
+    _models: dict[str, type[Event]] = field(default_factory=dict)
+    _upcasters: dict[tuple[str, int], Upcaster] = field(default_factory=dict)
+
+    # --- registration ---------------------------------------------------------
+
+    def register(self, model: type[Event]) -> type[Event]:
+        """Register a model under its ``TYPE``; usable as a class decorator."""
+        name = model.TYPE
+        if not name:
+            raise RegistryError(f"{model.__name__} has no TYPE wire name")
+        existing = self._models.get(name)
+        if existing is not None and existing is not model:
+            raise RegistryError(f"event type {name!r} is already registered by {existing.__name__}")
+        self._models[name] = model
+        return model
+
+    def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Decorator registering the step ``from_version -> from_version + 1``."""
+
+        def decorate(step: Upcaster) -> Upcaster:
+            key = (type_name, from_version)
+            if key in self._upcasters:
+                raise RegistryError(f"upcaster for {type_name!r} v{from_version} already registered")
+            self._upcasters[key] = step
+            return step
+
+        return decorate
+
+    def load_plugins(self) -> list[str]:
+        """Register models published by installed packages under the entry-point group
+        ``touchpoints.event_types`` (each entry point names a model or an iterable of them)."""
+        loaded: list[str] = []
+        for entry_point in metadata.entry_points(group=PLUGIN_ENTRY_POINT_GROUP):
+            target = entry_point.load()
+            models = target if isinstance(target, Iterable) else [target]
+            for model in models:
+                self.register(model)
+                loaded.append(model.TYPE)
+        return loaded
+
+    # --- lookup ---------------------------------------------------------------
+
+    def model(self, type_name: str) -> type[Event]:
+        try:
+            return self._models[type_name]
+        except KeyError:
+            raise InvalidEvent([FieldError("type", f"unknown event type {type_name!r}")]) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def current_version(self, type_name: str) -> int:
+        return self.model(type_name).SCHEMA_VERSION
+
+    def json_schemas(self) -> dict[str, dict[str, Any]]:
+        """The JSON Schema of every registered type, keyed by wire name."""
+        schemas = {}
+        for name in self.names():
+            model = self._models[name]
+            schema = model.model_json_schema()
+            schema["x-schema-version"] = model.SCHEMA_VERSION
+            schemas[name] = schema
+        return schemas
+
+    # --- decoding -------------------------------------------------------------
+
+    def upcast(self, type_name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
+        target = self.current_version(type_name)
+        if version > target:
+            raise InvalidEvent(
+                [FieldError("schema_version", f"{version} is newer than the known {target} for {type_name!r}")]
+            )
+        while version < target:
+            step = self._upcasters.get((type_name, version))
+            if step is None:
+                raise InvalidEvent(
+                    [FieldError("schema_version", f"no upcaster for {type_name!r} from version {version}")]
+                )
+            body = step(body)
+            version += 1
+        return body
+
+    def validate(self, body: Any) -> Event:
+        """Validate one wire-format object (a dict, as parsed from JSON).
+
+        An optional ``schema_version`` key says which version the emitter wrote;
+        older bodies are upcast to the current model before validation.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidEvent([FieldError("", f"expected a JSON object, got {_json_kind(body)}")])
+        type_name = body.get("type")
+        if not isinstance(type_name, str):
+            raise InvalidEvent([FieldError("type", "required: a registered event type name")])
+        model = self.model(type_name)
+        version = body.get("schema_version", model.SCHEMA_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise InvalidEvent([FieldError("schema_version", "must be a positive integer")])
+        body = {k: v for k, v in body.items() if k != "schema_version"}
+        if version != model.SCHEMA_VERSION:
+            body = self.upcast(type_name, version, body)
+        try:
+            return model.model_validate(body)
+        except ValidationError as error:
+            raise InvalidEvent(field_errors(error)) from None
+
+    def decode_json(self, raw: bytes | str) -> Event:
+        """Decode one wire-format JSON document."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise InvalidEvent([FieldError("", f"malformed JSON: {error}")]) from None
+        return self.validate(body)
+
+    def decode_stored(self, type_name: str, schema_version: int, data: bytes) -> Event:
+        """Decode an event as stored (its canonical body, without ``type``)."""
+        model = self.model(type_name)
+        if schema_version == model.SCHEMA_VERSION:
+            return model.model_validate_json(data)
+        body = orjson.loads(data)
+        body["type"] = type_name
+        return model.model_validate(self.upcast(type_name, schema_version, body))
+
+
+def encode_body(event: Event) -> bytes:
+    """The canonical stored bytes of an event: its fields but ``type`` (kept in the
+    envelope), ``None`` fields left out, keys in model order. Stable for a given
+    model version, so hashes over it are reproducible."""
+    return event.model_dump_json(exclude={"type"}, exclude_none=True).encode()
+
+
+def encode_wire(event: Event) -> bytes:
+    """The wire format of an event (what emitters send), with ``type``."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def field_errors(error: ValidationError) -> list[FieldError]:
+    errors = []
+    for item in error.errors(include_url=False):
+        location = ".".join(str(part) for part in item["loc"])
+        errors.append(FieldError(location, item["msg"]))
+    return errors
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _upcast_order_placed_v1(body: dict[str, Any]) -> dict[str, Any]:
+    """v1 orders carried ``data.total_cents`` (integer); v2 carries ``data.revenue``
+    as a decimal amount in the order's currency."""
+    data = dict(body.get("data") or {})
+    if "total_cents" in data:
+        cents = data.pop("total_cents")
+        if isinstance(cents, int) and not isinstance(cents, bool):
+            data["revenue"] = f"{cents // 100}.{cents % 100:02d}" if cents >= 0 else str(cents / 100)
+        else:
+            data["revenue"] = cents  # let validation name the bad value
+    return {**body, "data": data}
+
+
+def default_registry() -> EventRegistry:
+    """A registry with the core touchpoint types and their upcasters."""
+    registry = EventRegistry()
+    for model in CORE_EVENT_TYPES:
+        registry.register(model)
+    registry.upcaster("order_placed", 1)(_upcast_order_placed_v1)
+    return registry
+
+
+REGISTRY = default_registry()
+
+
+def decode_recorded(recorded: "RecordedEvent", registry: EventRegistry = REGISTRY) -> "LoggedEvent":
+    """Decode a stored envelope into the event plus where and when the log holds it."""
+    event = registry.decode_stored(recorded.type, recorded.schema_version, recorded.data)
+    return LoggedEvent(recorded.position, recorded.recorded_at, recorded.stream, event)
+
+
+from events.logged import LoggedEvent  # noqa: E402
+from events.store import RecordedEvent  # noqa: E402
