@@ -10,6 +10,12 @@ import sys
 
 COMMAND_MODULES = [
     # one module per command family; each adds its subcommands
+    "ingest",
+    "demo",
+    "schemas",
+    "serve",
+    "relay",
+    "broker",
 ]
 
 

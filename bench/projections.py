@@ -1,0 +1,206 @@
+"""bench/projections: folding a generated log through every projection, then the views.
+
+A seeded generator writes a log of >= 1,000,000 events (scale 1.0) over ~100k
+identity groups: touches on ten channels and thirty campaigns, several
+anonymous identities per person linked before or after their touches, orders,
+refunds, merges, consent changes, conflicting links, late events (positions
+follow arrival, not occurred_at) and redelivered duplicates. Events are
+decoded through the registry BEFORE timing. Then, in one run:
+
+* the full fold (``population.evolve`` per event) beside a minimal fold over the
+  same decoded events that only records each identity's first touch (one dict
+  lookup per event, also one ``evolve`` call per event) -- target >= 0.25x;
+* all views once after the fold (groups summarised lazily here);
+* memory per group (RSS growth over the fold, and with the group summaries);
+* every attribution model over 100,000 conversions (``conversion_paths`` +
+  ``attribute``) -- target < 2 s each.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+import orjson
+
+from bench.common import Row
+from events.logged import LoggedEvent
+from events.registry import REGISTRY
+from projections import population as population_module
+from projections import views
+from projections.attribution import MODELS, attribute
+from projections.population import conversion_paths
+
+BENCH = "projections"
+SEED = 20240101
+START = datetime(2022, 1, 1, tzinfo=timezone.utc)
+RECORDED = datetime(2025, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+CHANNELS = ("instagram", "facebook", "google", "email", "newsletter", "store", "support", "tiktok", "youtube", "affiliate")
+TOUCH_TYPES = ("page_viewed", "ad_clicked", "social_engaged", "email_opened", "store_visited")
+CAMPAIGNS = tuple(f"campaign-{n:02d}" for n in range(30))
+
+
+class LogGenerator:
+    """Wire-format event bodies for one person at a time, reproducible from a seed."""
+
+    def __init__(self, seed: int, *, order_rate: float):
+        self.rng = random.Random(seed)
+        self.order_rate = order_rate
+        self.ids = 0
+        self.bodies: list[tuple[float, dict]] = []  # (arrival, body)
+
+    def body(self, type_: str, at: datetime, **fields: object) -> None:
+        self.ids += 1
+        body = {"event_id": str(UUID(int=self.ids)), "type": type_, "occurred_at": at.isoformat(), **fields}
+        late = self.rng.random() < 0.05
+        arrival = at.timestamp() + (self.rng.uniform(3600, 90 * 86400) if late else self.rng.uniform(0, 60))
+        self.bodies.append((arrival, body))
+
+    def person(self, n: int, touches: int, converts: bool) -> None:
+        rng = self.rng
+        customer = f"c{n}" if converts or rng.random() < 0.3 else None
+        anons = [f"a{n}-{k}" for k in range(rng.choice((1, 1, 2, 3)))]
+        first = START + timedelta(seconds=rng.uniform(0, 900 * 86400))
+        moment = first
+        for _ in range(touches):
+            who = {"anonymous_id": rng.choice(anons)} if customer is None or rng.random() < 0.7 else {"customer_id": customer}
+            channel = rng.choice(CHANNELS)
+            campaign = rng.choice(CAMPAIGNS) if rng.random() < 0.6 else None
+            fields = {"channel": channel, **({"campaign": campaign} if campaign else {}), **who}
+            self.body(rng.choice(TOUCH_TYPES), moment, **fields)
+            moment += timedelta(seconds=rng.expovariate(1 / (6 * 86400)))
+        if customer is not None:
+            for anon in anons:
+                self.body("identity_linked", first + timedelta(days=rng.uniform(0, 60)), customer_id=customer, anonymous_id=anon)
+            if rng.random() < 0.002:  # a shared device: the anonymous id also claimed by a neighbour
+                self.body("identity_linked", moment, customer_id=f"c{n + 1}", anonymous_id=anons[0])
+            if rng.random() < 0.01:  # a duplicate customer record, merged later
+                self.body("page_viewed", first, customer_id=f"{customer}-dup", channel=rng.choice(CHANNELS))
+                self.body("customers_merged", moment, customer_id=customer, data={"duplicate_customer_id": f"{customer}-dup"})
+            if rng.random() < 0.2:
+                self.body("consent_changed", first, customer_id=customer, data={"purpose": "marketing", "granted": rng.random() < 0.8})
+        if converts:
+            orders = rng.choice((1, 1, 1, 2, 3))
+            for k in range(orders):
+                moment += timedelta(seconds=rng.expovariate(1 / (20 * 86400)))
+                revenue = f"{rng.uniform(5, 400):.2f}"
+                data = {"order_id": f"o{n}-{k}", "revenue": revenue, "currency": "EUR"}
+                self.body("order_placed", moment, customer_id=customer, data=data)
+                if rng.random() < 0.08:
+                    refund = {"order_id": f"o{n}-{k}", "amount": revenue}
+                    self.body("order_refunded", moment + timedelta(days=3), customer_id=customer, data=refund)
+
+    def logged(self) -> list[LoggedEvent]:
+        """Decode every body through the registry, positions in arrival order (gaps
+        of 3, like a store's), with 0.5% redelivered."""
+        self.bodies.sort(key=lambda item: item[0])
+        out = []
+        position = 0
+        for arrival, body in self.bodies:
+            event = REGISTRY.decode_json(orjson.dumps(body))
+            position += 3
+            entry = LoggedEvent(position, RECORDED + timedelta(seconds=position), event.stream, event)
+            out.append(entry)
+            if self.rng.random() < 0.005:
+                out.append(entry)
+        return out
+
+
+def generate_log(events: int, groups: int, seed: int = SEED) -> list[LoggedEvent]:
+    """About ``events`` decoded events over ``groups`` people; a third of them order."""
+    generator = LogGenerator(seed, order_rate=0.33)
+    per_group = max(1, round(events / groups) - 2)
+    for n in range(groups):
+        touches = max(1, min(4 * per_group, round(generator.rng.expovariate(1 / per_group))))
+        generator.person(n, touches, generator.rng.random() < 0.33)
+    return generator.logged()
+
+
+def generate_conversions(conversions: int, prospects: int, seed: int = SEED + 1) -> list[LoggedEvent]:
+    generator = LogGenerator(seed, order_rate=1.0)
+    for n in range(conversions + prospects):
+        generator.person(n, generator.rng.randint(1, 8), n < conversions)
+    return generator.logged()
+
+
+def first_touch_evolve(state: dict, logged: LoggedEvent) -> dict:
+    """The minimal fold: each identity's first touch, one dict lookup per event."""
+    event = logged.event
+    if event.KIND == "touch":
+        key = logged.stream
+        first = state.get(key)
+        if first is None or event.occurred_at < first[0]:
+            state[key] = (event.occurred_at, event.channel)
+    return state
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * 4096 / 2**20
+
+
+def _timed_fold(evolve, state, events):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    for logged in events:
+        state = evolve(state, logged)
+    return state, time.perf_counter() - started
+
+
+def run(scale: float) -> list[Row]:
+    rows: list[Row] = []
+    total = max(10_000, int(1_000_000 * scale))
+    groups = max(1_000, int(100_000 * scale))
+    log = generate_log(total, groups)
+    gc.collect()
+
+    minimal_seconds = min(_timed_fold(first_touch_evolve, {}, log)[1] for _ in range(3))
+    minimal_rate = len(log) / minimal_seconds
+    gc.collect()
+    rss_before = _rss_mib()
+    gc.disable()  # the fold allocates only long-lived state: collections would scan it in vain
+    population, full_seconds = _timed_fold(population_module.evolve, population_module.initial_state(), log)
+    gc.enable()
+    rss_fold = _rss_mib()
+    full_rate = len(log) / full_seconds
+    rows.append(
+        Row(BENCH, f"full fold, {len(log):,} events", full_rate, "events/s",
+            "minimal first-touch fold", minimal_rate, ">= 0.25x", full_rate / minimal_rate >= 0.25)
+    )
+
+    started = time.perf_counter()
+    documents = views.all_views(population, now=NOW)
+    all_seconds = time.perf_counter() - started
+    group_count = documents["funnel"]["groups"]
+    rows.append(Row(BENCH, f"all views once after the fold ({group_count:,} groups)", all_seconds * 1000, "ms"))
+    started = time.perf_counter()
+    views.all_views(population, now=NOW)
+    rows.append(Row(BENCH, "all views again (groups cached)", (time.perf_counter() - started) * 1000, "ms"))
+    rss_views = _rss_mib()
+    rows.append(Row(BENCH, "memory per group: fold state", (rss_fold - rss_before) * 2**20 / group_count, "bytes"))
+    rows.append(Row(BENCH, "memory per group: plus summaries", (rss_views - rss_before) * 2**20 / group_count, "bytes"))
+    del population, documents, log
+    gc.collect()
+
+    conversions = max(1_000, int(100_000 * scale))
+    attribution_log = generate_conversions(conversions, conversions // 2)
+    attribution_population = population_module.fold(attribution_log)
+    del attribution_log
+    attribution_population.groups()
+    for model in MODELS:
+        reads_all = model in ("markov", "shapley")
+        attribution_population._cache.clear()  # build the paths again: they are part of the cost
+        started = time.perf_counter()
+        paths = conversion_paths(attribution_population, include_non_converting=reads_all)
+        result = attribute(paths, model)
+        seconds = time.perf_counter() - started
+        converted = result.conversions + result.unattributed_conversions
+        rows.append(
+            Row(BENCH, f"{model}: paths + model, {converted:,} conversions", seconds, "s",
+                target="< 2 s", ok=seconds < 2.0)
+        )
+    return rows

@@ -1,0 +1,128 @@
+"""The HTTP API: ``create_app`` wires the ingestion routes, health, and (when given) live views.
+
+The app does not own the store: whoever opened it closes it after the server stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from consumers.api.docs import Health
+from consumers.api.event_routes import json_response
+from consumers.api.event_routes import router as event_router
+from consumers.ingest import Ingestor
+from consumers.settings import Settings
+from events.registry import REGISTRY, EventRegistry
+from events.store import EventStore, StoreUnavailable
+
+HealthCheck = Callable[[], Mapping[str, Any]]
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Every customer touchpoint as an immutable event.
+
+* `POST /v1/events` ingests one event, a JSON array or NDJSON (all-or-nothing, idempotent by `event_id`).
+* `GET /v1/events` reads the log in global order; `GET /v1/schemas` lists the JSON Schema of every type.
+* `GET /healthz` reports each component.
+"""
+
+
+def create_app(
+    *,
+    store: EventStore,
+    settings: Settings,
+    views: Any = None,
+    registry: EventRegistry = REGISTRY,
+    health_checks: Mapping[str, HealthCheck] | None = None,
+) -> FastAPI:
+    """Build the API over an open store. ``views`` is the live-views holder the view routes
+    serve (None: ingestion only). ``health_checks`` adds components to ``/healthz``: each
+    callable returns a dict whose ``status`` ("ok" unless said otherwise) decides health."""
+    app = FastAPI(title="touchpoints", version="0.1.0", description=DESCRIPTION)
+    app.state.store = store
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.ingestor = Ingestor(store, registry)
+    app.state.views = views
+    app.state.health_checks = {"store": lambda: store_health(store, settings), **(health_checks or {})}
+
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.include_router(event_router)
+    app.add_api_route(
+        "/healthz", healthz, methods=["GET"], summary="State of every component", tags=["health"],
+        response_model=None, responses={200: {"model": Health}},
+    )
+
+    # --- live views: the views helper's routes (consumers/api/view_routes.py) go here ---
+
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    checks: dict[str, HealthCheck] = request.app.state.health_checks
+    components = await run_in_threadpool(run_health_checks, checks)
+    healthy = all(component.get("status") == "ok" for component in components.values())
+    return json_response({"status": "ok" if healthy else "degraded", "components": components})
+
+
+def run_health_checks(checks: Mapping[str, HealthCheck]) -> dict[str, dict[str, Any]]:
+    """Each check's report with a ``status`` (default "ok"); a check that raises is "down"."""
+    components: dict[str, dict[str, Any]] = {}
+    for name, check in checks.items():
+        try:
+            report = dict(check())
+            report.setdefault("status", "ok")
+        except Exception as error:  # a failing component must not take /healthz down with it
+            log.warning("health check %s failed: %s", name, error)
+            report = {"status": "down", "error": f"{type(error).__name__}: {error}"}
+        components[name] = report
+    return components
+
+
+def store_health(store: EventStore, settings: Settings) -> dict[str, Any]:
+    report: dict[str, Any] = {"url": redact_url(settings.store_url), "head_position": store.head_position()}
+    count = getattr(store, "count", None)
+    if callable(count):
+        report["count"] = count()
+    return report
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password, safe to show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _invalid_parameters(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    invalid = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ())]
+        name = ".".join(location[1:]) if len(location) > 1 else ".".join(location)
+        invalid.append({"parameter": name, "in": location[0] if location else "", "reason": item.get("msg", "")})
+    names = ", ".join(item["parameter"] for item in invalid)
+    return json_response(
+        {"error": "invalid_parameters", "detail": f"invalid parameter(s): {names}", "invalid": invalid}, 422
+    )
+
+
+async def _store_unavailable(request: Request, error: Exception) -> Response:
+    log.error("event store unavailable: %s", error)
+    document: dict[str, Any] = {"error": "store_unavailable", "detail": f"the event store is unavailable: {error}"}
+    if request.method == "POST":
+        document["accepted"] = 0
+    return json_response(document, 503)
+

@@ -1,0 +1,174 @@
+"""``/v1/events`` (ingest and read the log) and ``/v1/schemas`` (the JSON Schema of every type)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from consumers.api.body import NDJSON_TYPES, BodyError, check_media_type, media_type, parse_items, read_limited
+from consumers.api.docs import (
+    EXAMPLE_EVENT,
+    ErrorDocument,
+    IngestAccepted,
+    InvalidEvents,
+    LogPage,
+    MalformedBody,
+)
+from consumers.ingest import Ingestor
+from events.hashing import utc_text
+from events.registry import EventRegistry, decode_recorded, encode_wire
+from events.store import EventStore, RecordedEvent
+
+MAX_PAGE = 10_000
+
+router = APIRouter(tags=["events"])
+
+
+def json_response(document: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(document), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "/v1/events",
+    summary="Ingest touchpoint events (one object, a JSON array, or NDJSON)",
+    description=(
+        "The request is validated whole before anything is stored: if any item is invalid the answer "
+        "is 422 listing every bad item by index, field and reason, and nothing of the request is stored. "
+        "`event_id` is the idempotency key: an id already stored (or repeated in the request) is reported "
+        "as a duplicate with the original position and not written again, so retries are safe."
+    ),
+    response_model=None,
+    responses={
+        200: {"model": IngestAccepted, "description": "Every item stored or recognised as a duplicate"},
+        400: {"model": MalformedBody, "description": "Malformed JSON (line/offset named) or an empty body"},
+        413: {"model": ErrorDocument, "description": "Body larger than TOUCHPOINTS_MAX_BODY_BYTES"},
+        415: {"model": ErrorDocument, "description": "Content-Type is neither JSON nor NDJSON"},
+        422: {"model": InvalidEvents, "description": "Some items are invalid; nothing was stored"},
+        503: {"model": ErrorDocument, "description": "The event store is unavailable; retry later"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+                    "example": [EXAMPLE_EVENT],
+                },
+                **{kind: {"schema": {"type": "string"}, "example": orjson.dumps(EXAMPLE_EVENT).decode() + "\n"}
+                   for kind in NDJSON_TYPES[:1]},
+            },
+        }
+    },
+)
+async def post_events(request: Request) -> Response:
+    state = request.app.state
+    try:
+        ndjson = check_media_type(media_type(request.headers.get("content-type")))
+        body = await read_limited(request.stream(), request.headers.get("content-length"), state.settings.max_body_bytes)
+        items = parse_items(body, ndjson=ndjson)
+    except BodyError as error:
+        return json_response(error.document, error.status)
+    status, document = await run_in_threadpool(ingest_items, state.ingestor, items)
+    return json_response(document, status)
+
+
+def ingest_items(ingestor: Ingestor, items: list[Any]) -> tuple[int, dict[str, Any]]:
+    """Validate all, then append all (or nothing): the HTTP status and response document."""
+    events, invalid = ingestor.validate_batch(items)
+    if invalid:
+        return 422, {
+            "error": "invalid_events",
+            "detail": f"{len(invalid)} of {len(items)} events are invalid; nothing was stored",
+            "invalid": [item.as_dict() for item in invalid],
+            "accepted": 0,
+        }
+    outcomes = ingestor.append(events)
+    results = [
+        {
+            "event_id": str(outcome.event_id),
+            "position": outcome.position,
+            "stream": event.stream,
+            "stream_version": outcome.stream_version,
+            "duplicate": outcome.duplicate,
+        }
+        for event, outcome in zip(events, outcomes)
+    ]
+    duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+    return 200, {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results}
+
+
+@router.get(
+    "/v1/events",
+    summary="Read the log in global order",
+    description=(
+        "Events with `position >= from_position`, oldest first, each with its stream, stream version, "
+        "`recorded_at` (when the log learned it) and the event in wire form. Positions are ordered but "
+        "not dense: page with `next_position`."
+    ),
+    response_model=None,
+    responses={200: {"model": LogPage}},
+)
+async def get_events(
+    request: Request,
+    from_position: int = Query(0, ge=0, description="first global position to return (inclusive)"),
+    limit: int = Query(100, ge=1, le=MAX_PAGE, description=f"events per page (1-{MAX_PAGE})"),
+) -> Response:
+    state = request.app.state
+    document = await run_in_threadpool(read_page, state.store, state.registry, from_position, limit)
+    return json_response(document)
+
+
+def read_page(store: EventStore, registry: EventRegistry, from_position: int, limit: int) -> dict[str, Any]:
+    recorded = list(store.read_all(from_position, limit=limit + 1))
+    more = len(recorded) > limit
+    page = recorded[:limit]
+    next_position = page[-1].position + 1 if page else from_position
+    return {
+        "events": [_logged_document(record, registry) for record in page],
+        "next_position": next_position,
+        "has_more": more,
+    }
+
+
+def _logged_document(record: RecordedEvent, registry: EventRegistry) -> dict[str, Any]:
+    logged = decode_recorded(record, registry)
+    return {
+        "position": record.position,
+        "stream": record.stream,
+        "stream_version": record.stream_version,
+        "recorded_at": utc_text(record.recorded_at),
+        "hash": record.hash.hex() if record.hash is not None else None,
+        "event": orjson.Fragment(encode_wire(logged.event)),
+    }
+
+
+@router.get(
+    "/v1/schemas",
+    summary="JSON Schema of every registered event type",
+    tags=["schemas"],
+    response_model=None,
+    responses={200: {"description": "schemas keyed by type name; `x-schema-version` is the current version"}},
+)
+async def get_schemas(request: Request) -> Response:
+    return json_response(request.app.state.registry.json_schemas())
+
+
+@router.get(
+    "/v1/schemas/{type_name}",
+    summary="JSON Schema of one event type",
+    tags=["schemas"],
+    response_model=None,
+    responses={404: {"model": ErrorDocument, "description": "No such event type"}},
+)
+async def get_schema(request: Request, type_name: str = Path(description="wire name, e.g. `ad_clicked`")) -> Response:
+    registry: EventRegistry = request.app.state.registry
+    schemas = registry.json_schemas()
+    if type_name not in schemas:
+        return json_response(
+            {"error": "unknown_type", "detail": f"unknown event type {type_name!r}", "known": sorted(schemas)}, 404
+        )
+    return json_response(schemas[type_name])

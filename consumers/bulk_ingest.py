@@ -1,0 +1,359 @@
+"""Bulk loading of NDJSON history: the backfill path of ``touchpoints ingest``.
+
+Lines are parsed, validated and encoded into large batches, each appended in one
+``append_batch`` transaction through ``consumers.ingest.Ingestor``. Invalid lines are
+handed to a callback with their line number and reasons; valid lines around them are
+stored. Appends are idempotent by ``event_id``, so repeating a load (after a failure, or
+with overlapping files) stores nothing twice.
+
+Decoding (pydantic validation and encoding) and appending (SQLite, hashing) each need
+about a core. With ``decoder="process"`` a child process decodes the next batches while
+this process appends: the child receives raw byte blocks and returns encoded events, so
+neither side waits for the other's GIL. ``decoder="thread"`` decodes in a thread of this
+process (it overlaps only the store's I/O); it serves small inputs, where starting a
+process costs more than it saves, and registries that cannot be sent to a child.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import pickle
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from queue import Empty, Full, Queue
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+
+from consumers.ingest import Ingestor, to_new_event
+from events.registry import EventRegistry, FieldError, InvalidEvent
+from events.store import NewEvent
+
+DEFAULT_BATCH_SIZE = 10_000
+PROCESS_MIN_BYTES = 8 << 20  # below this a child process costs more than it saves
+Decoder = Literal["auto", "process", "thread"]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    """An input line that was not stored: its 1-based number, bytes and reasons."""
+
+    line: int
+    raw: bytes
+    errors: list[FieldError]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "errors": [error.as_dict() for error in self.errors],
+            "raw": self.raw.decode("utf-8", errors="replace"),
+        }
+
+
+@dataclass
+class BulkReport:
+    """What a bulk load did so far. ``lines`` counts every line read, blank ones included."""
+
+    lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    blank: int = 0
+    bytes_read: int = 0
+    batches: int = 0
+    decoder: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "blank": self.blank,
+            "bytes": self.bytes_read,
+            "batches": self.batches,
+            "decoder": self.decoder,
+        }
+
+
+@dataclass
+class _Batch:
+    items: list[tuple[str, NewEvent]] = field(default_factory=list)
+    rejects: list[RejectedLine] = field(default_factory=list)
+    lines: int = 0
+    blank: int = 0
+    size: int = 0
+
+
+def bulk_load(
+    chunks: Iterable[bytes],
+    ingestor: Ingestor,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_reject: Callable[[RejectedLine], None] | None = None,
+    on_progress: Callable[[BulkReport], None] | None = None,
+    decoder: Decoder = "auto",
+    size_hint: int | None = None,
+) -> BulkReport:
+    """Load NDJSON given as byte ``chunks`` (any split; lines may span chunks), appending
+    ``batch_size`` valid events per transaction. ``on_reject`` receives every invalid line,
+    ``on_progress`` the report after each committed batch. ``decoder="auto"`` decodes in a
+    child process unless ``size_hint`` (bytes) says the input is small.
+
+    A store error propagates after the batches before it were committed; loading the
+    same input again completes the load."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if decoder == "auto":
+        small = size_hint is not None and size_hint < PROCESS_MIN_BYTES
+        decoder = "thread" if small or not _picklable(ingestor.registry) else "process"
+    report = BulkReport(decoder=decoder)
+    if decoder == "process":
+        batches: Iterator[_Batch] = _decode_in_process(chunks, ingestor.registry, batch_size)
+    else:
+        batches = _read_ahead(decode_batches(split_lines(chunks), ingestor.registry, batch_size))
+    with _gc_paused():
+        try:
+            for batch in batches:
+                _commit(batch, ingestor, report, on_reject)
+                if on_progress is not None:
+                    on_progress(report)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+    return report
+
+
+def _commit(batch: _Batch, ingestor: Ingestor, report: BulkReport, on_reject: Callable | None) -> None:
+    if batch.items:
+        outcomes = ingestor.append_new(batch.items)
+        duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+        report.accepted += len(outcomes) - duplicates
+        report.duplicates += duplicates
+        report.batches += 1
+    for rejected in batch.rejects:
+        report.rejected += 1
+        if on_reject is not None:
+            on_reject(rejected)
+    report.lines += batch.lines
+    report.blank += batch.blank
+    report.bytes_read += batch.size
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines (without ``\\n``) of a byte stream given in arbitrary chunks."""
+    rest = b""
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def decode_batches(lines: Iterable[bytes], registry: EventRegistry, batch_size: int) -> Iterator[_Batch]:
+    """Parse, validate and encode lines into batches of up to ``batch_size`` valid events."""
+    loads = orjson.loads
+    validate = registry.validate
+    batch = _Batch()
+    for number, line in enumerate(lines, start=1):
+        batch.lines += 1
+        batch.size += len(line) + 1
+        if not line.strip():
+            batch.blank += 1
+            continue
+        try:
+            event = validate(loads(line))
+        except orjson.JSONDecodeError as error:
+            batch.rejects.append(RejectedLine(number, line.rstrip(b"\r"), [FieldError("", f"malformed JSON: {error}")]))
+            continue
+        except InvalidEvent as error:
+            batch.rejects.append(RejectedLine(number, line.rstrip(b"\r"), error.errors))
+            continue
+        batch.items.append((event.stream, to_new_event(event)))
+        if len(batch.items) >= batch_size:
+            yield batch
+            batch = _Batch()
+    if batch.lines:
+        yield batch
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Millions of short-lived acyclic objects make the cyclic collector rescan every live
+    object (caches included) over and over; reference counting frees them anyway."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# --- decoding in a thread ---------------------------------------------------------------
+
+_DONE = object()
+
+
+def _read_ahead(batches: Iterator[_Batch], depth: int = 2) -> Iterator[_Batch]:
+    """Run ``batches`` in a thread, up to ``depth`` batches ahead; its errors re-raise here,
+    and closing this generator stops the thread."""
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stopping = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not _put(queue, batch, stopping):
+                    return
+            _put(queue, _DONE, stopping)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            _put(queue, error, stopping)
+
+    thread = threading.Thread(target=produce, name="ingest-decoder", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopping.set()
+        thread.join()
+
+
+def _put(queue: Queue[Any], item: Any, stopping: threading.Event) -> bool:
+    while not stopping.is_set():
+        try:
+            queue.put(item, timeout=0.1)
+            return True
+        except Full:
+            continue
+    return False
+
+
+# --- decoding in a child process -----------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _picklable(registry: EventRegistry) -> bool:
+    try:
+        pickle.dumps(registry)
+    except Exception:  # models or upcasters defined where a child cannot import them
+        return False
+    return True
+
+
+def _decode_in_process(chunks: Iterable[bytes], registry: EventRegistry, batch_size: int) -> Iterator[_Batch]:
+    """Decode in a spawned child: a feeder thread sends it raw chunks, this generator
+    receives encoded batches. Errors on either side re-raise here."""
+    context = multiprocessing.get_context("spawn")
+    chunks_out, chunks_in = context.Pipe(duplex=False)  # (receiving end, sending end)
+    results_out, results_in = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_decoder_main, args=(chunks_out, results_in, pickle.dumps(registry), batch_size),
+        name="ingest-decoder", daemon=True,
+    )
+    child.start()
+    chunks_out.close()
+    results_in.close()
+    feed_error: list[BaseException] = []
+    feeder = threading.Thread(target=_feed, args=(chunks, chunks_in, feed_error), name="ingest-feeder", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            try:
+                message = results_out.recv_bytes()
+            except EOFError:
+                raise RuntimeError(f"the decoder process ended unexpectedly (exit code {child.exitcode})") from None
+            if not message:
+                break
+            kind, payload = pickle.loads(message)
+            if kind == "error":
+                raise RuntimeError(f"the decoder process failed: {payload}")
+            yield _unpack(payload)
+        if feed_error:
+            raise feed_error[0]
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        results_out.close()
+        feeder.join()
+
+
+def _feed(chunks: Iterable[bytes], sink: Any, errors: list[BaseException]) -> None:
+    try:
+        for chunk in chunks:
+            if chunk:
+                sink.send_bytes(chunk)
+    except (BrokenPipeError, OSError) as error:
+        if not isinstance(error, BrokenPipeError):
+            errors.append(error)  # reading the input failed; the child stopped reading otherwise
+    except BaseException as error:
+        errors.append(error)
+    finally:
+        try:
+            sink.send_bytes(b"")
+        except OSError:
+            pass
+        sink.close()
+
+
+def _decoder_main(source: Any, sink: Any, registry_bytes: bytes, batch_size: int) -> None:
+    """The child: chunks in, packed batches out, an empty message at the end."""
+    try:
+        registry = pickle.loads(registry_bytes)
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                chunk = source.recv_bytes()
+                if not chunk:
+                    return
+                yield chunk
+
+        gc.disable()
+        for batch in decode_batches(split_lines(chunks()), registry, batch_size):
+            sink.send_bytes(pickle.dumps(("batch", _pack(batch)), protocol=pickle.HIGHEST_PROTOCOL))
+        sink.send_bytes(b"")
+    except BaseException as error:  # reported to the parent, which raises it
+        try:
+            sink.send_bytes(pickle.dumps(("error", f"{type(error).__name__}: {error}")))
+        except OSError:
+            pass
+
+
+def _pack(batch: _Batch) -> tuple:
+    items = [
+        (stream, new.event_id.bytes, new.type, new.schema_version, (new.occurred_at - _EPOCH) // _MICROSECOND, new.data)
+        for stream, new in batch.items
+    ]
+    rejects = [(r.line, r.raw, [(e.field, e.reason) for e in r.errors]) for r in batch.rejects]
+    return items, rejects, batch.lines, batch.blank, batch.size
+
+
+def _unpack(payload: tuple) -> _Batch:
+    items, rejects, lines, blank, size = payload
+    epoch, micro = _EPOCH, _MICROSECOND
+    return _Batch(
+        items=[
+            (stream, NewEvent(UUID(bytes=id_bytes), type_, version, epoch + micros * micro, data))
+            for stream, id_bytes, type_, version, micros, data in items
+        ],
+        rejects=[RejectedLine(line, raw, [FieldError(f, r) for f, r in errors]) for line, raw, errors in rejects],
+        lines=lines,
+        blank=blank,
+        size=size,
+    )

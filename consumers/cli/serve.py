@@ -1,0 +1,84 @@
+"""``touchpoints serve``: the HTTP API alone on the configured store (no Kafka).
+
+Live views are fed straight from the store (``consumers.store_feed``). An empty store gets
+the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import ExitStack
+
+from consumers.settings import Settings, SettingsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the HTTP API on the configured store (no Kafka)",
+        description="Serve the ingestion API, the log, schemas, health and the live views on the store "
+        "named by TOUCHPOINTS_STORE (default: the SQLite file in TOUCHPOINTS_DATA). An empty store is "
+        "first loaded with TOUCHPOINTS_DEMO_CUSTOMERS demo customers unless TOUCHPOINTS_DEMO=0.",
+    )
+    parser.add_argument("--host", help="listen address (default TOUCHPOINTS_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port, 0 for a free one (default TOUCHPOINTS_PORT or 8000)")
+    parser.add_argument("--store", metavar="URL", help="event store URL (default TOUCHPOINTS_STORE)")
+    parser.add_argument("--no-demo", action="store_true", help="never load the demo data set")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"touchpoints serve: {error}", file=sys.stderr)
+        return 2
+    overrides = {
+        "host": args.host if args.host is not None else settings.host,
+        "port": args.port if args.port is not None else settings.port,
+        "store_url": args.store or settings.store_url,
+        "demo": settings.demo and not args.no_demo,
+    }
+    settings = settings.model_copy(update=overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    from consumers.api.app import create_app
+    from consumers.api.server import base_url, bind_socket, make_server
+    from consumers.demo import load_demo_if_empty
+    from consumers.live_views import LiveViews
+    from consumers.store_feed import StoreFeed
+    from events.factory import open_store
+    from events.registry import REGISTRY
+    from events.store import EventStoreError
+
+    REGISTRY.load_plugins()
+    with ExitStack() as stack:
+        try:
+            sock = bind_socket(settings.host, settings.port)
+        except OSError as error:
+            print(f"touchpoints serve: {error.strerror or error} (TOUCHPOINTS_HOST/TOUCHPOINTS_PORT)", file=sys.stderr)
+            return 2
+        stack.callback(sock.close)
+        try:
+            store = open_store(settings.store_url)
+        except (EventStoreError, ValueError) as error:
+            print(f"touchpoints serve: cannot open the store {settings.store_url}: {error}", file=sys.stderr)
+            return 2
+        stack.callback(store.close)
+        loaded = load_demo_if_empty(store, settings)
+        if loaded:
+            print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
+                  flush=True)
+        views = stack.enter_context(LiveViews())
+        feed = stack.enter_context(StoreFeed(store, views))
+        app = create_app(store=store, settings=settings, views=views, health_checks={"view_feed": feed.stats})
+        server = make_server(app, log_level=settings.log_level)
+        url = base_url(sock)
+        print(f"touchpoints API listening on {url} (docs: {url}/docs, health: {url}/healthz)", flush=True)
+        server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,489 @@
+"""The live views the API serves: one ``Population`` plus a cache of view documents.
+
+``LiveViews`` owns a ``projections.population.Population`` and keeps it current through
+one of two feeds: ``apply_events`` (decoded log events: ``consumers.store_feed`` and the
+CLI) or ``apply_journeys`` (per-identity journeys from the Kafka processors:
+``streams.view_feed``). Every change bumps ``version``.
+
+View documents come from ``projections.views`` and are cached per (view, parameters):
+
+- the *precomputed* views (every view with its default parameters, every attribution
+  model) are recomputed by a background thread after changes, coalesced: a burst of
+  events costs one refresh (``refresh_delay`` after the first change), and readers keep
+  getting the previous document until the new one is ready, so they never wait on a
+  recompute;
+- any other parameters are computed on first request and cached; when the data has
+  changed since, a cached document younger than ``max_stale_seconds`` is served as is,
+  an older one is recomputed by the first reader while concurrent readers of the same
+  key get the previous document (single flight).
+
+"Now" for the views that need it (prospects' age, recency) is *data time*: the latest
+``occurred_at`` the views have seen, unless a clock is given or a request passes
+``now``. Data time keeps the API, the CLI and an audit replay of the same log equal,
+and it is never behind a live log by more than the time since its newest event.
+
+The population is mutated in place by its fold, so folds and view computations take
+one lock; cached documents are immutable and read without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from events.logged import LoggedEvent
+from projections import journey as journey_module
+from projections import population as population_module
+from projections import views as views_module
+from projections.attribution import MODELS
+from projections.journey import IdentityJourney
+
+from consumers import exports
+
+Clock = Callable[[], datetime]
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SNAPSHOT_FORMAT = 1
+
+log = logging.getLogger(__name__)
+
+
+class UnknownView(KeyError):
+    """No view of that name."""
+
+
+class ViewParameterInvalid(ValueError):
+    """A parameter the view does not accept, or a value it cannot take."""
+
+    def __init__(self, param: str, reason: str):
+        self.param = param
+        self.reason = reason
+        super().__init__(f"{param}: {reason}")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view of ``projections.views``: its function and its parameters."""
+
+    name: str
+    compute: Callable[..., dict[str, Any]]
+    defaults: Mapping[str, Any]  # every parameter but ``now``, with its default (required: absent)
+    needs_now: bool
+    rows: str  # the key of the list CSV exports
+    precomputed: tuple[Mapping[str, Any], ...]  # parameter sets kept warm by the refresher
+
+    def key(self, params: Mapping[str, Any]) -> "ViewKey":
+        unknown = sorted(set(params) - set(self.defaults) - {"now"})
+        if unknown:
+            raise ViewParameterInvalid(unknown[0], f"not a parameter of the {self.name} view")
+        merged = {**self.defaults, **{k: v for k, v in params.items() if v is not None}}
+        if not self.needs_now:
+            merged.pop("now", None)
+        return (self.name, tuple(sorted(merged.items())))
+
+
+ViewKey = tuple[str, tuple[tuple[str, Any], ...]]
+
+
+def _spec(name: str, function: Callable[..., dict[str, Any]], rows: str, *precomputed: Mapping[str, Any]) -> ViewSpec:
+    parameters = inspect.signature(function).parameters.values()
+    keyword = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    defaults = {p.name: p.default for p in keyword if p.name != "now" and p.default is not inspect.Parameter.empty}
+    for p in keyword:
+        if p.name != "now" and p.default is inspect.Parameter.empty:
+            defaults.setdefault(p.name, None)
+    needs_now = any(p.name == "now" for p in keyword)
+    return ViewSpec(name, function, defaults, needs_now, rows, precomputed or ({},))
+
+
+VIEW_SPECS: dict[str, ViewSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("attribution", views_module.attribution_view, "rows", *({"model": m} for m in MODELS)),
+        _spec("first_contact", views_module.first_contact_view, "rows"),
+        _spec("conversion_time", views_module.conversion_time_view, "rows"),
+        _spec("paths", views_module.paths_view, "rows"),
+        _spec("top_customers", views_module.top_customers_view, "rows"),
+        _spec("prospects", views_module.prospects_view, "rows"),
+        _spec("funnel", views_module.funnel_view, "rows"),
+        _spec("data_quality", views_module.data_quality_view, "rows"),
+    )
+}
+
+
+@dataclass
+class CachedView:
+    """One computed view document, with its encodings made once on first use."""
+
+    key: ViewKey
+    version: int  # the LiveViews version it was computed at
+    computed_at: float  # time.monotonic()
+    compute_seconds: float
+    document: dict[str, Any]
+    _json: bytes | None = field(default=None, repr=False)
+    _csv: str | None = field(default=None, repr=False)
+
+    def json_bytes(self) -> bytes:
+        if self._json is None:
+            self._json = orjson.dumps(self.document, option=orjson.OPT_SERIALIZE_NUMPY)
+        return self._json
+
+    def csv_text(self) -> str:
+        if self._csv is None:
+            self._csv = exports.to_csv(self.document, preferred_rows=VIEW_SPECS[self.key[0]].rows)
+        return self._csv
+
+
+class LiveViews:
+    """A thread-safe holder of the population the API serves, and its view cache."""
+
+    def __init__(
+        self,
+        *,
+        population: Any = None,
+        clock: Clock | None = None,
+        refresh_delay: float = 0.2,
+        max_stale_seconds: float = 0.2,
+        cache_size: int = 256,
+        background: bool = True,
+    ):
+        self._population = population if population is not None else population_module.initial_state()
+        self._clock = clock
+        self.refresh_delay = refresh_delay
+        self.max_stale_seconds = max_stale_seconds
+        self.cache_size = cache_size
+        self._lock = threading.RLock()  # the population and its fold
+        self._changed = threading.Condition()
+        self._cache: dict[ViewKey, CachedView] = {}
+        self._on_demand: OrderedDict[ViewKey, None] = OrderedDict()  # LRU of non-precomputed keys
+        self._cache_lock = threading.Lock()
+        self._inflight: dict[ViewKey, threading.Event] = {}
+        self._precomputed: list[ViewKey] = [
+            spec.key(params) for spec in VIEW_SPECS.values() for params in spec.precomputed
+        ]
+        self._precomputed_set = frozenset(self._precomputed)
+        self._position: int | None = None
+        self._version = 0
+        self._data_time_us: int | None = None
+        self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
+        self._last_refresh_seconds = 0.0
+        self._refreshed_version = -1
+        self._background = background
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    # --- state ---------------------------------------------------------------------
+
+    @property
+    def position(self) -> int | None:
+        """The highest log position folded in (a watermark with ``apply_events``)."""
+        return self._position
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def population(self) -> Any:
+        """The live population. Hold ``locked()`` while reading it from another thread."""
+        return self._population
+
+    def locked(self) -> threading.RLock:
+        return self._lock
+
+    def now(self) -> datetime:
+        """The "now" of views that need one: the clock if given, else data time."""
+        if self._clock is not None:
+            return self._clock()
+        return journey_module.from_micros(self._data_time_us) if self._data_time_us is not None else EPOCH
+
+    # --- feeding ---------------------------------------------------------------------
+
+    def apply_events(self, logged_events: Sequence[LoggedEvent], *, through_position: int | None = None) -> int:
+        """Fold decoded log events (in log order); returns how many were given.
+
+        ``through_position`` moves ``position`` past events the caller skipped
+        (e.g. undecodable ones) so a feed does not read them again."""
+        if not logged_events and through_position is None:
+            return 0
+        evolve = population_module.evolve
+        with self._lock:
+            pop = self._population
+            newest = self._data_time_us
+            for logged in logged_events:
+                pop = evolve(pop, logged)
+                occurred = journey_module.micros(logged.event.occurred_at)
+                if newest is None or occurred > newest:
+                    newest = occurred
+            self._population = pop
+            self._data_time_us = newest
+            last = logged_events[-1].position if logged_events else None
+            if through_position is not None and (last is None or through_position > last):
+                last = through_position
+            if last is not None and (self._position is None or last > self._position):
+                self._position = last
+            self._counts["events_applied"] += len(logged_events)
+            self._counts["batches"] += 1
+            self._bump()
+        return len(logged_events)
+
+    def apply_journeys(self, items: Iterable[tuple[str, IdentityJourney | None]]) -> int:
+        """Replace identities' journeys (``None``: the identity is gone, e.g. a tombstone
+        on a compacted topic); returns how many were applied. ``position`` becomes the
+        highest log position any applied journey reflects (journeys arrive from several
+        partitions, so it is not a watermark here)."""
+        count = 0
+        with self._lock:
+            pop = self._population
+            position = self._position
+            newest = self._data_time_us
+            for key, journey in items:
+                pop = population_module.apply_journey(pop, key, journey)
+                count += 1
+                if journey is not None:
+                    journey_position, journey_time = _journey_extent(journey)
+                    if journey_position is not None and (position is None or journey_position > position):
+                        position = journey_position
+                    if journey_time is not None and (newest is None or journey_time > newest):
+                        newest = journey_time
+            self._population = pop
+            self._position = position
+            self._data_time_us = newest
+            if count:
+                self._counts["journeys_applied"] += count
+                self._counts["batches"] += 1
+                self._bump()
+        return count
+
+    def _bump(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+        if self._background and self._refresher is None and not self._closed.is_set():
+            self._start_refresher()
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until ``version`` changes or ``timeout`` passes; True if it changed."""
+        with self._changed:
+            seen = self._version
+            return self._changed.wait_for(lambda: self._version != seen, timeout)
+
+    # --- reading views -----------------------------------------------------------------
+
+    def view(self, name: str, **params: Any) -> CachedView:
+        """The document of view ``name`` with ``params`` (``None`` = default), cached.
+
+        Raises ``UnknownView``, ``ViewParameterInvalid``, or the projections'
+        ``ValueError`` naming a bad parameter."""
+        spec = VIEW_SPECS.get(name)
+        if spec is None:
+            raise UnknownView(name)
+        key = spec.key(params)
+        entry = self._cache.get(key)
+        if entry is not None:
+            if entry.version == self._version or key in self._precomputed_set:
+                return entry
+            if key in self._inflight or time.monotonic() - entry.computed_at < self.max_stale_seconds:
+                return entry
+        return self._compute_once(key)
+
+    def document(self, name: str, **params: Any) -> dict[str, Any]:
+        return self.view(name, **params).document
+
+    def _compute_once(self, key: ViewKey) -> CachedView:
+        with self._cache_lock:
+            running = self._inflight.get(key)
+            if running is None:
+                running = self._inflight[key] = threading.Event()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            running.wait()
+            entry = self._cache.get(key)
+            if entry is not None:
+                return entry
+            return self._compute_once(key)  # the owner failed (bad parameters): raise here too
+        try:
+            return self._compute(key)
+        finally:
+            with self._cache_lock:
+                del self._inflight[key]
+            running.set()
+
+    def _compute(self, key: ViewKey) -> CachedView:
+        name, items = key
+        spec = VIEW_SPECS[name]
+        params = dict(items)
+        started = time.perf_counter()
+        with self._lock:
+            version = self._version
+            if spec.needs_now and params.get("now") is None:
+                params["now"] = self.now()
+            document = spec.compute(self._population, **params)
+        entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document)
+        entry.json_bytes()  # encode outside the readers' path
+        self._store(entry)
+        return entry
+
+    def _store(self, entry: CachedView) -> None:
+        with self._cache_lock:
+            current = self._cache.get(entry.key)
+            if current is not None and current.version > entry.version:
+                return
+            self._cache[entry.key] = entry
+            self._counts["computes"] += 1
+            if entry.key not in self._precomputed_set:
+                self._on_demand[entry.key] = None
+                self._on_demand.move_to_end(entry.key)
+                while len(self._on_demand) > self.cache_size:
+                    old, _ = self._on_demand.popitem(last=False)
+                    self._cache.pop(old, None)
+
+    def timeline(
+        self, identity: str, read_events: Callable[[list[str]], Iterable[LoggedEvent]]
+    ) -> dict[str, Any] | None:
+        """The timeline document of the customer ``identity`` resolves to (any linked id,
+        customer id or stream name), or None if unknown. ``read_events(streams)`` reads
+        the member streams' events from the store; it runs without the lock."""
+        with self._lock:
+            root = population_module.resolve(self._population, identity)
+            if root is None:
+                return None
+            streams = sorted(population_module.members(self._population, root))
+        events = list(read_events(streams))
+        with self._lock:
+            return views_module.timeline_view(self._population, identity, events)
+
+    def all_documents(self) -> dict[str, dict[str, Any]]:
+        """``projections.views.all_views`` of the live population at its "now"."""
+        with self._lock:
+            return views_module.all_views(self._population, now=self.now())
+
+    # --- precomputation ----------------------------------------------------------------
+
+    def refresh(self) -> float:
+        """Recompute every precomputed view now (in the caller's thread); seconds taken."""
+        started = time.perf_counter()
+        version = self._version
+        for key in self._precomputed:
+            if self._closed.is_set():
+                break
+            entry = self._cache.get(key)
+            if entry is None or entry.version != self._version:
+                self._compute(key)
+        self._last_refresh_seconds = time.perf_counter() - started
+        self._refreshed_version = version
+        self._counts["refreshes"] += 1
+        return self._last_refresh_seconds
+
+    def start(self) -> "LiveViews":
+        """Start the background refresher (also started by the first change)."""
+        self._background = True
+        if self._refresher is None:
+            self._start_refresher()
+        return self
+
+    def _start_refresher(self) -> None:
+        with self._cache_lock:
+            if self._refresher is not None:
+                return
+            self._refresher = threading.Thread(target=self._refresh_loop, name="live-views-refresher", daemon=True)
+        self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.is_set():
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: self._version != self._refreshed_version or self._closed.is_set(), timeout=1.0
+                )
+            if self._closed.is_set():
+                return
+            if self._version == self._refreshed_version:
+                continue
+            self._closed.wait(self.refresh_delay)  # let a burst of changes land first
+            try:
+                self.refresh()
+            except Exception:  # keep serving the previous documents; retry on the next change
+                self._refreshed_version = self._version
+                log.exception("refreshing the precomputed views failed")
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._changed:
+            self._changed.notify_all()
+        refresher = self._refresher
+        if refresher is not None and refresher is not threading.current_thread():
+            refresher.join(5.0)
+
+    def __enter__(self) -> "LiveViews":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- observation and snapshots ---------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._cache_lock:
+            cached = len(self._cache)
+        return {
+            "position": self._position,
+            "version": self._version,
+            "refreshed_version": self._refreshed_version,
+            "data_time": self.now().isoformat() if self._data_time_us is not None else None,
+            **self._counts,
+            "cached_views": cached,
+            "precomputed_views": len(self._precomputed),
+            "last_refresh_seconds": round(self._last_refresh_seconds, 4),
+        }
+
+    @staticmethod
+    def snapshot_version() -> str:
+        """Snapshots are only reused by the same projections' versions."""
+        population_version = getattr(population_module, "VERSION", 0)
+        return f"{SNAPSHOT_FORMAT}.{population_version}.{journey_module.VERSION}"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "format": self.snapshot_version(),
+                "population": self._population,
+                "position": self._position,
+                "data_time_us": self._data_time_us,
+            }
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any], **options: Any) -> "LiveViews":
+        if snapshot.get("format") != cls.snapshot_version():
+            raise ValueError(f"snapshot format {snapshot.get('format')!r}, expected {cls.snapshot_version()!r}")
+        views = cls(population=snapshot["population"], **options)
+        views._position = snapshot["position"]
+        views._data_time_us = snapshot["data_time_us"]
+        return views
+
+
+def _journey_extent(journey: IdentityJourney) -> tuple[int | None, int | None]:
+    """The highest log position and the latest occurred time (µs) a journey reflects."""
+    position = None
+    latest = None
+    for facts in (journey.touches, journey.orders, journey.refunds, journey.links, journey.merges):
+        for fact in facts:
+            if position is None or fact[1] > position:
+                position = fact[1]
+            if latest is None or fact[0] > latest:
+                latest = fact[0]
+    for at, pos, _granted in journey.consents.values():
+        if position is None or pos > position:
+            position = pos
+        if latest is None or at > latest:
+            latest = at
+    return position, latest

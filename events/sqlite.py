@@ -1,0 +1,509 @@
+"""The embedded event store: one SQLite file, WAL, durable on commit.
+
+Durability. The file runs in WAL mode with ``synchronous=FULL``: every commit
+fsyncs the write-ahead log before ``append`` returns, so an acknowledged append
+survives a process crash *and* a power loss. (With WAL, ``NORMAL`` would only
+fsync at checkpoints: safe against a crashed process, but a power cut could lose
+the last acknowledged transactions, which would break "durable on commit".)
+Throughput comes from batching instead: ``append_batch`` writes many streams in
+one transaction, so one fsync covers thousands of events. A transaction is
+all-or-nothing: a killed process leaves the whole batch or none of it.
+
+Concurrency. One writer connection per store object, guarded by a lock; every
+write transaction is ``BEGIN IMMEDIATE`` (it waits up to ``busy_timeout`` for a
+writer in another process, then raises ``StoreUnavailable``). Reads run on one
+connection per thread and see the last commit without blocking the writer (WAL
+snapshots). Several processes may share the file: at the start of each write
+transaction the store compares the log head with the last one it knew and
+refreshes its caches (stream heads, hash-chain head) from the rows it missed.
+
+Schema (``PRAGMA user_version`` = 1)::
+
+    streams(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
+    events(position INTEGER PRIMARY KEY,   -- global order (dense here; the port promises only order)
+           stream_id -> streams.id, stream_version,          -- UNIQUE (stream_id, stream_version)
+           event_id BLOB(16), id_key INTEGER,                -- id_key: first 8 bytes of event_id, indexed
+           type, schema_version,
+           occurred_at INTEGER, recorded_at INTEGER,        -- microseconds since 1970-01-01 UTC
+           data BLOB, metadata BLOB,                         -- canonical JSON body, platform metadata
+           hash BLOB(32))                                    -- events.hashing chain in position order
+
+Idempotency is indexed on an 8-byte integer prefix of the event id rather than
+on the id itself: the index stays small (a random uuid4 index dirties fewer
+pages per commit) and stays append-only for time-ordered uuid7 ids; a prefix
+hit is confirmed on the full 16-byte id. Stream names are stored once, events
+carry integer stream ids.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import unquote
+from uuid import UUID
+
+import orjson
+
+from events.hashing import GENESIS
+from events.sqlite_batch import Plan, PreparedBatch, from_micros
+from events.store import (
+    AppendResult,
+    EventStoreError,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StoreUnavailable,
+    StreamAppend,
+)
+
+SCHEMA_VERSION = 1
+URL_PREFIX = "sqlite:///"
+MEMORY = ":memory:"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    stream_id INTEGER NOT NULL REFERENCES streams(id),
+    stream_version INTEGER NOT NULL,
+    event_id BLOB NOT NULL,
+    id_key INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    metadata BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_id_key ON events(id_key);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream_id, stream_version);
+"""
+
+_INSERT = (
+    "INSERT INTO events(position, stream_id, stream_version, event_id, id_key, type, schema_version,"
+    " occurred_at, recorded_at, data, metadata, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_COLUMNS = (
+    "e.position, s.name, e.stream_version, e.event_id, e.type, e.schema_version,"
+    " e.occurred_at, e.recorded_at, e.data, e.metadata, e.hash"
+)
+_READ_ALL = (
+    f"SELECT {_COLUMNS} FROM events e JOIN streams s ON s.id = e.stream_id"
+    " WHERE e.position >= ? ORDER BY e.position LIMIT ?"
+)
+_READ_STREAM = (
+    f"SELECT {_COLUMNS} FROM events e JOIN streams s ON s.id = e.stream_id"
+    " WHERE e.stream_id = ? AND e.stream_version >= ? ORDER BY e.stream_version LIMIT ?"
+)
+_FIND_IDS = (
+    "SELECT event_id, position, stream_version FROM events"
+    " WHERE id_key IN (SELECT value FROM json_each(?))"
+)
+_FIND_STREAMS = (
+    "SELECT s.name, s.id, (SELECT max(stream_version) FROM events WHERE stream_id = s.id)"
+    " FROM streams s WHERE s.name IN (SELECT value FROM json_each(?))"
+)
+_STREAMS_CHANGED_SINCE = (
+    "SELECT s.name, s.id, (SELECT max(stream_version) FROM events WHERE stream_id = s.id)"
+    " FROM streams s WHERE s.id IN (SELECT stream_id FROM events WHERE position > ?)"
+)
+_STREAM_VERSION = (
+    "SELECT max(e.stream_version) FROM events e WHERE e.stream_id = (SELECT id FROM streams WHERE name = ?)"
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UNKNOWN_HEAD = -1
+# Beyond this many rows appended by another process, drop the stream cache instead of patching it.
+_FOREIGN_DELTA_PATCH_LIMIT = 20_000
+
+
+def writer_pragmas(cache_mib: int = 256, wal_autocheckpoint: int = 10_000) -> list[str]:
+    """The PRAGMAs of the writer connection (also applied by the ingest floor benchmark,
+    so that baseline and store run under the same durability and cache settings)."""
+    return [
+        "journal_mode=WAL",
+        "synchronous=FULL",  # fsync the WAL on every commit: durable on commit, see above
+        f"cache_size={-1024 * int(cache_mib)}",
+        f"wal_autocheckpoint={int(wal_autocheckpoint)}",  # fewer, larger checkpoints
+        "journal_size_limit=67108864",  # truncate the WAL back to 64 MiB after a checkpoint
+        "temp_store=MEMORY",
+    ]
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///data/events.db`` -> ``data/events.db`` (relative), ``sqlite:////abs/x.db``
+    -> ``/abs/x.db``, ``sqlite:///:memory:`` -> ``:memory:`` (the SQLAlchemy convention)."""
+    if not url.startswith(URL_PREFIX):
+        raise ValueError(f"not a SQLite store URL: {url!r} (expected {URL_PREFIX}PATH)")
+    path = unquote(url[len(URL_PREFIX) :].split("?", 1)[0])
+    if not path:
+        raise ValueError(f"SQLite store URL without a path: {url!r} (expected {URL_PREFIX}PATH)")
+    return path
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _recorded(row: tuple) -> RecordedEvent:
+    position, stream, version, event_id, type_, schema_version, occurred, recorded, data, metadata, hash_ = row
+    return RecordedEvent(
+        position=position,
+        stream=stream,
+        stream_version=version,
+        event_id=UUID(bytes=event_id),
+        type=type_,
+        schema_version=schema_version,
+        occurred_at=_EPOCH + timedelta(microseconds=occurred),
+        recorded_at=_EPOCH + timedelta(microseconds=recorded),
+        data=data,
+        metadata=metadata,
+        hash=hash_,
+    )
+
+
+class SQLiteEventStore:
+    """``events.store.EventStore`` on one SQLite file (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache_mib: int = 256,
+        busy_timeout: float = 30.0,
+        wal_autocheckpoint: int = 10_000,
+        page_size: int = 1000,
+        stream_cache_size: int = 200_000,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self.path = str(path)
+        self._memory = self.path == MEMORY
+        self._cache_mib = cache_mib
+        self._busy_timeout = busy_timeout
+        self._page_size = page_size
+        self._stream_cache_size = stream_cache_size
+        self._clock = clock
+        self._write_lock = threading.Lock()
+        self._appended = threading.Condition()
+        self._append_count = 0
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        # Caches, valid for log head ``_head`` (refreshed when another process moved it).
+        self._head = _UNKNOWN_HEAD
+        self._chain_head = GENESIS
+        self._last_recorded = 0
+        self._streams: dict[str, tuple[int, int | None]] = {}
+        self._writer = self._open_writer(wal_autocheckpoint)
+
+    @classmethod
+    def open(cls, url: str, **options) -> "SQLiteEventStore":
+        """Open the store named by ``sqlite:///path`` (relative), ``sqlite:////abs/path`` or
+        ``sqlite:///:memory:``."""
+        return cls(path_from_url(url), **options)
+
+    # --- connections -------------------------------------------------------------
+
+    def _open_writer(self, wal_autocheckpoint: int) -> sqlite3.Connection:
+        if not self._memory:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreUnavailable(f"cannot create the folder of the event store {self.path}: {error}") from None
+            if Path(self.path).is_dir():
+                raise StoreUnavailable(f"event store path {self.path} is a directory, not a database file")
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            for pragma in writer_pragmas(self._cache_mib, wal_autocheckpoint):
+                conn.execute(f"PRAGMA {pragma}")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if not self._memory and mode.lower() != "wal":
+                raise StoreUnavailable(f"event store {self.path}: the file system refused WAL mode ({mode})")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreUnavailable(
+                        f"event store {self.path} has schema version {version}; this code knows {SCHEMA_VERSION}"
+                    )
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the event store {self.path}: {error}") from None
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA query_only=1")
+            conn.execute(f"PRAGMA cache_size={-1024 * max(8, self._cache_mib // 4)}")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
+        """Run one read statement to completion (its read transaction ends with it)."""
+        self._ensure_open()
+        try:
+            if self._memory:  # one in-memory database, shared by all threads through the writer
+                with self._write_lock:
+                    return self._writer.execute(sql, params).fetchall()
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"event store {self.path}: read failed: {error}") from None
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"event store {self.path} is closed")
+
+    # --- appending ---------------------------------------------------------------
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion
+    ) -> AppendResult:
+        return self.append_batch([StreamAppend(stream, list(events), expected_version)])[0]
+
+    def append_batch(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """All streams in one transaction: a version conflict anywhere writes nothing."""
+        batch = PreparedBatch(appends, self._clock())
+        with self._write_lock:
+            self._ensure_open()
+            try:
+                plan = self._append_locked(batch)
+            except sqlite3.IntegrityError as error:
+                raise EventStoreError(f"event store {self.path}: integrity violation: {error}") from None
+            except sqlite3.Error as error:
+                raise StoreUnavailable(f"event store {self.path}: append failed: {error}") from None
+            self._head, self._chain_head = plan.head, plan.chain_head
+            if plan.rows:
+                self._last_recorded = batch.recorded
+            self._remember_streams(plan.versions)
+        if plan.rows:
+            with self._appended:
+                self._append_count += 1
+                self._appended.notify_all()
+        return plan.results
+
+    def _append_locked(self, batch: PreparedBatch) -> Plan:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._catch_up(conn)
+            if batch.recorded < self._last_recorded:  # keep recorded_at non-decreasing in log order
+                batch.stamp(from_micros(self._last_recorded))
+            stored = self._stored_duplicates(conn, batch)
+            streams = self._resolve_streams(conn, batch.streams_with_new_events(stored))
+            plan = batch.plan(stored, streams, self._head, self._chain_head)
+            if plan.rows:
+                conn.executemany(_INSERT, plan.rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return plan
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Refresh the caches if another process (or store object) appended since our last write."""
+        head = conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+        if head == self._head:
+            return
+        if self._head == _UNKNOWN_HEAD or head < self._head or head - self._head > _FOREIGN_DELTA_PATCH_LIMIT:
+            self._streams.clear()
+        else:
+            for name, stream_id, version in conn.execute(_STREAMS_CHANGED_SINCE, (self._head,)):
+                self._streams[name] = (stream_id, version)
+        last = conn.execute("SELECT hash, recorded_at FROM events WHERE position = ?", (head,)).fetchone()
+        self._head = head
+        self._chain_head, self._last_recorded = last if last else (GENESIS, 0)
+
+    def _stored_duplicates(self, conn: sqlite3.Connection, batch: PreparedBatch) -> dict[bytes, tuple[int, int]]:
+        """event_id bytes -> (position, stream_version) of the batch's events already in the log."""
+        if not batch.ids:
+            return {}
+        wanted = set(batch.ids)
+        found = conn.execute(_FIND_IDS, (orjson.dumps(batch.keys()),)).fetchall()
+        return {row[0]: (row[1], row[2]) for row in found if row[0] in wanted}
+
+    def _resolve_streams(self, conn: sqlite3.Connection, names: set[str]) -> dict[str, list]:
+        """stream -> [stream id, current version or None], for the streams given, creating the
+        missing ones (inside the transaction: a rollback forgets them)."""
+        cache = self._streams
+        streams = {name: list(cache[name]) for name in names if name in cache}
+        missing = [name for name in names if name not in streams]
+        if missing:
+            for name, stream_id, version in conn.execute(_FIND_STREAMS, (orjson.dumps(missing),)):
+                streams[name] = [stream_id, version]
+            new = [name for name in missing if name not in streams]
+            if new:
+                first = (conn.execute("SELECT max(id) FROM streams").fetchone()[0] or 0) + 1
+                created = list(enumerate(new, start=first))
+                conn.executemany("INSERT INTO streams(id, name) VALUES (?, ?)", created)
+                streams.update((name, [stream_id, None]) for stream_id, name in created)
+        return streams
+
+    def _remember_streams(self, streams: dict[str, list]) -> None:
+        cache = self._streams
+        if len(cache) + len(streams) > self._stream_cache_size:
+            # Forget the oldest half: a miss costs one indexed lookup, the memory stays bounded.
+            for name in list(cache)[: len(cache) // 2 + 1]:
+                del cache[name]
+        for name, (stream_id, version) in streams.items():
+            cache[name] = (stream_id, version)
+
+    # --- reading -----------------------------------------------------------------
+
+    def read_stream(
+        self, stream: str, from_version: int = 0, *, limit: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        """One stream in version order from ``from_version`` (inclusive), paged."""
+        _check_limit(limit)
+        return self._read_stream(stream, max(0, from_version), limit)
+
+    def _read_stream(self, stream: str, version: int, limit: int | None) -> Iterator[RecordedEvent]:
+        found = self._query("SELECT id FROM streams WHERE name = ?", (stream,))
+        if not found:
+            return
+        stream_id = found[0][0]
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = self._page_size if remaining is None else min(self._page_size, remaining)
+            rows = self._query(_READ_STREAM, (stream_id, version, size))
+            for row in rows:
+                yield _recorded(row)
+            if len(rows) < size:
+                return
+            version = rows[-1][2] + 1
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def read_all(self, from_position: int = 0, *, limit: int | None = None) -> Iterator[RecordedEvent]:
+        """The log in global order from ``from_position`` (inclusive), paged."""
+        _check_limit(limit)
+        return self._read_all(from_position, limit)
+
+    def _read_all(self, position: int, limit: int | None) -> Iterator[RecordedEvent]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = self._page_size if remaining is None else min(self._page_size, remaining)
+            rows = self._query(_READ_ALL, (position, size))
+            for row in rows:
+                yield _recorded(row)
+            if len(rows) < size:
+                return
+            position = rows[-1][0] + 1
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def read_page(self, from_position: int, size: int) -> list[RecordedEvent]:
+        """Up to ``size`` events from ``from_position`` (inclusive), read in one statement."""
+        return [_recorded(row) for row in self._query(_READ_ALL, (from_position, size))]
+
+    def subscribe(self, from_position: int = 0, *, poll_interval: float = 0.05) -> "SQLiteSubscription":
+        return SQLiteSubscription(self, from_position, poll_interval)
+
+    def head_position(self) -> int | None:
+        return self._query("SELECT max(position) FROM events", ())[0][0]
+
+    def stream_version(self, stream: str) -> int | None:
+        return self._query(_STREAM_VERSION, (stream,))[0][0]
+
+    def count(self) -> int:
+        """Number of stored events (a health-check figure)."""
+        return self._query("SELECT count(*) FROM events", ())[0][0]
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._appended:
+            self._appended.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "SQLiteEventStore":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteEventStore({self.path!r})"
+
+
+class SQLiteSubscription:
+    """Catch-up subscription: pages through history, then waits for new commits. It
+    wakes at once on appends made through the same store object and polls every
+    ``poll_interval`` seconds for appends by other processes. ``stop()`` (from any
+    thread) or closing the store ends the iteration."""
+
+    def __init__(self, store: SQLiteEventStore, from_position: int, poll_interval: float):
+        self._store = store
+        self._position = from_position
+        self._poll_interval = poll_interval
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._store._appended:
+            self._store._appended.notify_all()
+
+    @property
+    def position(self) -> int:
+        """The position the next event will be read from."""
+        return self._position
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        store = self._store
+        while not self._stopped.is_set() and not store.closed:
+            seen = store._append_count
+            try:
+                page = store.read_page(self._position, store._page_size)
+            except StoreUnavailable:
+                if store.closed:
+                    return
+                raise
+            for event in page:
+                if self._stopped.is_set():
+                    return
+                self._position = event.position + 1
+                yield event
+            if len(page) < store._page_size:
+                with store._appended:
+                    if store._append_count == seen and not self._stopped.is_set() and not store.closed:
+                        store._appended.wait(self._poll_interval)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")

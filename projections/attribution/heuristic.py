@@ -1,0 +1,103 @@
+"""Rule-based models: each converting path hands out weights that sum to 1 over its touches.
+
+- ``first_touch`` / ``last_touch``: everything to the first / last touch.
+- ``linear``: every touch an equal share, so a label touched twice gets two shares.
+- ``position_based``: 40 % first, 40 % last, 20 % spread evenly over the touches
+  in between; one touch gets 100 %, two touches 50/50.
+- ``time_decay``: weight 2^(-age/half_life) per touch (age = days from the touch
+  to the conversion), normalised per path.
+
+A path's weights multiply both its conversion count and its value, so the
+credits add up to the attributed conversions and value. Weights depend only on
+a path's labels, so they are computed once per distinct label sequence;
+``time_decay`` weighs every path's ages, vectorised with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import chain
+from operator import itemgetter
+
+import numpy as np
+
+from projections.attribution.journeys import Attribution, Journeys, Labels, attribution_from_terms
+
+Weights = Callable[[Labels], list[float]]
+
+
+def first_touch(journeys: Journeys) -> Attribution:
+    return _by_labels("first_touch", journeys, lambda labels: [1.0] + [0.0] * (len(labels) - 1))
+
+
+def last_touch(journeys: Journeys) -> Attribution:
+    return _by_labels("last_touch", journeys, lambda labels: [0.0] * (len(labels) - 1) + [1.0])
+
+
+def linear(journeys: Journeys) -> Attribution:
+    return _by_labels("linear", journeys, lambda labels: [1.0 / len(labels)] * len(labels))
+
+
+def position_based(journeys: Journeys) -> Attribution:
+    return _by_labels("position_based", journeys, _position_weights)
+
+
+def time_decay(journeys: Journeys, *, half_life_days: float) -> Attribution:
+    touches = journeys.converting_touches
+    if not touches:
+        return attribution_from_terms("time_decay", journeys, {})
+    lengths = np.fromiter(map(len, touches), dtype=np.intp, count=len(touches))
+    flat = list(chain.from_iterable(touches))
+    index = {label: i for i, label in enumerate(journeys.labels)}
+    label_of = np.fromiter(map(index.__getitem__, map(itemgetter(0), flat)), dtype=np.intp, count=len(flat))
+    ages = np.fromiter(map(itemgetter(1), flat), dtype=float, count=len(flat))
+    starts = np.cumsum(lengths) - lengths
+    # Relative to each path's youngest touch: the same weights once normalised, and
+    # no underflow to zero for paths whose touches are all years old.
+    youngest = np.repeat(np.minimum.reduceat(ages, starts), lengths)
+    weights = np.exp2(-(ages - youngest) / half_life_days)
+    weights /= np.repeat(np.add.reduceat(weights, starts), lengths)
+    value_weights = weights * np.repeat(np.array(journeys.converting_values), lengths)
+
+    order = np.argsort(label_of, kind="stable")
+    bounds = np.searchsorted(label_of[order], np.arange(len(journeys.labels) + 1))
+    conversion_terms, value_terms = weights[order].tolist(), value_weights[order].tolist()
+    terms = {
+        label: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
+        for i, label in enumerate(journeys.labels)
+        if bounds[i + 1] > bounds[i]
+    }
+    return attribution_from_terms("time_decay", journeys, terms)
+
+
+def _position_weights(labels: Labels) -> list[float]:
+    n = len(labels)
+    if n == 1:
+        return [1.0]
+    if n == 2:
+        return [0.5, 0.5]
+    return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
+
+
+def _by_labels(model: str, journeys: Journeys, weights: Weights) -> Attribution:
+    terms: dict[str, tuple[list[float], list[float]]] = {}
+    for labels, (count, value) in journeys.converting.items():
+        _add_terms(terms, labels, weights(labels), count, value)
+    return attribution_from_terms(model, journeys, terms)
+
+
+def _add_terms(
+    terms: dict[str, tuple[list[float], list[float]]],
+    labels: Labels,
+    weights: list[float],
+    count: int,
+    value: float,
+) -> None:
+    per_label: dict[str, float] = {}
+    for label, weight in zip(labels, weights):
+        per_label[label] = per_label.get(label, 0.0) + weight
+    for label, weight in per_label.items():
+        if weight:
+            conversion_terms, value_terms = terms.setdefault(label, ([], []))
+            conversion_terms.append(count * weight)
+            value_terms.append(value * weight)

@@ -1,0 +1,147 @@
+"""Customer value, prospects and the funnel: who is worth most, who is on the way.
+
+* ``top_customers_view``: groups with at least one order, with net revenue
+  (orders minus refunds), orders, and recency/frequency/monetary scores 1-5
+  (quintiles over all customers: ``figures.quintile_scores``; recency ranks the
+  latest order, frequency the order count, monetary the net revenue). Ranked
+  ``by`` revenue, orders or rfm (sum of the three scores), ties by net revenue,
+  then identity.
+* ``prospects_view``: groups with a touch and no order, most recently active first.
+* ``funnel_view``: reached -> converted (first order after first contact) ->
+  repeat buyers (of those, two orders or more).
+
+``now`` is a parameter (recency, ages); an order or touch after ``now`` counts
+as 0 days ago. Queries over the population.
+"""
+
+from __future__ import annotations
+
+from projections import parameters
+from projections.figures import days, iso, iso_us, money, quintile_scores, rate
+from projections.group import GroupJourney
+from projections.journey import micros
+from projections.population import Population
+
+VERSION = 1
+RANK_BY = ("revenue", "orders", "rfm")
+
+
+def top_customers_view(population: Population, *, now: object, by: str = "revenue", limit: object = 20) -> dict:
+    at = parameters.moment("now", now, required=True)
+    by = parameters.choice("by", by, RANK_BY)
+    limit = parameters.positive_int("limit", limit)
+    now_us = micros(at)
+    customers, scores = population.cached(("rfm",), lambda: _rfm(population))
+    if by == "revenue":
+        order = sorted(range(len(customers)), key=lambda i: (-customers[i].net_e4, customers[i].root))
+    elif by == "orders":
+        order = sorted(
+            range(len(customers)),
+            key=lambda i: (-len(customers[i].orders), -customers[i].net_e4, customers[i].root),
+        )
+    else:
+        order = sorted(range(len(customers)), key=lambda i: (-sum(scores[i]), -customers[i].net_e4, customers[i].root))
+    return {
+        "by": by,
+        "limit": limit,
+        "now": iso(at),
+        "customers": len(customers),
+        "revenue": money(sum(group.net_e4 for group in customers)),
+        "rows": [_customer_row(customers[i], scores[i], now_us) for i in order[:limit]],
+    }
+
+
+def _rfm(population: Population) -> tuple[list[GroupJourney], list[tuple[int, int, int]]]:
+    customers = [group for group in population.groups() if group.orders]
+    recency = quintile_scores([group.orders[-1][0] for group in customers])
+    frequency = quintile_scores([len(group.orders) for group in customers])
+    monetary = quintile_scores([group.net_e4 for group in customers])
+    return customers, list(zip(recency, frequency, monetary))
+
+
+def _customer_row(group: GroupJourney, scores: tuple[int, int, int], now_us: int) -> dict:
+    first_touch = group.first_touch
+    return {
+        "identity": group.root,
+        "orders": len(group.orders),
+        "revenue": money(group.net_e4),
+        "gross_revenue": money(group.gross_e4),
+        "refunded": money(group.refunded_e4),
+        "first_order_at": iso_us(group.orders[0][0]),
+        "last_order_at": iso_us(group.orders[-1][0]),
+        "recency_days": days(max(0, now_us - group.orders[-1][0])),
+        "recency_score": scores[0],
+        "frequency_score": scores[1],
+        "monetary_score": scores[2],
+        "rfm": "".join(map(str, scores)),
+        "first_contact_channel": None if first_touch is None else first_touch[2],
+        "identities": len(group.members),
+    }
+
+
+def prospects_view(population: Population, *, now: object, limit: object = 100, channel: object = None) -> dict:
+    at = parameters.moment("now", now, required=True)
+    limit = parameters.positive_int("limit", limit)
+    channel = parameters.optional_text("channel", channel)
+    now_us = micros(at)
+    prospects = [
+        group
+        for group in population.groups()
+        if group.is_prospect and (channel is None or group.touches[0][2] == channel)
+    ]
+    prospects.sort(key=lambda group: (-group.touches[-1][0], group.root))
+    return {
+        "now": iso(at),
+        "channel": channel,
+        "limit": limit,
+        "prospects": len(prospects),
+        "rows": [_prospect_row(group, now_us) for group in prospects[:limit]],
+    }
+
+
+def _prospect_row(group: GroupJourney, now_us: int) -> dict:
+    first, last = group.touches[0], group.touches[-1]
+    channels = list(dict.fromkeys(touch[2] for touch in group.touches))
+    return {
+        "identity": group.root,
+        "first_contact": {"occurred_at": iso_us(first[0]), "channel": first[2], "campaign": first[3]},
+        "last_touch": {"occurred_at": iso_us(last[0]), "channel": last[2], "campaign": last[3]},
+        "touches": len(group.touches),
+        "channels": channels,
+        "age_days": days(max(0, now_us - first[0])),
+        "days_since_last_touch": days(max(0, now_us - last[0])),
+    }
+
+
+def funnel_view(population: Population) -> dict:
+    reached = prospects = customers = converted = repeat = without_touch = 0
+    for group in population.groups():
+        if group.touches:
+            reached += 1
+        if group.orders:
+            customers += 1
+            if group.converted_after_touch:
+                converted += 1
+                if len(group.orders) > 1:
+                    repeat += 1
+            else:
+                without_touch += 1
+        elif group.touches:
+            prospects += 1
+    return {
+        "groups": len(population.groups()),
+        "identities": len(population.journeys),
+        "reached": reached,
+        "prospects": prospects,
+        "converted": converted,
+        "repeat_buyers": repeat,
+        "conversion_rate": rate(converted, reached),
+        "repeat_rate": rate(repeat, converted),
+        "customers": customers,
+        "customers_without_touch_before_order": without_touch,
+        "stages": [
+            {"stage": "reached", "groups": reached},
+            {"stage": "converted", "groups": converted},
+            {"stage": "repeat_buyers", "groups": repeat},
+        ],
+    }

@@ -1,0 +1,66 @@
+"""First-contact attribution: which channel (or campaign) first reached each group.
+
+First contact = the earliest touch of a group (by occurred_at, then position).
+Per first-contact label: ``reached`` groups, ``converted`` (their first order came
+after the first contact), ``conversion_rate`` and ``revenue`` (net lifetime
+revenue of the converted: orders minus refunds). ``from``/``to`` filter groups
+by the time of their first contact, ``[from, to)``. A query over the population.
+"""
+
+from __future__ import annotations
+
+from projections import parameters
+from projections.figures import iso, money, rate
+from projections.journey import micros
+from projections.population import GROUP_BY, Population, label_index, touch_label
+
+VERSION = 1
+
+
+def first_contact_view(
+    population: Population, *, group_by: str = "channel", start: object = None, end: object = None
+) -> dict:
+    group_by = parameters.choice("group_by", group_by, GROUP_BY)
+    lower, upper = parameters.window(start, end)
+    index = label_index(group_by)
+    start_us = None if lower is None else micros(lower)
+    end_us = None if upper is None else micros(upper)
+    tallies: dict[str, list[int]] = {}
+    for group in population.groups():
+        first = group.first_touch
+        if first is None:
+            continue
+        if (start_us is not None and first[0] < start_us) or (end_us is not None and first[0] >= end_us):
+            continue
+        label = touch_label(first, index)
+        tally = tallies.get(label)
+        if tally is None:
+            tally = tallies[label] = [0, 0, 0]
+        tally[0] += 1
+        if group.converted_after_touch:
+            tally[1] += 1
+            tally[2] += group.net_e4
+    rows = [
+        {
+            group_by: label,
+            "reached": reached,
+            "converted": converted,
+            "conversion_rate": rate(converted, reached),
+            "revenue": money(revenue),
+        }
+        for label, (reached, converted, revenue) in sorted(
+            tallies.items(), key=lambda item: (-item[1][0], -item[1][1], item[0])
+        )
+    ]
+    reached = sum(tally[0] for tally in tallies.values())
+    converted = sum(tally[1] for tally in tallies.values())
+    return {
+        "group_by": group_by,
+        "from": iso(lower),
+        "to": iso(upper),
+        "reached": reached,
+        "converted": converted,
+        "conversion_rate": rate(converted, reached),
+        "revenue": money(sum(tally[2] for tally in tallies.values())),
+        "rows": rows,
+    }

@@ -1,0 +1,154 @@
+"""One identity group (a person across all their linked identities), summarised.
+
+``summarize`` merges the journeys of a group's member streams into the facts
+every view reads. Definitions (the product's contract):
+
+* touches are ordered by ``(occurred_at, position)``;
+* an order id counts once per group: the earliest ``order_placed`` for it is
+  the order, later ones with the same id are reported as duplicates;
+* the conversion is the first order; its path is the touches strictly before
+  it in that same order (so a touch at the very same microsecond as the order
+  counts only if the log holds it first);
+* a refund reduces the order it names, never below zero (an excess is
+  reported); a refund naming no order of the group reduces nothing and is
+  reported, until that order joins the group;
+* net revenue = orders minus those refunds.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+
+from projections.journey import IdentityJourney, OrderFact, RefundFact, TouchFact
+
+
+class GroupJourney:
+    """The merged, sorted facts of one group; cached until the group changes."""
+
+    __slots__ = (
+        "root",
+        "members",
+        "touches",
+        "orders",
+        "duplicate_orders",
+        "refunds",
+        "unmatched_refunds",
+        "over_refunded",
+        "gross_e4",
+        "refunded_e4",
+        "conversion_index",
+        "consents",
+    )
+
+    def __init__(self, root: str, members: tuple[str, ...]):
+        self.root = root
+        self.members = members
+        self.touches: list[TouchFact] = []
+        self.orders: list[OrderFact] = []
+        self.duplicate_orders: tuple[OrderFact, ...] = ()
+        self.refunds: list[RefundFact] = []
+        self.unmatched_refunds: tuple[RefundFact, ...] = ()
+        self.over_refunded: tuple[tuple[str, int, int], ...] = ()  # (order_id, revenue_e4, refunds_e4)
+        self.gross_e4 = 0
+        self.refunded_e4 = 0
+        self.conversion_index: int | None = None  # touches before the first order; None: no order
+        self.consents: dict[str, tuple[int, int, bool]] = {}
+
+    @property
+    def first_touch(self) -> TouchFact | None:
+        return self.touches[0] if self.touches else None
+
+    @property
+    def last_touch(self) -> TouchFact | None:
+        return self.touches[-1] if self.touches else None
+
+    @property
+    def first_order(self) -> OrderFact | None:
+        return self.orders[0] if self.orders else None
+
+    @property
+    def last_order(self) -> OrderFact | None:
+        return self.orders[-1] if self.orders else None
+
+    @property
+    def net_e4(self) -> int:
+        return self.gross_e4 - self.refunded_e4
+
+    @property
+    def is_prospect(self) -> bool:
+        """At least one touch and no order yet."""
+        return not self.orders and bool(self.touches)
+
+    @property
+    def converted_after_touch(self) -> bool:
+        """The first order came after the first contact."""
+        return bool(self.conversion_index)
+
+    def path(self) -> list[TouchFact]:
+        """The touches before the conversion (no lookback), oldest first."""
+        return self.touches[: self.conversion_index or 0]
+
+
+def summarize(
+    root: str, members: tuple[str, ...], journeys: Mapping[str, IdentityJourney]
+) -> GroupJourney:
+    group = GroupJourney(root, members)
+    parts = [journeys[key] for key in members if key in journeys]
+    group.touches = _merged([part.touches for part in parts])
+    orders = _merged([part.orders for part in parts])
+    group.refunds = _merged([part.refunds for part in parts])
+    for part in parts:
+        for purpose, stamp in part.consents.items():
+            current = group.consents.get(purpose)
+            if current is None or stamp[:2] > current[:2]:
+                group.consents[purpose] = stamp
+
+    seen_ids: set[str] = set()
+    duplicates = []
+    kept = []
+    for order in orders:
+        if order[2] in seen_ids:
+            duplicates.append(order)
+        else:
+            seen_ids.add(order[2])
+            kept.append(order)
+    group.orders = kept
+    group.duplicate_orders = tuple(duplicates)
+    group.gross_e4 = sum(order[3] for order in kept)
+    if kept:
+        group.conversion_index = bisect_left(group.touches, (kept[0][0], kept[0][1]))
+    if group.refunds:
+        _apply_refunds(group)
+    return group
+
+
+def _merged(lists: Sequence[list]) -> list:
+    if len(lists) == 1:
+        only = lists[0]
+        only.sort()  # in place: a journey's list order carries no meaning
+        return only
+    merged = [item for part in lists for item in part]
+    merged.sort()
+    return merged
+
+
+def _apply_refunds(group: GroupJourney) -> None:
+    revenue = {order[2]: order[3] for order in group.orders}
+    refunded: dict[str, int] = {}
+    unmatched = []
+    for refund in group.refunds:
+        if refund[2] in revenue:
+            refunded[refund[2]] = refunded.get(refund[2], 0) + refund[3]
+        else:
+            unmatched.append(refund)
+    total = 0
+    over = []
+    for order_id, amount in refunded.items():
+        if amount > revenue[order_id]:
+            over.append((order_id, revenue[order_id], amount))
+            amount = revenue[order_id]
+        total += amount
+    group.refunded_e4 = total
+    group.unmatched_refunds = tuple(unmatched)
+    group.over_refunded = tuple(sorted(over))

@@ -1,0 +1,272 @@
+"""The identity graph: which identity streams make up one person (a *group*).
+
+Nodes are stream names (``customer-<id>``, ``anonymous-<id>``). Facts are
+
+* links ``(occurred_us, position, anonymous stream, customer stream)`` from
+  ``identity_linked``: the anonymous id belongs to the customer;
+* merges ``(occurred_us, position, duplicate stream, survivor stream)`` from
+  ``customers_merged``: the duplicate customer is the survivor (chains followed).
+
+Resolution depends only on the SET of facts, never on the order they arrived:
+
+* an anonymous id belongs to one customer at most: its earliest link (by
+  ``occurred_at``, then position) wins; links to other customers are reported
+  as identity conflicts and do not join those customers;
+* a customer merged into several survivors follows its earliest merge; the
+  others are reported as merge conflicts;
+* a merge cycle (``a`` into ``b`` ... into ``a``) is broken by ignoring the
+  LATEST merge of the cycle (the one that closed it), so the customer that
+  survived the earlier merges stays the root; the cycle is reported;
+* the root of a group is the customer at the end of its merge chain (or an
+  unlinked anonymous stream on its own).
+
+Work is incremental: adding a fact only marks its connected component (over
+every fact, winning or not) dirty; ``settle`` re-resolves dirty components,
+which are small (a customer and its few devices), and records which roots
+gained or lost members. Mutated in place: the graph is owned by its fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from events.logged import LoggedEvent
+from projections.journey import LinkFact, MergeFact, link_fact, merge_fact
+
+VERSION = 1
+HANDLES: frozenset[str] = frozenset({"identity_linked", "customers_merged"})
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A node claimed by several targets: ``winner`` is the earliest fact, ``losers``
+    the earliest fact per other target."""
+
+    node: str
+    winner: tuple[int, int, str, str]
+    losers: tuple[tuple[int, int, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeCycle:
+    """Customers whose merges form a cycle; ``ignored`` is the merge left out."""
+
+    members: tuple[str, ...]
+    ignored: MergeFact
+
+
+class IdentityGraph:
+    __slots__ = ("links", "merges", "_uf", "_components", "_dirty", "_root", "_groups", "_cycles", "_changed")
+
+    def __init__(self) -> None:
+        self.links: dict[str, set[LinkFact]] = {}
+        self.merges: dict[str, set[MergeFact]] = {}
+        self._uf: dict[str, str] = {}
+        self._components: dict[str, list[str]] = {}
+        self._dirty: set[str] = set()
+        self._root: dict[str, str] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}
+        self._cycles: dict[str, MergeCycle] = {}  # keyed by the duplicate of the ignored merge
+        self._changed: set[str] = set()
+
+    # --- facts -------------------------------------------------------------------
+
+    def add_link(self, fact: LinkFact) -> bool:
+        return self._add(self.links, fact)
+
+    def add_merge(self, fact: MergeFact) -> bool:
+        return self._add(self.merges, fact)
+
+    def remove_link(self, fact: LinkFact) -> bool:
+        return self._remove(self.links, fact)
+
+    def remove_merge(self, fact: MergeFact) -> bool:
+        return self._remove(self.merges, fact)
+
+    def _add(self, table: dict[str, set], fact: tuple[int, int, str, str]) -> bool:
+        facts = table.get(fact[2])
+        if facts is None:
+            table[fact[2]] = facts = set()
+        elif fact in facts:
+            return False
+        facts.add(fact)
+        self._dirty.add(self._union(fact[2], fact[3]))
+        return True
+
+    def _remove(self, table: dict[str, set], fact: tuple[int, int, str, str]) -> bool:
+        facts = table.get(fact[2])
+        if not facts or fact not in facts:
+            return False
+        facts.discard(fact)
+        if not facts:
+            del table[fact[2]]
+        # components never split: a larger component only costs a larger re-resolution
+        self._dirty.add(self._find(fact[2]))
+        return True
+
+    # --- union-find over every fact ------------------------------------------------
+
+    def _find(self, node: str) -> str:
+        uf = self._uf
+        parent = uf.get(node)
+        if parent is None:
+            uf[node] = node
+            self._components[node] = [node]
+            return node
+        if parent == node:
+            return node
+        path = []
+        while parent != node:
+            path.append(node)
+            node = parent
+            parent = uf[node]
+        for step in path:
+            uf[step] = node
+        return node
+
+    def _union(self, a: str, b: str) -> str:
+        ra, rb = self._find(a), self._find(b)
+        if ra == rb:
+            return ra
+        components = self._components
+        if len(components[ra]) < len(components[rb]):
+            ra, rb = rb, ra
+        self._uf[rb] = ra
+        components[ra].extend(components.pop(rb))
+        self._dirty.discard(rb)
+        return ra
+
+    # --- resolution ------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Re-resolve every dirty component (cheap when nothing changed)."""
+        if not self._dirty:
+            return
+        reps = {self._find(rep) for rep in self._dirty}
+        self._dirty.clear()
+        for rep in reps:
+            self._resolve(self._components[rep])
+
+    def _resolve(self, nodes: list[str]) -> None:
+        parent: dict[str, str] = {}
+        merge_edge: dict[str, MergeFact] = {}
+        for node in nodes:
+            facts = self.links.get(node)
+            if facts:
+                parent[node] = min(facts)[3]
+            facts = self.merges.get(node)
+            if facts:
+                best = min(facts)
+                parent[node] = best[3]
+                merge_edge[node] = best
+        for node in nodes:
+            self._cycles.pop(node, None)
+        for cycle in _break_cycles(parent, merge_edge):
+            self._cycles[cycle.ignored[2]] = cycle
+
+        old_root = self._root
+        groups: dict[str, list[str]] = {}
+        for node in nodes:
+            top = node
+            while top in parent:
+                top = parent[top]
+            groups.setdefault(top, []).append(node)
+            previous = old_root.get(node, node)
+            if previous != top:
+                self._changed.add(previous)
+                self._changed.add(top)
+            old_root[node] = top
+        for node in nodes:
+            self._groups.pop(node, None)
+        for top, members in groups.items():
+            self._groups[top] = tuple(sorted(members))
+
+    def take_changed_roots(self) -> set[str]:
+        """Roots (old and new) whose members changed since the last call."""
+        self.settle()
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def root_of(self, node: str) -> str:
+        self.settle()
+        return self._root.get(node, node)
+
+    def members(self, root: str) -> tuple[str, ...]:
+        """The nodes of the group ``root`` heads (``(root,)`` for an unknown node)."""
+        self.settle()
+        return self._groups.get(root, (root,))
+
+    def knows(self, node: str) -> bool:
+        return node in self._uf
+
+    def nodes(self) -> Iterable[str]:
+        return self._uf.keys()
+
+    # --- data quality ------------------------------------------------------------------
+
+    def link_conflicts(self) -> list[Conflict]:
+        """Anonymous ids linked to more than one customer."""
+        return _conflicts(self.links)
+
+    def merge_conflicts(self) -> list[Conflict]:
+        """Customers merged into more than one survivor."""
+        return _conflicts(self.merges)
+
+    def merge_cycles(self) -> list[MergeCycle]:
+        self.settle()
+        return sorted(self._cycles.values(), key=lambda cycle: cycle.members)
+
+
+def _conflicts(table: dict[str, set[tuple[int, int, str, str]]]) -> list[Conflict]:
+    conflicts = []
+    for node, facts in table.items():
+        if len(facts) < 2:
+            continue
+        earliest: dict[str, tuple[int, int, str, str]] = {}
+        for fact in sorted(facts):
+            earliest.setdefault(fact[3], fact)
+        if len(earliest) < 2:
+            continue
+        winner, *losers = earliest.values()
+        conflicts.append(Conflict(node, winner, tuple(losers)))
+    conflicts.sort(key=lambda conflict: conflict.node)
+    return conflicts
+
+
+def _break_cycles(parent: dict[str, str], merge_edge: dict[str, MergeFact]) -> list[MergeCycle]:
+    """Remove, from each cycle of the parent pointers, its latest merge."""
+    walked: dict[str, str] = {}
+    cycles = []
+    for start in list(parent):
+        if start in walked:
+            continue
+        path = []
+        node: str | None = start
+        while node is not None and node not in walked:
+            walked[node] = start
+            path.append(node)
+            node = parent.get(node)
+        if node is not None and walked[node] == start:
+            cycle = path[path.index(node) :]
+            duplicate = max(cycle, key=merge_edge.__getitem__)
+            cycles.append(MergeCycle(tuple(sorted(cycle)), merge_edge[duplicate]))
+            del parent[duplicate]
+    return cycles
+
+
+State = IdentityGraph
+
+
+def initial_state() -> IdentityGraph:
+    return IdentityGraph()
+
+
+def evolve(graph: IdentityGraph, logged: LoggedEvent) -> IdentityGraph:
+    """Fold one event; identity events add their fact, others change nothing."""
+    kind = logged.event.TYPE
+    if kind == "identity_linked":
+        graph.add_link(link_fact(logged))
+    elif kind == "customers_merged":
+        graph.add_merge(merge_fact(logged))
+    return graph

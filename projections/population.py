@@ -1,0 +1,248 @@
+"""Every identity's journey, the identity graph, and the groups they form.
+
+``evolve`` is the full fold (replay, embedded runner, audit): it routes each
+event to its stream's journey and identity events to the graph, and only marks
+what changed. Groups are summarised lazily, on the first query after a change,
+and only the groups that changed are summarised again, so evolving stays cheap
+and repeated queries are served from the cache.
+
+``apply_journey`` is the live view server's entry: it replaces one identity's
+journey (e.g. the latest one a stream processor shipped through Kafka) and
+updates the graph with the identity facts it gained or lost. Applying every
+identity's own fold this way gives exactly the state of the full fold.
+
+The state is owned by its fold: both mutate the population in place and return
+it. Not thread-safe: the shell serialises folds and queries.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from events.logged import LoggedEvent
+from events.models import anonymous_stream, customer_stream
+
+from projections.attribution import Path
+from projections.group import GroupJourney, summarize
+from projections.identity import IdentityGraph
+from projections.journey import HANDLES as JOURNEY_HANDLES
+from projections.journey import MICROS_PER_DAY, MONEY_SCALE, IdentityJourney, micros
+
+VERSION = 1
+HANDLES = JOURNEY_HANDLES
+GROUP_BY = ("channel", "campaign")
+NO_CAMPAIGN = "(none)"  # the campaign label of touches that name none
+
+
+class Population:
+    __slots__ = ("journeys", "graph", "_dirty", "_groups", "_ordered", "_cache")
+
+    def __init__(self) -> None:
+        self.journeys: dict[str, IdentityJourney] = {}
+        self.graph = IdentityGraph()
+        self._dirty: set[str] = set()
+        self._groups: dict[str, GroupJourney] = {}
+        self._ordered: list[GroupJourney] | None = None
+        self._cache: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Population(identities={len(self.journeys)}, dirty={len(self._dirty)})"
+
+    # --- folding ----------------------------------------------------------------
+
+    def apply(self, logged: LoggedEvent) -> bool:
+        """Fold one event; False if it changed nothing (a duplicate, an unknown kind)."""
+        key = logged.stream
+        journey = self.journeys.get(key)
+        if journey is None:
+            journey = self.journeys[key] = IdentityJourney(key)
+        if not journey.apply(logged):
+            return False
+        self._dirty.add(key)
+        kind = logged.event.TYPE
+        if kind == "identity_linked":
+            self.graph.add_link(journey.links[-1])
+        elif kind == "customers_merged":
+            self.graph.add_merge(journey.merges[-1])
+        return True
+
+    def apply_journey(self, key: str, journey: IdentityJourney) -> None:
+        if journey.key != key:
+            raise ValueError(f"journey: belongs to {journey.key!r}, not {key!r}")
+        old = self.journeys.get(key)
+        old_links = set(old.links) if old else set()
+        old_merges = set(old.merges) if old else set()
+        new_links, new_merges = set(journey.links), set(journey.merges)
+        for fact in old_links - new_links:
+            self.graph.remove_link(fact)
+        for fact in old_merges - new_merges:
+            self.graph.remove_merge(fact)
+        for fact in new_links - old_links:
+            self.graph.add_link(fact)
+        for fact in new_merges - old_merges:
+            self.graph.add_merge(fact)
+        self.journeys[key] = journey
+        self._dirty.add(key)
+
+    # --- groups ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Summarise the groups that changed since the last query."""
+        changed_roots = self.graph.take_changed_roots()
+        if not self._dirty and not changed_roots:
+            return
+        root_of = self.graph.root_of
+        roots = changed_roots
+        roots.update(root_of(key) for key in self._dirty)
+        self._dirty.clear()
+        groups = self._groups
+        for root in roots:
+            members = self.graph.members(root) if root_of(root) == root else ()
+            if any(member in self.journeys for member in members):
+                groups[root] = summarize(root, members, self.journeys)
+            else:
+                groups.pop(root, None)
+        self._ordered = None
+        self._cache.clear()
+
+    def groups(self) -> list[GroupJourney]:
+        """Every group, ordered by root (so float sums over them are reproducible)."""
+        self.refresh()
+        if self._ordered is None:
+            self._ordered = [self._groups[root] for root in sorted(self._groups)]
+        return self._ordered
+
+    def group(self, root: str) -> GroupJourney | None:
+        self.refresh()
+        return self._groups.get(root)
+
+    def knows(self, key: str) -> bool:
+        return key in self.journeys or self.graph.knows(key)
+
+    def resolve(self, identity: str) -> str | None:
+        """The root of the group ``identity`` belongs to: a stream name, else a customer
+        id, else an anonymous id (in that order); None if nothing is known of it."""
+        for candidate in (identity, customer_stream(identity), anonymous_stream(identity)):
+            if self.knows(candidate):
+                root = self.graph.root_of(candidate)
+                self.refresh()
+                return root if root in self._groups else None
+        return None
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """A derived result cached until the population next changes."""
+        self.refresh()
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+
+State = Population
+
+
+def initial_state() -> Population:
+    return Population()
+
+
+def evolve(population: Population, logged: LoggedEvent) -> Population:
+    population.apply(logged)
+    return population
+
+
+def fold(events: Iterable[LoggedEvent], population: Population | None = None) -> Population:
+    population = population if population is not None else Population()
+    apply = population.apply
+    for logged in events:
+        apply(logged)
+    return population
+
+
+def apply_journey(population: Population, key: str, journey: IdentityJourney) -> Population:
+    population.apply_journey(key, journey)
+    return population
+
+
+def resolve(population: Population, identity: str) -> str | None:
+    return population.resolve(identity)
+
+
+def members(population: Population, root: str) -> tuple[str, ...]:
+    """The identity streams of a group (what the shell reads for a timeline)."""
+    return population.graph.members(root)
+
+
+def group_journey(population: Population, root: str) -> GroupJourney | None:
+    return population.group(root)
+
+
+def label_index(group_by: str) -> int:
+    """Where a touch tuple holds the label of ``group_by``."""
+    if group_by == "channel":
+        return 2
+    if group_by == "campaign":
+        return 3
+    raise ValueError(f"group_by: must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
+
+
+def touch_label(touch: tuple, index: int) -> str:
+    label = touch[index]
+    return NO_CAMPAIGN if label is None else label
+
+
+def conversion_paths(
+    population: Population,
+    *,
+    lookback_days: float | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    group_by: str = "channel",
+    include_non_converting: bool = True,
+) -> list[Path]:
+    """The attribution models' input, one path per group, in root order.
+
+    Converting: the group's first order in ``[start, end)``, its touches strictly
+    before it (within ``lookback_days`` before it, inclusive, if given), ages
+    measured to the order, value = that order's revenue. Non-converting: every
+    prospect whose LAST touch is in ``[start, end)``, its touches within the
+    lookback before that last touch, ages measured to it, value 0.
+    """
+    index = label_index(group_by)
+    start_us = None if start is None else micros(start)
+    end_us = None if end is None else micros(end)
+    window = None if lookback_days is None else lookback_days * MICROS_PER_DAY
+    key = ("paths", lookback_days, start_us, end_us, group_by, include_non_converting)
+    return population.cached(
+        key, lambda: _paths(population.groups(), index, start_us, end_us, window, include_non_converting)
+    )
+
+
+def _paths(
+    groups: list[GroupJourney],
+    index: int,
+    start_us: int | None,
+    end_us: int | None,
+    window: float | None,
+    include_non_converting: bool,
+) -> list[Path]:
+    paths = []
+    for group in groups:
+        touches = group.touches
+        if group.orders:
+            order = group.orders[0]
+            converted, cut, at = True, group.conversion_index, order[0]
+        elif touches and include_non_converting:
+            converted, cut, at = False, len(touches), touches[-1][0]
+        else:
+            continue
+        if (start_us is not None and at < start_us) or (end_us is not None and at >= end_us):
+            continue
+        first = 0 if window is None else bisect_left(touches, (at - window,), 0, cut)
+        labelled = tuple(
+            (NO_CAMPAIGN if touch[index] is None else touch[index], (at - touch[0]) / MICROS_PER_DAY)
+            for touch in touches[first:cut]
+        )
+        paths.append(Path(labelled, converted, order[3] / MONEY_SCALE if converted else 0.0))
+    return paths

@@ -1,0 +1,213 @@
+"""The platform's Kafka topics, how they are created, and the record format of
+``touchpoints.events``.
+
+``touchpoints.events``: key = the event's identity stream (``customer-42``), so
+every event of one identity lands on one partition; value = the canonical stored
+body (``events.registry.encode_body``); headers carry the envelope (type, schema
+version, event id, global position, recorded_at, stream, stream version,
+occurred_at) so a consumer decodes through the registry only what it needs.
+``touchpoints.journeys`` is co-partitioned with it (same partition count, same
+keys) and compacted: it holds the latest journey per identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from kafka.partitioner.default import murmur2
+
+from events.hashing import utc_text
+from events.logged import LoggedEvent
+from events.registry import REGISTRY, EventRegistry, decode_recorded
+from events.store import RecordedEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_TOPIC = "touchpoints.events"
+INBOUND_TOPIC = "touchpoints.inbound"
+DEADLETTER_TOPIC = "touchpoints.deadletter"
+JOURNEYS_TOPIC = "touchpoints.journeys"
+DEFAULT_PARTITIONS = 6
+
+# header names of touchpoints.events records
+H_TYPE = "type"
+H_SCHEMA_VERSION = "schema_version"
+H_EVENT_ID = "event_id"
+H_POSITION = "position"
+H_RECORDED_AT = "recorded_at"
+H_STREAM = "stream"
+H_STREAM_VERSION = "stream_version"
+H_OCCURRED_AT = "occurred_at"
+
+Headers = Mapping[str, bytes] | Sequence[tuple[str, bytes]]
+
+
+class TopicError(RuntimeError):
+    """A platform topic cannot be created, or exists with an unusable layout."""
+
+
+class MalformedRecord(ValueError):
+    """A ``touchpoints.events`` record lacks a header or holds an unreadable one."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def platform_topics(partitions: int = DEFAULT_PARTITIONS, *, compact_journeys: bool = True) -> list[TopicSpec]:
+    """Every topic the platform uses. The dead-letter topic has one partition: it is
+    small and operators read it in arrival order."""
+    journeys_config = {"cleanup.policy": "compact"} if compact_journeys else {}
+    return [
+        TopicSpec(EVENTS_TOPIC, partitions),
+        TopicSpec(INBOUND_TOPIC, partitions),
+        TopicSpec(DEADLETTER_TOPIC, 1),
+        TopicSpec(JOURNEYS_TOPIC, partitions, journeys_config),
+    ]
+
+
+def ensure_topics(
+    bootstrap: str | Sequence[str],
+    partitions: int = DEFAULT_PARTITIONS,
+    *,
+    specs: Iterable[TopicSpec] | None = None,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> dict[str, int]:
+    """Create the missing topics (idempotent; concurrent callers are fine) and return
+    each topic's actual partition count. Raises ``TopicError`` if the events and
+    journeys topics end up with different partition counts (they must be
+    co-partitioned) or the broker refuses a creation."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    wanted = list(specs) if specs is not None else platform_topics(partitions)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                             client_id="touchpoints-topics")
+    try:
+        deadline = time.monotonic() + timeout
+        counts = describe_partition_counts(admin, [spec.name for spec in wanted])
+        missing = [spec for spec in wanted if spec.name not in counts]
+        for spec in missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=dict(spec.config))]
+                )
+                log.info("created topic %s (%d partitions)", spec.name, spec.partitions)
+            except TopicAlreadyExistsError:
+                pass  # another process created it meanwhile
+            except KafkaError as error:
+                raise TopicError(f"cannot create topic {spec.name!r}: {error}") from error
+        while True:
+            counts = describe_partition_counts(admin, [spec.name for spec in wanted])
+            if len(counts) == len(wanted) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        admin.close()
+    absent = [spec.name for spec in wanted if spec.name not in counts]
+    if absent:
+        raise TopicError(f"topics {absent} still do not exist after {timeout:.0f} s")
+    _check_copartitioned(counts)
+    for spec in wanted:
+        if counts[spec.name] != spec.partitions:
+            log.warning("topic %s has %d partitions, %d configured: keeping the existing layout",
+                        spec.name, counts[spec.name], spec.partitions)
+    return counts
+
+
+def describe_partition_counts(admin, topics: Sequence[str]) -> dict[str, int]:
+    """Partition counts of the topics that exist (missing topics are left out)."""
+    return {name: len(partitions) for name, (_, partitions) in describe_topics(admin, topics).items()}
+
+
+def describe_topics(admin, topics: Sequence[str]) -> dict[str, tuple[str | None, list[int]]]:
+    """``{topic: (topic_id, partition ids)}`` for the topics that exist."""
+    found: dict[str, tuple[str | None, list[int]]] = {}
+    for item in admin.describe_topics(list(topics)):
+        if item.get("error_code", 0) != 0 or not item.get("partitions"):
+            continue
+        topic_id = item.get("topic_id")
+        found[item["name"]] = (
+            str(topic_id) if topic_id else None,
+            sorted(p["partition_index"] for p in item["partitions"]),
+        )
+    return found
+
+
+def _check_copartitioned(counts: Mapping[str, int]) -> None:
+    events, journeys = counts.get(EVENTS_TOPIC), counts.get(JOURNEYS_TOPIC)
+    if events is not None and journeys is not None and events != journeys:
+        raise TopicError(
+            f"{EVENTS_TOPIC} has {events} partitions but {JOURNEYS_TOPIC} has {journeys}: they must be "
+            "co-partitioned; recreate one of them (or set TOUCHPOINTS_PARTITIONS to match)"
+        )
+
+
+def partition_for_key(key: bytes | str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (kafka-python, aiokafka, Faust, the
+    Java client) picks for a keyed record: murmur2 of the key bytes."""
+    data = key.encode() if isinstance(key, str) else key
+    return (murmur2(data) & 0x7FFFFFFF) % partitions
+
+
+# --- touchpoints.events records --------------------------------------------------
+
+
+def event_record(recorded: RecordedEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """``(key, value, headers)`` of the record carrying one stored event."""
+    headers = [
+        (H_TYPE, recorded.type.encode()),
+        (H_SCHEMA_VERSION, str(recorded.schema_version).encode()),
+        (H_EVENT_ID, str(recorded.event_id).encode()),
+        (H_POSITION, str(recorded.position).encode()),
+        (H_RECORDED_AT, utc_text(recorded.recorded_at).encode()),
+        (H_STREAM, recorded.stream.encode()),
+        (H_STREAM_VERSION, str(recorded.stream_version).encode()),
+        (H_OCCURRED_AT, utc_text(recorded.occurred_at).encode()),
+    ]
+    return recorded.stream.encode(), recorded.data, headers
+
+
+def recorded_from_record(value: bytes, headers: Headers) -> RecordedEvent:
+    """The stored event a ``touchpoints.events`` record carries (metadata and hash are
+    not published: they stay in the store)."""
+    found = dict(headers.items() if isinstance(headers, Mapping) else headers)
+
+    def text(name: str) -> str:
+        raw = found.get(name)
+        if raw is None:
+            raise MalformedRecord(f"header {name!r} is missing")
+        return raw.decode() if isinstance(raw, bytes | bytearray) else str(raw)
+
+    try:
+        return RecordedEvent(
+            position=int(text(H_POSITION)),
+            stream=text(H_STREAM),
+            stream_version=int(text(H_STREAM_VERSION)),
+            event_id=UUID(text(H_EVENT_ID)),
+            type=text(H_TYPE),
+            schema_version=int(text(H_SCHEMA_VERSION)),
+            occurred_at=datetime.fromisoformat(text(H_OCCURRED_AT)),
+            recorded_at=datetime.fromisoformat(text(H_RECORDED_AT)),
+            data=bytes(value),
+            metadata=b"{}",
+        )
+    except (ValueError, UnicodeDecodeError) as error:
+        if isinstance(error, MalformedRecord):
+            raise
+        raise MalformedRecord(f"unreadable header: {error}") from None
+
+
+def logged_from_record(value: bytes, headers: Headers, registry: EventRegistry = REGISTRY) -> LoggedEvent:
+    """Decode a ``touchpoints.events`` record into what projections fold."""
+    return decode_recorded(recorded_from_record(value, headers), registry)
