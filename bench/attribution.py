@@ -60,7 +60,9 @@ def generate_paths(n_conversions: int, n_non_converting: int, seed: int = 0) -> 
     return paths
 
 
-def _touches(rng: random.Random, names: list[str], weights: list[float], last_age: float) -> tuple[tuple[str, float], ...]:
+def _touches(
+    rng: random.Random, names: list[str], weights: list[float], last_age: float
+) -> tuple[tuple[str, float], ...]:
     length = 1
     while length < 12 and rng.random() < 0.55:
         length += 1

@@ -8,8 +8,8 @@ with overlapping files) stores nothing twice.
 
 Decoding (pydantic validation and encoding) and appending (SQLite, hashing) each need
 about a core. With ``decoder="process"`` a child process decodes the next batches while
-this process appends: the child receives raw byte blocks and returns encoded events, so
-neither side waits for the other's GIL. ``decoder="thread"`` decodes in a thread of this
+this process appends: the child receives the raw input on stdin and returns encoded
+events on stdout, so neither side waits for the other's GIL. ``decoder="thread"`` decodes in a thread of this
 process (it overlaps only the store's I/O); it serves small inputs, where starting a
 process costs more than it saves, and registries that cannot be sent to a child.
 """
@@ -17,15 +17,20 @@ process costs more than it saves, and registries that cannot be sent to a child.
 from __future__ import annotations
 
 import gc
-import multiprocessing
+import os
 import pickle
+import signal
+import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from queue import Empty, Full, Queue
-from typing import Any, Literal
+from pathlib import Path
+from queue import Full, Queue
+from typing import IO, Any, Literal
 from uuid import UUID
 
 import orjson
@@ -111,8 +116,10 @@ def bulk_load(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if decoder == "auto":
         small = size_hint is not None and size_hint < PROCESS_MIN_BYTES
-        decoder = "thread" if small or not _picklable(ingestor.registry) else "process"
+        decoder = "thread" if small or not _sendable(ingestor.registry) else "process"
     report = BulkReport(decoder=decoder)
+    input_errors: list[BaseException] = []
+    chunks = _until_error(chunks, input_errors)
     if decoder == "process":
         batches: Iterator[_Batch] = _decode_in_process(chunks, ingestor.registry, batch_size)
     else:
@@ -127,7 +134,24 @@ def bulk_load(
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
+    if input_errors:
+        raise input_errors[0]
     return report
+
+
+def _until_error(chunks: Iterable[bytes], errors: list[BaseException]) -> Iterator[bytes]:
+    """The chunks until reading fails; the error is kept for the caller to raise once the
+    lines read before it are stored."""
+    iterator = iter(chunks)
+    while True:
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:
+            errors.append(error)
+            return
+        yield chunk
 
 
 def _commit(batch: _Batch, ingestor: Ingestor, report: BulkReport, on_reject: Callable | None) -> None:
@@ -229,7 +253,7 @@ def _read_ahead(batches: Iterator[_Batch], depth: int = 2) -> Iterator[_Batch]:
             yield item
     finally:
         stopping.set()
-        thread.join()
+        thread.join(timeout=1.0)  # it may be blocked reading a terminal; it is a daemon
 
 
 def _put(queue: Queue[Any], item: Any, stopping: threading.Event) -> bool:
@@ -246,93 +270,113 @@ def _put(queue: Queue[Any], item: Any, stopping: threading.Event) -> bool:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+_FRAME = struct.Struct(">Q")
 
 
-def _picklable(registry: EventRegistry) -> bool:
+def _sendable(registry: EventRegistry) -> bool:
+    """Whether a child process can rebuild ``registry``: every model and upcaster must be
+    importable by name (the child gets this process's ``sys.path``, not its ``__main__``)."""
     try:
-        pickle.dumps(registry)
-    except Exception:  # models or upcasters defined where a child cannot import them
+        payload = pickle.dumps(registry)
+    except Exception:  # e.g. a model defined inside a function
         return False
-    return True
+    return b"__main__" not in payload
 
 
 def _decode_in_process(chunks: Iterable[bytes], registry: EventRegistry, batch_size: int) -> Iterator[_Batch]:
-    """Decode in a spawned child: a feeder thread sends it raw chunks, this generator
-    receives encoded batches. Errors on either side re-raise here."""
-    context = multiprocessing.get_context("spawn")
-    chunks_out, chunks_in = context.Pipe(duplex=False)  # (receiving end, sending end)
-    results_out, results_in = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_decoder_main, args=(chunks_out, results_in, pickle.dumps(registry), batch_size),
-        name="ingest-decoder", daemon=True,
+    """Decode in a child Python process: a feeder thread writes the registry and then the raw
+    input to its stdin; a reader thread drains packed batches from its stdout (so the child
+    runs ahead while this process appends). A plain subprocess rather than multiprocessing,
+    so callers need no ``__main__`` guard."""
+    search_path = [str(Path(__file__).resolve().parent.parent)] + [str(Path(p).resolve()) for p in sys.path if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "consumers.bulk_ingest", str(batch_size)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
     )
-    child.start()
-    chunks_out.close()
-    results_in.close()
-    feed_error: list[BaseException] = []
-    feeder = threading.Thread(target=_feed, args=(chunks, chunks_in, feed_error), name="ingest-feeder", daemon=True)
+    assert child.stdin is not None and child.stdout is not None
+    feeder = threading.Thread(
+        target=_feed, args=(pickle.dumps(registry), chunks, child.stdin), name="ingest-feeder", daemon=True
+    )
     feeder.start()
+    batches = _read_ahead(_child_batches(child))
     try:
-        while True:
-            try:
-                message = results_out.recv_bytes()
-            except EOFError:
-                raise RuntimeError(f"the decoder process ended unexpectedly (exit code {child.exitcode})") from None
-            if not message:
-                break
-            kind, payload = pickle.loads(message)
-            if kind == "error":
-                raise RuntimeError(f"the decoder process failed: {payload}")
-            yield _unpack(payload)
-        if feed_error:
-            raise feed_error[0]
+        yield from batches
     finally:
-        if child.is_alive():
-            child.terminate()
-        child.join()
-        results_out.close()
-        feeder.join()
+        batches.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdout.close()
+        feeder.join(timeout=1.0)  # it may be blocked reading a terminal; it is a daemon
 
 
-def _feed(chunks: Iterable[bytes], sink: Any, errors: list[BaseException]) -> None:
+def _child_batches(child: subprocess.Popen) -> Iterator[_Batch]:
+    while True:
+        message = _read_frame(child.stdout)  # type: ignore[arg-type]
+        if message is None:
+            raise RuntimeError(f"the decoder process ended unexpectedly (exit code {child.poll()})")
+        if not message:
+            return
+        kind, payload = pickle.loads(message)
+        if kind == "error":
+            raise RuntimeError(f"the decoder process failed: {payload}")
+        yield _unpack(payload)
+
+
+def _feed(registry: bytes, chunks: Iterable[bytes], sink: IO[bytes]) -> None:
+    """Send the registry, then the input; a closed pipe means the child is gone (the reader
+    side reports it)."""
     try:
+        sink.write(_FRAME.pack(len(registry)) + registry)
         for chunk in chunks:
-            if chunk:
-                sink.send_bytes(chunk)
-    except (BrokenPipeError, OSError) as error:
-        if not isinstance(error, BrokenPipeError):
-            errors.append(error)  # reading the input failed; the child stopped reading otherwise
-    except BaseException as error:
-        errors.append(error)
+            sink.write(chunk)
+    except OSError:
+        return
     finally:
         try:
-            sink.send_bytes(b"")
+            sink.close()
         except OSError:
             pass
-        sink.close()
 
 
-def _decoder_main(source: Any, sink: Any, registry_bytes: bytes, batch_size: int) -> None:
-    """The child: chunks in, packed batches out, an empty message at the end."""
+def _read_frame(source: IO[bytes]) -> bytes | None:
+    """One length-prefixed message; None if the stream ended first."""
+    header = source.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None
+    (length,) = _FRAME.unpack(header)
+    body = source.read(length)
+    return body if len(body) == length else None
+
+
+def _write_frame(sink: IO[bytes], message: bytes) -> None:
+    sink.write(_FRAME.pack(len(message)) + message)
+    sink.flush()
+
+
+def decoder_main(batch_size: int) -> int:
+    """The child: a registry frame then raw NDJSON on stdin; packed batches on stdout,
+    ended by an empty frame."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
     try:
-        registry = pickle.loads(registry_bytes)
+        registry = pickle.loads(_read_frame(source) or b"")
 
         def chunks() -> Iterator[bytes]:
-            while True:
-                chunk = source.recv_bytes()
-                if not chunk:
-                    return
+            while chunk := source.read(1 << 20):
                 yield chunk
 
         gc.disable()
         for batch in decode_batches(split_lines(chunks()), registry, batch_size):
-            sink.send_bytes(pickle.dumps(("batch", _pack(batch)), protocol=pickle.HIGHEST_PROTOCOL))
-        sink.send_bytes(b"")
-    except BaseException as error:  # reported to the parent, which raises it
-        try:
-            sink.send_bytes(pickle.dumps(("error", f"{type(error).__name__}: {error}")))
-        except OSError:
-            pass
+            _write_frame(sink, pickle.dumps(("batch", _pack(batch)), protocol=pickle.HIGHEST_PROTOCOL))
+        _write_frame(sink, b"")
+        return 0
+    except BrokenPipeError:
+        return 1  # the parent stopped reading
+    except Exception as error:  # reported to the parent, which raises it
+        _write_frame(sink, pickle.dumps(("error", f"{type(error).__name__}: {error}")))
+        return 1
 
 
 def _pack(batch: _Batch) -> tuple:
@@ -357,3 +401,7 @@ def _unpack(payload: tuple) -> _Batch:
         blank=blank,
         size=size,
     )
+
+
+if __name__ == "__main__":
+    sys.exit(decoder_main(int(sys.argv[1])))

@@ -277,7 +277,7 @@ class _Journey:
     def _duplicate_record(self, t: int) -> None:
         """A store account opened before the online one; support merges them later."""
         duplicate = f"{self.customer_id}-pos"
-        earlier = t - self.rng.randint(30, 200) * DAY
+        earlier = max(self.start, t - self.rng.randint(30, 200) * DAY)
         self._store_visit(earlier, duplicate)
         self._order(earlier + 300, store=True, first=False, customer_id=duplicate)
         self._emit("customers_merged", t + self.rng.randint(5, 60) * DAY, customer_id=self.customer_id,
@@ -311,7 +311,7 @@ class _Journey:
         data: dict[str, Any] | None = None,
         arrives: int | None = None,
     ) -> None:
-        if t >= self.end or (arrives is not None and arrives >= self.end):
+        if not self.start <= t < self.end or (arrives is not None and arrives >= self.end):
             return
         event: dict[str, Any] = {
             "event_id": _uuid4_text(self.rng.getrandbits(128)),

@@ -93,32 +93,44 @@ def _csv_safe(value: Any) -> str:
 
 
 def to_table(document: Mapping[str, Any], *, title: str = "", preferred_rows: str | None = None) -> str:
-    """A readable text rendering: the document's plain fields as ``name: value`` lines,
-    then every list of objects as an aligned table (the main rows first)."""
+    """A readable text rendering: the document's plain fields as ``name: value`` lines
+    (nested ones dotted), then every list of objects as an aligned table, the main
+    rows first."""
     lines: list[str] = [title, "=" * len(title)] if title else []
     tables: list[tuple[str, list[Mapping[str, Any]]]] = []
     try:
         main = rows_key(document, preferred_rows)
     except NotAListView:
         main = None
-    for key, value in document.items():
-        if isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value):
-            tables.append((key, value))
-        elif isinstance(value, list) and not value and key == main:
-            tables.append((key, value))
-        elif isinstance(value, Mapping) and value and all(isinstance(v, Mapping) for v in value.values()):
-            tables.append((key, [{key: name, **inner} for name, inner in value.items()]))
-        elif isinstance(value, Mapping):
-            for column, inner in flatten(value, f"{key}.").items():
-                lines.append(f"{column}: {_display(inner)}")
-        else:
-            lines.append(f"{key}: {_display(value)}")
+    _walk(document, "", main, lines, tables)
     tables.sort(key=lambda item: item[0] != main)
     for key, rows in tables:
         lines.append("")
         lines.append(f"{key} ({len(rows)})")
         lines.append(format_rows([flatten(row) for row in rows]) if rows else "(none)")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _walk(
+    document: Mapping[str, Any], prefix: str, main: str | None,
+    lines: list[str], tables: list[tuple[str, list[Mapping[str, Any]]]],
+) -> None:
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, list) and (value or name == main) and all(isinstance(i, Mapping) for i in value):
+            tables.append((name, value))
+        elif isinstance(value, Mapping) and value and all(_is_flat_mapping(inner) for inner in value.values()):
+            tables.append((name, [{key: label, **inner} for label, inner in value.items()]))
+        elif isinstance(value, Mapping):
+            _walk(value, f"{name}.", main, lines, tables)
+        elif isinstance(value, list):
+            lines.append(f"{name}: {', '.join(cell_text(item) for item in value) or '-'}")
+        else:
+            lines.append(f"{name}: {_display(value)}")
+
+
+def _is_flat_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(not isinstance(v, (Mapping, list)) for v in value.values())
 
 
 def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:

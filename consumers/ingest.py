@@ -51,10 +51,11 @@ class Ingestor:
 
     def append(self, events: Sequence[Event]) -> list[AppendOutcome]:
         """Append valid events in one ``append_batch`` call (one transaction where the store
-        has them); returns one outcome per input event, in input order."""
-        return self.append_new(
-            [(event.stream, to_new_event(event)) for event in events]
-        )
+        has them); returns one outcome per input event, in input order.
+
+        Events are grouped by stream (streams in order of first appearance), so each stream
+        keeps the input order, while positions across streams follow the grouping."""
+        return self.append_new([(event.stream, to_new_event(event)) for event in events])
 
     def append_new(self, items: Sequence[tuple[str, NewEvent]]) -> list[AppendOutcome]:
         """Like ``append`` for events already encoded as ``(stream, NewEvent)`` pairs."""

@@ -108,13 +108,13 @@ VIEW_SPECS: dict[str, ViewSpec] = {
     spec.name: spec
     for spec in (
         _spec("attribution", views_module.attribution_view, "rows", *({"model": m} for m in MODELS)),
-        _spec("first_contact", views_module.first_contact_view, "rows"),
+        _spec("first_contact", views_module.first_contact_view, "rows", {}, {"group_by": "campaign"}),
         _spec("conversion_time", views_module.conversion_time_view, "rows"),
         _spec("paths", views_module.paths_view, "rows"),
         _spec("top_customers", views_module.top_customers_view, "rows"),
         _spec("prospects", views_module.prospects_view, "rows"),
-        _spec("funnel", views_module.funnel_view, "rows"),
-        _spec("data_quality", views_module.data_quality_view, "rows"),
+        _spec("funnel", views_module.funnel_view, "stages"),
+        _spec("data_quality", views_module.data_quality_view, ""),
     )
 }
 
@@ -172,7 +172,7 @@ class LiveViews:
         self._precomputed_set = frozenset(self._precomputed)
         self._position: int | None = None
         self._version = 0
-        self._data_time_us: int | None = None
+        self._data_time: datetime | None = None
         self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
         self._last_refresh_seconds = 0.0
         self._refreshed_version = -1
@@ -203,7 +203,7 @@ class LiveViews:
         """The "now" of views that need one: the clock if given, else data time."""
         if self._clock is not None:
             return self._clock()
-        return journey_module.from_micros(self._data_time_us) if self._data_time_us is not None else EPOCH
+        return self._data_time if self._data_time is not None else EPOCH
 
     # --- feeding ---------------------------------------------------------------------
 
@@ -217,14 +217,14 @@ class LiveViews:
         evolve = population_module.evolve
         with self._lock:
             pop = self._population
-            newest = self._data_time_us
+            newest = self._data_time
             for logged in logged_events:
                 pop = evolve(pop, logged)
-                occurred = journey_module.micros(logged.event.occurred_at)
+                occurred = logged.event.occurred_at
                 if newest is None or occurred > newest:
                     newest = occurred
             self._population = pop
-            self._data_time_us = newest
+            self._data_time = newest
             last = logged_events[-1].position if logged_events else None
             if through_position is not None and (last is None or through_position > last):
                 last = through_position
@@ -244,8 +244,10 @@ class LiveViews:
         with self._lock:
             pop = self._population
             position = self._position
-            newest = self._data_time_us
+            newest = self._data_time
             for key, journey in items:
+                if journey is None:  # forget the identity: an empty journey drops its facts and links
+                    journey = IdentityJourney(key)
                 pop = population_module.apply_journey(pop, key, journey)
                 count += 1
                 if journey is not None:
@@ -256,7 +258,7 @@ class LiveViews:
                         newest = journey_time
             self._population = pop
             self._position = position
-            self._data_time_us = newest
+            self._data_time = newest
             if count:
                 self._counts["journeys_applied"] += count
                 self._counts["batches"] += 1
@@ -283,17 +285,31 @@ class LiveViews:
 
         Raises ``UnknownView``, ``ViewParameterInvalid``, or the projections'
         ``ValueError`` naming a bad parameter."""
+        key = self._key(name, params)
+        entry = self._servable(key)
+        return entry if entry is not None else self._compute_once(key)
+
+    def peek(self, name: str, **params: Any) -> CachedView | None:
+        """The cached document ``view`` would answer without computing, else None."""
+        return self._servable(self._key(name, params))
+
+    def _key(self, name: str, params: Mapping[str, Any]) -> ViewKey:
         spec = VIEW_SPECS.get(name)
         if spec is None:
             raise UnknownView(name)
-        key = spec.key(params)
+        return spec.key(params)
+
+    def _servable(self, key: ViewKey) -> CachedView | None:
         entry = self._cache.get(key)
-        if entry is not None:
-            if entry.version == self._version or key in self._precomputed_set:
-                return entry
-            if key in self._inflight or time.monotonic() - entry.computed_at < self.max_stale_seconds:
-                return entry
-        return self._compute_once(key)
+        if entry is None:
+            return None
+        if entry.version == self._version:
+            return entry
+        if key in self._precomputed_set and self._refresher is not None:
+            return entry  # the refresher brings it up to date
+        if key in self._inflight or time.monotonic() - entry.computed_at < self.max_stale_seconds:
+            return entry
+        return None
 
     def document(self, name: str, **params: Any) -> dict[str, Any]:
         return self.view(name, **params).document
@@ -439,7 +455,7 @@ class LiveViews:
             "position": self._position,
             "version": self._version,
             "refreshed_version": self._refreshed_version,
-            "data_time": self.now().isoformat() if self._data_time_us is not None else None,
+            "data_time": self._data_time.isoformat() if self._data_time is not None else None,
             **self._counts,
             "cached_views": cached,
             "precomputed_views": len(self._precomputed),
@@ -448,31 +464,32 @@ class LiveViews:
 
     @staticmethod
     def snapshot_version() -> str:
-        """Snapshots are only reused by the same projections' versions."""
-        population_version = getattr(population_module, "VERSION", 0)
-        return f"{SNAPSHOT_FORMAT}.{population_version}.{journey_module.VERSION}"
+        """Snapshots are reused only by the same projections' versions."""
+        return f"{SNAPSHOT_FORMAT}.{views_module.VERSION}.{journey_module.VERSION}"
 
-    def snapshot(self) -> dict[str, Any]:
+    def journeys_snapshot(self) -> tuple[int | None, str | None, list[bytes]]:
+        """Position, data time and every identity's journey (``to_bytes``): enough to
+        rebuild the population with ``restore`` (``apply_journey`` of per-identity
+        folds equals the full fold)."""
         with self._lock:
-            return {
-                "format": self.snapshot_version(),
-                "population": self._population,
-                "position": self._position,
-                "data_time_us": self._data_time_us,
-            }
+            journeys = [journey.to_bytes() for journey in self._population.journeys.values()]
+            data_time = self._data_time.isoformat() if self._data_time is not None else None
+            return self._position, data_time, journeys
 
-    @classmethod
-    def from_snapshot(cls, snapshot: Mapping[str, Any], **options: Any) -> "LiveViews":
-        if snapshot.get("format") != cls.snapshot_version():
-            raise ValueError(f"snapshot format {snapshot.get('format')!r}, expected {cls.snapshot_version()!r}")
-        views = cls(population=snapshot["population"], **options)
-        views._position = snapshot["position"]
-        views._data_time_us = snapshot["data_time_us"]
-        return views
+    def restore(
+        self, journeys: Iterable[tuple[str, IdentityJourney]], *, position: int | None, data_time: str | None
+    ) -> None:
+        """Load journeys saved by ``journeys_snapshot`` (into an empty holder)."""
+        self.apply_journeys(journeys)
+        with self._lock:
+            self._position = position
+            self._data_time = datetime.fromisoformat(data_time) if data_time else None
+            self._counts["journeys_applied"] = 0
 
 
-def _journey_extent(journey: IdentityJourney) -> tuple[int | None, int | None]:
-    """The highest log position and the latest occurred time (µs) a journey reflects."""
+def _journey_extent(journey: IdentityJourney) -> tuple[int | None, datetime | None]:
+    """The highest log position and the latest occurred time a journey reflects
+    (every fact is ``(occurred_at, position, ...)``)."""
     position = None
     latest = None
     for facts in (journey.touches, journey.orders, journey.refunds, journey.links, journey.merges):

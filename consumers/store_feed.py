@@ -17,18 +17,21 @@ starting from a snapshot keyed by the head position) and return the views.
 from __future__ import annotations
 
 import logging
-import pickle
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
 from events.store import EventStore, RecordedEvent
 from consumers.live_views import LiveViews
+from projections.journey import IdentityJourney
 
 log = logging.getLogger(__name__)
 
@@ -217,9 +220,26 @@ class StoreFeed:
         log.warning("store feed: %s", message)
 
 
+def read_member_events(
+    store: EventStore, streams: Iterable[str], registry: EventRegistry = REGISTRY, *,
+    as_of: datetime | None = None, known_at: datetime | None = None,
+) -> list[LoggedEvent]:
+    """The decoded events of ``streams`` (a timeline's member streams), optionally only
+    those that occurred (``as_of``) or were recorded (``known_at``) up to a time, inclusive."""
+    events = []
+    for stream in streams:
+        for recorded in store.read_stream(stream):
+            if as_of is not None and recorded.occurred_at > as_of:
+                continue
+            if known_at is not None and recorded.recorded_at > known_at:
+                continue
+            events.append(decode_recorded(recorded, registry))
+    return events
+
+
 # --- one-shot loading for the CLI ------------------------------------------------------
 
-SNAPSHOT_PREFIX = "views-snapshot-"
+SNAPSHOT_FILE = "views.snapshot"
 
 
 def load_views(
@@ -231,19 +251,19 @@ def load_views(
     progress: Callable[[int], None] | None = None,
     **live_views_options: Any,
 ) -> LiveViews:
-    """Fold the whole log into a fresh ``LiveViews`` (no background threads).
+    """Fold the whole log into a fresh ``LiveViews`` (no background refresher).
 
-    With ``snapshot_dir``, the folded population is pickled there keyed by the head
-    position and the projections' version; the next call starts from the newest usable
-    snapshot and folds only the events appended since. A snapshot that cannot be read
-    (other version, corrupt) is ignored and replaced.
-    """
-    views = None
-    if snapshot_dir is not None:
-        views = _read_snapshot(snapshot_dir, **live_views_options)
+    With ``snapshot_dir`` (one folder per store), the folded journeys are saved there
+    with the position they reach; the next call starts from that snapshot and folds
+    only the events appended since. A snapshot is used only if its format and the
+    projections' versions match and the store still holds its last event at its
+    position (so a recreated store is never mixed with an old snapshot)."""
+    live_views_options.setdefault("background", False)
+    views = _read_snapshot(snapshot_dir, store, live_views_options) if snapshot_dir else None
     if views is None:
         views = LiveViews(**live_views_options)
     start_position = views.position
+    last_event_id = None
     while True:
         start = 0 if views.position is None else views.position + 1
         page = list(store.read_all(start, limit=page_size))
@@ -251,44 +271,53 @@ def load_views(
             break
         views.apply_events([decode_recorded(recorded, registry) for recorded in page],
                            through_position=page[-1].position)
+        last_event_id = page[-1].event_id
         if progress is not None:
             progress(len(page))
-    if snapshot_dir is not None and views.position is not None and views.position != start_position:
-        _write_snapshot(snapshot_dir, views)
+    if snapshot_dir is not None and last_event_id is not None and views.position != start_position:
+        _write_snapshot(snapshot_dir, views, last_event_id)
     return views
 
 
-def _snapshot_name(position: int, version: str) -> str:
-    return f"{SNAPSHOT_PREFIX}{version}-{position}.pickle"
+def _read_snapshot(folder: Path, store: EventStore, options: dict[str, Any]) -> LiveViews | None:
+    path = folder / SNAPSHOT_FILE
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as file:
+            header = orjson.loads(file.readline())
+            if header.get("format") != LiveViews.snapshot_version():
+                return None
+            position = header["position"]
+            last = next(iter(store.read_all(position, limit=1)), None)
+            if last is None or last.position != position or str(last.event_id) != header["last_event_id"]:
+                return None
+            journeys = []
+            while size_bytes := file.read(4):
+                raw = file.read(int.from_bytes(size_bytes, "big"))
+                journey = IdentityJourney.from_bytes(raw)
+                journeys.append((journey.key, journey))
+        views = LiveViews(**options)
+        views.restore(journeys, position=position, data_time=header["data_time"])
+        return views
+    except Exception as error:  # a bad snapshot only costs a full fold
+        log.warning("ignoring the unreadable views snapshot %s: %s", path, error)
+        return None
 
 
-def _read_snapshot(folder: Path, **options: Any) -> LiveViews | None:
-    version = LiveViews.snapshot_version()
-    candidates = []
-    for path in folder.glob(f"{SNAPSHOT_PREFIX}{version}-*.pickle"):
-        try:
-            candidates.append((int(path.stem.rsplit("-", 1)[1]), path))
-        except ValueError:
-            continue
-    for _, path in sorted(candidates, reverse=True):
-        try:
-            with path.open("rb") as file:
-                return LiveViews.from_snapshot(pickle.load(file), **options)
-        except Exception as error:  # a bad snapshot only costs a full fold
-            log.warning("ignoring unreadable views snapshot %s: %s", path, error)
-    return None
-
-
-def _write_snapshot(folder: Path, views: LiveViews) -> None:
+def _write_snapshot(folder: Path, views: LiveViews, last_event_id: Any) -> None:
+    path = folder / SNAPSHOT_FILE
+    temporary = path.with_suffix(".tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / _snapshot_name(views.position, LiveViews.snapshot_version())
-        temporary = target.with_suffix(".tmp")
+        position, data_time, journeys = views.journeys_snapshot()
+        header = {"format": LiveViews.snapshot_version(), "position": position,
+                  "last_event_id": str(last_event_id), "data_time": data_time}
         with temporary.open("wb") as file:
-            pickle.dump(views.snapshot(), file, protocol=pickle.HIGHEST_PROTOCOL)
-        temporary.replace(target)
-        for old in folder.glob(f"{SNAPSHOT_PREFIX}*.pickle"):
-            if old != target:
-                old.unlink(missing_ok=True)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError) as error:
+            file.write(orjson.dumps(header) + b"\n")
+            for raw in journeys:
+                file.write(len(raw).to_bytes(4, "big"))
+                file.write(raw)
+        temporary.replace(path)
+    except OSError as error:
         log.warning("could not write a views snapshot to %s: %s", folder, error)

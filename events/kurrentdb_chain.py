@@ -127,6 +127,9 @@ class SealBook:
     def __contains__(self, position: int) -> bool:
         return position in self._seals
 
+    def get(self, position: int) -> Seal | None:
+        return self._seals.get(position)
+
     def ordered(self) -> list[Seal]:
         return [self._seals[p] for p in self._positions]
 

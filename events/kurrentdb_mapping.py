@@ -14,7 +14,7 @@ not a nested object, so the bytes the hash chain covers come back exactly).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -35,7 +35,8 @@ from events.store import (
     WrongExpectedVersion,
 )
 
-SCHEMES = ("esdb", "esdb+discover", "kurrentdb", "kurrentdb+discover", "kdb", "kdb+discover")
+# The forms ``events.factory`` routes here (the client also knows ``kdb://``, ``kdb+discover://``).
+SCHEMES = ("esdb", "esdb+discover", "kurrentdb", "kurrentdb+discover")
 
 FORMAT_VERSION = "1"
 KEY_FORMAT = "tp.v"
@@ -86,7 +87,7 @@ class KurrentDBConfig:
     ``seal_every`` is how many events apart the chain seals are written (0: never);
     ``timeout`` bounds each read or append call, in seconds."""
 
-    client_uri: str
+    client_uri: str = field(repr=False)
     namespace: str | None = None
     seal_every: int = DEFAULT_SEAL_EVERY
     timeout: float = DEFAULT_TIMEOUT
@@ -95,11 +96,16 @@ class KurrentDBConfig:
     def display_uri(self) -> str:
         return mask_password(self.client_uri)
 
+    def __repr__(self) -> str:
+        return (
+            f"KurrentDBConfig({self.display_uri!r}, namespace={self.namespace!r}, "
+            f"seal_every={self.seal_every}, timeout={self.timeout})"
+        )
+
 
 def parse_url(url: str) -> KurrentDBConfig:
     """Parse ``esdb://[user:pass@]host[:port][,host:port...][?Tls=false&...]`` and the
-    ``esdb+discover``, ``kurrentdb``, ``kurrentdb+discover``, ``kdb``, ``kdb+discover``
-    forms. Our parameters: ``namespace``, ``sealEvery``, ``timeout``; the client's
+    ``esdb+discover``, ``kurrentdb``, ``kurrentdb+discover`` forms. Our parameters: ``namespace``, ``sealEvery``, ``timeout``; the client's
     (``Tls``, ``TlsCaFile``, ``NodePreference``, ``DefaultDeadline``...) are checked
     by the client's own parser here, before anything connects."""
     shown = mask_password(url)
@@ -149,6 +155,11 @@ def _explain_client_error(message: str) -> str:
         return (
             "a TLS connection (the default) needs user:password@ in the URL; "
             "for an insecure server add ?Tls=false"
+        )
+    if message.startswith("Unknown field"):
+        return (
+            f"{message} (the client's fields are Tls, TlsCaFile, NodePreference, DefaultDeadline...; "
+            "touchpoints adds namespace, sealEvery, timeout)"
         )
     return message.split(": esdb", 1)[0].split(": kurrentdb", 1)[0].split(": kdb", 1)[0]
 
@@ -340,8 +351,10 @@ def client_expected_version(expected: ExpectedVersion) -> int | kurrentdbclient.
     """The port's expected version as the client's ``current_version``."""
     if isinstance(expected, StreamState):
         return kurrentdbclient.StreamState[expected.name]
-    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-        raise ValueError(f"expected_version must be a version (0 or more) or a StreamState, got {expected!r}")
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise TypeError(f"expected_version must be an int or a StreamState, got {expected!r}")
+    if expected < 0:
+        raise ValueError(f"expected_version must be >= 0 (versions start at 0), got {expected}")
     return expected
 
 
@@ -391,10 +404,12 @@ def translate_error(
         actual = error.actual_version if isinstance(error.actual_version, int) else None
         return WrongExpectedVersion(stream or error.stream_name or "?", _port_expected(expected, error), actual)
     if isinstance(error, kx.DeadlineExceededError):
-        return StoreUnavailable(
-            f"{operation}{where} timed out; if it was an append it may or may not have been written, "
-            "and retrying it is safe (appends are idempotent by event_id)"
+        unknown = (
+            ": it may or may not have been written, and retrying it is safe (appends are idempotent by event_id)"
+            if operation.startswith("append")
+            else ""
         )
+        return StoreUnavailable(f"{operation}{where} timed out{unknown}")
     if isinstance(error, _UNREACHABLE):
         return StoreUnavailable(f"{operation}{where}: KurrentDB is unreachable or not the leader: {_detail(error)}")
     if isinstance(error, _REFUSED):

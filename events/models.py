@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Kind = Literal["touch", "order", "refund", "identity", "consent"]
 
@@ -31,6 +32,12 @@ ChannelName = Annotated[
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+
+
+def field_error(field: str, reason: str) -> PydanticCustomError:
+    """A model-level validation error naming the (dotted) field it is about, so the
+    registry reports that field instead of the whole event."""
+    return PydanticCustomError("invalid_field", reason, {"field_path": field})
 
 
 class Payload(BaseModel):
@@ -77,7 +84,7 @@ class Event(BaseModel):
     @model_validator(mode="after")
     def _identity_present(self) -> "Event":
         if self.customer_id is None and self.anonymous_id is None:
-            raise ValueError("customer_id or anonymous_id is required")
+            raise field_error("customer_id", "customer_id or anonymous_id is required")
         return self
 
     @property
@@ -268,7 +275,7 @@ class CustomersMerged(Event):
     @model_validator(mode="after")
     def _not_self(self) -> "CustomersMerged":
         if self.data.duplicate_customer_id == self.customer_id:
-            raise ValueError("data.duplicate_customer_id must differ from customer_id")
+            raise field_error("data.duplicate_customer_id", "must differ from customer_id (merged into itself)")
         return self
 
 

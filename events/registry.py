@@ -125,7 +125,14 @@ class EventRegistry:
                 raise InvalidEvent(
                     [FieldError("schema_version", f"no upcaster for {type_name!r} from version {version}")]
                 )
-            body = step(body)
+            try:
+                body = step(body)
+            except InvalidEvent:
+                raise
+            except Exception as error:  # an old body too malformed to upcast is bad input, not a crash
+                raise InvalidEvent(
+                    [FieldError("schema_version", f"cannot upcast {type_name!r} from version {version}: {error}")]
+                ) from None
             version += 1
         return body
 
@@ -185,8 +192,11 @@ def encode_wire(event: Event) -> bytes:
 def field_errors(error: ValidationError) -> list[FieldError]:
     errors = []
     for item in error.errors(include_url=False):
-        location = ".".join(str(part) for part in item["loc"])
-        errors.append(FieldError(location, item["msg"]))
+        parts = [str(part) for part in item["loc"]]
+        named = (item.get("ctx") or {}).get("field_path")  # set by events.models.field_error
+        if named:
+            parts.append(named)
+        errors.append(FieldError(".".join(parts), item["msg"]))
     return errors
 
 

@@ -11,11 +11,15 @@ all-or-nothing: a killed process leaves the whole batch or none of it.
 
 Concurrency. One writer connection per store object, guarded by a lock; every
 write transaction is ``BEGIN IMMEDIATE`` (it waits up to ``busy_timeout`` for a
-writer in another process, then raises ``StoreUnavailable``). Reads run on one
-connection per thread and see the last commit without blocking the writer (WAL
-snapshots). Several processes may share the file: at the start of each write
-transaction the store compares the log head with the last one it knew and
-refreshes its caches (stream heads, hash-chain head) from the rows it missed.
+writer in another process, then raises ``StoreUnavailable`` naming the lock).
+Appends that arrive while the writer is busy are committed together, each in its
+own savepoint (group commit, ``events.sqlite_writer``); the pure planning of an
+append (duplicates, versions, positions, hash chain) is ``events.sqlite_batch``.
+Reads run on one connection per thread, page by page (one short read transaction
+per page), and see the last commit without blocking the writer (WAL snapshots).
+Several processes may share the file: at the start of each write transaction the
+writer compares the log head with the last one it knew and refreshes its caches
+(stream heads, hash-chain head, last recorded_at) from the rows it missed.
 
 Schema (``PRAGMA user_version`` = 1)::
 
@@ -46,13 +50,10 @@ from pathlib import Path
 from urllib.parse import unquote
 from uuid import UUID
 
-import orjson
-
-from events.hashing import GENESIS
-from events.sqlite_batch import Plan, PreparedBatch, from_micros
+from events.sqlite_batch import PreparedBatch
+from events.sqlite_writer import SQLiteWriter
 from events.store import (
     AppendResult,
-    EventStoreError,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
@@ -87,10 +88,6 @@ CREATE INDEX IF NOT EXISTS events_by_id_key ON events(id_key);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream_id, stream_version);
 """
 
-_INSERT = (
-    "INSERT INTO events(position, stream_id, stream_version, event_id, id_key, type, schema_version,"
-    " occurred_at, recorded_at, data, metadata, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
 _COLUMNS = (
     "e.position, s.name, e.stream_version, e.event_id, e.type, e.schema_version,"
     " e.occurred_at, e.recorded_at, e.data, e.metadata, e.hash"
@@ -103,26 +100,16 @@ _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM events e JOIN streams s ON s.id = e.stream_id"
     " WHERE e.stream_id = ? AND e.stream_version >= ? ORDER BY e.stream_version LIMIT ?"
 )
-_FIND_IDS = (
-    "SELECT event_id, position, stream_version FROM events"
-    " WHERE id_key IN (SELECT value FROM json_each(?))"
+RAW_COLUMNS = (
+    "position", "stream_id", "stream_version", "event_id", "type", "schema_version",
+    "occurred_at", "recorded_at", "data", "metadata", "hash",
 )
-_FIND_STREAMS = (
-    "SELECT s.name, s.id, (SELECT max(stream_version) FROM events WHERE stream_id = s.id)"
-    " FROM streams s WHERE s.name IN (SELECT value FROM json_each(?))"
-)
-_STREAMS_CHANGED_SINCE = (
-    "SELECT s.name, s.id, (SELECT max(stream_version) FROM events WHERE stream_id = s.id)"
-    " FROM streams s WHERE s.id IN (SELECT stream_id FROM events WHERE position > ?)"
-)
+_READ_RAW = f"SELECT {', '.join(RAW_COLUMNS)} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
 _STREAM_VERSION = (
     "SELECT max(e.stream_version) FROM events e WHERE e.stream_id = (SELECT id FROM streams WHERE name = ?)"
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_UNKNOWN_HEAD = -1
-# Beyond this many rows appended by another process, drop the stream cache instead of patching it.
-_FOREIGN_DELTA_PATCH_LIMIT = 20_000
 
 
 def writer_pragmas(cache_mib: int = 256, wal_autocheckpoint: int = 10_000) -> list[str]:
@@ -153,21 +140,21 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _recorded(row: tuple) -> RecordedEvent:
-    position, stream, version, event_id, type_, schema_version, occurred, recorded, data, metadata, hash_ = row
-    return RecordedEvent(
-        position=position,
-        stream=stream,
-        stream_version=version,
-        event_id=UUID(bytes=event_id),
-        type=type_,
-        schema_version=schema_version,
-        occurred_at=_EPOCH + timedelta(microseconds=occurred),
-        recorded_at=_EPOCH + timedelta(microseconds=recorded),
-        data=data,
-        metadata=metadata,
-        hash=hash_,
-    )
+def _recorded_events(rows: list[tuple]) -> list[RecordedEvent]:
+    """Rows of ``_COLUMNS`` as port envelopes. One append shares one recorded_at, so
+    consecutive rows reuse the datetime."""
+    events = []
+    last_micros, last_recorded = None, None
+    for position, stream, version, event_id, type_, schema_version, occurred, recorded, data, metadata, hash_ in rows:
+        if recorded != last_micros:
+            last_micros, last_recorded = recorded, _EPOCH + timedelta(0, 0, recorded)
+        events.append(
+            RecordedEvent(
+                position, stream, version, UUID(bytes=event_id), type_, schema_version,
+                _EPOCH + timedelta(0, 0, occurred), last_recorded, data, metadata, hash_,
+            )  # fmt: skip
+        )
+    return events
 
 
 class SQLiteEventStore:
@@ -189,21 +176,19 @@ class SQLiteEventStore:
         self._cache_mib = cache_mib
         self._busy_timeout = busy_timeout
         self._page_size = page_size
-        self._stream_cache_size = stream_cache_size
         self._clock = clock
-        self._write_lock = threading.Lock()
         self._appended = threading.Condition()
         self._append_count = 0
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
-        # Caches, valid for log head ``_head`` (refreshed when another process moved it).
-        self._head = _UNKNOWN_HEAD
-        self._chain_head = GENESIS
-        self._last_recorded = 0
-        self._streams: dict[str, tuple[int, int | None]] = {}
-        self._writer = self._open_writer(wal_autocheckpoint)
+        self._writer = SQLiteWriter(
+            self._open_writer(wal_autocheckpoint),
+            self.path,
+            stream_cache_size=stream_cache_size,
+            on_commit=self._notify_appended,
+        )
 
     @classmethod
     def open(cls, url: str, **options) -> "SQLiteEventStore":
@@ -266,8 +251,8 @@ class SQLiteEventStore:
         self._ensure_open()
         try:
             if self._memory:  # one in-memory database, shared by all threads through the writer
-                with self._write_lock:
-                    return self._writer.execute(sql, params).fetchall()
+                with self._writer.lock:
+                    return self._writer.conn.execute(sql, params).fetchall()
             return self._reader().execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"event store {self.path}: read failed: {error}") from None
@@ -284,92 +269,16 @@ class SQLiteEventStore:
         return self.append_batch([StreamAppend(stream, list(events), expected_version)])[0]
 
     def append_batch(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        """All streams in one transaction: a version conflict anywhere writes nothing."""
+        """All streams in one transaction: a version conflict anywhere writes nothing.
+        Concurrent calls share transactions (see ``events.sqlite_writer``)."""
         batch = PreparedBatch(appends, self._clock())
-        with self._write_lock:
-            self._ensure_open()
-            try:
-                plan = self._append_locked(batch)
-            except sqlite3.IntegrityError as error:
-                raise EventStoreError(f"event store {self.path}: integrity violation: {error}") from None
-            except sqlite3.Error as error:
-                raise StoreUnavailable(f"event store {self.path}: append failed: {error}") from None
-            self._head, self._chain_head = plan.head, plan.chain_head
-            if plan.rows:
-                self._last_recorded = batch.recorded
-            self._remember_streams(plan.versions)
-        if plan.rows:
-            with self._appended:
-                self._append_count += 1
-                self._appended.notify_all()
-        return plan.results
+        self._ensure_open()
+        return self._writer.submit(batch)
 
-    def _append_locked(self, batch: PreparedBatch) -> Plan:
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._catch_up(conn)
-            if batch.recorded < self._last_recorded:  # keep recorded_at non-decreasing in log order
-                batch.stamp(from_micros(self._last_recorded))
-            stored = self._stored_duplicates(conn, batch)
-            streams = self._resolve_streams(conn, batch.streams_with_new_events(stored))
-            plan = batch.plan(stored, streams, self._head, self._chain_head)
-            if plan.rows:
-                conn.executemany(_INSERT, plan.rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return plan
-
-    def _catch_up(self, conn: sqlite3.Connection) -> None:
-        """Refresh the caches if another process (or store object) appended since our last write."""
-        head = conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
-        if head == self._head:
-            return
-        if self._head == _UNKNOWN_HEAD or head < self._head or head - self._head > _FOREIGN_DELTA_PATCH_LIMIT:
-            self._streams.clear()
-        else:
-            for name, stream_id, version in conn.execute(_STREAMS_CHANGED_SINCE, (self._head,)):
-                self._streams[name] = (stream_id, version)
-        last = conn.execute("SELECT hash, recorded_at FROM events WHERE position = ?", (head,)).fetchone()
-        self._head = head
-        self._chain_head, self._last_recorded = last if last else (GENESIS, 0)
-
-    def _stored_duplicates(self, conn: sqlite3.Connection, batch: PreparedBatch) -> dict[bytes, tuple[int, int]]:
-        """event_id bytes -> (position, stream_version) of the batch's events already in the log."""
-        if not batch.ids:
-            return {}
-        wanted = set(batch.ids)
-        found = conn.execute(_FIND_IDS, (orjson.dumps(batch.keys()),)).fetchall()
-        return {row[0]: (row[1], row[2]) for row in found if row[0] in wanted}
-
-    def _resolve_streams(self, conn: sqlite3.Connection, names: set[str]) -> dict[str, list]:
-        """stream -> [stream id, current version or None], for the streams given, creating the
-        missing ones (inside the transaction: a rollback forgets them)."""
-        cache = self._streams
-        streams = {name: list(cache[name]) for name in names if name in cache}
-        missing = [name for name in names if name not in streams]
-        if missing:
-            for name, stream_id, version in conn.execute(_FIND_STREAMS, (orjson.dumps(missing),)):
-                streams[name] = [stream_id, version]
-            new = [name for name in missing if name not in streams]
-            if new:
-                first = (conn.execute("SELECT max(id) FROM streams").fetchone()[0] or 0) + 1
-                created = list(enumerate(new, start=first))
-                conn.executemany("INSERT INTO streams(id, name) VALUES (?, ?)", created)
-                streams.update((name, [stream_id, None]) for stream_id, name in created)
-        return streams
-
-    def _remember_streams(self, streams: dict[str, list]) -> None:
-        cache = self._streams
-        if len(cache) + len(streams) > self._stream_cache_size:
-            # Forget the oldest half: a miss costs one indexed lookup, the memory stays bounded.
-            for name in list(cache)[: len(cache) // 2 + 1]:
-                del cache[name]
-        for name, (stream_id, version) in streams.items():
-            cache[name] = (stream_id, version)
+    def _notify_appended(self) -> None:
+        with self._appended:
+            self._append_count += 1
+            self._appended.notify_all()
 
     # --- reading -----------------------------------------------------------------
 
@@ -389,8 +298,7 @@ class SQLiteEventStore:
         while remaining is None or remaining > 0:
             size = self._page_size if remaining is None else min(self._page_size, remaining)
             rows = self._query(_READ_STREAM, (stream_id, version, size))
-            for row in rows:
-                yield _recorded(row)
+            yield from _recorded_events(rows)
             if len(rows) < size:
                 return
             version = rows[-1][2] + 1
@@ -407,8 +315,7 @@ class SQLiteEventStore:
         while remaining is None or remaining > 0:
             size = self._page_size if remaining is None else min(self._page_size, remaining)
             rows = self._query(_READ_ALL, (position, size))
-            for row in rows:
-                yield _recorded(row)
+            yield from _recorded_events(rows)
             if len(rows) < size:
                 return
             position = rows[-1][0] + 1
@@ -417,7 +324,31 @@ class SQLiteEventStore:
 
     def read_page(self, from_position: int, size: int) -> list[RecordedEvent]:
         """Up to ``size`` events from ``from_position`` (inclusive), read in one statement."""
-        return [_recorded(row) for row in self._query(_READ_ALL, (from_position, size))]
+        return _recorded_events(self._query(_READ_ALL, (from_position, size)))
+
+    def read_raw(self, from_position: int = 0, *, page_size: int = 20_000) -> Iterator[tuple[list[tuple], dict[int, str]]]:
+        """The log as pages of raw rows, for full scans (audit replay and verify) that read
+        millions of events and cannot afford an envelope per event. Yields ``(rows,
+        stream_names)``: rows of ``RAW_COLUMNS`` in position order, exactly as stored
+        (times in microseconds since the epoch UTC, ``event_id`` 16 bytes), and a dict
+        from ``stream_id`` to stream name covering every row yielded so far. Positions
+        here are dense (1, 2, 3...), which lets the verifier name removed positions."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+        names: dict[int, str] = {}
+        known = 0
+        while True:
+            rows = self._query(_READ_RAW, (from_position, page_size))
+            if not rows:
+                return
+            top = max(row[1] for row in rows)
+            if top > known:  # stream ids are handed out in increasing order
+                names.update(self._query("SELECT id, name FROM streams WHERE id > ? AND id <= ?", (known, top)))
+                known = top
+            yield rows, names
+            if len(rows) < page_size:
+                return
+            from_position = rows[-1][0] + 1
 
     def subscribe(self, from_position: int = 0, *, poll_interval: float = 0.05) -> "SQLiteSubscription":
         return SQLiteSubscription(self, from_position, poll_interval)
@@ -435,11 +366,10 @@ class SQLiteEventStore:
     # --- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        with self._write_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._writer.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 
 import orjson
 
@@ -47,6 +48,20 @@ def id_key(event_id_bytes: bytes) -> int:
     return int.from_bytes(event_id_bytes[:8], "big", signed=True)
 
 
+def utc_text_fast(moment: datetime) -> str:
+    """``events.hashing.utc_text``, about twice as fast (the date part is cached)."""
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return "%sT%02d:%02d:%02d.%06dZ" % (
+        _date_text(moment.toordinal()), moment.hour, moment.minute, moment.second, moment.microsecond
+    )
+
+
+@lru_cache(maxsize=8192)
+def _date_text(ordinal: int) -> str:
+    return date.fromordinal(ordinal).isoformat()
+
+
 def canonical(stream: str, event: NewEvent, occurred_text: str, recorded_text: str) -> bytes:
     """``events.hashing.canonical_bytes`` with both times already formatted by
     ``utc_text`` (the recorded time is shared by a whole batch). Must stay
@@ -79,40 +94,40 @@ class PreparedBatch:
 
     def __init__(self, appends: Sequence[StreamAppend], recorded_at: datetime):
         self.appends = [_checked(append) for append in appends]
-        self.events: list[NewEvent] = []
-        self.streams: list[str] = []
-        self.bounds: list[tuple[int, int]] = []  # each append's slice of ``events``
+        events: list[NewEvent] = []
+        streams: list[str] = []
+        bounds: list[tuple[int, int]] = []  # each append's slice of ``events``
         for append in self.appends:
-            start = len(self.events)
-            self.events.extend(append.events)
-            self.streams.extend([append.stream] * len(append.events))
-            self.bounds.append((start, len(self.events)))
-        self.ids = [event.event_id.bytes for event in self.events]
-        self.occurred = [to_micros(event.occurred_at) for event in self.events]
-        self.occurred_text = [utc_text(event.occurred_at) for event in self.events]
-        self.repeat_of = _repeats(self.events, self.streams, self.ids)
-        self.canonical: list[bytes] = []
+            start = len(events)
+            events.extend(append.events)
+            streams.extend([append.stream] * (len(events) - start))
+            bounds.append((start, len(events)))
+        self.events, self.streams, self.bounds = events, streams, bounds
+        self.ids = [event.event_id.bytes for event in events]
+        self.occurred = [to_micros(event.occurred_at) for event in events]
+        self._occurred_text = [utc_text_fast(event.occurred_at) for event in events]
+        self.repeat_of = _repeats(events, streams, self.ids)
         self.stamp(recorded_at)
 
     def stamp(self, recorded_at: datetime) -> None:
-        """Set the batch's recorded_at (and so the canonical bytes of every event)."""
+        """Set the batch's recorded_at (one value for every event of the call)."""
         self.recorded = to_micros(recorded_at)
-        text = utc_text(recorded_at)
-        self.canonical = [
-            canonical(stream, event, occurred, text)
-            for stream, event, occurred in zip(self.streams, self.events, self.occurred_text)
-        ]
+        self._recorded_text = utc_text(recorded_at)
+
+    def canonical(self, i: int) -> bytes:
+        """Event ``i``'s canonical bytes (``events.hashing.canonical_bytes``)."""
+        return canonical(self.streams[i], self.events[i], self._occurred_text[i], self._recorded_text)
 
     def keys(self) -> list[int]:
-        return list({id_key(event_id) for event_id in self.ids})
+        """The index keys of the batch's event ids (see ``id_key``)."""
+        return list({int.from_bytes(event_id[:8], "big", signed=True) for event_id in self.ids})
 
-    def streams_with_new_events(self, stored: dict[bytes, tuple[int, int]]) -> set[str]:
-        ids, repeat_of = self.ids, self.repeat_of
-        return {
-            append.stream
-            for append, (start, end) in zip(self.appends, self.bounds)
-            if any(i not in repeat_of and ids[i] not in stored for i in range(start, end))
-        }
+    def new_event_streams(self, stored: dict[bytes, tuple[int, int]]) -> set[str]:
+        """The streams that receive at least one event not already stored."""
+        repeat_of, streams = self.repeat_of, self.streams
+        if not stored and not repeat_of:
+            return set(streams)
+        return {streams[i] for i, event_id in enumerate(self.ids) if event_id not in stored and i not in repeat_of}
 
     def plan(
         self,
@@ -125,23 +140,23 @@ class PreparedBatch:
         versions and hashes. ``stored``: event id -> (position, version) already in the log;
         ``streams``: stream -> [stream id, current version or None] (updated in place)."""
         rows: list[tuple] = []
+        add_row = rows.append
         results: list[AppendResult] = []
-        outcomes: list[AppendOutcome | None] = [None] * len(self.events)
-        events, ids, repeat_of, occurred, canonicals = (
-            self.events, self.ids, self.repeat_of, self.occurred, self.canonical
-        )
-        recorded = self.recorded
+        outcomes: list[AppendOutcome] = []
+        add_outcome = outcomes.append
+        events, ids, repeat_of, occurred = self.events, self.ids, self.repeat_of, self.occurred
+        occurred_text, recorded, recorded_text = self._occurred_text, self.recorded, self._recorded_text
         for append, (start, end) in zip(self.appends, self.bounds):
             state = None
             for i in range(start, end):
                 event = events[i]
-                first = repeat_of.get(i)
-                if first is not None:
-                    original = outcomes[first]
-                    outcomes[i] = AppendOutcome(event.event_id, original.position, original.stream_version, True)
-                elif ids[i] in stored:
-                    position, version = stored[ids[i]]
-                    outcomes[i] = AppendOutcome(event.event_id, position, version, True)
+                event_id = ids[i]
+                if i in repeat_of:
+                    original = outcomes[repeat_of[i]]
+                    add_outcome(AppendOutcome(event.event_id, original.position, original.stream_version, True))
+                elif event_id in stored:
+                    position, version = stored[event_id]
+                    add_outcome(AppendOutcome(event.event_id, position, version, True))
                 else:
                     if state is None:
                         state = streams[append.stream]
@@ -149,16 +164,16 @@ class PreparedBatch:
                     head += 1
                     version = 0 if state[1] is None else state[1] + 1
                     state[1] = version
-                    chain_head = chain(chain_head, canonicals[i])
-                    event_id = ids[i]
-                    rows.append(
+                    # Hashed at once, not kept: holding many orjson outputs costs more than making them.
+                    chain_head = chain(chain_head, canonical(append.stream, event, occurred_text[i], recorded_text))
+                    add_row(
                         (
-                            head, state[0], version, event_id, id_key(event_id), event.type,
-                            event.schema_version, occurred[i], recorded, event.data, event.metadata,
+                            head, state[0], version, event_id, int.from_bytes(event_id[:8], "big", signed=True),
+                            event.type, event.schema_version, occurred[i], recorded, event.data, event.metadata,
                             chain_head,
                         )
                     )  # fmt: skip
-                    outcomes[i] = AppendOutcome(event.event_id, head, version, False)
+                    add_outcome(AppendOutcome(event.event_id, head, version, False))
             results.append(AppendResult(append.stream, outcomes[start:end]))
         return Plan(rows, results, head, chain_head, streams)
 

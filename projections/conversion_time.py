@@ -16,8 +16,7 @@ import math
 from collections import Counter
 
 from projections import parameters
-from projections.figures import BUCKET_RULE, BUCKETS, day_stats, iso, quantile
-from projections.journey import micros
+from projections.figures import BUCKET_RULE, BUCKETS, day_stats, elapsed_days, iso, quantile
 from projections.population import Population, label_index, touch_label
 
 VERSION = 1
@@ -28,20 +27,19 @@ def conversion_time_view(population: Population, *, now: object, group_by: str =
     at = parameters.moment("now", now, required=True)
     group_by = parameters.choice("group_by", group_by, GROUP_BY)
     index = label_index(group_by.removeprefix("first_"))
-    now_us = micros(at)
-    elapsed: dict[str, list[int]] = {}
-    ages: dict[str, list[int]] = {}
+    elapsed: dict[str, list[float]] = {}
+    ages: dict[str, list[float]] = {}
     path_lengths: Counter[int] = Counter()
     for group in population.groups():
         first = group.first_touch
         if group.orders:
             path_lengths[group.conversion_index] += 1
             if group.conversion_index:
-                elapsed.setdefault(touch_label(first, index), []).append(group.orders[0][0] - first[0])
+                elapsed.setdefault(touch_label(first, index), []).append(elapsed_days(group.orders[0][0], first[0]))
         elif first is not None:
-            ages.setdefault(touch_label(first, index), []).append(max(0, now_us - first[0]))
+            ages.setdefault(touch_label(first, index), []).append(elapsed_days(at, first[0]))
 
-    def table(values: dict[str, list[int]], count_key: str) -> list[dict]:
+    def table(values: dict[str, list[float]], count_key: str) -> list[dict]:
         ordered = sorted(values.items(), key=lambda item: (-len(item[1]), item[0]))
         return [{group_by: label, count_key: len(times), **day_stats(times)} for label, times in ordered]
 

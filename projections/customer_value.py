@@ -16,10 +16,11 @@ as 0 days ago. Queries over the population.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from projections import parameters
-from projections.figures import days, iso, iso_us, money, quintile_scores, rate
+from projections.figures import days, elapsed_days, iso, money, quintile_scores, rate
 from projections.group import GroupJourney
-from projections.journey import micros
 from projections.population import Population
 
 VERSION = 1
@@ -30,7 +31,6 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
     at = parameters.moment("now", now, required=True)
     by = parameters.choice("by", by, RANK_BY)
     limit = parameters.positive_int("limit", limit)
-    now_us = micros(at)
     customers, scores = population.cached(("rfm",), lambda: _rfm(population))
     if by == "revenue":
         order = sorted(range(len(customers)), key=lambda i: (-customers[i].net_e4, customers[i].root))
@@ -47,7 +47,7 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
         "now": iso(at),
         "customers": len(customers),
         "revenue": money(sum(group.net_e4 for group in customers)),
-        "rows": [_customer_row(customers[i], scores[i], now_us) for i in order[:limit]],
+        "rows": [_customer_row(customers[i], scores[i], at) for i in order[:limit]],
     }
 
 
@@ -59,7 +59,7 @@ def _rfm(population: Population) -> tuple[list[GroupJourney], list[tuple[int, in
     return customers, list(zip(recency, frequency, monetary))
 
 
-def _customer_row(group: GroupJourney, scores: tuple[int, int, int], now_us: int) -> dict:
+def _customer_row(group: GroupJourney, scores: tuple[int, int, int], now: datetime) -> dict:
     first_touch = group.first_touch
     return {
         "identity": group.root,
@@ -67,9 +67,9 @@ def _customer_row(group: GroupJourney, scores: tuple[int, int, int], now_us: int
         "revenue": money(group.net_e4),
         "gross_revenue": money(group.gross_e4),
         "refunded": money(group.refunded_e4),
-        "first_order_at": iso_us(group.orders[0][0]),
-        "last_order_at": iso_us(group.orders[-1][0]),
-        "recency_days": days(max(0, now_us - group.orders[-1][0])),
+        "first_order_at": iso(group.orders[0][0]),
+        "last_order_at": iso(group.orders[-1][0]),
+        "recency_days": days(elapsed_days(now, group.orders[-1][0])),
         "recency_score": scores[0],
         "frequency_score": scores[1],
         "monetary_score": scores[2],
@@ -83,33 +83,33 @@ def prospects_view(population: Population, *, now: object, limit: object = 100, 
     at = parameters.moment("now", now, required=True)
     limit = parameters.positive_int("limit", limit)
     channel = parameters.optional_text("channel", channel)
-    now_us = micros(at)
     prospects = [
         group
         for group in population.groups()
         if group.is_prospect and (channel is None or group.touches[0][2] == channel)
     ]
-    prospects.sort(key=lambda group: (-group.touches[-1][0], group.root))
+    prospects.sort(key=lambda group: group.root)
+    prospects.sort(key=lambda group: group.touches[-1][:2], reverse=True)
     return {
         "now": iso(at),
         "channel": channel,
         "limit": limit,
         "prospects": len(prospects),
-        "rows": [_prospect_row(group, now_us) for group in prospects[:limit]],
+        "rows": [_prospect_row(group, at) for group in prospects[:limit]],
     }
 
 
-def _prospect_row(group: GroupJourney, now_us: int) -> dict:
+def _prospect_row(group: GroupJourney, now: datetime) -> dict:
     first, last = group.touches[0], group.touches[-1]
     channels = list(dict.fromkeys(touch[2] for touch in group.touches))
     return {
         "identity": group.root,
-        "first_contact": {"occurred_at": iso_us(first[0]), "channel": first[2], "campaign": first[3]},
-        "last_touch": {"occurred_at": iso_us(last[0]), "channel": last[2], "campaign": last[3]},
+        "first_contact": {"occurred_at": iso(first[0]), "channel": first[2], "campaign": first[3]},
+        "last_touch": {"occurred_at": iso(last[0]), "channel": last[2], "campaign": last[3]},
         "touches": len(group.touches),
         "channels": channels,
-        "age_days": days(max(0, now_us - first[0])),
-        "days_since_last_touch": days(max(0, now_us - last[0])),
+        "age_days": days(elapsed_days(now, first[0])),
+        "days_since_last_touch": days(elapsed_days(now, last[0])),
     }
 
 

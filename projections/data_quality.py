@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter
 
 from projections import parameters
-from projections.figures import iso_us, money
+from projections.figures import iso, money
 from projections.identity import Conflict
 from projections.population import Population
 
@@ -48,7 +48,7 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
             )
         for order in group.duplicate_orders:
             duplicates.append(
-                {"identity": group.root, "order_id": order[2], "occurred_at": iso_us(order[0]), "position": order[1]}
+                {"identity": group.root, "order_id": order[2], "occurred_at": iso(order[0]), "position": order[1]}
             )
         for order in group.orders:
             currencies[order[4]] += 1
@@ -71,7 +71,7 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
                     "ignored_merge": {
                         "duplicate": cycle.ignored[2],
                         "survivor": cycle.ignored[3],
-                        "occurred_at": iso_us(cycle.ignored[0]),
+                        "occurred_at": iso(cycle.ignored[0]),
                         "position": cycle.ignored[1],
                     },
                 }
@@ -85,7 +85,7 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
                     "identity": root,
                     "order_id": refund[2],
                     "amount": money(refund[3]),
-                    "occurred_at": iso_us(refund[0]),
+                    "occurred_at": iso(refund[0]),
                     "position": refund[1],
                 }
                 for root, refund in unknown_refunds
@@ -110,6 +110,6 @@ def _section(rows: list[dict], limit: int, **totals: object) -> dict:
 
 def _conflict(conflict: Conflict, node_key: str, target_key: str) -> dict:
     def claim(fact: tuple[int, int, str, str]) -> dict:
-        return {target_key: fact[3], "occurred_at": iso_us(fact[0]), "position": fact[1]}
+        return {target_key: fact[3], "occurred_at": iso(fact[0]), "position": fact[1]}
 
     return {node_key: conflict.node, "winner": claim(conflict.winner), "losers": [claim(f) for f in conflict.losers]}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from projections.journey import MICROS_PER_DAY, MONEY_SCALE, from_micros
+from projections.journey import DAY, MONEY_SCALE
 
 SAME_DAY = "same_day"
 BUCKETS = (SAME_DAY, "1-7d", "8-30d", "31-90d", "91-365d", ">1y")
@@ -31,10 +31,6 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def iso_us(value: int | None) -> str | None:
-    return None if value is None else iso(from_micros(value))
-
-
 def money(e4: int) -> float:
     return round(e4 / MONEY_SCALE, 2)
 
@@ -43,8 +39,13 @@ def amount(value: float) -> float:
     return round(value, 2)
 
 
-def days(micros: float) -> float:
-    return round(micros / MICROS_PER_DAY, 3)
+def elapsed_days(later: datetime, earlier: datetime) -> float:
+    """Days from ``earlier`` to ``later`` as a decimal, never negative."""
+    return max(0.0, (later - earlier) / DAY)
+
+
+def days(value: float) -> float:
+    return round(value, 3)
 
 
 def rate(part: float, whole: float) -> float:
@@ -74,9 +75,9 @@ def bucket(elapsed_days: float) -> str:
     return BUCKETS[-1]
 
 
-def day_stats(elapsed_micros: list[int]) -> dict[str, object]:
-    """Mean, median, p90 and histogram of elapsed times, in days."""
-    ordered = sorted(value / MICROS_PER_DAY for value in elapsed_micros)
+def day_stats(elapsed: list[float]) -> dict[str, object]:
+    """Mean, median, p90 and histogram of elapsed times given in days."""
+    ordered = sorted(elapsed)
     histogram = dict.fromkeys(BUCKETS, 0)
     for value in ordered:
         histogram[bucket(value)] += 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from projections import parameters
 from projections.figures import iso, money, rate
-from projections.journey import micros
 from projections.population import GROUP_BY, Population, label_index, touch_label
 
 VERSION = 1
@@ -23,14 +22,12 @@ def first_contact_view(
     group_by = parameters.choice("group_by", group_by, GROUP_BY)
     lower, upper = parameters.window(start, end)
     index = label_index(group_by)
-    start_us = None if lower is None else micros(lower)
-    end_us = None if upper is None else micros(upper)
     tallies: dict[str, list[int]] = {}
     for group in population.groups():
         first = group.first_touch
         if first is None:
             continue
-        if (start_us is not None and first[0] < start_us) or (end_us is not None and first[0] >= end_us):
+        if (lower is not None and first[0] < lower) or (upper is not None and first[0] >= upper):
             continue
         label = touch_label(first, index)
         tally = tallies.get(label)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from projections.journey import IdentityJourney, OrderFact, RefundFact, TouchFact
+from projections.journey import ConsentStamp, IdentityJourney, OrderFact, RefundFact, TouchFact
 
 
 class GroupJourney:
@@ -39,21 +40,23 @@ class GroupJourney:
         "refunded_e4",
         "conversion_index",
         "consents",
+        "paths",
     )
 
     def __init__(self, root: str, members: tuple[str, ...]):
         self.root = root
         self.members = members
-        self.touches: list[TouchFact] = []
-        self.orders: list[OrderFact] = []
+        self.touches: Sequence[TouchFact] = ()
+        self.orders: Sequence[OrderFact] = ()
         self.duplicate_orders: tuple[OrderFact, ...] = ()
-        self.refunds: list[RefundFact] = []
+        self.refunds: Sequence[RefundFact] = ()
         self.unmatched_refunds: tuple[RefundFact, ...] = ()
         self.over_refunded: tuple[tuple[str, int, int], ...] = ()  # (order_id, revenue_e4, refunds_e4)
         self.gross_e4 = 0
         self.refunded_e4 = 0
         self.conversion_index: int | None = None  # touches before the first order; None: no order
-        self.consents: dict[str, tuple[int, int, bool]] = {}
+        self.consents: Mapping[str, ConsentStamp] = {}
+        self.paths: dict[Any, Any] | None = None  # derived paths, kept by ``population`` while the group holds
 
     @property
     def first_touch(self) -> TouchFact | None:
@@ -95,40 +98,56 @@ def summarize(
 ) -> GroupJourney:
     group = GroupJourney(root, members)
     parts = [journeys[key] for key in members if key in journeys]
-    group.touches = _merged([part.touches for part in parts])
-    orders = _merged([part.orders for part in parts])
-    group.refunds = _merged([part.refunds for part in parts])
-    for part in parts:
-        for purpose, stamp in part.consents.items():
-            current = group.consents.get(purpose)
-            if current is None or stamp[:2] > current[:2]:
-                group.consents[purpose] = stamp
-
-    seen_ids: set[str] = set()
-    duplicates = []
-    kept = []
-    for order in orders:
-        if order[2] in seen_ids:
-            duplicates.append(order)
-        else:
-            seen_ids.add(order[2])
-            kept.append(order)
-    group.orders = kept
-    group.duplicate_orders = tuple(duplicates)
-    group.gross_e4 = sum(order[3] for order in kept)
-    if kept:
-        group.conversion_index = bisect_left(group.touches, (kept[0][0], kept[0][1]))
+    if len(parts) == 1:  # most groups: one identity, its lists sorted in place
+        part = parts[0]
+        group.touches = _sorted(part.touches)
+        orders = _sorted(part.orders)
+        group.refunds = _sorted(part.refunds)
+        group.consents = part.consents
+    else:
+        group.touches = _merged([part.touches for part in parts])
+        orders = _merged([part.orders for part in parts])
+        group.refunds = _merged([part.refunds for part in parts])
+        consents: dict[str, ConsentStamp] = {}
+        for part in parts:
+            for purpose, stamp in part.consents.items():
+                current = consents.get(purpose)
+                if current is None or stamp[:2] > current[:2]:
+                    consents[purpose] = stamp
+        group.consents = consents
+    if orders:
+        _count_orders(group, orders)
     if group.refunds:
         _apply_refunds(group)
     return group
 
 
-def _merged(lists: Sequence[list]) -> list:
-    if len(lists) == 1:
-        only = lists[0]
-        only.sort()  # in place: a journey's list order carries no meaning
-        return only
-    merged = [item for part in lists for item in part]
+def _count_orders(group: GroupJourney, orders: Sequence[OrderFact]) -> None:
+    if len(orders) == 1:
+        kept = orders
+    else:
+        seen_ids: set[str] = set()
+        duplicates, kept = [], []
+        for order in orders:
+            if order[2] in seen_ids:
+                duplicates.append(order)
+            else:
+                seen_ids.add(order[2])
+                kept.append(order)
+        group.duplicate_orders = tuple(duplicates)
+    group.orders = kept
+    group.gross_e4 = sum(order[3] for order in kept)
+    group.conversion_index = bisect_left(group.touches, (kept[0][0], kept[0][1]))
+
+
+def _sorted(facts: Sequence) -> Sequence:
+    if facts:
+        facts.sort()  # type: ignore[attr-defined]  # in place: a journey's list order carries no meaning
+    return facts
+
+
+def _merged(parts: Sequence[Sequence]) -> list:
+    merged = [item for part in parts for item in part]
     merged.sort()
     return merged
 

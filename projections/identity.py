@@ -2,9 +2,9 @@
 
 Nodes are stream names (``customer-<id>``, ``anonymous-<id>``). Facts are
 
-* links ``(occurred_us, position, anonymous stream, customer stream)`` from
+* links ``(occurred_at, position, anonymous stream, customer stream)`` from
   ``identity_linked``: the anonymous id belongs to the customer;
-* merges ``(occurred_us, position, duplicate stream, survivor stream)`` from
+* merges ``(occurred_at, position, duplicate stream, survivor stream)`` from
   ``customers_merged``: the duplicate customer is the survivor (chains followed).
 
 Resolution depends only on the SET of facts, never on the order they arrived:
@@ -196,6 +196,16 @@ class IdentityGraph:
         """The nodes of the group ``root`` heads (``(root,)`` for an unknown node)."""
         self.settle()
         return self._groups.get(root, (root,))
+
+    def roots_of(self, nodes: Iterable[str]) -> set[str]:
+        """The roots of many nodes at once (one settle)."""
+        self.settle()
+        get = self._root.get
+        return {get(node, node) for node in nodes}
+
+    def is_root(self, node: str) -> bool:
+        self.settle()
+        return self._root.get(node, node) == node
 
     def knows(self, node: str) -> bool:
         return node in self._uf

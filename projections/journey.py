@@ -1,12 +1,13 @@
 """The fold of ONE identity stream: everything the views need, in compact tuples.
 
 A journey remembers the ids of the events it applied, so a redelivered event
-changes nothing. Times are integer microseconds since the Unix epoch (UTC) and
+changes nothing. Times are the events' own aware UTC datetimes (shared with the
+decoded event: folding does no date arithmetic and allocates no time object);
 money is integer ten-thousandths of the currency unit (the schema allows four
 decimals), so sums are exact and do not depend on the order events arrive in.
 
 Lists are kept in arrival order; their order carries no meaning (readers sort
-them by ``(occurred_us, position)``, which is the touch order of the product).
+them by ``(occurred_at, position)``, which is the touch order of the product).
 The state is owned by its fold: ``evolve`` mutates the journey in place and
 returns it.
 
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -32,36 +35,28 @@ VERSION = 1
 HANDLES: frozenset[str] = frozenset(model.TYPE for model in CORE_EVENT_TYPES)
 """Event types folded; any other registered type whose ``KIND`` is ``touch`` is a touch too."""
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MICROSECOND = timedelta(microseconds=1)
-MICROS_PER_DAY = 86_400_000_000
+DAY = timedelta(days=1)
 MONEY_SCALE = 10_000
 
-# (occurred_us, position, channel, campaign | None, type)
-TouchFact = tuple[int, int, str, "str | None", str]
-# (occurred_us, position, order_id, revenue_e4, currency)
-OrderFact = tuple[int, int, str, int, str]
-# (occurred_us, position, order_id, amount_e4, currency | None)
-RefundFact = tuple[int, int, str, int, "str | None"]
-# (occurred_us, position, anonymous stream, customer stream)
-LinkFact = tuple[int, int, str, str]
-# (occurred_us, position, duplicate customer stream, surviving customer stream)
-MergeFact = tuple[int, int, str, str]
+# (occurred_at, position, channel, campaign | None, type)
+TouchFact = tuple[datetime, int, str, "str | None", str]
+# (occurred_at, position, order_id, revenue_e4, currency)
+OrderFact = tuple[datetime, int, str, int, str]
+# (occurred_at, position, order_id, amount_e4, currency | None)
+RefundFact = tuple[datetime, int, str, int, "str | None"]
+# (occurred_at, position, anonymous stream, customer stream)
+LinkFact = tuple[datetime, int, str, str]
+# (occurred_at, position, duplicate customer stream, surviving customer stream)
+MergeFact = tuple[datetime, int, str, str]
+# (occurred_at, position, granted), per purpose
+ConsentStamp = tuple[datetime, int, bool]
 
 _intern = sys.intern
+_NO_CONSENTS: Mapping[str, ConsentStamp] = MappingProxyType({})  # shared, read-only
 
 
 class JourneyFormatError(ValueError):
     """Bytes that are not a journey of this ``VERSION``: rebuild it from the log."""
-
-
-def micros(moment: datetime) -> int:
-    """Exact integer microseconds since the epoch of an aware datetime."""
-    return (moment - EPOCH) // MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
 
 
 def money_e4(amount: Decimal) -> int:
@@ -72,7 +67,7 @@ def link_fact(logged: LoggedEvent) -> LinkFact:
     """The fact an ``identity_linked`` event states."""
     event = logged.event
     return (
-        micros(event.occurred_at),
+        event.occurred_at,
         logged.position,
         anonymous_stream(event.anonymous_id),
         customer_stream(event.customer_id),
@@ -83,7 +78,7 @@ def merge_fact(logged: LoggedEvent) -> MergeFact:
     """The fact a ``customers_merged`` event states."""
     event = logged.event
     return (
-        micros(event.occurred_at),
+        event.occurred_at,
         logged.position,
         customer_stream(event.data.duplicate_customer_id),
         customer_stream(event.customer_id),
@@ -91,33 +86,46 @@ def merge_fact(logged: LoggedEvent) -> MergeFact:
 
 
 class IdentityJourney:
-    """What one identity stream (``customer-<id>`` or ``anonymous-<id>``) has told us."""
+    """What one identity stream (``customer-<id>`` or ``anonymous-<id>``) has told us.
 
-    __slots__ = ("key", "seen", "touches", "orders", "refunds", "links", "merges", "consents")
+    Fact lists start as the shared empty tuple and become lists on their first
+    fact: most identities never order, link or merge, and an empty list per
+    kind would cost more memory than their touches.
+
+    ``pending`` is the population's bookkeeping (changed since it last summarised
+    this journey's group), not part of the state: not serialised, not compared.
+    """
+
+    __slots__ = ("key", "seen", "touches", "orders", "refunds", "links", "merges", "consents", "pending")
 
     def __init__(self, key: str):
         self.key = key
         self.seen: set[int] = set()
-        self.touches: list[TouchFact] = []
-        self.orders: list[OrderFact] = []
-        self.refunds: list[RefundFact] = []
-        self.links: list[LinkFact] = []
-        self.merges: list[MergeFact] = []
-        self.consents: dict[str, tuple[int, int, bool]] = {}
+        self.touches: Sequence[TouchFact] = ()
+        self.orders: Sequence[OrderFact] = ()
+        self.refunds: Sequence[RefundFact] = ()
+        self.links: Sequence[LinkFact] = ()
+        self.merges: Sequence[MergeFact] = ()
+        self.consents: Mapping[str, ConsentStamp] = _NO_CONSENTS
+        self.pending = False
 
-    def apply(self, logged: LoggedEvent) -> bool:
-        """Fold one event; False if it was already applied or is of no known kind."""
+    def apply(self, logged: LoggedEvent) -> str | None:
+        """Fold one event; its ``KIND`` if applied, None if it was applied before or
+        is of no known kind."""
         event = logged.event
         event_id = event.event_id.int
         seen = self.seen
         if event_id in seen:
-            return False
+            return None
         kind = event.KIND
         if kind == "touch":
+            touches = self.touches
+            if not touches:
+                self.touches = touches = []
             campaign = event.campaign
-            self.touches.append(
+            touches.append(  # type: ignore[attr-defined]
                 (
-                    micros(event.occurred_at),
+                    event.occurred_at,
                     logged.position,
                     _intern(event.channel),
                     campaign if campaign is None else _intern(campaign),
@@ -126,31 +134,39 @@ class IdentityJourney:
             )
         elif kind == "order":
             data = event.data
-            self.orders.append(
-                (micros(event.occurred_at), logged.position, data.order_id, money_e4(data.revenue), data.currency)
+            orders = self.orders
+            if not orders:
+                self.orders = orders = []
+            orders.append(  # type: ignore[attr-defined]
+                (event.occurred_at, logged.position, data.order_id, money_e4(data.revenue), data.currency)
             )
         elif kind == "refund":
             data = event.data
-            self.refunds.append(
-                (micros(event.occurred_at), logged.position, data.order_id, money_e4(data.amount), data.currency)
+            refunds = self.refunds
+            if not refunds:
+                self.refunds = refunds = []
+            refunds.append(  # type: ignore[attr-defined]
+                (event.occurred_at, logged.position, data.order_id, money_e4(data.amount), data.currency)
             )
         elif kind == "identity":
             if event.TYPE == "identity_linked":
-                self.links.append(link_fact(logged))
+                self.links = [*self.links, link_fact(logged)]  # a few per identity: copying is cheap
             elif event.TYPE == "customers_merged":
-                self.merges.append(merge_fact(logged))
+                self.merges = [*self.merges, merge_fact(logged)]
             else:
-                return False
+                return None
         elif kind == "consent":
-            stamp = (micros(event.occurred_at), logged.position, event.data.granted)
+            stamp = (event.occurred_at, logged.position, event.data.granted)
             purpose = event.data.purpose
             current = self.consents.get(purpose)
             if current is None or stamp[:2] > current[:2]:
-                self.consents[purpose] = stamp
+                if self.consents is _NO_CONSENTS:
+                    self.consents = {}
+                self.consents[purpose] = stamp  # type: ignore[index]
         else:
-            return False
+            return None
         seen.add(event_id)
-        return True
+        return kind
 
     # --- canonical form ----------------------------------------------------------
 
@@ -193,7 +209,8 @@ class IdentityJourney:
                 "links": links,
                 "merges": merges,
                 "consents": [[purpose, *stamp] for purpose, stamp in consents],
-            }
+            },
+            option=orjson.OPT_UTC_Z,
         )
 
     @classmethod
@@ -208,19 +225,26 @@ class IdentityJourney:
                 raise JourneyFormatError("seen: not a whole number of 16-byte event ids")
             journey.seen = {int.from_bytes(ids[i : i + 16], "big") for i in range(0, len(ids), 16)}
             journey.touches = [
-                (at, pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind))
+                (_time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind))
                 for at, pos, channel, campaign, kind in doc["touches"]
             ]
-            journey.orders = [tuple(order) for order in doc["orders"]]  # type: ignore[misc]
-            journey.refunds = [tuple(refund) for refund in doc["refunds"]]  # type: ignore[misc]
-            journey.links = [tuple(link) for link in doc["links"]]  # type: ignore[misc]
-            journey.merges = [tuple(merge) for merge in doc["merges"]]  # type: ignore[misc]
-            journey.consents = {purpose: (at, pos, granted) for purpose, at, pos, granted in doc["consents"]}
+            journey.orders = [(_time(at), *rest) for at, *rest in doc["orders"]]  # type: ignore[misc]
+            journey.refunds = [(_time(at), *rest) for at, *rest in doc["refunds"]]  # type: ignore[misc]
+            journey.links = [(_time(at), *rest) for at, *rest in doc["links"]]  # type: ignore[misc]
+            journey.merges = [(_time(at), *rest) for at, *rest in doc["merges"]]  # type: ignore[misc]
+            journey.consents = {purpose: (_time(at), pos, granted) for purpose, at, pos, granted in doc["consents"]}
         except JourneyFormatError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise JourneyFormatError(f"not a journey document: {error}") from None
         return journey
+
+
+def _time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise JourneyFormatError(f"time without a UTC offset: {text!r}")
+    return moment.astimezone(timezone.utc)
 
 
 State = IdentityJourney

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from events.logged import LoggedEvent
 
-from projections.figures import iso, iso_us, money
+from projections.figures import iso, money
 from projections.group import GroupJourney, summarize
 from projections.journey import IdentityJourney
 from projections.population import Population
@@ -53,17 +53,17 @@ def _summary(group: GroupJourney) -> dict:
     return {
         "first_contact": None
         if first_touch is None
-        else {"occurred_at": iso_us(first_touch[0]), "channel": first_touch[2], "campaign": first_touch[3]},
+        else {"occurred_at": iso(first_touch[0]), "channel": first_touch[2], "campaign": first_touch[3]},
         "first_order": None
         if first_order is None
-        else {"occurred_at": iso_us(first_order[0]), "order_id": first_order[2], "revenue": money(first_order[3])},
+        else {"occurred_at": iso(first_order[0]), "order_id": first_order[2], "revenue": money(first_order[3])},
         "touch_count": len(group.touches),
         "order_count": len(group.orders),
         "revenue": money(group.gross_e4),
         "refunded": money(group.refunded_e4),
         "net_revenue": money(group.net_e4),
         "consents": {
-            purpose: {"granted": granted, "occurred_at": iso_us(at)}
+            purpose: {"granted": granted, "occurred_at": iso(at)}
             for purpose, (at, _, granted) in sorted(group.consents.items())
         },
     }

@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -41,15 +42,21 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from projections.journey import IdentityJourney, JourneyFormatError
 from streams.topics import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
+    H_POSITION,
+    H_RECORDED_AT,
+    H_SCHEMA_VERSION,
+    H_STREAM,
+    H_TYPE,
     JOURNEYS_TOPIC,
     MalformedRecord,
+    TopicSpec,
     ensure_topics,
-    logged_from_record,
 )
 
 log = logging.getLogger(__name__)
@@ -108,10 +115,10 @@ class JourneyState:
         journeys = self.partitions.setdefault(partition, {})
         result = FoldResult()
         touched = result.touched
-        registry = self.registry
+        decode = self._decoder()
         for value, headers in records:
             try:
-                logged = logged_from_record(value, headers, registry)
+                logged = decode(value, headers)
             except (MalformedRecord, InvalidEvent) as error:
                 result.undecodable.append(str(error))
                 continue
@@ -125,6 +132,36 @@ class JourneyState:
                 result.duplicates += 1
             touched[key] = journey
         return result
+
+    def _decoder(self) -> Any:
+        """A record decoder for one batch: like ``streams.topics.logged_from_record`` but
+        reading only the headers a journey needs (type, schema version, position, stream,
+        recorded_at; the event id and times are in the body), with recorded_at parsed
+        once per distinct value (one append call shares it)."""
+        decode_stored = self.registry.decode_stored
+        times: dict[bytes, datetime] = {}
+
+        def decode(value: bytes, headers: Any) -> LoggedEvent:
+            found = dict(headers)
+            try:
+                type_name = found[H_TYPE].decode()
+                version = int(found[H_SCHEMA_VERSION])
+                position = int(found[H_POSITION])
+                stream = found[H_STREAM].decode()
+                raw_time = found[H_RECORDED_AT]
+            except KeyError as missing:
+                raise MalformedRecord(f"header {missing.args[0]!r} is missing") from None
+            except (ValueError, UnicodeDecodeError, AttributeError) as error:
+                raise MalformedRecord(f"unreadable header: {error}") from None
+            recorded_at = times.get(raw_time)
+            if recorded_at is None:
+                try:
+                    recorded_at = times[raw_time] = datetime.fromisoformat(raw_time.decode())
+                except (ValueError, UnicodeDecodeError) as error:
+                    raise MalformedRecord(f"unreadable header {H_RECORDED_AT!r}: {error}") from None
+            return LoggedEvent(position, recorded_at, stream, decode_stored(type_name, version, value))
+
+        return decode
 
     def journeys(self, partition: int) -> dict[str, IdentityJourney]:
         return self.partitions.get(partition, {})
@@ -160,7 +197,7 @@ class JourneyProcessor:
         journeys_topic: str = JOURNEYS_TOPIC,
         group_id: str = PROCESSOR_GROUP,
         partitions: int = DEFAULT_PARTITIONS,
-        max_records: int = 5000,
+        max_records: int = 20_000,
         fetch_max_wait_ms: int = 20,
         session_timeout_ms: int = 6000,
         registry: EventRegistry = REGISTRY,
@@ -187,6 +224,7 @@ class JourneyProcessor:
         }
         self._last_batch_at: float | None = None
         self._last_error: str | None = None
+        self._committing: asyncio.Future | None = None
         self._lag: dict[int, int] = {}  # partition -> records behind the high watermark at the last batch
 
     # --- lifecycle ------------------------------------------------------------------
@@ -212,6 +250,8 @@ class JourneyProcessor:
         self._stopping.set()
 
     async def close(self) -> None:
+        if self._committing is not None:
+            await asyncio.wait({self._committing}, timeout=10)
         for client in (self._consumer, self._producer):
             if client is not None:
                 try:
@@ -259,7 +299,10 @@ class JourneyProcessor:
             self._counts["batches"] += 1
             self._last_batch_at = time.time()
         if commits:
-            await self._commit(commits)
+            # the commit overlaps the next fetch and fold; one in flight at a time
+            if self._committing is not None:
+                await self._committing
+            self._committing = asyncio.ensure_future(self._commit(commits))
 
     def _count(self, records: int, result: FoldResult) -> None:
         counts = self._counts
@@ -337,14 +380,8 @@ class JourneyProcessor:
             if tps:
                 reader.assign(tps)
                 await reader.seek_to_beginning(*tps)
-                ends = await reader.end_offsets(tps)
-                remaining = {tp for tp in tps if ends[tp] > 0}
-                while remaining:
-                    for tp, batch in (await reader.getmany(*remaining, timeout_ms=500)).items():
-                        records[tp.partition].extend((r.key, r.value) for r in batch)
-                    for tp in list(remaining):
-                        if await reader.position(tp) >= ends[tp]:
-                            remaining.discard(tp)
+                for tp, batch in (await read_to_end(reader, tps)).items():
+                    records[tp.partition].extend((r.key, r.value) for r in batch)
         finally:
             await reader.stop()
         restored = {p: self.state.restore(p, records[p]) for p in partitions}
@@ -369,7 +406,9 @@ class JourneyProcessor:
                 self._lag.pop(partition, None)
 
     async def _ensure_topics(self) -> None:
-        await asyncio.to_thread(ensure_topics, self.bootstrap, self.partitions)
+        specs = [TopicSpec(self.events_topic, self.partitions),
+                 TopicSpec(self.journeys_topic, self.partitions, {"cleanup.policy": "compact"})]
+        await asyncio.to_thread(ensure_topics, self.bootstrap, self.partitions, specs=specs)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -386,16 +425,40 @@ class JourneyProcessor:
         return sum(owned) if owned else None
 
     def stats(self) -> dict[str, Any]:
-        assigned = sorted(self.state.partitions)
+        consumer = self._consumer
+        assigned = sorted(tp.partition for tp in consumer.assignment()) if consumer is not None else []
         return {
             **self._counts,
             "group": self.group_id,
-            "partitions": assigned,
+            "assigned": assigned,
+            "restored": sorted(self.state.partitions),
             "identities": self.state.identity_count(),
             "lag": self.lag(),
             "last_batch_at": self._last_batch_at,
             "last_error": self._last_error,
         }
+
+
+async def read_to_end(reader: AIOKafkaConsumer, tps: list[TopicPartition], *, idle_polls: int = 3) -> dict:
+    """Every record from the current positions to the end of the given partitions.
+
+    The end is the high watermark of fetch responses, not ``end_offsets()``: the
+    bundled broker answers ListOffsets with the base offset of the last record batch
+    plus one, short of the real end. A partition that never reports a watermark
+    counts as empty after ``idle_polls`` fetches that returned nothing."""
+    records: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
+    remaining = set(tps)
+    idle = 0
+    while remaining:
+        fetched = await reader.getmany(*remaining, timeout_ms=200)
+        for tp, batch in fetched.items():
+            records[tp].extend(batch)
+        idle = 0 if fetched else idle + 1
+        for tp in list(remaining):
+            high = reader.highwater(tp)
+            if (high is not None and await reader.position(tp) >= high) or (high is None and idle >= idle_polls):
+                remaining.discard(tp)
+    return records
 
 
 class _Rebalance(ConsumerRebalanceListener):

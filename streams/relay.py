@@ -50,6 +50,7 @@ class Relay:
         poll_interval: float = 0.05,
         check_interval: float = 2.0,
         max_backoff: float = 5.0,
+        connect_timeout: float = 10.0,
         producer_config: Mapping[str, Any] | None = None,
     ):
         if batch_size < 1:
@@ -63,6 +64,7 @@ class Relay:
         self.poll_interval = poll_interval
         self.check_interval = check_interval
         self.max_backoff = max_backoff
+        self.connect_timeout = connect_timeout
         self.producer_config = dict(producer_config or {})
         self._checkpoint = Checkpoint()
         self._producer = None
@@ -211,6 +213,7 @@ class Relay:
         from kafka import KafkaAdminClient
 
         self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000,
+                                       bootstrap_timeout_ms=int(self.connect_timeout * 1000),
                                        client_id="touchpoints-relay-admin")
         self._ensure_topic()
         self._check_for_data_loss()
@@ -225,7 +228,6 @@ class Relay:
             "enable_idempotence": True,  # retries keep per-partition order and add no duplicates
             "linger_ms": 5,
             "batch_size": 256 * 1024,
-            "buffer_memory": 64 * 1024 * 1024,
             "request_timeout_ms": 10_000,
             "delivery_timeout_ms": 15_000,
             "max_block_ms": 15_000,
@@ -253,7 +255,7 @@ class Relay:
         published by us), a topic with the wrong partition count and no data is
         recreated: brokers that auto-create topics on produce (tansu does, whatever the
         client asks) may have made it with their default count."""
-        ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)])
+        ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
         topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
         if len(partitions) != self.partitions and (fresh or self._checkpoint.position is None):
             if self._topic_is_empty(partitions):
@@ -261,7 +263,7 @@ class Relay:
                             self.topic, len(partitions), self.partitions)
                 self._admin.delete_topics([self.topic])
                 self._wait_topic_gone()
-                ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)])
+                ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
                 topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
             else:
                 log.warning("relay: %s has %d partitions, %d configured: keeping the existing layout",
@@ -275,7 +277,8 @@ class Relay:
         if reason is None:
             return
         if self._checkpoint.position is None and not self._checkpoint.offsets:
-            self._ensure_topic(fresh=True)  # nothing was published yet: nothing to republish
+            self._checkpoint = Checkpoint()  # nothing was published yet: nothing to republish
+            self._ensure_topic(fresh=True)
         else:
             self._republish(reason)
 

@@ -92,7 +92,7 @@ def ensure_topics(
 
     wanted = list(specs) if specs is not None else platform_topics(partitions)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
-                             client_id="touchpoints-topics")
+                             bootstrap_timeout_ms=int(timeout * 1000), client_id="touchpoints-topics")
     try:
         deadline = time.monotonic() + timeout
         counts = describe_partition_counts(admin, [spec.name for spec in wanted])

@@ -8,13 +8,20 @@ start it again: the broker is brought back before the next test.
 
 Topics are shared by every test in the session: use unique topic names or
 consumer groups per test (``unique_name``), or read from offsets you recorded.
+
+``read_topic(bootstrap, topic, *, until=None, timeout=30.0, idle=0.5)``: every record
+of a topic from offset 0 of each partition (no consumer group), read until
+``until(records)`` is true and nothing new arrived for ``idle`` seconds. Do not
+stop at the partitions' end offsets: tansu 0.6 reports the last batch's base
+offset + 1 as a partition's end, not the offset after its last record.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -51,3 +58,46 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     """A name unique to this test, for topics and consumer groups."""
     safe = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:40]
     return f"t-{safe}-{uuid.uuid4().hex[:8]}"
+
+
+def read_topic_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list], bool] | None = None,
+    timeout: float = 30.0,
+    idle: float = 0.5,
+) -> list:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="test-read-topic")
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while not partitions and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.1)
+        if not partitions:
+            return []
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        records: list = []
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            polled = consumer.poll(timeout_ms=100)
+            fresh = [record for batch in polled.values() for record in batch]
+            if fresh:
+                records.extend(fresh)
+                last_new = time.monotonic()
+            elif time.monotonic() - last_new >= idle and (until is None or until(records)):
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def read_topic() -> Callable[..., list]:
+    return read_topic_records

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from consumers.api.docs import Health
 from consumers.api.event_routes import json_response
 from consumers.api.event_routes import router as event_router
+from consumers.api.view_routes import install_views
 from consumers.ingest import Ingestor
 from consumers.settings import Settings
 from events.registry import REGISTRY, EventRegistry
@@ -63,6 +64,7 @@ def create_app(
     )
 
     # --- live views: the views helper's routes (consumers/api/view_routes.py) go here ---
+    install_views(app, store=store, views=views, registry=registry)
 
     return app
 
@@ -79,8 +81,8 @@ def run_health_checks(checks: Mapping[str, HealthCheck]) -> dict[str, dict[str, 
     components: dict[str, dict[str, Any]] = {}
     for name, check in checks.items():
         try:
-            report = dict(check())
-            report.setdefault("status", "ok")
+            found = dict(check())
+            report = {"status": found.pop("status", "ok"), **found}
         except Exception as error:  # a failing component must not take /healthz down with it
             log.warning("health check %s failed: %s", name, error)
             report = {"status": "down", "error": f"{type(error).__name__}: {error}"}

@@ -7,6 +7,7 @@ JSON document that names what is wrong, so bad input never becomes a 500.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -61,6 +62,25 @@ async def read_limited(chunks: AsyncIterator[bytes], declared_length: str | None
             raise _too_large(limit, None)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding: gzip`` (or ``deflate``), refusing (413) output above ``limit``
+    bytes without inflating more than that; other encodings are a 415."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in ("gzip", "x-gzip", "deflate"):
+        raise BodyError(415, "unsupported_content_encoding",
+                        f"Content-Encoding {name!r} is not accepted; use gzip, deflate or none")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise BodyError(400, "bad_content_encoding", f"the {name} body cannot be decompressed: {error}") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise _too_large(limit, None)
+    return inflated
 
 
 def parse_items(body: bytes, *, ndjson: bool) -> list[Any]:

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from consumers.api.body import NDJSON_TYPES, BodyError, check_media_type, media_type, parse_items, read_limited
+from consumers.api.body import (
+    NDJSON_TYPES,
+    BodyError,
+    check_media_type,
+    decode_content,
+    media_type,
+    parse_items,
+    read_limited,
+)
 from consumers.api.docs import (
     EXAMPLE_EVENT,
     ErrorDocument,
@@ -20,7 +28,7 @@ from consumers.api.docs import (
 )
 from consumers.ingest import Ingestor
 from events.hashing import utc_text
-from events.registry import EventRegistry, decode_recorded, encode_wire
+from events.registry import EventRegistry, InvalidEvent, decode_recorded, encode_wire
 from events.store import EventStore, RecordedEvent
 
 MAX_PAGE = 10_000
@@ -39,14 +47,15 @@ def json_response(document: Any, status: int = 200) -> Response:
         "The request is validated whole before anything is stored: if any item is invalid the answer "
         "is 422 listing every bad item by index, field and reason, and nothing of the request is stored. "
         "`event_id` is the idempotency key: an id already stored (or repeated in the request) is reported "
-        "as a duplicate with the original position and not written again, so retries are safe."
+        "as a duplicate with the original position and not written again, so retries are safe. "
+        "Bodies may be sent with `Content-Encoding: gzip`; the size limit applies to the decompressed body."
     ),
     response_model=None,
     responses={
         200: {"model": IngestAccepted, "description": "Every item stored or recognised as a duplicate"},
         400: {"model": MalformedBody, "description": "Malformed JSON (line/offset named) or an empty body"},
-        413: {"model": ErrorDocument, "description": "Body larger than TOUCHPOINTS_MAX_BODY_BYTES"},
-        415: {"model": ErrorDocument, "description": "Content-Type is neither JSON nor NDJSON"},
+        413: {"model": ErrorDocument, "description": "Body (decompressed) larger than TOUCHPOINTS_MAX_BODY_BYTES"},
+        415: {"model": ErrorDocument, "description": "Content-Type not JSON/NDJSON, or an unknown Content-Encoding"},
         422: {"model": InvalidEvents, "description": "Some items are invalid; nothing was stored"},
         503: {"model": ErrorDocument, "description": "The event store is unavailable; retry later"},
     },
@@ -68,7 +77,9 @@ async def post_events(request: Request) -> Response:
     state = request.app.state
     try:
         ndjson = check_media_type(media_type(request.headers.get("content-type")))
-        body = await read_limited(request.stream(), request.headers.get("content-length"), state.settings.max_body_bytes)
+        limit = state.settings.max_body_bytes
+        body = await read_limited(request.stream(), request.headers.get("content-length"), limit)
+        body = decode_content(body, request.headers.get("content-encoding"), limit)
         items = parse_items(body, ndjson=ndjson)
     except BodyError as error:
         return json_response(error.document, error.status)
@@ -135,15 +146,21 @@ def read_page(store: EventStore, registry: EventRegistry, from_position: int, li
 
 
 def _logged_document(record: RecordedEvent, registry: EventRegistry) -> dict[str, Any]:
-    logged = decode_recorded(record, registry)
-    return {
+    document = {
         "position": record.position,
         "stream": record.stream,
         "stream_version": record.stream_version,
         "recorded_at": utc_text(record.recorded_at),
         "hash": record.hash.hex() if record.hash is not None else None,
-        "event": orjson.Fragment(encode_wire(logged.event)),
     }
+    try:
+        document["event"] = orjson.Fragment(encode_wire(decode_recorded(record, registry).event))
+    except InvalidEvent as error:  # e.g. a plugin type no longer installed: show what is stored
+        document["event"] = None
+        document["stored"] = {"type": record.type, "schema_version": record.schema_version,
+                              "data": orjson.Fragment(record.data)}
+        document["decode_error"] = str(error)
+    return document
 
 
 @router.get(

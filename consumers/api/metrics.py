@@ -8,9 +8,10 @@ dependency. What is exported:
 - ``touchpoints_events_appended_total``: events in the log (every process's appends);
 - ``touchpoints_store_head_position`` and ``touchpoints_views_position``: the log's head
   and the last position folded into the live views;
+- ``touchpoints_view_feed_*`` (from the ``view_feed`` health check: ``backlog_events``,
+  ``lag_seconds``... of the store feed or of the Kafka view feed): how far the views
+  trail the log, i.e. the processor lag seen from the API;
 - ``touchpoints_views_*``: what the live views applied, their version and refresh times;
-- ``touchpoints_view_feed_lag_events`` / ``_seconds``: how far the views trail the log
-  (the processor lag seen from the API);
 - every numeric field of every registered health check as
   ``touchpoints_<component>_<field>`` (e.g. ``touchpoints_relay_lag``), plus
   ``touchpoints_component_up{component=...}``.
@@ -162,8 +163,11 @@ def metric_name(*parts: str) -> str:
     return name if re.match(r"^[a-zA-Z_]", name) else f"_{name}"
 
 
-def health_check_families(checks: Mapping[str, Callable[[], Mapping[str, Any]]]) -> list[MetricFamily]:
-    """Every numeric field of every health check as a gauge, plus whether it answered."""
+def health_check_families(
+    checks: Mapping[str, Callable[[], Mapping[str, Any]]], *, fields_of_all_but: tuple[str, ...] = ()
+) -> list[MetricFamily]:
+    """Every numeric field of every health check as a gauge (except the components named in
+    ``fields_of_all_but``, exported elsewhere), plus whether each answered ok."""
     up = MetricFamily("touchpoints_component_up", "gauge", "1 if the component's health check answered ok.")
     families = [up]
     for component, check in checks.items():
@@ -174,6 +178,8 @@ def health_check_families(checks: Mapping[str, Callable[[], Mapping[str, Any]]])
             continue
         status = report.get("status", "ok") if isinstance(report, Mapping) else "ok"
         up.add(1 if status in ("ok", "up", True) else 0, {"component": component})
+        if component in fields_of_all_but:
+            continue
         for key, value in _numeric_fields(report):
             name = metric_name("touchpoints", component, key)
             families.append(MetricFamily(name, "gauge", f"Health check field {key!r} of {component}.").add(value))

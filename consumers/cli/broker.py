@@ -1,5 +1,6 @@
 """``touchpoints broker``: run the bundled Kafka-protocol broker (tansu, memory only) in the
-foreground, for running the relay, workers and API as separate processes."""
+foreground, for running the relay, workers and API as separate processes.
+``touchpoints topics``: create the platform topics on ``TOUCHPOINTS_KAFKA`` (idempotent)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-topics", action="store_true", help="do not create the platform topics")
     parser.add_argument("--log-dir", type=Path, help="folder of broker.log (default <TOUCHPOINTS_DATA>/broker)")
     parser.set_defaults(handler=run)
+
+    topics = subparsers.add_parser(
+        "topics",
+        help="create the platform topics on a Kafka cluster (idempotent)",
+        description="Create touchpoints.events, .inbound, .deadletter and .journeys (compacted) with "
+        "TOUCHPOINTS_PARTITIONS partitions where missing, check that events and journeys are co-partitioned, "
+        "and print each topic's partition count. For clusters that do not auto-create topics.",
+    )
+    topics.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers (default TOUCHPOINTS_KAFKA)")
+    topics.add_argument("--partitions", type=int, help="partitions (default TOUCHPOINTS_PARTITIONS)")
+    topics.add_argument("--replication-factor", type=int, default=1, help="replicas per partition (default 1)")
+    topics.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the cluster (default 60)")
+    topics.set_defaults(handler=create_topics)
+
+
+def create_topics(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"touchpoints topics: {error}", file=sys.stderr)
+        return 2
+    bootstrap = (args.kafka or settings.kafka).removeprefix("kafka://")
+    if not bootstrap:
+        print("touchpoints topics: no Kafka cluster: set TOUCHPOINTS_KAFKA or pass --kafka HOST:PORT", file=sys.stderr)
+        return 2
+    partitions = args.partitions or settings.partitions
+    if partitions < 1 or args.replication_factor < 1:
+        print("touchpoints topics: --partitions and --replication-factor must be at least 1", file=sys.stderr)
+        return 2
+
+    from kafka.errors import KafkaError
+
+    from streams.topics import TopicError, ensure_topics
+
+    try:
+        counts = ensure_topics(bootstrap, partitions, replication_factor=args.replication_factor, timeout=args.timeout)
+    except (TopicError, KafkaError) as error:
+        print(f"touchpoints topics: {error}", file=sys.stderr)
+        return 1
+    for name, count in counts.items():
+        print(f"{name}: {count} partition{'' if count == 1 else 's'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -12,20 +14,23 @@ from typing import IO, Any
 
 import orjson
 
-from consumers.ingest import DEFAULT_BATCH_SIZE, BulkReport, Ingestor, RejectedLine, bulk_load
+from consumers.bulk_ingest import DEFAULT_BATCH_SIZE, BulkReport, RejectedLine, bulk_load
+from consumers.ingest import Ingestor
 from consumers.settings import Settings, SettingsError
 from events.registry import REGISTRY
 from events.store import EventStore, EventStoreError
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_STORE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROGRESS_MIN_BYTES = 1 << 20  # smaller inputs finish before a bar would help
 
 EPILOG = """exit status:
   0  every line was stored (or was a duplicate of a stored event)
   1  some lines were rejected (see the rejects file); the valid ones were stored
   2  usage error (bad option, unreadable input, unwritable rejects file)
-  3  the store failed; batches before the failure are committed, and running the same
-     command again completes the load (appends are idempotent by event_id)
+  3  the load failed part-way (store unavailable, decoder failure)
+  130 interrupted (Ctrl-C)
+  After 2 (unreadable input), 3 or 130 the batches before the stop are committed; running
+  the same command again completes the load (appends are idempotent by event_id).
 """
 
 
@@ -75,40 +80,36 @@ def run(args: argparse.Namespace) -> int:
         progress = _progress_bar(total, quiet=args.quiet or args.json)
         if progress is not None:
             stack.callback(progress.close)
+        committed = [BulkReport()]
+        on_progress = _progress_updater(progress, committed)
         started = time.perf_counter()
         try:
-            report = ingest_file(source, store, batch_size=args.batch_size, on_reject=rejects.write,
-                                 on_progress=_progress_updater(progress))
+            report = ingest_file(source, store, size_hint=total, batch_size=args.batch_size,
+                                 on_reject=rejects.write, on_progress=on_progress)
         except OSError as error:
-            return _usage(f"cannot write rejects to {rejects_path}: {error.strerror or error}"
-                          if rejects.failed else f"cannot read {args.file}: {error.strerror or error}")
-        except EventStoreError as error:
-            print(f"touchpoints ingest: the store failed: {error}", file=sys.stderr)
-            print("batches before the failure are committed; run the same command again to complete the load",
-                  file=sys.stderr)
-            return EXIT_STORE
+            reason = (f"cannot write rejects to {rejects_path}" if rejects.failed else f"cannot read {args.file}")
+            return _stopped(f"{reason}: {error.strerror or error}", committed[0], EXIT_USAGE)
+        except (EventStoreError, RuntimeError) as error:
+            return _stopped(f"the load failed: {error}", committed[0], EXIT_STORE)
+        except KeyboardInterrupt:
+            return _stopped("interrupted", committed[0], EXIT_INTERRUPTED)
         elapsed = time.perf_counter() - started
     _print_summary(report, elapsed, rejects_path if report.rejected else None, as_json=args.json)
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
-def ingest_file(source: IO[bytes], store: EventStore, **options: Any) -> BulkReport:
+def ingest_file(source: IO[bytes], store: EventStore, *, size_hint: int | None = None, **options: Any) -> BulkReport:
     """What the command does once its input and store are open (benchmarks call this)."""
-    return bulk_load(_lines(source), Ingestor(store), **options)
+    return bulk_load(_chunks(source), Ingestor(store), size_hint=size_hint, **options)
 
 
-def _lines(source: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a binary stream, read in large blocks (much faster than line by line on pipes)."""
-    rest = b""
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    """Large blocks: far fewer calls than reading line by line, on files and pipes alike."""
     while True:
         block = source.read(1 << 20)
         if not block:
-            break
-        lines = (rest + block).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
+            return
+        yield block
 
 
 def _open_input(name: str, stack: ExitStack) -> tuple[IO[bytes], int | None]:
@@ -152,22 +153,30 @@ def _progress_bar(total: int | None, *, quiet: bool) -> Any:
         return None
     from tqdm import tqdm
 
+    size = shutil.get_terminal_size((100, 24))  # a terminal may report 0x0: tqdm would then hide the bar
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="ingest", file=sys.stderr,
-                dynamic_ncols=True)
+                ncols=size.columns or 100, nrows=size.lines or 24)
 
 
-def _progress_updater(progress: Any) -> Any:
-    if progress is None:
-        return None
-    done = [0]
+def _progress_updater(progress: Any, committed: list[BulkReport]) -> Any:
+    """Keeps ``committed[0]`` at the last committed report and moves the bar, if any."""
 
     def update(report: BulkReport) -> None:
-        progress.update(report.bytes_read - done[0])
-        done[0] = report.bytes_read
-        progress.set_postfix(accepted=report.accepted, duplicates=report.duplicates, rejected=report.rejected,
-                             refresh=False)
+        if progress is not None:
+            progress.update(report.bytes_read - committed[0].bytes_read)
+            progress.set_postfix(accepted=report.accepted, duplicates=report.duplicates, rejected=report.rejected,
+                                 refresh=False)
+        committed[0] = dataclasses.replace(report)
 
     return update
+
+
+def _stopped(reason: str, committed: BulkReport, code: int) -> int:
+    print(f"touchpoints ingest: {reason}", file=sys.stderr)
+    print(f"committed before stopping: {committed.accepted} accepted, {committed.duplicates} duplicates, "
+          f"{committed.rejected} rejected (input lines 1-{committed.lines}); running the same command again "
+          "completes the load (events already stored count as duplicates)", file=sys.stderr)
+    return code
 
 
 def _print_summary(report: BulkReport, elapsed: float, rejects: Path | None, *, as_json: bool) -> None:

@@ -16,6 +16,9 @@ COMMAND_MODULES = [
     "serve",
     "relay",
     "broker",
+    "worker",
+    "up",
+    "views",
 ]
 
 

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"touchpoints relay: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "DEBUG":
+        # kafka-python logs every dropped connection with a traceback; the relay reports its own errors
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     bootstrap = (args.kafka or settings.kafka).removeprefix("kafka://")
     if not bootstrap:
         print("touchpoints relay: no Kafka broker: set TOUCHPOINTS_KAFKA or pass --kafka HOST:PORT "

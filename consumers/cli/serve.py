@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from contextlib import ExitStack
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def serve(settings: Settings) -> int:
     from consumers.api.app import create_app
-    from consumers.api.server import base_url, bind_socket, make_server
+    from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
     from consumers.demo import load_demo_if_empty
     from consumers.live_views import LiveViews
     from consumers.store_feed import StoreFeed
@@ -56,6 +57,9 @@ def serve(settings: Settings) -> int:
     from events.registry import REGISTRY
     from events.store import EventStoreError
 
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: make SIGTERM
+    # a KeyboardInterrupt too, so stores and feeds close and the exit status is 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     REGISTRY.load_plugins()
     with ExitStack() as stack:
         try:
@@ -78,7 +82,11 @@ def serve(settings: Settings) -> int:
         feed = stack.enter_context(StoreFeed(store, views))
         app = create_app(store=store, settings=settings, views=views, health_checks={"view_feed": feed.stats})
         server = make_server(app, log_level=settings.log_level)
+        tune_gc_for_throughput()
         url = base_url(sock)
-        print(f"touchpoints API listening on {url} (docs: {url}/docs, health: {url}/healthz)", flush=True)
-        server.run(sockets=[sock])
+        try:
+            print(f"touchpoints API listening on {url} (docs: {url}/docs, health: {url}/healthz)", flush=True)
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
     return 0

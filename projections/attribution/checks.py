@@ -55,7 +55,11 @@ def check_paths(paths: Sequence[Path]) -> Columns:
     except (TypeError, IndexError):
         _raise_first_problem(paths)
         raise
-    if not _plainly_valid(columns):
+    try:
+        plainly_valid = _plainly_valid(columns)
+    except OverflowError:  # an int beyond the float range
+        plainly_valid = False
+    if not plainly_valid:
         _raise_first_problem(paths)
     return columns
 
@@ -73,7 +77,7 @@ def path_problem(path: Path) -> str:
     if converted is not True and converted is not False:
         return f"converted: must be True or False, got {converted!r}"
     if converted:
-        if not _is_number(value) or not 0.0 <= value < math.inf:
+        if not _finite_non_negative(value):
             return f"value: must be a finite number >= 0, got {value!r}"
     elif not _is_number(value) or value != 0.0:
         return f"value: must be 0.0 for a non-converting path, got {value!r}"
@@ -86,7 +90,7 @@ def path_problem(path: Path) -> str:
         label, age = touch
         if not isinstance(label, str) or not label:
             return f"touches[{position}].label: must be a non-empty string, got {label!r}"
-        if not _is_number(age) or not 0.0 <= age < math.inf:
+        if not _finite_non_negative(age):
             return f"touches[{position}].age_days: must be a finite number >= 0, got {age!r}"
         if age > previous_age:
             return (
@@ -128,3 +132,10 @@ def _plainly_valid(c: Columns) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite_non_negative(value: object) -> bool:
+    try:
+        return _is_number(value) and 0.0 <= float(value) < math.inf  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond the float range
+        return False

@@ -1,8 +1,8 @@
 """What the attribution models read and return, and the one pass that checks and folds their input.
 
 Every model starts from `Journeys`: paths with the same label sequence are
-folded together (ages aside), so the Markov, Shapley and label-based models
-cost grows with the number of distinct sequences rather than of journeys.
+folded together (ages aside), so the cost of the Markov, Shapley and
+label-based models grows with the number of distinct sequences rather than of journeys.
 Every total is a `math.fsum` (correctly rounded, hence independent of
 summation order) or a sum of integers, so permuting the input paths gives
 bit-for-bit the same attribution.
@@ -20,6 +20,7 @@ from projections.attribution.checks import check_paths
 
 Touches = tuple[tuple[str, float], ...]
 Labels = tuple[str, ...]
+
 
 @dataclass(frozen=True, slots=True)
 class Path:

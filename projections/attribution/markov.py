@@ -20,7 +20,9 @@ probability N[start, c] / N[c, c] and then converts with probability x[c],
 x = N r (r: one-step conversion probabilities). A walk that converts without c
 is exactly one that never hits c, so the removal effect of c is
 ``N[start, c] / N[c, c] * x[c] / x[start]``: one matrix inverse for all
-channels, no simulation noise.
+channels, no simulation noise. The matrix is dense, (k+1)^2 for k labels:
+O(k^3) time, milliseconds for tens of channels, about a second near 2,000
+campaign labels.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def markov(journeys: Journeys) -> Attribution:
 
 
 def fit_chain(journeys: Journeys) -> MarkovChain:
+    """The chain over `Journeys` (collapsed label sequences, all paths)."""
     channels = journeys.labels
     k = len(channels)
     conversion, null = k + 1, k + 2

@@ -18,26 +18,26 @@ real journeys for every coalition instead of being 0 wherever no journey has
 exactly that channel set. The Shapley value itself is Shapley (1953):
 phi_i = sum over S not containing i of |S|!(k-|S|-1)!/k! (v(S+i) - v(S)).
 
-Why conversions counted as "conversions (S)" alone would not do: with
-v(S) = conversions of paths ⊆ S the Shapley value collapses to an equal split
-over each converting path's distinct channels (Zhao et al.'s simplified
-formula) and ignores non-converting paths entirely.
+Why not v(S) = conversions of the paths ⊆ S: that game's Shapley value is
+an equal split over each converting path's distinct channels (Zhao et al.'s
+simplified formula), which ignores non-converting paths entirely.
 
 Credits. The phi sum to v(all) = the overall conversion rate; each label's
 credit in conversions is its share phi_i / sum(phi) of the attributed
 conversions, and its value credit the same share of the attributed value (as
 the Markov model does). A label can lower the conversion rate of the journeys
 it joins and so get phi_i < 0; such labels get no credit, the others share all
-of it, and ``notes`` names them. With no non-converting paths every non-empty
-coalition converts at rate 1, so only labels that carry journeys on their own
-earn credit: give the model prospects too.
+of it, and ``notes`` names them. Without non-converting paths v(S) is 1 as
+soon as any journey fits in S, so the game only measures which labels
+complete journeys: give the model the prospects too.
 
 Computation, exact. Conversions and journeys per exact channel set are
 counted into two arrays over the 2^k coalitions (k = number of labels), turned
-into subset sums by the fast zeta transform (k vectorised passes; Yates 1937,
-Björklund, Husfeldt, Kaski & Koivisto, "Fourier meets Möbius", STOC 2007), and
-phi_i is one vectorised weighted sum per label over the 2^(k-1) coalitions
-without i: O(k 2^k) arithmetic, ~40 MiB at k = 20.
+into subset sums by the fast zeta transform (k vectorised passes; Kennes,
+"Computational aspects of the Möbius transformation of graphs", IEEE SMC 1992;
+Björklund, Husfeldt, Kaski & Koivisto, "Fourier meets Möbius: fast subset
+convolution", STOC 2007), and phi_i is one vectorised weighted sum per label
+over the 2^(k-1) coalitions without i: O(k 2^k) arithmetic, ~60 MiB at k = 20.
 
 Limit: exact for up to ``MAX_EXACT_CHANNELS`` = 20 distinct labels (2^20
 coalitions, well under a second here). Beyond that the least frequent labels
@@ -51,13 +51,27 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
-from projections.attribution.journeys import Attribution, Journeys, attribution_from_shares
+from projections.attribution.journeys import Attribution, Journeys, Path, attribution_from_shares, fold_journeys
 
 MAX_EXACT_CHANNELS = 20
 OTHER = "(other)"
+
+
+def shapley_values(paths: Sequence[Path]) -> dict[str, float]:
+    """The raw Shapley values phi of the conversion-rate game (they sum to the overall conversion rate).
+
+    Keys are the players: the labels, or the kept ones plus `OTHER` past the exact limit.
+    """
+    journeys = fold_journeys(paths)
+    converting, non_converting = journeys.collapsed()
+    players, pooled = _players(journeys.labels, converting, non_converting)
+    if not players:
+        return {}
+    return dict(zip(players, _shapley_values(players, converting, non_converting, pooled).tolist()))
 
 
 def shapley(journeys: Journeys) -> Attribution:
@@ -67,10 +81,10 @@ def shapley(journeys: Journeys) -> Attribution:
     if pooled:
         notes.append(
             f"shapley: {len(journeys.labels)} distinct labels exceed the exact limit of {MAX_EXACT_CHANNELS}; "
-            f"the {len(pooled)} least frequent were pooled into {OTHER!r}: {', '.join(pooled)}"
+            f"the {len(pooled)} least frequent were pooled into {OTHER!r}: {_listing(pooled)}"
         )
     if journeys.conversions == 0:
-        return attribution_from_shares("shapley", journeys, {}, labels=players)
+        return attribution_from_shares("shapley", journeys, {}, tuple(notes), labels=players)
 
     phi = _shapley_values(players, converting, non_converting, pooled)
     negative = [p for p, value in zip(players, phi) if value < 0]
@@ -103,7 +117,9 @@ def _players(
     return (*sorted(kept), OTHER), pooled
 
 
-def _shapley_values(players: tuple[str, ...], converting: dict, non_converting: dict, pooled: tuple[str, ...]) -> np.ndarray:
+def _shapley_values(
+    players: tuple[str, ...], converting: dict, non_converting: dict, pooled: tuple[str, ...]
+) -> np.ndarray:
     k = len(players)
     bit = {p: 1 << i for i, p in enumerate(players)}
     for label in pooled:
@@ -134,6 +150,11 @@ def _shapley_values(players: tuple[str, ...], converting: dict, non_converting: 
         without_i = coalition_weight.reshape(-1, 2, 1 << i)[:, 0, :]
         phi[i] = float(np.sum(without_i * (shaped[:, 1, :] - shaped[:, 0, :])))
     return phi
+
+
+def _listing(labels: tuple[str, ...], shown: int = 20) -> str:
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return ", ".join(labels[:shown]) + more
 
 
 def _mask(sequence: tuple[str, ...], bit: dict[str, int]) -> int:

@@ -1,8 +1,9 @@
 """Given / when / then specifications for the projections.
 
-``given(*events).when(*events).then(view, expected)`` folds the events, in the
-order written, through the population (positions 10, 20, 30...: ordered, not
-dense, like the store's), computes ``view(population)`` and checks that the
+``given(*events).when(*events).then(view, expected, **params)`` folds the
+events, in the order written, through the population (positions 10, 20, 30...:
+ordered, not dense, like the store's), computes ``view(population, **params)``
+and checks that the
 document contains ``expected``: dicts match on the keys given, lists element by
 element, anything else by equality. ``then`` returns the whole document.
 
@@ -95,8 +96,8 @@ class Spec:
     def population(self) -> Population:
         return fold(self.logged())
 
-    def then(self, view: Callable[[Population], Any], expected: Any) -> Any:
-        document = view(self.population())
+    def then(self, view: Callable[..., Any], expected: Any, **params: Any) -> Any:
+        document = view(self.population(), **params)
         assert_matches(expected, document)
         return document
 

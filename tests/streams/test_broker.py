@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -106,3 +111,44 @@ def test_free_port__can_be_bound_by_the_caller():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         assert sock.getsockname()[1] == port
+
+
+def test_broker_command__serves_until_sigterm_with_the_platform_topics(tmp_path):
+    env = {**os.environ, "TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_PARTITIONS": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "broker", "--port", "0"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = process.stdout.readline()
+        bootstrap = process.stdout.readline().strip().removeprefix("export TOUCHPOINTS_KAFKA=")
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        topics = set(admin.list_topics())
+        admin.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+
+    assert "listening on 127.0.0.1:" in first_line
+    assert {"touchpoints.events", "touchpoints.inbound", "touchpoints.deadletter", "touchpoints.journeys"} <= topics
+    assert code == 0
+    assert not broker_answers(bootstrap, timeout=0.5)
+
+
+def test_topics_command__creates_the_platform_topics_on_a_running_cluster(tmp_path):
+    with BundledBroker(data_dir=tmp_path) as broker:
+        env = {**os.environ, "TOUCHPOINTS_KAFKA": broker.bootstrap, "TOUCHPOINTS_PARTITIONS": "4"}
+
+        finished = subprocess.run([sys.executable, "-m", "consumers.cli.main", "topics"],
+                                  env=env, capture_output=True, text=True, timeout=60)
+
+    assert finished.returncode == 0, finished.stderr
+    assert "touchpoints.events: 4 partitions" in finished.stdout
+    assert "touchpoints.deadletter: 1 partition\n" in finished.stdout
+
+
+def test_topics_command__without_a_cluster_names_the_variable(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TOUCHPOINTS_KAFKA"}
+
+    finished = subprocess.run([sys.executable, "-m", "consumers.cli.main", "topics"],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    assert finished.returncode == 2 and "TOUCHPOINTS_KAFKA" in finished.stderr

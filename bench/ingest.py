@@ -1,0 +1,280 @@
+"""Ingestion throughput: ``touchpoints ingest`` and ``POST /v1/events`` beside the raw floor.
+
+At scale 1.0 about 200,000 demo events (``consumers.demo``) are written to a temporary
+NDJSON file first. Every figure is measured in this run on fresh database files:
+
+- the floor: the same rows through plain ``sqlite3`` ``executemany`` into a bare table with
+  only an integer primary key, same PRAGMAs, and the same batch size as the path it is
+  compared with (10,000 for the CLI, 1,000 for HTTP requests of 1,000 events); median of 3;
+- the store alone (``append_batch`` of already encoded events, batches of 10,000);
+- the CLI path: ``consumers.cli.ingest.ingest_file`` on the file, in a fresh process so its
+  peak memory is its own (decoder child process and decoder thread variants), with its CPU
+  time per event (a figure that holds up better than events/s on a busy shared machine);
+- the HTTP batch endpoint: a real uvicorn server in a subprocess, 4 concurrent clients
+  posting pre-encoded 1,000-event arrays; the server's CPU time per event and peak RSS.
+
+``python -m bench ingest`` runs it; the ``cli`` and ``server`` sub-commands of this module
+are the subprocesses it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.common import Row
+from bench.ingest_floor import floor_rows, measure_floor, measure_store
+from consumers.demo import generate
+from consumers.ingest import to_new_event
+from events.registry import REGISTRY
+from events.store import NewEvent
+
+EVENTS_PER_CUSTOMER = 10.5  # what the demo generator yields on average
+FULL_EVENTS = 200_000
+CLI_BATCH = 10_000
+HTTP_BATCH = 1_000
+HTTP_CLIENTS = 4
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(scale: float) -> list[Row]:
+    customers = max(200, int(FULL_EVENTS * scale / EVENTS_PER_CUSTOMER))
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        work = Path(folder)
+        source = work / "demo.ndjson"
+        lines = _write_demo(source, customers)
+        events = _decode(lines)
+        count = len(events)
+        rows_for_floor = floor_rows(events)
+
+        floor_cli = _median_floor(rows_for_floor, work / "floor.db", CLI_BATCH)
+        store_rate = measure_store(events, work / "store.db", batch_size=CLI_BATCH)
+        cli = _cli_in_fresh_process(source, work / "cli.db", decoder="auto")
+        cli_thread = _cli_in_fresh_process(source, work / "cli_thread.db", decoder="thread")
+        floor_http = _median_floor(rows_for_floor, work / "floor_http.db", HTTP_BATCH)
+        http_rate, server_rss, server_cpu = _http(lines, work / "http.db")
+
+    floor_cli_name = f"raw floor, batches of {CLI_BATCH:,}"
+    floor_http_name = f"raw floor, batches of {HTTP_BATCH:,}"
+    return [
+        Row("ingest", f"raw floor: plain sqlite3, bare table, same rows, batches of {CLI_BATCH:,}", floor_cli,
+            "rows/s"),
+        Row("ingest", f"raw floor: plain sqlite3, bare table, same rows, batches of {HTTP_BATCH:,}", floor_http,
+            "rows/s"),
+        Row("ingest", f"store append_batch ({count:,} encoded events, batches of {CLI_BATCH:,})", store_rate,
+            "events/s", floor_cli_name, floor_cli),
+        Row("ingest", f"touchpoints ingest FILE (decoder: {cli['decoder']}, batches of {CLI_BATCH:,})",
+            cli["events_per_second"], "events/s", floor_cli_name, floor_cli, ">= 0.5x",
+            cli["events_per_second"] >= 0.5 * floor_cli),
+        Row("ingest", "touchpoints ingest FILE (decoder: thread)", cli_thread["events_per_second"], "events/s",
+            floor_cli_name, floor_cli),
+        Row("ingest", "touchpoints ingest CPU per event (parent + decoder child)", cli["cpu_us_per_event"],
+            "us/event"),
+        Row("ingest", "touchpoints ingest peak RSS (parent + decoder child)",
+            cli["peak_rss_mib"] + cli["decoder_peak_rss_mib"], "MiB"),
+        Row("ingest", f"POST /v1/events ({HTTP_CLIENTS} clients x {HTTP_BATCH:,}-event arrays)", http_rate,
+            "events/s", floor_http_name, floor_http, ">= 0.3x", http_rate >= 0.3 * floor_http),
+        Row("ingest", "HTTP server CPU per event", server_cpu, "us/event"),
+        Row("ingest", "HTTP server peak RSS", server_rss, "MiB"),
+    ]
+
+
+def _median_floor(rows: list[tuple], path: Path, batch_size: int) -> float:
+    """The floor is short and noisy on a shared machine: the median of three runs."""
+    return statistics.median(measure_floor(rows, path, batch_size=batch_size) for _ in range(3))
+
+
+def _write_demo(path: Path, customers: int) -> list[bytes]:
+    lines = [orjson.dumps(event) for event in generate(customers, seed=1)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def _decode(lines: list[bytes]) -> list[tuple[str, NewEvent]]:
+    events = []
+    for line in lines:
+        event = REGISTRY.validate(orjson.loads(line))
+        events.append((event.stream, to_new_event(event)))
+    return events
+
+
+# --- the CLI path, in a fresh process ------------------------------------------------------
+
+
+def _cli_in_fresh_process(source: Path, database: Path, *, decoder: str) -> dict:
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "cli", str(source), str(database), decoder],
+        capture_output=True, cwd=ROOT, check=True, timeout=1800,
+    )
+    return json.loads(finished.stdout)
+
+
+def cli_main(source: str, database: str, decoder: str) -> None:
+    from consumers.cli.ingest import ingest_file
+    from events.sqlite import SQLiteEventStore
+
+    children_peak = _ChildrenPeak().start()
+    with SQLiteEventStore(database) as store, open(source, "rb") as handle:
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        report = ingest_file(handle, store, size_hint=os.path.getsize(source), batch_size=CLI_BATCH,
+                             decoder=decoder)
+        elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    children_peak.stop()
+    print(json.dumps({
+        "events_per_second": (report.accepted + report.duplicates) / elapsed,
+        "accepted": report.accepted,
+        "rejected": report.rejected,
+        "decoder": report.decoder,
+        "peak_rss_mib": _peak_rss_mib(os.getpid()),
+        "decoder_peak_rss_mib": children_peak.mib,
+        "cpu_us_per_event": cpu / max(1, report.accepted + report.duplicates) * 1e6,
+    }))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the decoder), user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class _ChildrenPeak:
+    """Samples the peak RSS (VmHWM) of this process's children. (``ru_maxrss`` would not do:
+    Linux carries it across fork and exec, so a child of a big process looks big.)"""
+
+    def __init__(self) -> None:
+        self.mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> "_ChildrenPeak":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            for pid in _children():
+                try:
+                    self.mib = max(self.mib, _peak_rss_mib(pid))
+                except (OSError, ValueError):
+                    pass  # it just exited
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+# --- the HTTP path: a real server in a subprocess ----------------------------------------------
+
+
+def _http(lines: list[bytes], database: Path) -> tuple[float, float, float]:
+    bodies = [b"[" + b",".join(lines[i : i + HTTP_BATCH]) + b"]" for i in range(0, len(lines), HTTP_BATCH)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.ingest", "server", str(database)],
+        stdout=subprocess.PIPE, cwd=ROOT, text=True,
+    )
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        if not url.startswith("http"):
+            raise RuntimeError(f"the bench server did not start: {url!r}")
+        with httpx.Client(base_url=url, timeout=60) as client:  # warm up: connections, first transaction
+            client.get("/healthz").raise_for_status()
+        started, cpu_started = time.perf_counter(), _process_cpu_seconds(server.pid)
+        accepted = _post_concurrently(url, bodies)
+        elapsed, cpu = time.perf_counter() - started, _process_cpu_seconds(server.pid) - cpu_started
+        rss = _peak_rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    if accepted != len(lines):
+        raise RuntimeError(f"the server accepted {accepted} of {len(lines)} events")
+    return accepted / elapsed, rss, cpu / accepted * 1e6
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _post_concurrently(url: str, bodies: list[bytes]) -> int:
+    pending: Iterator[bytes] = iter(bodies)
+    lock = threading.Lock()
+    totals: list[int] = []
+    errors: list[str] = []
+
+    def client_loop() -> None:
+        accepted = 0
+        with httpx.Client(base_url=url, timeout=120, headers={"content-type": "application/json"}) as client:
+            while True:
+                with lock:
+                    body = next(pending, None)
+                if body is None:
+                    break
+                response = client.post("/v1/events", content=body)
+                if response.status_code != 200:
+                    errors.append(f"{response.status_code}: {response.text[:200]}")
+                    return
+                accepted += response.json()["accepted"]
+        totals.append(accepted)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(HTTP_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"the server refused a batch: {errors[0]}")
+    return sum(totals)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def server_main(database: str) -> None:
+    from consumers.api.app import create_app
+    from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
+    from consumers.settings import Settings
+    from events.sqlite import SQLiteEventStore
+
+    settings = Settings.from_env({"TOUCHPOINTS_DEMO": "0"})
+    with SQLiteEventStore(database) as store:
+        sock = bind_socket("127.0.0.1", 0)
+        server = make_server(create_app(store=store, settings=settings), log_level="warning")
+        tune_gc_for_throughput()  # as `touchpoints serve` does
+        print(base_url(sock), flush=True)
+        server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    command, *arguments = sys.argv[1:]
+    if command == "cli":
+        cli_main(*arguments)
+    elif command == "server":
+        server_main(*arguments)
+    else:
+        sys.exit(f"unknown command {command!r}: expected cli or server")

@@ -1,0 +1,297 @@
+"""``touchpoints attribution | first-contact | conversion-time | paths | timeline ID |
+customers | prospects | funnel | data-quality``: the marketing views on the command line.
+
+They read the event store directly (no server needed): the log is folded into the same
+``LiveViews`` the API serves, so ``--format json`` prints the very document the API
+returns for the same parameters. A snapshot of the folded journeys is kept in
+``<TOUCHPOINTS_DATA>/cache/views/`` (keyed by the store URL, checked against the log)
+so the next command folds only the events appended since; ``--no-cache`` skips it.
+
+Exit codes: 0 success, 1 unknown customer (``timeline``), 2 bad arguments or
+parameters, unusable settings or an unreachable store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consumers.settings import Settings, SettingsError
+
+FORMATS = ("table", "json", "csv")
+MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
+
+
+class UsageError(Exception):
+    """A command-line problem: printed with the command's name, exit code 2."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("data and output")
+    group.add_argument("--store", metavar="URL", help="event store URL (default TOUCHPOINTS_STORE)")
+    group.add_argument("--format", choices=FORMATS, default="table",
+                       help="table (readable, default), json (the API's document) or csv (the rows)")
+    group.add_argument("--as-of", metavar="T", help="only events that occurred up to T (RFC 3339 time or date)")
+    group.add_argument("--known-at", metavar="T", help="only events the log had recorded up to T")
+    group.add_argument("--no-cache", action="store_true", help="fold the whole log; neither read nor write a snapshot")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def add(name: str, help: str, handler: Callable[[argparse.Namespace], dict[str, Any] | None]) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, help=help, description=help + ". " + EPILOG, parents=[common],
+                                       formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.set_defaults(handler=lambda args: run(args, handler, name))
+        return parser
+
+    attribution = add("attribution", "Multi-touch attribution of conversions per channel or campaign", _attribution)
+    attribution.add_argument("--model", choices=MODELS, default="linear", help="attribution model (default linear)")
+    _window(attribution, "conversions")
+    attribution.add_argument("--lookback-days", type=float, metavar="N",
+                             help="only touches within N days before the conversion count")
+    attribution.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    attribution.add_argument("--half-life-days", type=float, default=7.0, metavar="D",
+                             help="time_decay: days for a touch's weight to halve (default 7)")
+
+    first = add("first-contact", "First contact per channel: reached, converted, revenue", _first_contact)
+    first.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    _window(first, "first contacts")
+
+    conversion = add("conversion-time", "Days from first contact to conversion per first channel", _conversion_time)
+    conversion.add_argument("--group-by", choices=("first_channel", "first_campaign"), default="first_channel")
+    _now(conversion)
+
+    paths = add("paths", "Top conversion paths", _paths)
+    paths.add_argument("--top", type=int, default=20, metavar="N", help="how many paths (default 20)")
+    paths.add_argument("--no-collapse-repeats", dest="collapse_repeats", action="store_false",
+                       help="keep consecutive repeats (instagram > instagram)")
+    paths.add_argument("--lookback-days", type=float, metavar="N")
+    paths.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    _window(paths, "conversions")
+
+    timeline = add("timeline", "Every event of a customer across all linked identities", _timeline)
+    timeline.add_argument("id", help="a customer id, any linked anonymous id, or a stream name")
+
+    customers = add("customers", "The most valuable customers", _customers)
+    customers.add_argument("--by", choices=("revenue", "orders", "rfm"), default="revenue")
+    customers.add_argument("--limit", type=int, default=20, metavar="N")
+    _now(customers)
+
+    prospects = add("prospects", "Prospects: reached, no order yet", _prospects)
+    prospects.add_argument("--limit", type=int, default=100, metavar="N")
+    prospects.add_argument("--channel", help="only prospects first reached on this channel")
+    _now(prospects)
+
+    add("funnel", "From reached to converted to repeat buyers", _funnel)
+    quality = add("data-quality", "Identity conflicts, unknown refunds and other data problems", _data_quality)
+    quality.add_argument("--limit", type=int, default=100, metavar="N", help="examples listed per problem")
+
+
+EPILOG = "Reads the event store directly; exit 0 ok, 1 unknown customer, 2 bad arguments or store."
+
+
+def _window(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--from", dest="start", metavar="T", help=f"{what} from T (inclusive; time or date, UTC)")
+    parser.add_argument("--to", dest="end", metavar="T", help=f"{what} before T (exclusive)")
+
+
+def _now(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--now", metavar="T", help="measure ages to T (default: the newest event's time)")
+
+
+# --- the commands: each returns the document to print ------------------------------------
+
+
+def _attribution(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "attribution", model=args.model, lookback_days=args.lookback_days, group_by=args.group_by,
+                 start=_moment("from", args.start), end=_moment("to", args.end),
+                 half_life_days=args.half_life_days if args.model == "time_decay" else None)
+
+
+def _first_contact(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "first_contact", group_by=args.group_by, start=_moment("from", args.start),
+                 end=_moment("to", args.end))
+
+
+def _conversion_time(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "conversion_time", group_by=args.group_by, now=_moment("now", args.now))
+
+
+def _paths(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "paths", top=args.top, collapse_repeats=args.collapse_repeats,
+                 lookback_days=args.lookback_days, group_by=args.group_by,
+                 start=_moment("from", args.start), end=_moment("to", args.end))
+
+
+def _customers(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "top_customers", by=args.by, limit=args.limit, now=_moment("now", args.now))
+
+
+def _prospects(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "prospects", limit=args.limit, channel=args.channel, now=_moment("now", args.now))
+
+
+def _funnel(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "funnel")
+
+
+def _data_quality(args: argparse.Namespace) -> dict[str, Any]:
+    return _view(args, "data_quality", limit=args.limit)
+
+
+def _timeline(args: argparse.Namespace) -> dict[str, Any] | None:
+    from consumers.store_feed import read_member_events
+
+    views, store, as_of, known_at = args.loaded
+    return views.timeline(args.id, lambda streams: read_member_events(store, streams, as_of=as_of, known_at=known_at))
+
+
+def _view(args: argparse.Namespace, name: str, **params: Any) -> dict[str, Any]:
+    views = args.loaded[0]
+    return views.view(name, **params).document
+
+
+def _moment(param: str, value: str | None) -> datetime | None:
+    from projections import parameters
+
+    return parameters.moment(param, value)
+
+
+# --- running one command ----------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, command: Callable[[argparse.Namespace], dict[str, Any] | None], name: str) -> int:
+    from projections.parameters import ViewParameterError
+
+    prog = f"touchpoints {name}"
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    try:
+        with _open_store(args.store or settings.store_url) as store:
+            args.loaded = _load(args, store, settings)
+            document = command(args)
+            if document is None:
+                print(f"{prog}: no customer or identity {args.id!r}", file=sys.stderr)
+                return 1
+            output = render(document, args.format, name)
+    except (UsageError, ViewParameterError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(output)
+    return 0
+
+
+def render(document: dict[str, Any], fmt: str, name: str) -> str:
+    """The output of a command: the API's JSON document, its rows as CSV, or a table."""
+    from consumers import exports
+
+    if fmt == "json":
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+    rows = "events" if name == "timeline" else "stages" if name == "funnel" else None
+    if fmt == "csv":
+        try:
+            return exports.to_csv(document, preferred_rows=rows)
+        except exports.NotAListView:
+            raise UsageError("this view has no list of rows to export as CSV; use --format json or table") from None
+    if name == "timeline":
+        document = _readable_timeline(document)
+    return exports.to_table(document, title=TITLES.get(name, name), preferred_rows=rows)
+
+
+TITLES = {
+    "attribution": "Attribution", "first-contact": "First contact", "conversion-time": "Conversion time",
+    "paths": "Top conversion paths", "timeline": "Customer timeline", "customers": "Top customers",
+    "prospects": "Prospects", "funnel": "Funnel", "data-quality": "Data quality",
+}
+
+
+def _readable_timeline(document: dict[str, Any]) -> dict[str, Any]:
+    """The timeline with one short line per event (the JSON keeps every field)."""
+    events = [
+        {
+            "occurred_at": event["occurred_at"],
+            "type": event["type"],
+            "channel": event["channel"],
+            "campaign": event["campaign"],
+            "identity": event["identity"],
+            "details": " ".join(f"{key}={value}" for key, value in event["data"].items()),
+        }
+        for event in document["events"]
+    ]
+    return {**document, "events": events}
+
+
+class _open_store:
+    """Open the store for one command; an unusable URL or store is a usage error."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __enter__(self) -> Any:
+        from events.factory import open_store
+        from events.store import EventStoreError
+
+        try:
+            self.store = open_store(self.url)
+        except (EventStoreError, ValueError) as error:
+            raise UsageError(f"cannot open the store {self.url}: {error}") from None
+        return self.store
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+
+def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any, Any, Any, Any]:
+    """The views to answer from: the live log folded (with the snapshot), or a point in time."""
+    from consumers.store_feed import load_views
+
+    as_of = _moment("as_of", args.as_of)
+    known_at = _moment("known_at", args.known_at)
+    if as_of is not None or known_at is not None:
+        return point_in_time_views(store, as_of, known_at), store, as_of, known_at
+    folder = None if args.no_cache else snapshot_folder(settings.data, args.store or settings.store_url)
+    progress = _progress_bar(store, quiet=args.quiet)
+    try:
+        views = load_views(store, snapshot_dir=folder, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()  # type: ignore[attr-defined]
+    return views, store, None, None
+
+
+def point_in_time_views(store: Any, as_of: datetime | None, known_at: datetime | None) -> Any:
+    """Views rebuilt by the audit replay at ``as_of``/``known_at`` (``consumers.replay``)."""
+    raise UsageError("--as-of/--known-at need the audit replay (touchpoints replay), not available in this build")
+
+
+def snapshot_folder(data: Path, store_url: str) -> Path:
+    """One snapshot folder per store URL under the data folder."""
+    return data / "cache" / "views" / hashlib.sha256(store_url.encode()).hexdigest()[:16]
+
+
+def _progress_bar(store: Any, *, quiet: bool) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    count = getattr(store, "count", None)
+    bar = tqdm(total=count() if callable(count) else None, unit="ev", unit_scale=True, desc="reading the log",
+               file=sys.stderr, leave=False)
+
+    class Progress:
+        def __call__(self, n: int) -> None:
+            bar.update(n)
+
+        def close(self) -> None:
+            bar.close()
+
+    return Progress()

@@ -1,0 +1,108 @@
+"""``touchpoints worker``: one Faust worker of the stream processors.
+
+It folds ``touchpoints.events`` into per-identity journeys (published to
+``touchpoints.journeys``) and appends what services produce to
+``touchpoints.inbound`` to the store. Start several to share the partitions.
+Needs ``TOUCHPOINTS_KAFKA`` (``touchpoints up`` sets it to the bundled broker).
+SIGINT/SIGTERM stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from consumers.settings import Settings, SettingsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run a stream-processor worker (Faust): journeys and Kafka ingestion",
+        description="Run one Faust worker: the journey processor (touchpoints.events -> "
+        "touchpoints.journeys) and the inbound agent (touchpoints.inbound -> the store, invalid "
+        "records -> touchpoints.deadletter). Kafka from TOUCHPOINTS_KAFKA, store from TOUCHPOINTS_STORE.",
+    )
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka bootstrap servers (default TOUCHPOINTS_KAFKA)")
+    parser.add_argument("--store", metavar="URL", help="event store URL (default TOUCHPOINTS_STORE)")
+    parser.add_argument("--no-inbound", action="store_true", help="do not run the Kafka ingestion agent")
+    parser.add_argument("--no-processors", action="store_true", help="do not run the journey processor")
+    parser.add_argument("--stats-file", metavar="PATH", help="write the worker's stats (JSON) here every second")
+    parser.add_argument("--group", default=None, help=argparse.SUPPRESS)  # benchmarks: a fresh consumer group
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"touchpoints worker: {error}", file=sys.stderr)
+        return 2
+    bootstrap = args.kafka or settings.kafka
+    if not bootstrap:
+        print("touchpoints worker: TOUCHPOINTS_KAFKA: required (Kafka bootstrap servers, e.g. 127.0.0.1:9092; "
+              "`touchpoints up` starts a bundled broker and sets it)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return work(settings, bootstrap=bootstrap, store_url=args.store or settings.store_url,
+                inbound=not args.no_inbound, processors=not args.no_processors, group=args.group,
+                stats_file=args.stats_file)
+
+
+def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = True, processors: bool = True,
+         group: str | None = None, stats_file: str | None = None) -> int:
+    import faust
+
+    from kafka.errors import KafkaError
+
+    from events.factory import open_store
+    from events.registry import REGISTRY
+    from events.store import EventStoreError
+    from streams.app import create_app
+    from streams.processors import PROCESSOR_GROUP
+    from streams.topics import TopicError, ensure_topics
+
+    REGISTRY.load_plugins()
+    try:
+        # before Faust subscribes: it would create missing topics with its own defaults
+        ensure_topics(bootstrap, settings.partitions)
+    except (TopicError, KafkaError, OSError) as error:
+        print(f"touchpoints worker: Kafka at {bootstrap} (TOUCHPOINTS_KAFKA): {error}", file=sys.stderr)
+        return 1
+    store = None
+    if inbound:
+        try:
+            store = open_store(store_url)
+        except (EventStoreError, ValueError) as error:
+            print(f"touchpoints worker: cannot open the store {store_url}: {error}", file=sys.stderr)
+            return 2
+    app = create_app(settings, bootstrap=bootstrap, store=store, processors=processors,
+                     processor_group=group or PROCESSOR_GROUP, app_id=f"touchpoints-{group}" if group else "touchpoints")
+    if stats_file:
+        _write_stats_every_second(app, Path(stats_file))
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        if store is not None:
+            store.close()
+    return 0
+
+
+def _write_stats_every_second(app, path: Path) -> None:
+    """The worker's stats as JSON (atomically replaced), for ``touchpoints up``'s /healthz."""
+    import orjson
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    @app.timer(1.0)
+    async def write_worker_stats() -> None:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(orjson.dumps({"pid": os.getpid(), "at": time.time(), **app.worker_stats()}))
+        os.replace(temporary, path)

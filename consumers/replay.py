@@ -1,0 +1,364 @@
+"""The audit replay: rebuild the projections from the event store, at any point in time.
+
+``replay(store, as_of=..., known_at=...)`` reads the log once, in global order, decodes
+each event through the registry and folds it with ``projections.population.evolve`` -- the
+very code the live processors and the view server run -- into a fresh ``Population``.
+
+Two clocks select what is replayed, both inclusive:
+
+- ``as_of`` keeps the events that *occurred* up to that moment (the emitters' clock), late
+  arrivals included: "what happened up to the end of February, as far as we know now";
+- ``known_at`` keeps the events the log had *recorded* up to that moment (the store's
+  clock): "what could anyone have seen on 1 March". Late events are left out.
+
+Together: ``as_of=2024-02-29, known_at=2024-03-01`` is what we knew on 1 March about
+February. ``point_in_time`` parses both the same way for the CLI and the HTTP API.
+
+"Now" of the views that measure ages (prospects, recency) is ``as_of`` when given, else
+the newest ``occurred_at`` replayed (data time, as the live views use), never the wall
+clock: a replay's documents depend on the log and the parameters only. With ``known_at``
+alone the replay therefore equals what the live views showed at that moment.
+
+The log is read up to the head it had when the replay started, so a replay is one
+consistent cut even while events keep arriving. On the SQLite store the rows are read in
+large raw pages (``SQLiteEventStore.read_raw``), and since its ``recorded_at`` never
+decreases along the log, a ``known_at`` replay stops at the first later event. Any other
+store is read through the port (``read_all``).
+
+``PointInTimeViews`` is the ``views_at`` hook of the read API and the CLI view commands:
+replayed views cached by ``(as_of, known_at, head position)``.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from events.logged import LoggedEvent
+from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
+from events.store import EventStore
+from projections import population as population_module
+from projections.parameters import ViewParameterError
+from projections.population import Population
+
+from consumers.live_views import LiveViews
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+END_OF_DAY = timedelta(days=1, microseconds=-1)
+DATE_HELP = (
+    "RFC 3339 time with an offset (2024-03-01T12:00:00Z, 2024-03-01T13:00:00+01:00) or a date "
+    "(2024-03-01 = the end of that day in UTC: every event of the day is included); inclusive"
+)
+PAGE_SIZE = 20_000
+UNDECODABLE_LISTED = 20
+
+Progress = Callable[[int], None]
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def point_in_time(param: str, value: object) -> datetime | None:
+    """An ``as_of``/``known_at`` moment as an aware UTC datetime (None stays None).
+
+    Accepts an RFC 3339 time with an offset, or a date meaning the END of that day in
+    UTC (``23:59:59.999999``, the store's resolution), so ``--as-of 2024-02-29`` keeps
+    all of 29 February. A time without an offset is refused: an audit question must not
+    depend on the machine's time zone. Raises ``ViewParameterError`` naming ``param``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ViewParameterError(param, "must be timezone-aware")
+        return value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return _end_of_day(value)
+    if not isinstance(value, str):
+        raise ViewParameterError(param, f"expected a date or time, got {type(value).__name__}")
+    text = value.strip()
+    if _DATE.fullmatch(text):
+        try:
+            return _end_of_day(date.fromisoformat(text))
+        except ValueError:
+            raise ViewParameterError(param, f"not a calendar date: {value!r}") from None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ViewParameterError(param, f"not an RFC 3339 time or a date: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ViewParameterError(param, f"a time needs an offset (Z or +hh:mm): {value!r}")
+    return parsed.astimezone(timezone.utc)
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + END_OF_DAY
+
+
+@dataclass
+class ReplayResult:
+    """A replayed population and what the replay saw of the log."""
+
+    population: Population
+    as_of: datetime | None
+    known_at: datetime | None
+    head_position: int | None  # the log's head when the replay started: nothing after it was read
+    events_read: int = 0  # events in the range: up to the head, recorded by known_at
+    events_replayed: int = 0  # folded: events_read minus those after as_of and the undecodable
+    after_as_of: int = 0  # in the range, but occurred after as_of
+    after_known_at: int = 0  # up to the head, but recorded after known_at
+    by_type: dict[str, int] = field(default_factory=dict)  # folded events per type
+    first_position: int | None = None  # the range read
+    last_position: int | None = None
+    first_recorded_at: datetime | None = None
+    last_recorded_at: datetime | None = None
+    first_occurred_at: datetime | None = None  # of the folded events
+    last_occurred_at: datetime | None = None
+    head_hash: bytes | None = None  # the stored chain hash at last_position
+    undecodable: int = 0
+    undecodable_examples: list[dict[str, Any]] = field(default_factory=list)  # position, type, reason
+
+    @property
+    def now(self) -> datetime:
+        """The "now" of the views: as_of, else data time (the newest occurred_at folded)."""
+        if self.as_of is not None:
+            return self.as_of
+        return self.last_occurred_at if self.last_occurred_at is not None else EPOCH
+
+    def live_views(self) -> LiveViews:
+        """The replayed population behind the same view cache the API serves."""
+        now = self.now
+        return LiveViews(population=self.population, clock=lambda: now, background=False)
+
+    def _undecodable(self, position: int, type_name: str, error: Exception) -> None:
+        self.undecodable += 1
+        if len(self.undecodable_examples) < UNDECODABLE_LISTED:
+            self.undecodable_examples.append({"position": position, "type": type_name, "reason": str(error)})
+
+
+def replay(
+    store: EventStore,
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    registry: EventRegistry = REGISTRY,
+    progress: Progress | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ReplayResult:
+    """Fold the log (up to its current head) into a fresh population; see the module doc.
+
+    Events that cannot be decoded here (e.g. a plugin type not installed) are skipped,
+    counted and listed in the result, as the live feed does; nothing else is skipped."""
+    as_of = point_in_time("as_of", as_of)
+    known_at = point_in_time("known_at", known_at)
+    result = ReplayResult(population_module.initial_state(), as_of, known_at, store.head_position())
+    if result.head_position is None:
+        return result
+    with _gc_paused():
+        if callable(getattr(store, "read_raw", None)):
+            _replay_raw(store, result, registry, progress, page_size)
+        else:
+            _replay_port(store, result, registry, progress, page_size)
+    return result
+
+
+def _replay_raw(store: Any, result: ReplayResult, registry: EventRegistry, progress: Progress | None,
+                page_size: int) -> None:
+    """The SQLite fast path: raw pages, times compared as integers, one datetime per batch."""
+    head = result.head_position
+    as_of_us = None if result.as_of is None else _micros(result.as_of)
+    known_us = None if result.known_at is None else _micros(result.known_at)
+    population = result.population
+    evolve = population_module.evolve
+    decoders: dict[tuple[str, int], Callable[[bytes], Any]] = {}
+    by_type: dict[str, int] = {}
+    read = after_as_of = 0
+    first = last = None  # rows
+    oldest = newest = None  # occurred_at of the folded events, in microseconds
+    recorded_us, recorded_at = None, EPOCH
+    stop = False
+    for rows, names in store.read_raw(0, page_size=page_size):
+        for row in rows:
+            position, stream_id, _, _, type_name, schema_version, occurred, recorded, data, _, _ = row
+            if position > head or (known_us is not None and recorded > known_us):
+                stop = True  # recorded_at never decreases along a SQLite log
+                break
+            read += 1
+            if first is None:
+                first = row
+            last = row
+            if as_of_us is not None and occurred > as_of_us:
+                after_as_of += 1
+                continue
+            decoder = decoders.get((type_name, schema_version))
+            try:
+                if decoder is None:
+                    decoder = decoders[(type_name, schema_version)] = _decoder(registry, type_name, schema_version)
+                event = decoder(data)
+            except (InvalidEvent, ValueError) as error:
+                result._undecodable(position, type_name, error)
+                continue
+            if recorded != recorded_us:  # one append shares one recorded_at
+                recorded_us, recorded_at = recorded, EPOCH + timedelta(microseconds=recorded)
+            evolve(population, LoggedEvent(position, recorded_at, names[stream_id], event))
+            by_type[type_name] = by_type.get(type_name, 0) + 1
+            if newest is None or occurred > newest:
+                newest = occurred
+            if oldest is None or occurred < oldest:
+                oldest = occurred
+        if progress is not None:
+            progress(len(rows))
+        if stop:
+            break
+    result.events_read, result.after_as_of, result.by_type = read, after_as_of, by_type
+    result.events_replayed = sum(by_type.values())
+    if first is not None:
+        result.first_position, result.first_recorded_at = first[0], _datetime(first[7])
+        result.last_position, result.last_recorded_at, result.head_hash = last[0], _datetime(last[7]), last[10]
+    if known_us is not None:  # positions are dense in the SQLite store: the rest of the log up to the head
+        result.after_known_at = head - (last[0] if last is not None else 0)
+    if newest is not None:
+        result.first_occurred_at, result.last_occurred_at = _datetime(oldest), _datetime(newest)
+
+
+def _decoder(registry: EventRegistry, type_name: str, schema_version: int) -> Callable[[bytes], Any]:
+    """``registry.decode_stored`` for one (type, version), resolved once: the current version's
+    ``model_validate_json`` directly, older versions through the upcasters."""
+    model = registry.model(type_name)
+    if schema_version == model.SCHEMA_VERSION:
+        return model.model_validate_json
+    return lambda data: registry.decode_stored(type_name, schema_version, data)
+
+
+def _replay_port(store: EventStore, result: ReplayResult, registry: EventRegistry, progress: Progress | None,
+                 page_size: int) -> None:
+    """Any adapter, through the port: every event up to the head is read and filtered."""
+    head = result.head_position
+    population = result.population
+    evolve = population_module.evolve
+    by_type = result.by_type
+    pending = 0
+    last = None
+    for recorded in store.read_all(0):
+        if recorded.position > head:  # type: ignore[operator]
+            break
+        pending += 1
+        if progress is not None and pending == page_size:
+            progress(pending)
+            pending = 0
+        if result.known_at is not None and recorded.recorded_at > result.known_at:
+            result.after_known_at += 1
+            continue
+        result.events_read += 1
+        if result.first_position is None:
+            result.first_position, result.first_recorded_at = recorded.position, recorded.recorded_at
+        last = recorded
+        if result.as_of is not None and recorded.occurred_at > result.as_of:
+            result.after_as_of += 1
+            continue
+        try:
+            logged = decode_recorded(recorded, registry)
+        except (InvalidEvent, ValueError) as error:
+            result._undecodable(recorded.position, recorded.type, error)
+            continue
+        evolve(population, logged)
+        by_type[recorded.type] = by_type.get(recorded.type, 0) + 1
+        occurred = logged.event.occurred_at
+        if result.last_occurred_at is None or occurred > result.last_occurred_at:
+            result.last_occurred_at = occurred
+        if result.first_occurred_at is None or occurred < result.first_occurred_at:
+            result.first_occurred_at = occurred
+    if progress is not None and pending:
+        progress(pending)
+    result.events_replayed = sum(by_type.values())
+    if last is not None:
+        result.last_position, result.last_recorded_at, result.head_hash = last.position, last.recorded_at, last.hash
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def _datetime(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A replay builds millions of long-lived, acyclic objects; with the cyclic collector
+    on, every collection rescans all of them again (it more than doubles the replay time).
+    Reference counting frees the garbage anyway."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# --- point-in-time views for the API and the CLI ---------------------------------------------
+
+
+def replay_views(
+    store: EventStore,
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    registry: EventRegistry = REGISTRY,
+    progress: Progress | None = None,
+) -> LiveViews:
+    """The views at a point in time: a replay behind a ``LiveViews`` (no background thread)."""
+    return replay(store, as_of=as_of, known_at=known_at, registry=registry, progress=progress).live_views()
+
+
+class PointInTimeViews:
+    """``views_at(as_of, known_at) -> LiveViews``: replayed views, cached.
+
+    The cache key is ``(as_of, known_at, head position)``: a new event makes the next
+    request replay again (a late event can change any point in time); the
+    ``max_entries`` most recently used replays are kept (each holds a whole population).
+    Concurrent requests for the same key share one replay."""
+
+    def __init__(self, store: EventStore, *, registry: EventRegistry = REGISTRY, max_entries: int = 2):
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.store = store
+        self.registry = registry
+        self.max_entries = max_entries
+        self._cache: OrderedDict[tuple[Any, ...], LiveViews] = OrderedDict()
+        self._inflight: dict[tuple[Any, ...], threading.Event] = {}
+        self._lock = threading.Lock()
+        self.replays = 0
+
+    def __call__(self, as_of: datetime | None, known_at: datetime | None) -> LiveViews:
+        as_of = point_in_time("as_of", as_of)
+        known_at = point_in_time("known_at", known_at)
+        key = (as_of, known_at, self.store.head_position())
+        while True:
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return cached
+                running = self._inflight.get(key)
+                if running is None:
+                    running = self._inflight[key] = threading.Event()
+                    break
+            running.wait()  # another request is replaying this key; then read the cache
+        try:
+            views = replay_views(self.store, as_of=as_of, known_at=known_at, registry=self.registry)
+            with self._lock:
+                self.replays += 1
+                self._cache[key] = views
+                while len(self._cache) > self.max_entries:
+                    self._cache.popitem(last=False)
+            return views
+        finally:
+            with self._lock:
+                del self._inflight[key]
+            running.set()

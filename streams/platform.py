@@ -1,0 +1,366 @@
+"""The whole live platform on one machine: what ``touchpoints up`` runs.
+
+In this process: the event store (for the API), the bundled broker (unless
+``TOUCHPOINTS_KAFKA`` names a cluster), the live views fed from
+``touchpoints.journeys`` by the view feed, and the HTTP API (uvicorn, in a thread).
+As supervised child processes, each in its own session so a terminal's Ctrl-C
+reaches only this process, which stops them in order: the relay
+(``touchpoints relay``) and one Faust worker (``touchpoints worker``). A child that
+dies is started again (at-least-once everywhere, so a restart loses nothing).
+Children also get SIGKILL if this process dies without stopping them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consumers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it dies
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class ChildProcess:
+    """One supervised child: started, restarted with backoff if it dies, stopped with
+    SIGTERM (then SIGKILL after ``stop_timeout``)."""
+
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, stop_timeout: float = 15.0):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self._log_file: Any = None
+        self._restart_at: float | None = None
+        self._started_at = 0.0
+        self._backoff = 0.5
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log_file is None:
+            self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        self._started_at = time.monotonic()
+        log.info("started %s (pid %d, log %s)", self.name, self.process.pid, self.log_path)
+
+    def check(self) -> None:
+        """Restart the child if it died (the supervisor calls this), with a backoff
+        that grows while it keeps dying and resets once it ran for a while."""
+        if self.process is None:
+            return
+        now = time.monotonic()
+        if self.alive:
+            if now - self._started_at > STABLE_SECONDS:
+                self._backoff = 0.5
+            return
+        if self._restart_at is None:
+            self.last_exit = self.process.returncode
+            log.warning("%s (pid %d) exited with %s: restarting in %.1f s",
+                        self.name, self.process.pid, self.last_exit, self._backoff)
+            self._restart_at = now + self._backoff
+            self._backoff = min(self._backoff * 2, 10.0)
+        elif now >= self._restart_at:
+            self._restart_at = None
+            self.restarts += 1
+            self.start()
+
+    def kill(self) -> None:
+        """SIGKILL (fault tests): the supervisor starts it again."""
+        if self.alive:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> int | None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", self.name, self.stop_timeout)
+                process.kill()
+                process.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return process.returncode if process is not None else None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.alive else "down",
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "log": str(self.log_path),
+        }
+
+
+class Platform:
+    """Starts and stops every component; ``health_checks()`` feeds ``/healthz``."""
+
+    def __init__(self, settings: Settings, *, python: str = sys.executable):
+        self.settings = settings
+        self.python = python
+        self.run_dir = Path(settings.data) / "run"
+        self.store: Any = None
+        self.broker: Any = None
+        self.bootstrap = ""
+        self.views: Any = None
+        self.feed: Any = None
+        self.relay: ChildProcess | None = None
+        self.worker: ChildProcess | None = None
+        self.server: Any = None
+        self.base_url = ""
+        self.demo_loaded = 0
+        self._server_thread: threading.Thread | None = None
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._kafka_health: tuple[float, dict[str, Any]] | None = None
+
+    # --- start ----------------------------------------------------------------------------
+
+    def start(self) -> "Platform":
+        from consumers.api.app import create_app
+        from consumers.api.server import base_url, bind_socket, make_server
+        from consumers.demo import load_demo_if_empty
+        from consumers.live_views import LiveViews
+        from events.factory import open_store
+        from events.registry import REGISTRY
+        from streams.broker import BundledBroker
+        from streams.topics import ensure_topics
+        from streams.view_feed import ViewFeed
+
+        settings = self.settings
+        REGISTRY.load_plugins()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            sock = bind_socket(settings.host, settings.port)
+            self.store = open_store(settings.store_url)
+            if settings.kafka:
+                self.bootstrap = settings.kafka.removeprefix("kafka://")
+            else:
+                self.broker = BundledBroker(data_dir=self.run_dir).start()
+                self.bootstrap = self.broker.bootstrap
+            ensure_topics(self.bootstrap, settings.partitions)
+            self.demo_loaded = load_demo_if_empty(self.store, settings)
+            self.relay = self._child("relay", ["relay", "--stats-interval", "30"])
+            self.worker = self._child("worker", ["worker", "--stats-file", str(self._worker_stats_path())])
+            self.relay.start()
+            self.worker.start()
+            self.views = LiveViews()
+            self.feed = ViewFeed(self.bootstrap, self.views).start()
+            app = create_app(store=self.store, settings=settings, views=self.views,
+                             health_checks=self.health_checks())
+            self.server = make_server(app, log_level=settings.log_level)
+            self.base_url = base_url(sock)
+            self._server_thread = threading.Thread(
+                target=self.server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+            )
+            self._server_thread.start()
+            self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+            self._supervisor.start()
+            self._wait_for_api()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _child(self, name: str, command: list[str]) -> ChildProcess:
+        env = {
+            **os.environ,
+            "TOUCHPOINTS_KAFKA": self.bootstrap,
+            "TOUCHPOINTS_DATA": str(self.settings.data),
+            "TOUCHPOINTS_STORE": self.settings.store_url,
+            "TOUCHPOINTS_PARTITIONS": str(self.settings.partitions),
+            "TOUCHPOINTS_LOG_LEVEL": self.settings.log_level,
+            "PYTHONUNBUFFERED": "1",
+        }
+        argv = [self.python, "-m", "consumers.cli.main", *command]
+        return ChildProcess(name, argv, env=env, log_path=self.run_dir / f"{name}.log")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Block until the worker joined both consumer groups and the view feed follows
+        the journeys topic (startup takes a few seconds: group joins on the broker)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the platform was not ready within {timeout:.0f} s: {self.worker_health()}")
+            time.sleep(0.1)
+
+    def ready(self) -> bool:
+        worker = self.worker_health()
+        processor = worker.get("processor") or {}
+        return (
+            worker.get("status") == "ok"
+            and bool(processor.get("assigned"))
+            and bool(worker.get("faust_assigned_partitions"))
+            and self.feed is not None
+            and self.feed.stats()["status"] == "ok"
+        )
+
+    def _wait_for_api(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if self._server_thread is None or not self._server_thread.is_alive():
+                raise RuntimeError("the HTTP API did not start (see the log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the HTTP API did not start within {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(0.25):
+            for child in (self.relay, self.worker):
+                if child is not None and not self._stopping.is_set():
+                    child.check()
+
+    # --- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything, the API first and the broker last; safe to call twice."""
+        self._stopping.set()
+        if self.server is not None and self._server_thread is not None:
+            self.server.should_exit = True
+            self._server_thread.join(15)
+        if self._supervisor is not None:
+            self._supervisor.join(5)
+        for child in (self.worker, self.relay):
+            if child is not None:
+                child.stop()
+        if self.feed is not None:
+            self.feed.stop()
+        if self.views is not None:
+            self.views.close()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> "Platform":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- health ---------------------------------------------------------------------------
+
+    def health_checks(self) -> dict[str, Any]:
+        return {
+            "kafka": self.kafka_health,
+            "relay": self.relay_health,
+            "worker": self.worker_health,
+            "view_feed": lambda: self.feed.stats(),
+        }
+
+    def kafka_health(self) -> dict[str, Any]:
+        from streams.broker import broker_answers
+
+        now = time.monotonic()
+        if self._kafka_health is None or now - self._kafka_health[0] > 2.0:
+            answers = broker_answers(self.bootstrap, timeout=1.0)
+            self._kafka_health = (now, {
+                "status": "ok" if answers else "down",
+                "bootstrap": self.bootstrap,
+                "bundled": self.broker is not None,
+                "pid": self.broker.pid if self.broker is not None else None,
+            })
+        return self._kafka_health[1]
+
+    def relay_health(self) -> dict[str, Any]:
+        from streams.checkpoint import SqliteCheckpointStore
+        from streams.topics import EVENTS_TOPIC
+
+        report = self.relay.health() if self.relay is not None else {"status": "down"}
+        path = Path(self.settings.data) / "relay.db"
+        if path.exists():
+            checkpoints = SqliteCheckpointStore(path)
+            try:
+                position = checkpoints.load(EVENTS_TOPIC).position
+            finally:
+                checkpoints.close()
+            head = self.store.head_position() if self.store is not None else None
+            report.update(checkpoint=position, head=head, caught_up=position == head)
+        return report
+
+    def worker_health(self) -> dict[str, Any]:
+        report = self.worker.health() if self.worker is not None else {"status": "down"}
+        try:
+            stats = orjson.loads(self._worker_stats_path().read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return report
+        if stats.get("pid") == report.get("pid"):
+            report["stats_age_seconds"] = round(time.time() - stats.get("at", 0), 1)
+            report["processor"] = stats.get("processor")
+            report["inbound"] = stats.get("inbound")
+            report["faust_assigned_partitions"] = stats.get("faust_assigned_partitions")
+        return report
+
+    def _worker_stats_path(self) -> Path:
+        return self.run_dir / "worker-stats.json"
+
+
+def run_platform(settings: Settings) -> int:
+    """``touchpoints up``: start, print where everything listens, run until SIGINT/SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    platform = Platform(settings)
+    try:
+        platform.start()
+    except Exception as error:
+        print(f"touchpoints up: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    try:
+        if platform.demo_loaded:
+            print(f"loaded {platform.demo_loaded} demo events ({settings.demo_customers} customers)", flush=True)
+        kind = "bundled broker" if platform.broker is not None else "Kafka"
+        print(f"{kind} at {platform.bootstrap}", flush=True)
+        print(f"touchpoints API listening on {platform.base_url} "
+              f"(dashboard: {platform.base_url}/, health: {platform.base_url}/healthz)", flush=True)
+        print("Ctrl-C stops everything", flush=True)
+        while not stop.wait(0.5):
+            if not platform._server_thread.is_alive():
+                print("touchpoints up: the HTTP API stopped unexpectedly", file=sys.stderr)
+                return 1
+    finally:
+        platform.stop()
+    print("stopped", flush=True)
+    return 0

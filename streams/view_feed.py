@@ -1,0 +1,237 @@
+"""The view feed: ``touchpoints.journeys`` into the API process's live views.
+
+A consumer of ALL partitions of the journeys topic, without a consumer group: the
+view server needs every identity's journey (identity links cross partitions), so it
+reads everything from the beginning at start and then follows the topic, handing
+each batch to ``LiveViews.apply_journeys`` (the latest journey of a key replaces
+the previous one; a ``None`` value, a tombstone, removes it).
+
+Broker restarts (the memory-only bundled broker loses everything): while the
+broker is away the feed keeps retrying; a partition whose high watermark falls
+below the feed's position, or whose offset vanished, is read again from its
+beginning. The views are not cleared meanwhile: they keep serving what they had,
+and the journeys the processors publish again replace it key by key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from projections.journey import IdentityJourney, JourneyFormatError
+from streams.topics import JOURNEYS_TOPIC
+
+log = logging.getLogger(__name__)
+
+JourneyItems = list[tuple[str, IdentityJourney | None]]
+
+
+def decode_journeys(records: Iterable[Any]) -> tuple[JourneyItems, int]:
+    """``(key, journey | None)`` per key (the last record of a key in the batch wins:
+    each record holds the whole journey), and how many records were unreadable."""
+    latest: dict[str, bytes | None] = {}
+    bad = 0
+    for record in records:
+        if record.key is None:
+            bad += 1
+            continue
+        key = record.key.decode()
+        latest.pop(key, None)  # keep arrival order of the last record per key
+        latest[key] = record.value
+    items: JourneyItems = []
+    for key, value in latest.items():
+        if value is None:
+            items.append((key, None))
+            continue
+        try:
+            items.append((key, IdentityJourney.from_bytes(value)))
+        except JourneyFormatError as error:
+            bad += 1
+            log.warning("view feed: journey %s unreadable (%s): skipped", key, error)
+    return items, bad
+
+
+class ViewFeed:
+    """Follows the journeys topic into ``views`` (anything with ``apply_journeys``) in a
+    thread. ``listeners`` are called with each applied batch (benchmarks time it)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        views: Any,
+        *,
+        topic: str = JOURNEYS_TOPIC,
+        poll_timeout_ms: int = 100,
+        max_records: int = 10_000,
+        check_interval: float = 0.5,
+        listeners: Sequence[Callable[[JourneyItems], None]] = (),
+    ):
+        self.bootstrap = bootstrap
+        self.views = views
+        self.topic = topic
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_records = max_records
+        self.check_interval = check_interval
+        self.listeners = list(listeners)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._positions: dict[int, int] = {}
+        self._highwater: dict[int, int] = {}
+        self._counts = {"records": 0, "applied": 0, "unreadable": 0, "resets": 0, "errors": 0}
+        self._last_error: str | None = None
+        self._last_applied_at: float | None = None
+        self._connected = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "ViewFeed":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="view-feed", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> "ViewFeed":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- health ---------------------------------------------------------------------------
+
+    def lag(self) -> int | None:
+        """Journey records published but not applied yet (None until the first fetch)."""
+        if not self._highwater:
+            return None
+        return sum(max(high - self._positions.get(p, 0), 0) for p, high in self._highwater.items())
+
+    def stats(self) -> dict[str, Any]:
+        lag = self.lag()
+        running = self._thread is not None and self._thread.is_alive()
+        return {
+            "status": "ok" if running and self._connected else "degraded",
+            "topic": self.topic,
+            "partitions": len(self._positions),
+            "lag": lag,
+            "caught_up": lag == 0,
+            "last_applied_at": self._last_applied_at,
+            "last_error": self._last_error,
+            **self._counts,
+        }
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Block until every partition was read to its high watermark."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._connected and self.lag() == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from kafka.errors import KafkaError
+
+        backoff = 0.2
+        while not self._stop.is_set():
+            consumer = None
+            try:
+                consumer = self._connect()
+                backoff = 0.2
+                self._follow(consumer)
+            except (KafkaError, OSError, ValueError) as error:
+                self._counts["errors"] += 1
+                self._last_error = f"{type(error).__name__}: {error}"
+                log.warning("view feed: %s; reconnecting in %.1f s", self._last_error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self._connected = False
+                if consumer is not None:
+                    try:
+                        consumer.close(autocommit=False)
+                    except Exception as error:  # the broker may be gone: nothing to flush
+                        log.debug("view feed: close: %r", error)
+
+    def _connect(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=20, request_timeout_ms=10_000,
+            metadata_max_age_ms=2000, client_id="touchpoints-view-feed", max_partition_fetch_bytes=8 << 20,
+        )
+
+    def _follow(self, consumer: Any) -> None:
+        from kafka import TopicPartition
+
+        assigned: list[Any] = []
+        last_check = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - last_check >= self.check_interval or not assigned:
+                last_check = now
+                assigned = self._assign(consumer, assigned, TopicPartition)
+                if not assigned:
+                    self._stop.wait(self.check_interval)
+                    continue
+            fetched = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            self._connected = True
+            batch = []
+            for tp, records in fetched.items():
+                batch.extend(records)
+                self._positions[tp.partition] = records[-1].offset + 1
+            for tp in assigned:
+                high = consumer.highwater(tp)
+                if high is not None:
+                    self._highwater[tp.partition] = high
+            if batch:
+                self._apply(batch)
+
+    def _assign(self, consumer: Any, assigned: list[Any], topic_partition: Any) -> list[Any]:
+        """(Re)assign every partition of the topic; rewind those that lost data."""
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            consumer.topics()  # refresh metadata: the topic may be (re)created meanwhile
+            return []
+        wanted = [topic_partition(self.topic, p) for p in sorted(partitions)]
+        if wanted != assigned:
+            consumer.assign(wanted)
+            new = [tp for tp in wanted if tp.partition not in self._positions]
+            for tp in wanted:
+                if tp.partition in self._positions:
+                    consumer.seek(tp, self._positions[tp.partition])
+            if new:
+                consumer.seek_to_beginning(*new)
+            return wanted
+        for tp in wanted:
+            position = self._positions.get(tp.partition, 0)
+            high = consumer.highwater(tp)
+            if high is not None and high < position:
+                log.warning("view feed: %s partition %d shrank (%d < %d): the broker lost it; re-reading",
+                            self.topic, tp.partition, high, position)
+                self._counts["resets"] += 1
+                self._positions[tp.partition] = 0
+                self._highwater[tp.partition] = high
+                consumer.seek_to_beginning(tp)
+        return wanted
+
+    def _apply(self, records: list[Any]) -> None:
+        items, bad = decode_journeys(records)
+        self._counts["records"] += len(records)
+        self._counts["unreadable"] += bad
+        if items:
+            self.views.apply_journeys(items)
+            self._counts["applied"] += len(items)
+            self._last_applied_at = time.time()
+            for listener in self.listeners:
+                listener(items)

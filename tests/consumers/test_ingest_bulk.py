@@ -1,0 +1,188 @@
+"""Bulk loading (the engine of `touchpoints ingest`): batches, rejects, duplicates, failures,
+with the decoder in a thread and in a child process."""
+
+from typing import ClassVar, Literal
+
+import orjson
+import pytest
+
+from consumers.bulk_ingest import BulkReport, bulk_load, split_lines
+from consumers.ingest import Ingestor
+from events.models import Touch
+from events.registry import default_registry
+from events.sqlite import SQLiteEventStore
+from events.store import StoreUnavailable
+
+DECODERS = ["thread", "process"]
+
+
+class PodcastListened(Touch):
+    """A team's own touch type, registered without editing core code."""
+
+    TYPE: ClassVar[str] = "podcast_listened"
+    type: Literal["podcast_listened"] = "podcast_listened"
+
+
+def ndjson(events):
+    return b"".join(orjson.dumps(e) + b"\n" for e in events)
+
+
+def load(store, data, *, decoder, chunk=1 << 20, **options):
+    chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    rejects = []
+    report = bulk_load(chunks, Ingestor(store), decoder=decoder, on_reject=rejects.append, **options)
+    return report, rejects
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_valid_lines__are_all_stored_and_counted(store, make_event, decoder):
+    events = [make_event() for _ in range(25)]
+
+    report, rejects = load(store, ndjson(events), decoder=decoder, batch_size=10)
+
+    assert (report.accepted, report.duplicates, report.rejected, report.lines) == (25, 0, 0, 25)
+    assert report.batches == 3 and report.decoder == decoder
+    assert rejects == []
+    assert {str(r.event_id) for r in store.read_all()} == {e["event_id"] for e in events}
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_invalid_lines__go_to_rejects_with_line_number_reasons_and_raw_bytes_while_valid_ones_are_stored(
+    store, make_event, decoder
+):
+    good = [make_event() for _ in range(3)]
+    bad_type = orjson.dumps(make_event(type="fax_sent"))
+    lines = [orjson.dumps(good[0]), b"{not json", orjson.dumps(good[1]), bad_type, orjson.dumps(good[2])]
+
+    report, rejects = load(store, b"\n".join(lines) + b"\n", decoder=decoder)
+
+    assert (report.accepted, report.rejected) == (3, 2)
+    assert [r.line for r in rejects] == [2, 4]
+    assert rejects[0].raw == b"{not json" and "malformed JSON" in rejects[0].errors[0].reason
+    assert rejects[1].raw == bad_type and rejects[1].errors[0].field == "type"
+    assert rejects[1].as_dict()["errors"] == [{"field": "type", "reason": "unknown event type 'fax_sent'"}]
+    assert len(list(store.read_all())) == 3
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_lines_split_across_chunks__are_reassembled(store, make_event, decoder):
+    events = [make_event() for _ in range(12)]
+
+    report, rejects = load(store, ndjson(events), decoder=decoder, chunk=7)
+
+    assert (report.accepted, report.rejected) == (12, 0)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_blank_lines_and_a_last_line_without_newline__are_handled(store, make_event, decoder):
+    data = b"\n" + orjson.dumps(make_event()) + b"\r\n  \n" + orjson.dumps(make_event())
+
+    report, rejects = load(store, data, decoder=decoder)
+
+    assert (report.accepted, report.rejected, report.blank, report.lines) == (2, 0, 2, 4)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_duplicates_within_and_across_batches__are_stored_once_and_counted(store, make_event, decoder):
+    events = [make_event() for _ in range(6)]
+    data = ndjson(events + [events[0], events[5]] + events[:2])
+
+    report, _ = load(store, data, decoder=decoder, batch_size=4)
+
+    assert (report.accepted, report.duplicates) == (6, 4)
+    assert len(list(store.read_all())) == 6
+
+
+def test_loading_the_same_input_again__stores_nothing_new(store, make_event):
+    data = ndjson([make_event() for _ in range(8)])
+    load(store, data, decoder="thread")
+
+    report, _ = load(store, data, decoder="thread")
+
+    assert (report.accepted, report.duplicates) == (0, 8)
+
+
+def test_progress__is_reported_after_every_committed_batch(store, make_event):
+    data = ndjson([make_event() for _ in range(10)])
+    seen = []
+
+    bulk_load([data], Ingestor(store), batch_size=4, decoder="thread",
+              on_progress=lambda report: seen.append((report.accepted, report.bytes_read)))
+
+    assert [accepted for accepted, _ in seen] == [4, 8, 10]
+    assert seen[-1][1] == len(data)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_store_failure__earlier_batches_stay_committed_and_a_rerun_completes_the_load(tmp_path, make_event, decoder):
+    path = tmp_path / "events.db"
+    data = ndjson([make_event() for _ in range(9)])
+    store = SQLiteEventStore(path)
+
+    with pytest.raises(StoreUnavailable):
+        bulk_load([data], Ingestor(store), batch_size=3, decoder=decoder, on_progress=lambda report: store.close())
+
+    reopened = SQLiteEventStore(path)
+    assert len(list(reopened.read_all())) == 3
+    report = bulk_load([data], Ingestor(reopened), batch_size=3, decoder=decoder)
+    assert (report.accepted, report.duplicates) == (6, 3)
+    assert len(list(reopened.read_all())) == 9
+    reopened.close()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_input_read_error__raises_after_storing_the_lines_read_before_it(store, make_event, decoder):
+    data = ndjson([make_event() for _ in range(4)])
+
+    def chunks():
+        yield data
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        bulk_load(chunks(), Ingestor(store), decoder=decoder)
+
+    assert len(list(store.read_all())) == 4
+
+
+def test_team_registered_type__is_validated_by_the_child_process_decoder(store, make_event):
+    registry = default_registry()
+    registry.register(PodcastListened)
+    data = ndjson([make_event("podcast_listened", channel="spotify")])
+
+    report = bulk_load([data], Ingestor(store, registry), decoder="process")
+
+    assert (report.accepted, report.rejected) == (1, 0)
+    assert next(store.read_all()).type == "podcast_listened"
+
+
+def test_auto_decoder__small_inputs_decode_in_a_thread_and_large_ones_in_a_process(store, make_event):
+    data = ndjson([make_event()])
+
+    small = bulk_load([data], Ingestor(store), size_hint=len(data))
+    unknown_size = bulk_load([data], Ingestor(store), size_hint=None)
+
+    assert small.decoder == "thread" and unknown_size.decoder == "process"
+
+
+def test_auto_decoder__a_registry_a_child_cannot_rebuild_stays_in_process(store, make_event):
+    registry = default_registry()
+    local_type = type("LocalTouch", (PodcastListened,), {"TYPE": "local_touch", "__module__": "__main__",
+                                                         "__annotations__": {"type": str}, "type": "local_touch"})
+    registry.register(local_type)
+
+    report = bulk_load([ndjson([make_event()])], Ingestor(store, registry))
+
+    assert report.decoder == "thread" and report.accepted == 1
+
+
+def test_bad_batch_size__is_refused(store):
+    with pytest.raises(ValueError, match="batch_size"):
+        bulk_load([b""], Ingestor(store), batch_size=0)
+
+
+def test_split_lines__joins_pieces_and_keeps_a_trailing_partial_line():
+    assert list(split_lines([b"a\nb", b"c\n", b"\nd"])) == [b"a", b"bc", b"", b"d"]
+
+
+def test_report__serialises_every_counter():
+    assert BulkReport(lines=3, accepted=2, rejected=1).as_dict()["rejected"] == 1

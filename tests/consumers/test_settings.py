@@ -1,0 +1,98 @@
+from pathlib import Path
+
+import pytest
+
+from consumers.settings import Settings, SettingsError
+
+
+def test_defaults__empty_environment_gives_the_documented_defaults():
+    settings = Settings.from_env({})
+
+    assert settings.data == Path("data")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.demo is True
+    assert settings.demo_customers == 2000
+    assert settings.store_url == "sqlite:///data/events.db"
+    assert settings.kafka == "" and settings.kafka_bootstrap == []
+    assert settings.partitions == 6
+    assert settings.max_body_bytes == 16 * 1024 * 1024
+    assert settings.log_level == "INFO"
+
+
+def test_store_url__follows_the_data_folder_when_not_set(tmp_path):
+    settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path)})
+
+    assert settings.data == tmp_path
+    assert settings.store_url == f"sqlite:///{tmp_path}/events.db"
+
+
+def test_store_url__explicit_value_wins_over_the_data_folder():
+    settings = Settings.from_env({"TOUCHPOINTS_DATA": "/srv/x", "TOUCHPOINTS_STORE": "esdb://db:2113?tls=false"})
+
+    assert settings.store_url == "esdb://db:2113?tls=false"
+
+
+@pytest.mark.parametrize("text, expected", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                            ("0", False), ("false", False), ("No", False), ("off", False)])
+def test_demo__accepts_the_usual_boolean_spellings(text, expected):
+    assert Settings.from_env({"TOUCHPOINTS_DEMO": text}).demo is expected
+
+
+def test_kafka__bootstrap_servers_are_split_and_a_kafka_scheme_is_dropped():
+    settings = Settings.from_env({"TOUCHPOINTS_KAFKA": "kafka://k1:9092, k2:9093"})
+
+    assert settings.kafka_bootstrap == ["k1:9092", "k2:9093"]
+
+
+def test_numbers__underscores_and_surrounding_blanks_are_accepted():
+    settings = Settings.from_env({"TOUCHPOINTS_PORT": " 9000 ", "TOUCHPOINTS_MAX_BODY_BYTES": "1_048_576"})
+
+    assert settings.port == 9000
+    assert settings.max_body_bytes == 1_048_576
+
+
+@pytest.mark.parametrize(
+    "variable, value, reason",
+    [
+        ("TOUCHPOINTS_PORT", "eighty", "expected an integer"),
+        ("TOUCHPOINTS_PORT", "70000", "between 0 and 65535"),
+        ("TOUCHPOINTS_DEMO", "maybe", "expected 1/0"),
+        ("TOUCHPOINTS_DEMO_CUSTOMERS", "0", "at least 1"),
+        ("TOUCHPOINTS_PARTITIONS", "-2", "between 1 and"),
+        ("TOUCHPOINTS_MAX_BODY_BYTES", "1.5", "expected an integer"),
+        ("TOUCHPOINTS_STORE", "postgres://db/x", "sqlite://"),
+        ("TOUCHPOINTS_STORE", "sqlite://", "sqlite://"),
+        ("TOUCHPOINTS_KAFKA", "broker-without-port", "host:port"),
+        ("TOUCHPOINTS_LOG_LEVEL", "loud", "DEBUG"),
+    ],
+)
+def test_bad_value__raises_settings_error_naming_the_variable_and_reason(variable, value, reason):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+
+    assert caught.value.variable == variable
+    assert reason in caught.value.reason
+    assert variable in str(caught.value)
+
+
+def test_empty_values__count_as_unset():
+    settings = Settings.from_env({"TOUCHPOINTS_PORT": "", "TOUCHPOINTS_DEMO": " ", "TOUCHPOINTS_STORE": ""})
+
+    assert settings.port == 8000 and settings.demo is True
+    assert settings.store_url == "sqlite:///data/events.db"
+
+
+def test_reading_settings__touches_nothing_on_disk(tmp_path):
+    missing = tmp_path / "not-created"
+
+    Settings.from_env({"TOUCHPOINTS_DATA": str(missing)})
+
+    assert not missing.exists()
+
+
+def test_module_docstring__documents_every_variable():
+    import consumers.settings as module
+
+    for variable in ("DATA", "HOST", "PORT", "DEMO", "DEMO_CUSTOMERS", "STORE", "KAFKA", "PARTITIONS",
+                     "MAX_BODY_BYTES", "LOG_LEVEL"):
+        assert f"TOUCHPOINTS_{variable}``" in module.__doc__

@@ -1,0 +1,60 @@
+"""The relay's checkpoint file: saved durably, read back exactly, one per topic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from streams.checkpoint import Checkpoint, SqliteCheckpointStore
+
+
+def test_no_checkpoint_saved__loads_as_the_start_of_the_log(tmp_path):
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        loaded = checkpoints.load("touchpoints.events")
+
+    assert loaded == Checkpoint()
+
+
+def test_saved_checkpoint__reads_back_from_a_reopened_file(tmp_path):
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        checkpoints.save("touchpoints.events", Checkpoint(position=42, offsets={0: 7, 2: 3}, topic_id="t-1"))
+
+    with SqliteCheckpointStore(tmp_path / "relay.db") as reopened:
+        loaded = reopened.load("touchpoints.events")
+
+    assert (loaded.position, loaded.offsets, loaded.topic_id) == (42, {0: 7, 2: 3}, "t-1")
+    assert loaded.updated_at is not None
+
+
+def test_checkpoint_saved_by_a_process_killed_right_after__survives(tmp_path):
+    script = (
+        "import os, signal\n"
+        "from streams.checkpoint import Checkpoint, SqliteCheckpointStore\n"
+        f"store = SqliteCheckpointStore({str(tmp_path / 'relay.db')!r})\n"
+        "store.save('touchpoints.events', Checkpoint(position=9, offsets={1: 4}))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True)
+
+    assert finished.returncode == -9
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        assert checkpoints.load("touchpoints.events").position == 9
+
+
+def test_checkpoints_of_two_topics__are_kept_apart(tmp_path):
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        checkpoints.save("a", Checkpoint(position=1))
+        checkpoints.save("b", Checkpoint(position=2))
+        checkpoints.save("a", Checkpoint(position=3))
+
+        assert (checkpoints.load("a").position, checkpoints.load("b").position) == (3, 2)
+
+
+def test_reset__forgets_the_checkpoint(tmp_path):
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        checkpoints.save("touchpoints.events", Checkpoint(position=5, offsets={0: 1}))
+
+        checkpoints.reset("touchpoints.events")
+
+        assert checkpoints.load("touchpoints.events") == Checkpoint()

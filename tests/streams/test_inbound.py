@@ -1,0 +1,118 @@
+"""Kafka ingestion: records produced to touchpoints.inbound reach the store and the
+views through the real Faust worker; invalid ones land in touchpoints.deadletter."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from consumers.demo import generate
+from events.factory import open_store
+from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC
+from tests.streams.conftest import assert_views_converge, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def producer(live_platform):
+    producer = KafkaProducer(bootstrap_servers=live_platform.bootstrap, acks="all")
+    yield producer
+    producer.close()
+
+
+def produce(producer, values: list[bytes], key: bytes = b"inbound-test") -> list[tuple[int, int]]:
+    """Send records and return their (partition, offset)."""
+    futures = [producer.send(INBOUND_TOPIC, value, key=key) for value in values]
+    producer.flush()
+    return [(f.get(10).partition, f.get(10).offset) for f in futures]
+
+
+def stored_ids(platform) -> set[str]:
+    store = open_store(platform.settings.store_url)
+    try:
+        return {str(recorded.event_id) for recorded in store.read_all()}
+    finally:
+        store.close()
+
+
+def dead_letters(platform) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=platform.bootstrap, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(DEADLETTER_TOPIC, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        found = []
+        while True:
+            batch = consumer.poll(timeout_ms=500)
+            if not batch:
+                return found
+            found.extend(batch[tp])
+    finally:
+        consumer.close()
+
+
+def wire(**overrides) -> dict:
+    return {"event_id": str(uuid.uuid4()), "type": "email_opened", "occurred_at": "2025-02-01T08:00:00Z",
+            "customer_id": "inbound-dora", "channel": "email", **overrides}
+
+
+def test_valid_inbound_records__are_appended_to_the_store_and_reach_the_views(live_platform, producer):
+    events = list(generate(60, seed=9090))
+
+    produce(producer, [orjson.dumps(event) for event in events])
+
+    wanted = {event["event_id"] for event in events}
+    wait_until(lambda: wanted <= stored_ids(live_platform), 60, "the inbound events in the store")
+    assert_views_converge(live_platform)
+
+
+def test_redelivered_inbound_record__is_stored_once(live_platform, producer):
+    event = wire()
+    before = len(stored_ids(live_platform))
+
+    produce(producer, [orjson.dumps(event)] * 3)
+
+    wait_until(lambda: event["event_id"] in stored_ids(live_platform), 30, "the inbound event in the store")
+    wait_until(lambda: live_platform.worker_health()["inbound"]["received"] >= 3, 30, "all three records handled")
+    assert len(stored_ids(live_platform)) == before + 1
+
+
+def test_invalid_inbound_records__land_in_the_deadletter_topic_with_field_reason_and_source(live_platform, producer):
+    bad = [
+        b"{not json",
+        orjson.dumps(wire(type="parcel_teleported")),
+        orjson.dumps(wire(channel="Not A Channel!")),
+        b"\xff\xfe binary",
+    ]
+    good = wire(customer_id="inbound-emil")
+
+    sources = produce(producer, [*bad, orjson.dumps(good)], key=b"inbound-mixed")
+
+    def letters_for_our_records():
+        wanted = {offset for _, offset in sources[:4]}
+        found = {int(dict(r.headers)["source_offset"]): r for r in dead_letters(live_platform)
+                 if r.key == b"inbound-mixed" and int(dict(r.headers)["source_offset"]) in wanted}
+        return found if len(found) == 4 else None
+
+    letters = wait_until(letters_for_our_records, 30, "four dead letters", interval=0.3)
+    by_original = {}
+    for record in letters.values():
+        document = orjson.loads(record.value)
+        headers = dict(record.headers)
+        assert document["source"]["topic"] == INBOUND_TOPIC
+        assert (document["source"]["partition"], document["source"]["offset"]) in sources
+        assert headers["source_partition"] == str(document["source"]["partition"]).encode()
+        assert document["errors"] and headers["error_field"] == document["errors"][0]["field"].encode()
+        by_original[base64.b64decode(document["original_base64"])] = document
+    assert set(by_original) == set(bad)
+    assert "malformed JSON" in by_original[b"{not json"]["errors"][0]["reason"]
+    assert by_original[bad[1]]["errors"][0]["field"] == "type"
+    assert "parcel_teleported" in by_original[bad[1]]["errors"][0]["reason"]
+    assert by_original[bad[2]]["errors"][0]["field"] == "channel"
+    assert by_original[b"\xff\xfe binary"]["original"] is None
+    wait_until(lambda: good["event_id"] in stored_ids(live_platform), 30, "the valid record of the batch stored")

@@ -1,0 +1,205 @@
+"""The journey processor: its fold over touchpoints.events records (no broker), and the
+Kafka shell (real broker, topics of its own): publish, restore after a restart, and
+the view feed that follows the journeys."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaProducer
+
+from consumers.demo import generate
+from consumers.ingest import Ingestor
+from consumers.live_views import LiveViews
+from events.registry import REGISTRY, decode_recorded
+from events.sqlite import SQLiteEventStore
+from projections import population as population_module
+from projections.journey import IdentityJourney
+from streams.processors import JourneyProcessor, JourneyState, read_to_end
+from streams.topics import event_record, partition_for_key
+from streams.view_feed import ViewFeed
+from tests.streams.conftest import wait_until
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[SQLiteEventStore]:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=5150)])
+    yield store
+    store.close()
+
+
+def records_by_partition(store) -> dict[int, list[tuple[bytes, list]]]:
+    by_partition: dict[int, list[tuple[bytes, list]]] = {p: [] for p in range(PARTITIONS)}
+    for recorded in store.read_all():
+        key, value, headers = event_record(recorded)
+        by_partition[partition_for_key(key, PARTITIONS)].append((value, headers))
+    return by_partition
+
+
+def replayed_journeys(store) -> dict[str, bytes]:
+    population = population_module.fold(decode_recorded(r) for r in store.read_all())
+    return {key: journey.to_bytes() for key, journey in population.journeys.items()}
+
+
+def state_journeys(state: JourneyState) -> dict[str, bytes]:
+    return {key: j.to_bytes() for journeys in state.partitions.values() for key, j in journeys.items()}
+
+
+# --- the fold -------------------------------------------------------------------------------
+
+
+def test_fold__gives_each_identity_the_journey_a_replay_of_the_log_gives(store):
+    state = JourneyState()
+
+    for partition, records in records_by_partition(store).items():
+        state.fold(partition, records)
+
+    assert state_journeys(state) == replayed_journeys(store)
+
+
+def test_fold__redelivered_records_change_nothing_but_are_reported_touched(store):
+    state = JourneyState()
+    batches = records_by_partition(store)
+    for partition, records in batches.items():
+        state.fold(partition, records)
+    before = state_journeys(state)
+
+    again = state.fold(0, batches[0])
+
+    assert state_journeys(state) == before
+    assert again.applied == 0 and again.duplicates == len(batches[0])
+    assert set(again.touched) == {key for key in before if partition_for_key(key, PARTITIONS) == 0}
+
+
+def test_fold__a_record_without_headers_is_skipped_with_a_reason(store):
+    state = JourneyState()
+    value, headers = records_by_partition(store)[1][0]
+
+    result = state.fold(1, [(value, []), (value, headers)])
+
+    assert result.applied == 1
+    assert len(result.undecodable) == 1 and "missing" in result.undecodable[0]
+
+
+def test_restore__the_last_journey_of_a_key_wins_and_a_tombstone_removes_it():
+    older, newer, gone = IdentityJourney("customer-a"), IdentityJourney("customer-a"), IdentityJourney("customer-b")
+    newer.seen.add(7)
+    state = JourneyState()
+
+    count = state.restore(2, [(b"customer-a", older.to_bytes()), (b"customer-b", gone.to_bytes()),
+                              (b"customer-a", newer.to_bytes()), (b"customer-b", None)])
+
+    assert count == 1
+    assert state.journeys(2) == {"customer-a": newer}
+
+
+def test_restore__an_unreadable_journey_is_left_out_to_be_rebuilt_from_the_events():
+    state = JourneyState()
+
+    state.restore(0, [(b"customer-x", b"{\"version\": 999}"), (b"customer-y", IdentityJourney("customer-y").to_bytes())])
+
+    assert set(state.journeys(0)) == {"customer-y"}
+
+
+# --- the Kafka shell (real broker) ---------------------------------------------------------------
+
+
+def publish_events(bootstrap: str, topic: str, store) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    count = 0
+    for recorded in store.read_all():
+        key, value, headers = event_record(recorded)
+        producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+async def run_until_folded(processor: JourneyProcessor, events: int, timeout: float = 60) -> None:
+    await processor.start()
+    runner = asyncio.create_task(processor.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while processor.stats()["events"] < events:
+            assert asyncio.get_running_loop().time() < deadline, f"processor stats: {processor.stats()}"
+            await asyncio.sleep(0.05)
+    finally:
+        await processor.stop()
+        await runner
+        await processor.close()
+
+
+async def journeys_in_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        latest = {}
+        for records in (await read_to_end(reader, tps)).values():
+            for record in records:
+                latest[record.key.decode()] = IdentityJourney.from_bytes(record.value).to_bytes()
+        return latest
+    finally:
+        await reader.stop()
+
+
+@pytest.mark.slow
+def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restores_without_double_counting(
+    kafka_broker, unique_name, store
+):
+    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
+
+    def processor() -> JourneyProcessor:
+        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
+                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        first = processor()
+        await first.start()  # creates the topics
+        await first.close()
+        total = publish_events(kafka_broker.bootstrap, events_topic, store)
+        await run_until_folded(first, total)
+        published_first = await journeys_in_topic(kafka_broker.bootstrap, journeys_topic)
+        publish_events(kafka_broker.bootstrap, events_topic, store)  # the relay re-sent everything
+        second = processor()
+        await run_until_folded(second, total)
+        return published_first, await journeys_in_topic(kafka_broker.bootstrap, journeys_topic), second.stats()
+
+    first, after_restart, stats = asyncio.run(scenario())
+
+    expected = replayed_journeys(store)
+    assert first == expected
+    assert after_restart == expected
+    assert stats["restores"] == PARTITIONS and stats["applied"] == 0 and stats["duplicates"] == stats["events"]
+
+
+@pytest.mark.slow
+def test_view_feed__applies_every_partitions_journeys_to_the_live_views(kafka_broker, unique_name, store):
+    topic = f"{unique_name}.journeys"
+    population = population_module.fold(decode_recorded(r) for r in store.read_all())
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    for key, journey in population.journeys.items():
+        producer.send(topic, journey.to_bytes(), key=key.encode(), partition=partition_for_key(key, PARTITIONS))
+    producer.flush()
+    producer.close()
+    views = LiveViews(background=False)
+
+    with ViewFeed(kafka_broker.bootstrap, views, topic=topic) as feed:
+        wait_until(lambda: feed.stats()["caught_up"] and feed.stats()["applied"] == len(population.journeys),
+                   30, "the view feed to catch up")
+
+    with views.locked():
+        live = {key: journey.to_bytes() for key, journey in views.population.journeys.items()}
+    assert live == {key: journey.to_bytes() for key, journey in population.journeys.items()}
+    assert feed.stats()["lag"] == 0

@@ -1,0 +1,118 @@
+"""Platform topics: created idempotently, co-partitioned, and the events record format."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from events.registry import decode_recorded
+from events.store import RecordedEvent
+from streams.topics import (
+    DEADLETTER_TOPIC,
+    EVENTS_TOPIC,
+    JOURNEYS_TOPIC,
+    MalformedRecord,
+    TopicError,
+    TopicSpec,
+    ensure_topics,
+    event_record,
+    logged_from_record,
+    partition_for_key,
+    platform_topics,
+    recorded_from_record,
+)
+
+
+def a_recorded_event() -> RecordedEvent:
+    return RecordedEvent(
+        position=17, stream="customer-42", stream_version=3, event_id=uuid.uuid4(), type="order_placed",
+        schema_version=2, occurred_at=datetime(2024, 5, 1, 9, 30, 0, 123456, tzinfo=timezone.utc),
+        recorded_at=datetime(2024, 5, 1, 9, 30, 1, tzinfo=timezone.utc),
+        data=b'{"event_id":"00000000-0000-0000-0000-000000000001","occurred_at":"2024-05-01T09:30:00.123456Z",'
+             b'"customer_id":"42","data":{"order_id":"o-1","revenue":"10.00","currency":"EUR"}}',
+        metadata=b"{}",
+    )
+
+
+def test_event_record__is_keyed_by_stream_and_reads_back_as_the_same_envelope():
+    original = a_recorded_event()
+
+    key, value, headers = event_record(original)
+
+    assert key == b"customer-42" and value == original.data
+    assert recorded_from_record(value, headers) == original
+
+
+def test_event_record__accepts_headers_as_a_mapping_too():
+    original = a_recorded_event()
+    _, value, headers = event_record(original)
+
+    assert recorded_from_record(value, dict(headers)) == original
+
+
+def test_record_without_a_position_header__is_refused_naming_the_header():
+    _, value, headers = event_record(a_recorded_event())
+
+    with pytest.raises(MalformedRecord, match="'position'"):
+        recorded_from_record(value, [(k, v) for k, v in headers if k != "position"])
+
+
+def test_record_with_an_unreadable_header__is_refused():
+    _, value, headers = event_record(a_recorded_event())
+
+    with pytest.raises(MalformedRecord, match="unreadable"):
+        recorded_from_record(value, [(k, b"soon" if k == "recorded_at" else v) for k, v in headers])
+
+
+def test_logged_from_record__decodes_like_the_store_does():
+    original = a_recorded_event()
+    _, value, headers = event_record(original)
+
+    assert logged_from_record(value, headers) == decode_recorded(original)
+
+
+def test_platform_topics__journeys_compacted_and_copartitioned_with_events():
+    specs = {spec.name: spec for spec in platform_topics(8)}
+
+    assert specs[EVENTS_TOPIC].partitions == specs[JOURNEYS_TOPIC].partitions == 8
+    assert specs[JOURNEYS_TOPIC].config == {"cleanup.policy": "compact"}
+    assert specs[DEADLETTER_TOPIC].partitions == 1
+
+
+@pytest.mark.slow
+def test_ensure_topics__creates_what_is_missing_and_is_idempotent(kafka_broker, unique_name):
+    specs = [TopicSpec(f"{unique_name}.a", 4), TopicSpec(f"{unique_name}.b", 1)]
+
+    first = ensure_topics(kafka_broker.bootstrap, specs=specs)
+    second = ensure_topics(kafka_broker.bootstrap, specs=specs)
+
+    assert first == second == {f"{unique_name}.a": 4, f"{unique_name}.b": 1}
+
+
+@pytest.mark.slow
+def test_ensure_topics__refuses_events_and_journeys_with_different_partition_counts(tmp_path):
+    from streams.broker import BundledBroker
+
+    with BundledBroker(data_dir=tmp_path) as broker:
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        admin.create_topics([NewTopic(JOURNEYS_TOPIC, 2, 1)])
+        admin.close()
+
+        with pytest.raises(TopicError, match="co-partitioned"):
+            ensure_topics(broker.bootstrap, 6)
+
+
+@pytest.mark.slow
+def test_partition_for_key__is_where_a_kafka_producer_puts_the_key(kafka_broker, unique_name):
+    ensure_topics(kafka_broker.bootstrap, specs=[TopicSpec(unique_name, 6)])
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+    keys = [f"customer-{n}".encode() for n in range(40)]
+
+    placed = {key: producer.send(unique_name, key=key, value=b"x").get(10).partition for key in keys}
+    producer.close()
+
+    assert placed == {key: partition_for_key(key, 6) for key in keys}
