@@ -406,7 +406,10 @@ class KurrentDBEventStore:
             raise StoreUnavailable("the KurrentDB store is closed")
 
     @contextmanager
-    def _translated(self, operation: str, *, stream: str | None = None, expected: ExpectedVersion | None = None):
+    def _translated(
+        self, operation: str, *, stream: str | None = None, expected: ExpectedVersion | None = None
+    ) -> Iterator[None]:
+        """Client errors as the port's (``translate_error``); refuses calls once closed."""
         self._check_open()
         try:
             yield

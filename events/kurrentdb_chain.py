@@ -150,7 +150,8 @@ class SealBook:
 class Checkpoints:
     """Chain states this process already computed, by position: where the next read
     of ``$all`` from a later position can start instead of the genesis. Bounded:
-    past ``capacity`` every other entry is dropped (coverage thins, never vanishes)."""
+    past ``capacity`` every other entry is dropped (coverage thins, never vanishes;
+    the oldest and the newest stay)."""
 
     def __init__(self, capacity: int = 100_000):
         self._capacity = max(2, capacity)
@@ -166,10 +167,13 @@ class Checkpoints:
         bisect.insort(self._positions, position)
         self._states[position] = state
         if len(self._positions) > self._capacity:
-            dropped = self._positions[1::2]
-            self._positions = self._positions[0::2]
-            for gone in dropped:
+            newest = self._positions[-1]
+            kept = self._positions[0::2]
+            if kept[-1] != newest:
+                kept.append(newest)
+            for gone in set(self._positions).difference(kept):
                 del self._states[gone]
+            self._positions = kept
 
     def discard(self, position: int) -> None:
         if self._states.pop(position, None) is not None:

@@ -176,6 +176,7 @@ class ChainReader:
         self._anchor = self.cursor
         self.walker = ChainWalker(seals, state)
         self.last_position: int | None = None
+        self._before_last: tuple[int, ChainState] | None = None
 
     def feed(self, raw: kurrentdbclient.RecordedEvent) -> RecordedEvent | None:
         """Walk one event read from ``$all``; the port's event if the caller wants it."""
@@ -184,6 +185,8 @@ class ChainReader:
         if metadata is None:
             return None  # another application's event: not part of our log
         event = to_port_event(raw, self._store.namespace, metadata)
+        if self.last_position is not None:
+            self._before_last = (self.last_position, self.walker.state)
         digest = self.walker.step(event)
         self.last_position = event.position
         self._store._anchors.stepped(event.position, self.walker.state)
@@ -219,6 +222,10 @@ class ChainReader:
                         if limit is not None and yielded >= limit:
                             return
         finally:
+            # Readers page on from the last event (exclusive) or from it (inclusive, as
+            # the relay does with its checkpoint): keep the states after both.
+            if self._before_last is not None:
+                self._store._anchors.remember(*self._before_last)
             if self.last_position is not None:
                 self._store._anchors.remember(self.last_position, self.walker.state)
 

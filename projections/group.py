@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from projections.journey import ConsentStamp, IdentityJourney, OrderFact, RefundFact, TouchFact
+
+
+_NO_CONSENTS: Mapping[str, ConsentStamp] = MappingProxyType({})
 
 
 class GroupJourney:
@@ -55,7 +59,7 @@ class GroupJourney:
         self.gross_e4 = 0
         self.refunded_e4 = 0
         self.conversion_index: int | None = None  # touches before the first order; None: no order
-        self.consents: Mapping[str, ConsentStamp] = {}
+        self.consents: Mapping[str, ConsentStamp] = _NO_CONSENTS
         self.paths: dict[Any, Any] | None = None  # derived paths, kept by ``population`` while the group holds
 
     @property

@@ -2,7 +2,8 @@
 
 ``evolve`` is the full fold (replay, embedded runner, audit): it routes each
 event to its stream's journey and identity events to the graph, and only marks
-what changed. Groups are summarised lazily, on the first query after a change,
+what changed; ``fold`` applies it to many events with the cyclic garbage
+collector paused (the bulk entry: replay, batches). Groups are summarised lazily, on the first query after a change,
 and only the groups that changed are summarised again, so evolving stays cheap
 and repeated queries are served from the cache.
 

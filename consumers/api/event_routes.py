@@ -26,7 +26,7 @@ from consumers.api.docs import (
     LogPage,
     MalformedBody,
 )
-from consumers.ingest import Ingestor
+from consumers.ingest import Ingestor, to_new_event
 from events.hashing import utc_text
 from events.registry import EventRegistry, InvalidEvent, decode_recorded, encode_wire
 from events.store import EventStore, RecordedEvent
@@ -97,16 +97,17 @@ def ingest_items(ingestor: Ingestor, items: list[Any]) -> tuple[int, dict[str, A
             "invalid": [item.as_dict() for item in invalid],
             "accepted": 0,
         }
-    outcomes = ingestor.append(events)
+    encoded = [(event.stream, to_new_event(event)) for event in events]
+    outcomes = ingestor.append_new(encoded)
     results = [
         {
-            "event_id": str(outcome.event_id),
+            "event_id": outcome.event_id,  # orjson writes UUIDs in canonical form
             "position": outcome.position,
-            "stream": event.stream,
+            "stream": stream,
             "stream_version": outcome.stream_version,
             "duplicate": outcome.duplicate,
         }
-        for event, outcome in zip(events, outcomes)
+        for (stream, _), outcome in zip(encoded, outcomes)
     ]
     duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
     return 200, {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results}

@@ -182,14 +182,16 @@ def test_checkpoints__give_the_latest_state_strictly_before_a_position() -> None
     assert checkpoints.last_before(100) is None
 
 
-def test_checkpoints__past_capacity_thin_out_but_keep_the_oldest() -> None:
+@pytest.mark.parametrize("added", [5, 6, 9])
+def test_checkpoints__past_capacity_thin_out_but_keep_the_oldest_and_the_newest(added: int) -> None:
     checkpoints = Checkpoints(capacity=4)
 
-    for position in range(1, 6):
+    for position in range(1, added + 1):
         checkpoints.add(position * 10, ChainState(GENESIS, position))
 
     assert len(checkpoints) <= 4
     assert checkpoints.last_before(11) == (10, ChainState(GENESIS, 1))
+    assert checkpoints.last_before(10**9) == (added * 10, ChainState(GENESIS, added))
 
 
 def test_checkpoints__a_discarded_position_is_no_longer_offered() -> None:

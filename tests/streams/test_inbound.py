@@ -3,6 +3,7 @@ views through the real Faust worker; invalid ones land in touchpoints.deadletter
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 
@@ -11,11 +12,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.demo import generate
+from consumers.ingest import Ingestor
 from events.factory import open_store
+from events.sqlite import SQLiteEventStore
+from events.store import StoreUnavailable
+from streams.inbound import InboundHandler, InboundRecord
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC
 from tests.streams.conftest import assert_views_converge, wait_until
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,7 @@ def wire(**overrides) -> dict:
             "customer_id": "inbound-dora", "channel": "email", **overrides}
 
 
+@pytest.mark.slow
 def test_valid_inbound_records__are_appended_to_the_store_and_reach_the_views(live_platform, producer):
     events = list(generate(60, seed=9090))
 
@@ -71,6 +76,7 @@ def test_valid_inbound_records__are_appended_to_the_store_and_reach_the_views(li
     assert_views_converge(live_platform)
 
 
+@pytest.mark.slow
 def test_redelivered_inbound_record__is_stored_once(live_platform, producer):
     event = wire()
     before = len(stored_ids(live_platform))
@@ -82,6 +88,7 @@ def test_redelivered_inbound_record__is_stored_once(live_platform, producer):
     assert len(stored_ids(live_platform)) == before + 1
 
 
+@pytest.mark.slow
 def test_invalid_inbound_records__land_in_the_deadletter_topic_with_field_reason_and_source(live_platform, producer):
     bad = [
         b"{not json",
@@ -116,3 +123,42 @@ def test_invalid_inbound_records__land_in_the_deadletter_topic_with_field_reason
     assert by_original[bad[2]]["errors"][0]["field"] == "channel"
     assert by_original[b"\xff\xfe binary"]["original"] is None
     wait_until(lambda: good["event_id"] in stored_ids(live_platform), 30, "the valid record of the batch stored")
+
+
+# --- the handler alone (no broker): a store outage loses nothing ----------------------------
+
+
+class FlakyStore:
+    """The real SQLite store behind a switch that makes appends fail like an outage."""
+
+    def __init__(self, store, failures: int):
+        self.store = store
+        self.failures = failures
+
+    def append_batch(self, appends):
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("database is locked (simulated outage)")
+        return self.store.append_batch(appends)
+
+
+def test_inbound_handler__retries_through_a_store_outage_and_then_stores_every_valid_record(tmp_path):
+    store = SQLiteEventStore(tmp_path / "events.db")
+    sent = []
+
+    async def send_dead_letter(key, value, headers):
+        sent.append((key, value, headers))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    handler = InboundHandler(Ingestor(FlakyStore(store, failures=2)), send_dead_letter, max_backoff=0.01)
+    events = [wire(customer_id=f"outage-{n}") for n in range(5)]
+    records = [InboundRecord(INBOUND_TOPIC, 0, n, b"k", orjson.dumps(e)) for n, e in enumerate(events)]
+
+    asyncio.run(handler.handle([*records, InboundRecord(INBOUND_TOPIC, 0, 5, b"k", b"[]")]))
+
+    assert {str(r.event_id) for r in store.read_all()} == {e["event_id"] for e in events}
+    assert handler.counts["retries"] == 2 and handler.counts["appended"] == 5
+    assert len(sent) == 1 and dict(sent[0][2])["source_offset"] == b"5"
+    store.close()
