@@ -181,9 +181,9 @@ def _replay_raw(store: Any, result: ReplayResult, registry: EventRegistry, progr
     oldest = newest = None  # occurred_at of the folded events, in microseconds
     recorded_us, recorded_at = None, EPOCH
     stop = False
-    for rows, names in store.read_raw(0, page_size=page_size):
+    for rows, names in store.read_raw(0, page_size=page_size, columns=_REPLAY_COLUMNS):
         for row in rows:
-            position, stream_id, _, _, type_name, schema_version, occurred, recorded, data, _, _ = row
+            position, stream_id, type_name, schema_version, occurred, recorded, data = row
             if position > head or (known_us is not None and recorded > known_us):
                 stop = True  # recorded_at never decreases along a SQLite log
                 break
@@ -217,12 +217,21 @@ def _replay_raw(store: Any, result: ReplayResult, registry: EventRegistry, progr
     result.events_read, result.after_as_of, result.by_type = read, after_as_of, by_type
     result.events_replayed = sum(by_type.values())
     if first is not None:
-        result.first_position, result.first_recorded_at = first[0], _datetime(first[7])
-        result.last_position, result.last_recorded_at, result.head_hash = last[0], _datetime(last[7]), last[10]
+        result.first_position, result.first_recorded_at = first[0], _datetime(first[5])
+        result.last_position, result.last_recorded_at = last[0], _datetime(last[5])
+        result.head_hash = _stored_hash(store, last[0])
     if known_us is not None:  # positions are dense in the SQLite store: the rest of the log up to the head
         result.after_known_at = head - (last[0] if last is not None else 0)
     if newest is not None:
         result.first_occurred_at, result.last_occurred_at = _datetime(oldest), _datetime(newest)
+
+
+_REPLAY_COLUMNS = ("position", "stream_id", "type", "schema_version", "occurred_at", "recorded_at", "data")
+
+
+def _stored_hash(store: EventStore, position: int) -> bytes | None:
+    found = next(iter(store.read_all(position, limit=1)), None)
+    return found.hash if found is not None and found.position == position else None
 
 
 def _decoder(registry: EventRegistry, type_name: str, schema_version: int) -> Callable[[bytes], Any]:

@@ -13,6 +13,7 @@ not a nested object, so the bytes the hash chain covers come back exactly).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -105,9 +106,10 @@ class KurrentDBConfig:
 
 def parse_url(url: str) -> KurrentDBConfig:
     """Parse ``esdb://[user:pass@]host[:port][,host:port...][?Tls=false&...]`` and the
-    ``esdb+discover``, ``kurrentdb``, ``kurrentdb+discover`` forms. Our parameters: ``namespace``, ``sealEvery``, ``timeout``; the client's
-    (``Tls``, ``TlsCaFile``, ``NodePreference``, ``DefaultDeadline``...) are checked
-    by the client's own parser here, before anything connects."""
+    ``esdb+discover``, ``kurrentdb``, ``kurrentdb+discover`` forms. Our parameters:
+    ``namespace``, ``sealEvery``, ``timeout``; the client's (``Tls``, ``TlsCaFile``,
+    ``NodePreference``, ``DefaultDeadline``...) are checked by the client's own
+    parser here, before anything connects."""
     shown = mask_password(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -132,7 +134,8 @@ def parse_url(url: str) -> KurrentDBConfig:
     try:
         ConnectionSpec(client_uri)
     except ValueError as error:
-        raise InvalidStoreURL(f"{shown}: {_explain_client_error(str(error))}") from None
+        reason = str(error).removesuffix(f": {client_uri}")  # the client repeats the URL, password and all
+        raise InvalidStoreURL(f"{shown}: {_explain_client_error(reason)}") from None
     return KurrentDBConfig(
         client_uri=client_uri,
         namespace=_namespace(shown, own.get("namespace")),
@@ -161,7 +164,7 @@ def _explain_client_error(message: str) -> str:
             f"{message} (the client's fields are Tls, TlsCaFile, NodePreference, DefaultDeadline...; "
             "touchpoints adds namespace, sealEvery, timeout)"
         )
-    return message.split(": esdb", 1)[0].split(": kurrentdb", 1)[0].split(": kdb", 1)[0]
+    return message
 
 
 def _namespace(shown: str, value: str | None) -> str | None:
@@ -191,8 +194,8 @@ def _positive_seconds(shown: str, value: str | None) -> float:
         seconds = float(value)
     except ValueError:
         raise InvalidStoreURL(f"{shown}: timeout must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise InvalidStoreURL(f"{shown}: timeout must be more than 0 seconds, got {value!r}")
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidStoreURL(f"{shown}: timeout must be a finite number of seconds above 0, got {value!r}")
     return seconds
 
 
