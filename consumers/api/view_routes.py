@@ -13,7 +13,9 @@ Point in time: ``as_of`` (events that occurred up to T) and ``known_at`` (events
 log had recorded up to T) select a population rebuilt by replay instead of the live
 one, through the ``views_at(as_of, known_at) -> LiveViews`` hook the audit replay
 provides (``consumers.replay``), given to ``install_views`` or set later as
-``app.state.views_at``; without it those parameters answer 501.
+``app.state.views_at``; ``install_views`` defaults it to ``consumers.replay.PointInTimeViews``
+over the store (a hook that is set to None answers 501). Both take an RFC 3339 time with an
+offset or a date meaning the end of that day in UTC (``consumers.replay.point_in_time``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from consumers.api.metrics import (
 )
 from consumers.exports import NotAListView
 from consumers.live_views import CachedView, LiveViews, UnknownView, ViewParameterInvalid
+from consumers.replay import DATE_HELP as POINT_IN_TIME_HELP
+from consumers.replay import point_in_time
 from consumers.store_feed import read_member_events
 from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry
@@ -56,9 +60,9 @@ TIME_HELP = (
 )
 FORMAT_QUERY = Query(None, description="`json` (default) or `csv`; CSV can also be asked with `Accept: text/csv`.")
 AS_OF_QUERY = Query(None, description="Point in time: only events that occurred up to this moment (inclusive). "
-                    + TIME_HELP)
+                    + POINT_IN_TIME_HELP + ".")
 KNOWN_AT_QUERY = Query(None, description="Point in time: only events the log had recorded up to this moment "
-                       "(inclusive), i.e. what could have been seen then. " + TIME_HELP)
+                       "(inclusive), i.e. what could have been seen then. " + POINT_IN_TIME_HELP + ".")
 FROM_HELP = "Window start (inclusive). " + TIME_HELP
 TO_HELP = "Window end (exclusive). " + TIME_HELP
 NOW_HELP = ("The moment ages and recency are measured to. Default: the time of the newest event the views "
@@ -87,6 +91,10 @@ def install_views(
     """Add ``/metrics`` and, with ``views``, the view routes and the dashboard to ``app``."""
     metrics = Metrics()
     app.state.metrics = metrics
+    if views_at is None and views is not None:
+        from consumers.replay import PointInTimeViews  # the audit replay (consumers/replay.py)
+
+        views_at = PointInTimeViews(store, registry=registry)
     app.state.views_at = views_at
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     metrics.add_collector("store", lambda: _store_families(store))
@@ -129,11 +137,11 @@ def create_view_router(
     async def source(
         request: Request, as_of: str | None, known_at: str | None
     ) -> tuple[LiveViews, datetime | None, datetime | None]:
-        occurred = parameters.moment("as_of", as_of)
-        recorded = parameters.moment("known_at", known_at)
+        occurred = point_in_time("as_of", as_of)
+        recorded = point_in_time("known_at", known_at)
         if occurred is None and recorded is None:
             return views, None, None
-        hook = views_at or getattr(request.app.state, "views_at", None)
+        hook = getattr(request.app.state, "views_at", views_at)  # install_views sets it; it may be replaced
         if hook is None:
             raise PointInTimeUnavailable("as_of" if occurred is not None else "known_at")
         return await run_in_threadpool(hook, occurred, recorded), occurred, recorded
@@ -146,7 +154,7 @@ def create_view_router(
         entry = holder.peek(name, **params)
         if entry is None:
             entry = await run_in_threadpool(lambda: holder.view(name, **params))
-        return respond(request, entry, fmt, filename)
+        return respond(request, entry, fmt, filename, etag=holder is views)  # a replayed holder restarts at 0
 
     @router.get("/attribution", summary="Multi-touch attribution of conversions to channels or campaigns")
     async def attribution(

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "worker",
     "up",
     "views",
+    "audit",
 ]
 
 
