@@ -1,10 +1,11 @@
 """Planning one SQLite append: everything between "events in" and "rows out" that
 needs no database. Split from ``events.sqlite`` so the hot path reads on its own.
 
-A ``PreparedBatch`` is computed before the write lock is taken (ids, index keys,
-times, canonical bytes, repeated ids within the call); ``plan`` runs inside the
-write transaction with what only the database knows (stored duplicates, stream
-heads, the log head and chain head) and returns the rows to insert.
+A ``PreparedBatch`` is computed before the write lock is taken (checks, ids,
+times, repeated ids within the call); ``plan`` runs inside the write transaction
+with what only the database knows (stored duplicates, stream heads, the log head
+and chain head): it checks expected versions and returns the rows to insert, each
+with its hash-chain entry.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _date_text(ordinal: int) -> str:
 def canonical(stream: str, event: NewEvent, occurred_text: str, recorded_text: str) -> bytes:
     """``events.hashing.canonical_bytes`` with both times already formatted by
     ``utc_text`` (the recorded time is shared by a whole batch). Must stay
-    byte-identical to it: ``tests/events/test_hashing.py`` checks."""
+    byte-identical to it: ``tests/events/test_event_hashing.py`` checks."""
     return orjson.dumps(
         [
             stream,

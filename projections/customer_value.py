@@ -16,6 +16,7 @@ as 0 days ago. Queries over the population.
 
 from __future__ import annotations
 
+import heapq
 from datetime import datetime
 
 from projections import parameters
@@ -86,16 +87,17 @@ def prospects_view(population: Population, *, now: object, limit: object = 100, 
     prospects = [
         group
         for group in population.groups()
-        if group.is_prospect and (channel is None or group.touches[0][2] == channel)
+        if group.touches and not group.orders and (channel is None or group.touches[0][2] == channel)
     ]
-    prospects.sort(key=lambda group: group.root)
-    prospects.sort(key=lambda group: group.touches[-1][:2], reverse=True)
+    # groups come in root order and nlargest is stable: ties (never in a real log,
+    # where positions differ) keep that order
+    latest = heapq.nlargest(limit, prospects, key=lambda group: group.touches[-1][:2])
     return {
         "now": iso(at),
         "channel": channel,
         "limit": limit,
         "prospects": len(prospects),
-        "rows": [_prospect_row(group, at) for group in prospects[:limit]],
+        "rows": [_prospect_row(group, at) for group in latest],
     }
 
 

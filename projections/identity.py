@@ -149,38 +149,43 @@ class IdentityGraph:
             self._resolve(self._components[rep])
 
     def _resolve(self, nodes: list[str]) -> None:
+        links, merges = self.links, self.merges
         parent: dict[str, str] = {}
         merge_edge: dict[str, MergeFact] = {}
         for node in nodes:
-            facts = self.links.get(node)
+            facts = links.get(node) or merges.get(node)
             if facts:
-                parent[node] = min(facts)[3]
-            facts = self.merges.get(node)
-            if facts:
-                best = min(facts)
+                best = min(facts) if len(facts) > 1 else next(iter(facts))
                 parent[node] = best[3]
-                merge_edge[node] = best
-        for node in nodes:
-            self._cycles.pop(node, None)
-        for cycle in _break_cycles(parent, merge_edge):
-            self._cycles[cycle.ignored[2]] = cycle
+                if node in merges:
+                    merge_edge[node] = best
+        if self._cycles:
+            for node in nodes:
+                self._cycles.pop(node, None)
+        if merge_edge:
+            for cycle in _break_cycles(parent, merge_edge):
+                self._cycles[cycle.ignored[2]] = cycle
 
-        old_root = self._root
+        old_root, changed, groups_of = self._root, self._changed, self._groups
         groups: dict[str, list[str]] = {}
         for node in nodes:
             top = node
             while top in parent:
                 top = parent[top]
-            groups.setdefault(top, []).append(node)
+            members = groups.get(top)
+            if members is None:
+                groups[top] = [node]
+            else:
+                members.append(node)
             previous = old_root.get(node, node)
             if previous != top:
-                self._changed.add(previous)
-                self._changed.add(top)
+                changed.add(previous)
+                changed.add(top)
             old_root[node] = top
-        for node in nodes:
-            self._groups.pop(node, None)
+            groups_of.pop(node, None)
         for top, members in groups.items():
-            self._groups[top] = tuple(sorted(members))
+            members.sort()
+            groups_of[top] = tuple(members)
 
     def take_changed_roots(self) -> set[str]:
         """Roots (old and new) whose members changed since the last call."""

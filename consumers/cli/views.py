@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--store", metavar="URL", help="event store URL (default TOUCHPOINTS_STORE)")
     group.add_argument("--format", choices=FORMATS, default="table",
                        help="table (readable, default), json (the API's document) or csv (the rows)")
-    group.add_argument("--as-of", metavar="T", help="only events that occurred up to T (RFC 3339 time or date)")
-    group.add_argument("--known-at", metavar="T", help="only events the log had recorded up to T")
+    group.add_argument("--as-of", metavar="T", help="only events that occurred up to T (inclusive; an RFC 3339 "
+                       "time with an offset, or a date = the end of that day UTC), replayed from the log")
+    group.add_argument("--known-at", metavar="T", help="only events the log had recorded up to T (same format)")
     group.add_argument("--no-cache", action="store_true", help="fold the whole log; neither read nor write a snapshot")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -254,10 +255,12 @@ def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any
     """The views to answer from: the live log folded (with the snapshot), or a point in time."""
     from consumers.store_feed import load_views
 
-    as_of = _moment("as_of", args.as_of)
-    known_at = _moment("known_at", args.known_at)
+    from consumers.replay import point_in_time
+
+    as_of = point_in_time("as_of", args.as_of)
+    known_at = point_in_time("known_at", args.known_at)
     if as_of is not None or known_at is not None:
-        return point_in_time_views(store, as_of, known_at), store, as_of, known_at
+        return point_in_time_views(store, as_of, known_at, quiet=args.quiet), store, as_of, known_at
     folder = None if args.no_cache else snapshot_folder(settings.data, args.store or settings.store_url)
     progress = _progress_bar(store, quiet=args.quiet)
     try:
@@ -268,9 +271,16 @@ def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any
     return views, store, None, None
 
 
-def point_in_time_views(store: Any, as_of: datetime | None, known_at: datetime | None) -> Any:
+def point_in_time_views(store: Any, as_of: datetime | None, known_at: datetime | None, *, quiet: bool = False) -> Any:
     """Views rebuilt by the audit replay at ``as_of``/``known_at`` (``consumers.replay``)."""
-    raise UsageError("--as-of/--known-at need the audit replay (touchpoints replay), not available in this build")
+    from consumers.replay import replay_views
+
+    progress = _progress_bar(store, quiet=quiet)
+    try:
+        return replay_views(store, as_of=as_of, known_at=known_at, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()  # type: ignore[attr-defined]
 
 
 def snapshot_folder(data: Path, store_url: str) -> Path:

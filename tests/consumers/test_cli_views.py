@@ -160,11 +160,13 @@ def test_cli_an_unusable_store_url_exits_2_naming_it(capsys):
     assert "ftp://nowhere/events" in err
 
 
-def test_cli_point_in_time_without_the_replay_exits_2_saying_so(capsys, demo_store_path):
-    code, _, err = cli(capsys, "funnel", "--as-of", "2024-01-01", "--store", store_url(demo_store_path))
+def test_cli_point_in_time_is_the_api_point_in_time_document(capsys, api, demo_store_path):
+    code, out, _ = cli(capsys, "funnel", "--as-of", "2023-06-30", "--store", store_url(demo_store_path),
+                       "--format", "json")
 
-    assert code == 2
-    assert "replay" in err
+    assert code == 0
+    assert json.loads(out) == api.get("/v1/funnel", params={"as_of": "2023-06-30"}).json()
+    assert json.loads(out)["reached"] < api.get("/v1/funnel").json()["reached"]
 
 
 def test_cli_keeps_a_snapshot_and_sees_events_appended_after_it(capsys, demo_store_path, tmp_path, data_folder):

@@ -249,8 +249,12 @@ def test_an_unchanged_view_answers_304_to_its_etag(api):
     assert again.status_code == 304
 
 
-def test_as_of_without_the_replay_hook_is_501_naming_it(api):
-    response = api.get("/v1/funnel", params={"as_of": "2024-01-01"})
+def test_as_of_with_the_replay_hook_removed_is_501_naming_it(demo):
+    store, live, settings = demo
+    app = create_app(store=store, settings=settings, views=live)
+    app.state.views_at = None  # install_views defaults it to the audit replay
+    with TestClient(app) as client:
+        response = client.get("/v1/funnel", params={"as_of": "2024-01-01"})
 
     assert response.status_code == 501
     assert response.json()["invalid"][0]["parameter"] == "as_of"
