@@ -135,27 +135,33 @@ class ReplayResult:
         now = self.now
         return LiveViews(population=self.population, clock=lambda: now, background=False)
 
-    def _undecodable(self, position: int, type_name: str, error: Exception) -> None:
+    def note_undecodable(self, position: int, type_name: str, error: Exception) -> None:
         self.undecodable += 1
         if len(self.undecodable_examples) < UNDECODABLE_LISTED:
-            self.undecodable_examples.append({"position": position, "type": type_name, "reason": str(error)})
+            reason = f"no stream row for stream id {error}" if isinstance(error, KeyError) else str(error)
+            self.undecodable_examples.append({"position": position, "type": type_name, "reason": reason})
 
 
 def replay(
     store: EventStore,
     *,
-    as_of: datetime | None = None,
-    known_at: datetime | None = None,
+    as_of: datetime | str | None = None,
+    known_at: datetime | str | None = None,
     registry: EventRegistry = REGISTRY,
     progress: Progress | None = None,
     until_position: int | None = None,
     page_size: int = PAGE_SIZE,
+    freeze: bool = False,
 ) -> ReplayResult:
     """Fold the log up to its current head (or ``until_position``, inclusive, if that
     is earlier) into a fresh population; see the module docstring.
 
     Events that cannot be decoded here (e.g. a plugin type not installed) are skipped,
-    counted and listed in the result, as the live feed does; nothing else is skipped."""
+    counted and listed in the result, as the live feed does; nothing else is skipped.
+    ``freeze`` (for short-lived processes such as the CLI) calls ``gc.freeze()`` at the
+    end: the cyclic collector then never rescans the millions of objects of the replayed
+    population (acyclic: reference counting still frees it when dropped), but it also
+    stops collecting whatever else the process held at that moment."""
     as_of = point_in_time("as_of", as_of)
     known_at = point_in_time("known_at", known_at)
     head = store.head_position()
@@ -164,7 +170,7 @@ def replay(
     result = ReplayResult(population_module.initial_state(), as_of, known_at, head)
     if head is None or head < 0:
         return result
-    with _gc_paused():
+    with _gc_paused(freeze):
         if callable(getattr(store, "read_raw", None)):
             _replay_raw(store, result, registry, progress, page_size)
         else:
@@ -206,12 +212,13 @@ def _replay_raw(store: Any, result: ReplayResult, registry: EventRegistry, progr
                     event = _decode_other(registry, current, type_name, schema_version, data)
                 else:
                     event = decoder[0](data)
-            except (InvalidEvent, ValueError) as error:
-                result._undecodable(position, type_name, error)
+                stream = names[stream_id]
+            except (InvalidEvent, ValueError, KeyError) as error:
+                result.note_undecodable(position, type_name, error)
                 continue
             if recorded != recorded_us:  # one append shares one recorded_at
                 recorded_us, recorded_at = recorded, EPOCH + timedelta(microseconds=recorded)
-            evolve(population, LoggedEvent(position, recorded_at, names[stream_id], event))
+            evolve(population, LoggedEvent(position, recorded_at, stream, event))
             by_type[type_name] = by_type.get(type_name, 0) + 1
             if occurred > newest:
                 newest = occurred
@@ -296,7 +303,7 @@ def _replay_port(store: EventStore, result: ReplayResult, registry: EventRegistr
         try:
             logged = decode_recorded(recorded, registry)
         except (InvalidEvent, ValueError) as error:
-            result._undecodable(recorded.position, recorded.type, error)
+            result.note_undecodable(recorded.position, recorded.type, error)
             continue
         evolve(population, logged)
         by_type[recorded.type] = by_type.get(recorded.type, 0) + 1
@@ -321,7 +328,7 @@ def _datetime(micros: int) -> datetime:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused(freeze: bool) -> Iterator[None]:
     """A replay builds millions of long-lived, acyclic objects; with the cyclic collector
     on, every collection rescans all of them again (it more than doubles the replay time).
     Reference counting frees the garbage anyway."""
@@ -330,6 +337,8 @@ def _gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 
@@ -344,9 +353,11 @@ def replay_views(
     known_at: datetime | None = None,
     registry: EventRegistry = REGISTRY,
     progress: Progress | None = None,
+    freeze: bool = False,
 ) -> LiveViews:
     """The views at a point in time: a replay behind a ``LiveViews`` (no background thread)."""
-    return replay(store, as_of=as_of, known_at=known_at, registry=registry, progress=progress).live_views()
+    return replay(store, as_of=as_of, known_at=known_at, registry=registry, progress=progress,
+                  freeze=freeze).live_views()
 
 
 class PointInTimeViews:

@@ -294,8 +294,8 @@ def _classify(breaks: list[_Break]) -> Iterator[Finding]:
         if broken.gap is not None:
             first, last = broken.gap
             missing = f"position {first} is" if first == last else f"positions {first}..{last} are"
-            yield Finding(first, "removed", f"{missing} missing: the chain at {broken.position} does not continue "
-                          f"from the event before", *where)
+            yield Finding(first, "removed", f"{missing} missing: the event at {broken.position} does not chain "
+                          "from the one before it")
         elif moved is not None:
             yield Finding(broken.position, "reordered", moved, *where)
         elif "jumps" in broken.version_note:

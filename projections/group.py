@@ -104,7 +104,9 @@ def summarize(
     parts = [journeys[key] for key in members if key in journeys]
     if len(parts) == 1:  # most groups: one identity, its lists sorted in place
         part = parts[0]
-        group.touches = _sorted(part.touches)
+        touches = part.touches
+        touches.sort()
+        group.touches = touches
         orders = _sorted(part.orders)
         group.refunds = _sorted(part.refunds)
         group.consents = part.consents

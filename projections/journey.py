@@ -6,7 +6,7 @@ decoded event: folding does no date arithmetic and allocates no time object);
 money is integer ten-thousandths of the currency unit (the schema allows four
 decimals), so sums are exact and do not depend on the order events arrive in.
 
-Lists are kept in arrival order; their order carries no meaning (readers sort
+Facts are kept in arrival order; their order carries no meaning (readers sort
 them by ``(occurred_at, position)``, which is the touch order of the product).
 The state is owned by its fold: ``evolve`` mutates the journey in place and
 returns it.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, KeysView, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
@@ -31,7 +31,7 @@ import orjson
 from events.logged import LoggedEvent
 from events.models import CORE_EVENT_TYPES, anonymous_stream, customer_stream
 
-VERSION = 1
+VERSION = 2
 HANDLES: frozenset[str] = frozenset(model.TYPE for model in CORE_EVENT_TYPES)
 """Event types folded; any other registered type whose ``KIND`` is ``touch`` is a touch too."""
 
@@ -88,20 +88,22 @@ def merge_fact(logged: LoggedEvent) -> MergeFact:
 class IdentityJourney:
     """What one identity stream (``customer-<id>`` or ``anonymous-<id>``) has told us.
 
-    Fact lists start as the shared empty tuple and become lists on their first
-    fact: most identities never order, link or merge, and an empty list per
-    kind would cost more memory than their touches.
+    ``index`` maps the id (``UUID.int``) of every applied event to its touch
+    fact, or to None for the other kinds: one table both remembers what was
+    applied and holds the touches, so folding a touch costs a single lookup and
+    insertion. The other kinds' facts live in lists that start as the shared
+    empty tuple and become lists on their first fact (most identities never
+    order, link or merge).
 
     ``pending`` is the population's bookkeeping (changed since it last summarised
     this journey's group), not part of the state: not serialised, not compared.
     """
 
-    __slots__ = ("key", "seen", "touches", "orders", "refunds", "links", "merges", "consents", "pending")
+    __slots__ = ("key", "index", "orders", "refunds", "links", "merges", "consents", "pending")
 
     def __init__(self, key: str):
         self.key = key
-        self.seen: set[int] = set()
-        self.touches: Sequence[TouchFact] = ()
+        self.index: dict[int, TouchFact | None] = {}
         self.orders: Sequence[OrderFact] = ()
         self.refunds: Sequence[RefundFact] = ()
         self.links: Sequence[LinkFact] = ()
@@ -109,30 +111,36 @@ class IdentityJourney:
         self.consents: Mapping[str, ConsentStamp] = _NO_CONSENTS
         self.pending = False
 
+    @property
+    def touches(self) -> list[TouchFact]:
+        """The touch facts, in no particular order (a new list each time)."""
+        return [fact for fact in self.index.values() if fact is not None]
+
+    @property
+    def seen(self) -> KeysView[int]:
+        """The ids (``UUID.int``) of every event applied."""
+        return self.index.keys()
+
     def apply(self, logged: LoggedEvent) -> str | None:
         """Fold one event; its ``KIND`` if applied, None if it was applied before or
         is of no known kind."""
         event = logged.event
         event_id = event.event_id.int
-        seen = self.seen
-        if event_id in seen:
+        index = self.index
+        if event_id in index:
             return None
         kind = event.KIND
         if kind == "touch":
-            touches = self.touches
-            if not touches:
-                self.touches = touches = []
             campaign = event.campaign
-            touches.append(  # type: ignore[attr-defined]
-                (
-                    event.occurred_at,
-                    logged.position,
-                    _intern(event.channel),
-                    campaign if campaign is None else _intern(campaign),
-                    event.TYPE,
-                )
+            index[event_id] = (
+                event.occurred_at,
+                logged.position,
+                _intern(event.channel),
+                campaign if campaign is None else _intern(campaign),
+                event.TYPE,
             )
-        elif kind == "order":
+            return kind
+        if kind == "order":
             data = event.data
             orders = self.orders
             if not orders:
@@ -165,7 +173,7 @@ class IdentityJourney:
                 self.consents[purpose] = stamp  # type: ignore[index]
         else:
             return None
-        seen.add(event_id)
+        index[event_id] = None
         return kind
 
     # --- canonical form ----------------------------------------------------------
@@ -173,8 +181,8 @@ class IdentityJourney:
     def _canonical(self) -> tuple[Any, ...]:
         return (
             self.key,
-            sorted(self.seen),
-            sorted(self.touches),
+            sorted(event_id for event_id, fact in self.index.items() if fact is None),
+            sorted((fact, event_id) for event_id, fact in self.index.items() if fact is not None),
             sorted(self.orders),
             sorted(self.refunds),
             sorted(self.links),
@@ -191,19 +199,21 @@ class IdentityJourney:
 
     def __repr__(self) -> str:
         return (
-            f"IdentityJourney({self.key!r}, events={len(self.seen)}, touches={len(self.touches)}, "
+            f"IdentityJourney({self.key!r}, events={len(self.index)}, touches={len(self.touches)}, "
             f"orders={len(self.orders)})"
         )
 
     def to_bytes(self) -> bytes:
-        """A canonical orjson document: equal journeys give equal bytes."""
-        key, seen, touches, orders, refunds, links, merges, consents = self._canonical()
+        """A canonical orjson document: equal journeys give equal bytes. Event ids are
+        base64 of their 16 bytes: ``others`` for the events that are not touches,
+        each touch carrying its own."""
+        key, others, touches, orders, refunds, links, merges, consents = self._canonical()
         return orjson.dumps(
             {
                 "version": VERSION,
                 "key": key,
-                "seen": base64.b64encode(b"".join(i.to_bytes(16, "big") for i in seen)).decode(),
-                "touches": touches,
+                "others": _ids_text(others),
+                "touches": [[_ids_text([event_id]), *fact] for fact, event_id in touches],
                 "orders": orders,
                 "refunds": refunds,
                 "links": links,
@@ -220,14 +230,14 @@ class IdentityJourney:
             if doc.get("version") != VERSION:
                 raise JourneyFormatError(f"journey format version {doc.get('version')!r}, expected {VERSION}")
             journey = cls(doc["key"])
-            ids = base64.b64decode(doc["seen"], validate=True)
-            if len(ids) % 16:
-                raise JourneyFormatError("seen: not a whole number of 16-byte event ids")
-            journey.seen = {int.from_bytes(ids[i : i + 16], "big") for i in range(0, len(ids), 16)}
-            journey.touches = [
-                (_time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind))
-                for at, pos, channel, campaign, kind in doc["touches"]
-            ]
+            index = journey.index
+            for event_id in _ids(doc["others"]):
+                index[event_id] = None
+            for text, at, pos, channel, campaign, kind in doc["touches"]:
+                [event_id] = _ids(text)
+                index[event_id] = (
+                    _time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind)
+                )
             journey.orders = [(_time(at), *rest) for at, *rest in doc["orders"]]  # type: ignore[misc]
             journey.refunds = [(_time(at), *rest) for at, *rest in doc["refunds"]]  # type: ignore[misc]
             journey.links = [(_time(at), *rest) for at, *rest in doc["links"]]  # type: ignore[misc]
@@ -238,6 +248,17 @@ class IdentityJourney:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise JourneyFormatError(f"not a journey document: {error}") from None
         return journey
+
+
+def _ids_text(event_ids: Iterable[int]) -> str:
+    return base64.b64encode(b"".join(event_id.to_bytes(16, "big") for event_id in event_ids)).decode()
+
+
+def _ids(text: str) -> list[int]:
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 16:
+        raise JourneyFormatError("event ids: not a whole number of 16-byte ids")
+    return [int.from_bytes(raw[i : i + 16], "big") for i in range(0, len(raw), 16)]
 
 
 def _time(text: str) -> datetime:

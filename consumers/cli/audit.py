@@ -97,7 +97,7 @@ def _replay(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         raise UsageError(str(error)) from None
     started = time.perf_counter()
     with _progress_bar(store, "replaying", quiet=args.quiet) as progress:
-        result = replay(store, as_of=as_of, known_at=known_at, progress=progress)
+        result = replay(store, as_of=as_of, known_at=known_at, progress=progress, freeze=True)
     folded = time.perf_counter() - started
     documents = replay_report.compute_views(result.population, result.now, selected)
     report = replay_report.build_report(result, documents, selected)
@@ -147,8 +147,9 @@ def render_verify(report: Any) -> str:
                      f"{report.last_position:,}")
     else:
         lines.append("verified  0 events (an empty log)")
-    lines.append(f"head hash {report.head_hash.hex()}" + (f"  (position {report.last_position:,})"
-                                                         if report.events else ""))
+    where = f"  (position {report.last_position:,})" if report.events else ""
+    trust = "" if report.ok else ", as stored: do not note it down"
+    lines.append(f"head hash {report.head_hash.hex()}{where}{trust}")
     if report.expected_head_position is not None:
         since = report.appended_since_expected
         lines.append(f"noted head found at position {report.expected_head_position:,}"

@@ -277,7 +277,7 @@ def point_in_time_views(store: Any, as_of: datetime | None, known_at: datetime |
 
     progress = _progress_bar(store, quiet=quiet)
     try:
-        return replay_views(store, as_of=as_of, known_at=known_at, progress=progress)
+        return replay_views(store, as_of=as_of, known_at=known_at, progress=progress, freeze=True)
     finally:
         if progress is not None:
             progress.close()  # type: ignore[attr-defined]
