@@ -108,11 +108,12 @@ class IdentityGraph:
     # --- union-find over every fact ------------------------------------------------
 
     def _find(self, node: str) -> str:
+        """The representative of ``node``'s component (a new singleton if unknown).
+        Singletons have no member list: ``_members`` supplies ``[node]``."""
         uf = self._uf
         parent = uf.get(node)
         if parent is None:
             uf[node] = node
-            self._components[node] = [node]
             return node
         if parent == node:
             return node
@@ -125,15 +126,25 @@ class IdentityGraph:
             uf[step] = node
         return node
 
+    def _members(self, rep: str) -> list[str]:
+        return self._components.get(rep) or [rep]
+
     def _union(self, a: str, b: str) -> str:
         ra, rb = self._find(a), self._find(b)
         if ra == rb:
             return ra
         components = self._components
-        if len(components[ra]) < len(components[rb]):
-            ra, rb = rb, ra
+        members_a, members_b = components.get(ra), components.pop(rb, None)
+        if members_a is None:
+            members_a = [ra]
+        if members_b is None:
+            members_b = [rb]
+        if len(members_a) < len(members_b):
+            ra, rb, members_a, members_b = rb, ra, members_b, members_a
+            components.pop(rb, None)
         self._uf[rb] = ra
-        components[ra].extend(components.pop(rb))
+        members_a.extend(members_b)
+        components[ra] = members_a
         self._dirty.discard(rb)
         return ra
 
@@ -146,7 +157,7 @@ class IdentityGraph:
         reps = {self._find(rep) for rep in self._dirty}
         self._dirty.clear()
         for rep in reps:
-            self._resolve(self._components[rep])
+            self._resolve(self._members(rep))
 
     def _resolve(self, nodes: list[str]) -> None:
         links, merges = self.links, self.merges

@@ -1,7 +1,10 @@
-"""``touchpoints serve``: the HTTP API alone on the configured store (no Kafka).
+"""``touchpoints serve``: the HTTP API alone, on the configured store.
 
-Live views are fed straight from the store (``consumers.store_feed``). An empty store gets
-the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
+Where its live views come from depends on ``TOUCHPOINTS_KAFKA``: unset, they are folded
+straight from the store (``consumers.store_feed``); set (production, compose), they follow
+the journeys the stream processors publish (``streams.view_feed``), so the API serves what
+the workers maintain and no relay or worker is started here (``touchpoints up`` does that).
+An empty store gets the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from consumers.settings import Settings, SettingsError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="run the HTTP API on the configured store (no Kafka)",
+        help="run the HTTP API alone (views from the store, or from Kafka when TOUCHPOINTS_KAFKA is set)",
         description="Serve the ingestion API, the log, schemas, health and the live views on the store "
         "named by TOUCHPOINTS_STORE (default: the SQLite file in TOUCHPOINTS_DATA). An empty store is "
         "first loaded with TOUCHPOINTS_DEMO_CUSTOMERS demo customers unless TOUCHPOINTS_DEMO=0.",
@@ -52,7 +55,6 @@ def serve(settings: Settings) -> int:
     from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
     from consumers.demo import load_demo_if_empty
     from consumers.live_views import LiveViews
-    from consumers.store_feed import StoreFeed
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -79,8 +81,10 @@ def serve(settings: Settings) -> int:
             print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
                   flush=True)
         views = stack.enter_context(LiveViews())
-        feed = stack.enter_context(StoreFeed(store, views))
-        app = create_app(store=store, settings=settings, views=views, health_checks={"view_feed": feed.stats})
+        checks = {"view_feed": _feed(stack, settings, store, views)}
+        if settings.kafka:
+            checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
+        app = create_app(store=store, settings=settings, views=views, health_checks=checks)
         server = make_server(app, log_level=settings.log_level)
         tune_gc_for_throughput()
         url = base_url(sock)
@@ -90,3 +94,16 @@ def serve(settings: Settings) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _feed(stack: ExitStack, settings: Settings, store, views):
+    """Start the feed of the live views; returns its health check."""
+    if settings.kafka:
+        from streams.view_feed import ViewFeed
+
+        feed = ViewFeed(settings.kafka, views).start()
+        stack.callback(feed.stop)
+        return feed.stats
+    from consumers.store_feed import StoreFeed
+
+    return stack.enter_context(StoreFeed(store, views)).stats
