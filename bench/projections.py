@@ -35,7 +35,7 @@ from events.registry import REGISTRY
 from projections import multi_touch, views
 from projections import population as population_module
 from projections.attribution import MODELS, attribute
-from projections.population import collector_paused, conversion_paths
+from projections.population import conversion_paths
 
 BENCH = "projections"
 SEED = 20240101
@@ -159,9 +159,15 @@ def _rss_mib() -> float:
 def minimal_fold(events: list[LoggedEvent]) -> dict:
     """The baseline, run the way ``population.fold`` runs: the cyclic collector paused."""
     state: dict = {}
-    with collector_paused():
+    fold_one = first_touch_evolve
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
         for logged in events:
-            state = first_touch_evolve(state, logged)
+            state = fold_one(state, logged)
+    finally:
+        if was_enabled:
+            gc.enable()
     return state
 
 

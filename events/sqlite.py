@@ -338,7 +338,7 @@ class SQLiteEventStore:
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
         columns = tuple(columns)
-        if not columns or columns[0] != "position" or "stream_id" not in columns or not set(columns) <= set(RAW_COLUMNS):
+        if columns[:1] != ("position",) or "stream_id" not in columns or not set(columns) <= set(RAW_COLUMNS):
             raise ValueError(f"columns must start with position, hold stream_id and be among {RAW_COLUMNS}")
         sql = f"SELECT {', '.join(columns)} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
         stream = columns.index("stream_id")

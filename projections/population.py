@@ -172,9 +172,15 @@ def fold(events: Iterable[LoggedEvent], population: Population | None = None) ->
     if it was, before returning.
     """
     population = population if population is not None else Population()
-    with collector_paused():
+    fold_one = evolve
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
         for logged in events:
-            evolve(population, logged)
+            fold_one(population, logged)
+    finally:
+        if was_enabled:
+            gc.enable()
     return population
 
 

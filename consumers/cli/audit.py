@@ -105,7 +105,8 @@ def _replay(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         replay_report.write_output(args.out, documents, report)
     sys.stdout.write(replay_report.render_text(report))
     rate = result.events_read / folded if folded > 0 else 0.0
-    print(f"\nreplayed in {folded:.1f} s ({rate:,.0f} events/s), views in {time.perf_counter() - started - folded:.1f} s"
+    views_seconds = time.perf_counter() - started - folded
+    print(f"\nreplayed in {folded:.1f} s ({rate:,.0f} events/s), views in {views_seconds:.1f} s"
           + (f"; written to {args.out}" if args.out is not None else ""))
     if result.undecodable:
         print(f"touchpoints replay: {result.undecodable} events could not be decoded and were left out "
