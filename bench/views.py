@@ -108,7 +108,7 @@ def run(scale: float) -> list[Row]:
     setup = [
         Row("views", "customers loaded", customers, "customers"),
         Row("views", "events folded", ready["events"], "events"),
-        Row("views", "population build (generator + validate + fold)", ready["build_seconds"], "s"),
+        Row("views", f"population build ({ready['built_from']})", ready["build_seconds"], "s"),
         Row("views", "precompute every default view", ready["precompute_seconds"], "s"),
         Row("views", "server RSS with the population", rss, "MiB"),
     ]
@@ -298,7 +298,7 @@ def ensure_store(path: Path, customers: int) -> None:
 # --- the server subprocess ---------------------------------------------------------------------
 
 
-def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, events)
+def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, events, how)
     """The population of ``customers`` demo customers: from the journeys snapshot when one
     of this projections' version exists, else folded from the generator (and saved)."""
     from consumers.live_views import LiveViews
@@ -315,7 +315,7 @@ def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, ev
                     journey = IdentityJourney.from_bytes(file.read(int.from_bytes(size, "big")))
                     journeys.append((journey.key, journey))
             views.restore(journeys, position=header["position"], data_time=header["data_time"])
-            return views, header["events"]
+            return views, header["events"], "journeys snapshot"
     from consumers.demo import generate
     from events.logged import LoggedEvent
     from events.registry import REGISTRY
@@ -341,7 +341,7 @@ def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, ev
     temporary.replace(snapshot)
     header_path.write_text(json.dumps({"format": LiveViews.snapshot_version(), "position": saved_position,
                                        "data_time": data_time, "events": position}))
-    return views, position
+    return views, position, "generator + validate + fold"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -352,7 +352,7 @@ def serve(args: argparse.Namespace) -> int:
 
     gc.disable()  # millions of long-lived objects: collections during the build only cost time
     started = time.perf_counter()
-    views, events = build_views(args.customers, args.seed, Path(args.snapshot))
+    views, events, how = build_views(args.customers, args.seed, Path(args.snapshot))
     build_seconds = time.perf_counter() - started
     log(f"server: population of {events:,} events ready in {build_seconds:.0f} s")
     complete = Path(args.store).with_suffix(".complete")
@@ -371,7 +371,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(store=store, settings=settings, views=views)
     sock = bind_socket("127.0.0.1", 0)
     server = make_server(app, log_level="warning")
-    print(json.dumps({"url": base_url(sock), "events": events, "build_seconds": build_seconds,
+    print(json.dumps({"url": base_url(sock), "events": events, "build_seconds": build_seconds, "built_from": how,
                       "precompute_seconds": precompute_seconds}), flush=True)
     server.run(sockets=[sock])
     store.close()

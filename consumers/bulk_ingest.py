@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ import orjson
 from consumers.ingest import Ingestor, to_new_event
 from events.registry import EventRegistry, FieldError, InvalidEvent
 from events.store import NewEvent
+from projections.collector import collector_paused
 
 DEFAULT_BATCH_SIZE = 10_000
 PROCESS_MIN_BYTES = 8 << 20  # below this a child process costs more than it saves
@@ -124,7 +124,7 @@ def bulk_load(
         batches: Iterator[_Batch] = _decode_in_process(chunks, ingestor.registry, batch_size)
     else:
         batches = _read_ahead(decode_batches(split_lines(chunks), ingestor.registry, batch_size))
-    with _gc_paused():
+    with collector_paused():
         try:
             for batch in batches:
                 _commit(batch, ingestor, report, on_reject)
@@ -208,17 +208,6 @@ def decode_batches(lines: Iterable[bytes], registry: EventRegistry, batch_size: 
         yield batch
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Millions of short-lived acyclic objects make the cyclic collector rescan every live
-    object (caches included) over and over; reference counting frees them anyway."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 # --- decoding in a thread ---------------------------------------------------------------

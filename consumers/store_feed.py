@@ -7,8 +7,9 @@ view commands and of the tests; ``touchpoints up`` feeds the same ``LiveViews`` 
 Kafka journeys topic instead (``streams.view_feed``).
 
 Two threads: a reader iterating the (blocking) subscription into a bounded queue, and an
-applier that takes whatever has queued (up to ``batch_size``) and folds it in one call,
-so a burst of appends costs one fold batch and one view refresh, not one per event.
+applier that takes what has queued (up to ``batch_size``, waiting at most ``linger``
+for more once one event arrived) and folds it in one call, so a burst of appends costs
+a few fold batches and one view refresh, not one per event.
 
 ``load_views(store)`` is the one-shot form the CLI uses: fold the whole log (optionally
 starting from a snapshot keyed by the head position) and return the views.
@@ -51,6 +52,7 @@ class StoreFeed:
         poll_interval: float = 0.05,
         queue_size: int = 50_000,
         retry_delay: float = 1.0,
+        linger: float = 0.01,
     ):
         self.store = store
         self.views = views
@@ -58,6 +60,7 @@ class StoreFeed:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.retry_delay = retry_delay
+        self.linger = linger  # how long a batch waits for more events once one arrived
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._subscription: Any = None
@@ -182,9 +185,10 @@ class StoreFeed:
                 return
             batch = [first]
             finished = False
+            linger_until = time.monotonic() + self.linger
             while len(batch) < self.batch_size:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is _END:

@@ -51,3 +51,20 @@ def canonical_bytes(
 
 def chain(previous: bytes, canonical: bytes) -> bytes:
     return hashlib.sha256(previous + canonical).digest()
+
+
+def canonical_of(event: "RecordedEvent") -> bytes:
+    """The canonical bytes of a recorded event, from its stored fields."""
+    return canonical_bytes(
+        stream=event.stream,
+        event_id=event.event_id,
+        type=event.type,
+        schema_version=event.schema_version,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+        data=event.data,
+        metadata=event.metadata,
+    )
+
+
+from events.store import RecordedEvent  # noqa: E402  (the store port imports nothing from here)

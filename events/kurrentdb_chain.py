@@ -33,7 +33,7 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from events.hashing import GENESIS, canonical_bytes, chain, utc_text
+from events.hashing import GENESIS, canonical_of, chain, utc_text
 from events.store import RecordedEvent
 
 _SEAL_IDS = UUID("6f1c0f5e-2d0a-4c41-9a53-3f4f3b8f6a10")
@@ -92,17 +92,7 @@ class Seal:
         return uuid5(_SEAL_IDS, f"{namespace or ''}|{self.count}|{self.position}")
 
 
-def canonical(event: RecordedEvent) -> bytes:
-    return canonical_bytes(
-        stream=event.stream,
-        event_id=event.event_id,
-        type=event.type,
-        schema_version=event.schema_version,
-        occurred_at=event.occurred_at,
-        recorded_at=event.recorded_at,
-        data=event.data,
-        metadata=event.metadata,
-    )
+canonical = canonical_of  # the chain hashes the same canonical bytes on every adapter
 
 
 class SealBook:

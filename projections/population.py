@@ -18,21 +18,19 @@ it. Not thread-safe: the shell serialises folds and queries.
 
 from __future__ import annotations
 
-import gc
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from events.logged import LoggedEvent
 from events.models import anonymous_stream, customer_stream
-
 from projections.attribution import Path
+from projections.collector import collector_paused
 from projections.group import GroupJourney, summarize
 from projections.identity import IdentityGraph
-from projections.journey import HANDLES as JOURNEY_HANDLES
 from projections.journey import DAY, MONEY_SCALE, IdentityJourney
+from projections.journey import HANDLES as JOURNEY_HANDLES
 
 VERSION = 1
 HANDLES = JOURNEY_HANDLES
@@ -173,28 +171,12 @@ def fold(events: Iterable[LoggedEvent], population: Population | None = None) ->
     """
     population = population if population is not None else Population()
     fold_one = evolve
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         for logged in events:
             fold_one(population, logged)
-    finally:
-        if was_enabled:
-            gc.enable()
     return population
 
 
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (not reference counting) for bulk work
-    that creates no reference cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def apply_journey(population: Population, key: str, journey: IdentityJourney) -> Population:

@@ -19,15 +19,25 @@ order of ``paths``.
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-from projections.attribution.heuristic import first_touch, last_touch, linear, position_based, time_decay
+from projections.attribution.heuristic import (
+    first_touch,
+    last_touch,
+    linear,
+    position_based,
+    time_decay,
+)
 from projections.attribution.journeys import Attribution, Journeys, Path, fold_journeys
 from projections.attribution.markov import MarkovChain, markov, markov_chain
-from projections.attribution.shapley import MAX_EXACT_CHANNELS, OTHER, shapley, shapley_values
+from projections.attribution.shapley import (
+    MAX_EXACT_CHANNELS,
+    OTHER,
+    shapley,
+    shapley_values,
+)
+from projections.collector import collector_paused
 
 __all__ = [
     "MAX_EXACT_CHANNELS",
@@ -63,7 +73,7 @@ def attribute(paths: Sequence[Path], model: str, *, half_life_days: float = 7.0)
     """
     _check_model(model)
     _check_half_life(half_life_days)
-    with _cyclic_gc_paused():
+    with collector_paused():
         return _run(fold_journeys(paths), model, half_life_days)
 
 
@@ -74,7 +84,7 @@ def attribute_all(
     for model in models:
         _check_model(model)
     _check_half_life(half_life_days)
-    with _cyclic_gc_paused():
+    with collector_paused():
         journeys = fold_journeys(paths)
         return {model: _run(journeys, model, half_life_days) for model in models}
 
@@ -85,17 +95,6 @@ def _run(journeys: Journeys, model: str, half_life_days: float) -> Attribution:
     return _BY_NAME[model](journeys)
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Folding allocates ~10^5 tuples that form no cycles; pausing the cycle collector
-    spares repeated scans of the caller's (large, long-lived) paths: ~20 % of the time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _check_model(model: str) -> None:

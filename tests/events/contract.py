@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from events.hashing import GENESIS, canonical_bytes, chain
+from events.hashing import GENESIS, canonical_of, chain
 from events.registry import REGISTRY, encode_body
 from events.store import (
     DuplicateEventInBatch,
@@ -443,20 +443,6 @@ class EventStoreContract:
         consumer.join(WAIT_SECONDS)
 
         assert not consumer.is_alive()
-
-
-def canonical_of(event: RecordedEvent) -> bytes:
-    """The canonical bytes ``events.hashing`` chains, from a recorded event's fields."""
-    return canonical_bytes(
-        stream=event.stream,
-        event_id=event.event_id,
-        type=event.type,
-        schema_version=event.schema_version,
-        occurred_at=event.occurred_at,
-        recorded_at=event.recorded_at,
-        data=event.data,
-        metadata=event.metadata,
-    )
 
 
 def assert_chain_intact(store: EventStore) -> None:

@@ -1,0 +1,26 @@
+"""Pausing the cyclic garbage collector for bulk work.
+
+Folding and attributing millions of events allocate short-lived tuples that form no
+reference cycles; reference counting frees them, while every cyclic collection rescans the
+large, long-lived state (measured: 20-40 % of a bulk fold). Not I/O, not a clock: the
+projections stay pure.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (not reference counting) for the block; restore
+    it as the caller had it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
