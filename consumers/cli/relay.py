@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"touchpoints relay: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     if settings.log_level != "DEBUG":
         # kafka-python logs every dropped connection with a traceback; the relay reports its own errors
         logging.getLogger("kafka").setLevel(logging.CRITICAL)

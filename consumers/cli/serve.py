@@ -10,11 +10,11 @@ An empty store gets the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from contextlib import ExitStack
 
+from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         "demo": settings.demo and not args.no_demo,
     }
     settings = settings.model_copy(update=overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     return serve(settings)
 
 

@@ -10,9 +10,9 @@ The SQLite store, the bundled Kafka broker on a free loopback port (unless
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         "demo": settings.demo and not args.no_demo,
     }
     settings = settings.model_copy(update=overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     from streams.platform import run_platform
 
     return run_platform(settings)

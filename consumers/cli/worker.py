@@ -10,12 +10,12 @@ SIGINT/SIGTERM stop it cleanly.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 
+from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print("touchpoints worker: TOUCHPOINTS_KAFKA: required (Kafka bootstrap servers, e.g. 127.0.0.1:9092; "
               "`touchpoints up` starts a bundled broker and sets it)", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     return work(settings, bootstrap=bootstrap, store_url=args.store or settings.store_url,
                 inbound=not args.no_inbound, processors=not args.no_processors, group=args.group,
                 stats_file=args.stats_file)
