@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from events.store import EventStore
 
 SQLITE_SCHEMES = ("sqlite",)
@@ -25,3 +27,20 @@ def open_store(url: str) -> EventStore:
         return KurrentDBEventStore.open(url)
     accepted = ", ".join(f"{s}://" for s in SQLITE_SCHEMES + KURRENTDB_SCHEMES)
     raise ValueError(f"unsupported event store URL {url!r}: accepted schemes are {accepted}")
+
+
+def open_existing_store(url: str) -> EventStore:
+    """``open_store`` for commands that only read (views, replay, verify): a SQLite URL must
+    name an existing file. Opening creates the file, so a mistyped path would otherwise become
+    an empty log that verifies clean and shows empty views. Raises ``ValueError`` naming the path."""
+    scheme, separator, _ = url.partition("://")
+    if separator and scheme.lower() in SQLITE_SCHEMES:
+        from events.sqlite import MEMORY, path_from_url
+
+        path = path_from_url(url)
+        if path != MEMORY and not Path(path).exists():
+            raise ValueError(
+                f"no event store at {path}: the file does not exist (check --store, TOUCHPOINTS_STORE "
+                "and TOUCHPOINTS_DATA; `touchpoints ingest` or `touchpoints serve` creates it)"
+            )
+    return open_store(url)

@@ -199,11 +199,11 @@ class _open_store:
         self.url = url
 
     def __enter__(self) -> Any:
-        from events.factory import open_store
+        from events.factory import open_existing_store
         from events.store import EventStoreError
 
         try:
-            self.store = open_store(self.url)
+            self.store = open_existing_store(self.url)
         except (EventStoreError, ValueError) as error:
             raise UsageError(f"cannot open the store {self.url}: {error}") from None
         return self.store

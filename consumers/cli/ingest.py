@@ -173,8 +173,9 @@ def _progress_updater(progress: Any, committed: list[BulkReport]) -> Any:
 
 def _stopped(reason: str, committed: BulkReport, code: int) -> int:
     print(f"touchpoints ingest: {reason}", file=sys.stderr)
+    lines = f" (input lines 1-{committed.lines})" if committed.lines else ""
     print(f"committed before stopping: {committed.accepted} accepted, {committed.duplicates} duplicates, "
-          f"{committed.rejected} rejected (input lines 1-{committed.lines}); running the same command again "
+          f"{committed.rejected} rejected{lines}; running the same command again "
           "completes the load (events already stored count as duplicates)", file=sys.stderr)
     return code
 

@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def add(name: str, help: str, handler: Callable[[argparse.Namespace], dict[str, Any] | None]) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, help=help, description=help + ". " + EPILOG, parents=[common],
+        epilog = TIMELINE_EPILOG if name == "timeline" else EPILOG
+        parser = subparsers.add_parser(name, help=help, description=help + ". " + epilog, parents=[common],
                                        formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.set_defaults(handler=lambda args: run(args, handler, name))
         return parser
@@ -94,7 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     quality.add_argument("--limit", type=int, default=100, metavar="N", help="examples listed per problem")
 
 
-EPILOG = "Reads the event store directly; exit 0 ok, 1 unknown customer, 2 bad arguments or store."
+EPILOG = "Reads the event store directly; exit 0 ok, 2 bad arguments or store."
+TIMELINE_EPILOG = "Reads the event store directly; exit 0 ok, 1 unknown customer, 2 bad arguments or store."
 
 
 def _window(parser: argparse.ArgumentParser, what: str) -> None:
@@ -238,11 +240,11 @@ class _open_store:
         self.url = url
 
     def __enter__(self) -> Any:
-        from events.factory import open_store
+        from events.factory import open_existing_store
         from events.store import EventStoreError
 
         try:
-            self.store = open_store(self.url)
+            self.store = open_existing_store(self.url)
         except (EventStoreError, ValueError) as error:
             raise UsageError(f"cannot open the store {self.url}: {error}") from None
         return self.store

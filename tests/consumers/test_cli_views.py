@@ -18,6 +18,7 @@ from consumers.store_feed import load_views
 from events.registry import decode_recorded
 from events.sqlite import SQLiteEventStore
 from projections.attribution import MODELS
+from tests.consumers.helpers import cli
 
 
 @pytest.fixture(autouse=True)
@@ -42,12 +43,6 @@ def linked_anonymous_id(demo_store_path: Path) -> str:
             if recorded.type == "identity_linked":
                 return decode_recorded(recorded).event.anonymous_id
     raise AssertionError("the demo data has no identity link")
-
-
-def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def store_url(path: Path) -> str:

@@ -16,7 +16,6 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from consumers.cli.main import main
 from consumers.ingest import Ingestor
 from consumers.replay import replay
 from consumers.replay_report import (
@@ -35,6 +34,7 @@ from events.registry import REGISTRY, default_registry
 from events.sqlite import SQLiteEventStore
 from events.store import NewEvent, StreamState
 from projections import views
+from tests.consumers.helpers import PortOnly, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,24 +48,6 @@ def demo(demo_store_path: Path) -> Iterator[SQLiteEventStore]:
 @pytest.fixture(scope="module")
 def demo_replay(demo):
     return replay(demo)
-
-
-class PortOnly:
-    """The SQLite store seen only through the port (no raw fast path)."""
-
-    def __init__(self, store: SQLiteEventStore):
-        self._store = store
-
-    def __getattr__(self, name: str):
-        if name == "read_raw":
-            raise AttributeError(name)
-        return getattr(self._store, name)
-
-
-def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- what is replayed ---------------------------------------------------------------------------------

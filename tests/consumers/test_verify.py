@@ -14,7 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.api.app import create_app
-from consumers.cli.main import main
 from consumers.ingest import Ingestor
 from consumers.live_views import LiveViews
 from consumers.replay_report import VIEW_NAMES
@@ -26,6 +25,7 @@ from events.hashing import utc_text
 from events.logged import LoggedEvent
 from events.registry import REGISTRY
 from events.sqlite import SQLiteEventStore
+from tests.consumers.helpers import PortOnly, cli
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -46,24 +46,6 @@ def demo_copy(demo_store_path: Path, tmp_path: Path) -> Path:
 def demo(demo_copy: Path) -> Iterator[SQLiteEventStore]:
     with SQLiteEventStore(demo_copy) as store:
         yield store
-
-
-class PortOnly:
-    """The SQLite store seen only through the port (no raw fast path)."""
-
-    def __init__(self, store: SQLiteEventStore):
-        self._store = store
-
-    def __getattr__(self, name: str):
-        if name == "read_raw":
-            raise AttributeError(name)
-        return getattr(self._store, name)
-
-
-def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def add_events(store: SQLiteEventStore, count: int) -> None:

@@ -137,11 +137,19 @@ def test_live_views__every_precomputed_view_is_cached_after_a_refresh(demo_event
 
     views.refresh()
 
-    for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley"):
-        assert views.peek("attribution", model=model) is not None
-    for name in ("first_contact", "conversion_time", "paths", "top_customers", "prospects", "funnel", "data_quality"):
-        assert views.peek(name) is not None
-    assert views.peek("first_contact", group_by="campaign") is not None
+    # all_views computes every document again, straight from the projections
+    replayed = views.all_documents()
+    cached = {f"attribution_{model}": views.peek("attribution", model=model)
+              for model in ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")}
+    for name in ("conversion_time", "paths", "top_customers", "prospects", "funnel", "data_quality"):
+        cached[name] = views.peek(name)
+    cached["first_contact_by_channel"] = views.peek("first_contact")
+    cached["first_contact_by_campaign"] = views.peek("first_contact", group_by="campaign")
+    for name, entry in cached.items():
+        assert entry is not None, f"{name} is not cached"
+        assert entry.version == views.version, name
+        assert entry.document == replayed[name], name
+    assert set(cached) == set(replayed)
 
 
 def test_live_views__concurrent_readers_of_one_new_key_compute_it_once(demo_events):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -35,6 +36,23 @@ def test_chain__is_deterministic_and_depends_on_the_previous_hash():
     assert chain(GENESIS, canonical) == chain(GENESIS, canonical)
     assert len(chain(GENESIS, canonical)) == 32
     assert chain(GENESIS, canonical) != chain(b"\x01" * 32, canonical)
+
+
+def test_canonical_bytes__are_the_documented_json_array_of_the_stored_fields():
+    written_by_hand = (
+        '["customer-anna","0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","page_viewed",1,'
+        '"2024-03-01T10:00:00.000005Z","2024-03-02T10:00:00.000005Z",'
+        '"{\\"channel\\":\\"instagram\\",\\"title\\":\\"Grüße\\"}","{}"]'
+    ).encode()
+
+    assert canonical_bytes(**FIELDS) == written_by_hand
+
+
+def test_chain__is_the_sha256_of_the_previous_hash_then_the_canonical_bytes():
+    canonical = canonical_bytes(**FIELDS)
+    previous = bytes(range(32))
+
+    assert chain(previous, canonical) == hashlib.sha256(previous + canonical).digest()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 from streams.checkpoint import Checkpoint, SqliteCheckpointStore
 
@@ -17,13 +18,23 @@ def test_no_checkpoint_saved__loads_as_the_start_of_the_log(tmp_path):
 
 def test_saved_checkpoint__reads_back_from_a_reopened_file(tmp_path):
     with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        before = datetime.now(timezone.utc)
         checkpoints.save("touchpoints.events", Checkpoint(position=42, offsets={0: 7, 2: 3}, topic_id="t-1"))
+        after = datetime.now(timezone.utc)
 
     with SqliteCheckpointStore(tmp_path / "relay.db") as reopened:
         loaded = reopened.load("touchpoints.events")
 
     assert (loaded.position, loaded.offsets, loaded.topic_id) == (42, {0: 7, 2: 3}, "t-1")
-    assert loaded.updated_at is not None
+    assert before <= loaded.updated_at <= after
+
+
+def test_saved_checkpoint__keeps_the_time_it_was_given(tmp_path):
+    stamped = datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc)
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        checkpoints.save("touchpoints.events", Checkpoint(position=1, updated_at=stamped))
+
+        assert checkpoints.load("touchpoints.events").updated_at == stamped
 
 
 def test_checkpoint_saved_by_a_process_killed_right_after__survives(tmp_path):
