@@ -188,7 +188,7 @@ def _print_summary(report: BulkReport, elapsed: float, rejects: Path | None, *, 
         sys.stdout.buffer.write(orjson.dumps(document) + b"\n")
         return
     print(f"accepted: {report.accepted}  duplicates: {report.duplicates}  rejected: {report.rejected}  "
-          f"({report.lines} lines in {elapsed:.1f} s, {rate:,.0f} events/s)")
+          f"({report.lines} line{'' if report.lines == 1 else 's'} in {elapsed:.1f} s, {rate:,.0f} events/s)")
     if rejects is not None:
         print(f"rejected lines and reasons: {rejects}")
 
