@@ -22,13 +22,12 @@ from typing import Any
 
 import orjson
 
+from consumers.cli.common import UsageError, open_store
 from consumers.settings import Settings, SettingsError
 
 DATES = "T: an RFC 3339 time with an offset, or a date meaning the end of that day in UTC; inclusive"
 
 
-class UsageError(Exception):
-    """A command-line problem: printed with the command's name, exit code 2."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +74,7 @@ def _run(args: argparse.Namespace, name: str, command: Callable[[argparse.Namesp
     prog = f"touchpoints {name}"
     try:
         settings = Settings.from_env()
-        with _open_store(args.store or settings.store_url) as store:
+        with open_store(args.store or settings.store_url) as store:
             return command(args, store, settings)
     except (SettingsError, UsageError, ViewParameterError, EventStoreError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
@@ -194,22 +193,6 @@ def _verify_views(args: argparse.Namespace, store: Any, settings: Settings) -> i
 # --- helpers ---------------------------------------------------------------------------------
 
 
-class _open_store:
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self) -> Any:
-        from events.factory import open_existing_store
-        from events.store import EventStoreError
-
-        try:
-            self.store = open_existing_store(self.url)
-        except (EventStoreError, ValueError) as error:
-            raise UsageError(f"cannot open the store {self.url}: {error}") from None
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
 
 
 class _progress_bar:

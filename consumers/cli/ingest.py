@@ -14,7 +14,12 @@ from typing import IO, Any
 
 import orjson
 
-from consumers.bulk_ingest import DEFAULT_BATCH_SIZE, BulkReport, RejectedLine, bulk_load
+from consumers.bulk_ingest import (
+    DEFAULT_BATCH_SIZE,
+    BulkReport,
+    RejectedLine,
+    bulk_load,
+)
 from consumers.ingest import Ingestor
 from consumers.settings import Settings, SettingsError
 from events.registry import REGISTRY

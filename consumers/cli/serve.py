@@ -14,6 +14,7 @@ import signal
 import sys
 from contextlib import ExitStack
 
+from consumers.cli.common import add_server_flags, server_settings
 from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
@@ -26,10 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "named by TOUCHPOINTS_STORE (default: the SQLite file in TOUCHPOINTS_DATA). An empty store is "
         "first loaded with TOUCHPOINTS_DEMO_CUSTOMERS demo customers unless TOUCHPOINTS_DEMO=0.",
     )
-    parser.add_argument("--host", help="listen address (default TOUCHPOINTS_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port, 0 for a free one (default TOUCHPOINTS_PORT or 8000)")
+    add_server_flags(parser)
     parser.add_argument("--store", metavar="URL", help="event store URL (default TOUCHPOINTS_STORE)")
-    parser.add_argument("--no-demo", action="store_true", help="never load the demo data set")
     parser.set_defaults(handler=run)
 
 
@@ -39,20 +38,19 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"touchpoints serve: {error}", file=sys.stderr)
         return 2
-    overrides = {
-        "host": args.host if args.host is not None else settings.host,
-        "port": args.port if args.port is not None else settings.port,
-        "store_url": args.store or settings.store_url,
-        "demo": settings.demo and not args.no_demo,
-    }
-    settings = settings.model_copy(update=overrides)
+    settings = server_settings(settings, args)
     configure_logging(settings.log_level)
     return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     from consumers.api.app import create_app
-    from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
+    from consumers.api.server import (
+        base_url,
+        bind_socket,
+        make_server,
+        tune_gc_for_throughput,
+    )
     from consumers.demo import load_demo_if_empty
     from consumers.live_views import LiveViews
     from events.factory import open_store

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from consumers.cli.common import add_server_flags, server_settings
 from consumers.cli.logs import configure_logging
 from consumers.settings import Settings, SettingsError
 
@@ -24,9 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unless TOUCHPOINTS_KAFKA is set), the relay, a Faust worker and the HTTP API with live views. "
         "An empty store gets the demo data set unless TOUCHPOINTS_DEMO=0. Ctrl-C stops everything.",
     )
-    parser.add_argument("--host", help="API listen address (default TOUCHPOINTS_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="API port, 0 for a free one (default TOUCHPOINTS_PORT or 8000)")
-    parser.add_argument("--no-demo", action="store_true", help="never load the demo data set")
+    add_server_flags(parser, what="API listen")
     parser.set_defaults(handler=run)
 
 
@@ -36,12 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"touchpoints up: {error}", file=sys.stderr)
         return 2
-    overrides = {
-        "host": args.host if args.host is not None else settings.host,
-        "port": args.port if args.port is not None else settings.port,
-        "demo": settings.demo and not args.no_demo,
-    }
-    settings = settings.model_copy(update=overrides)
+    settings = server_settings(settings, args)
     configure_logging(settings.log_level)
     from streams.platform import run_platform
 

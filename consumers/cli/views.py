@@ -23,14 +23,13 @@ from typing import Any
 
 import orjson
 
+from consumers.cli.common import UsageError, open_store
 from consumers.settings import Settings, SettingsError
 
 FORMATS = ("table", "json", "csv")
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
 
 
-class UsageError(Exception):
-    """A command-line problem: printed with the command's name, exit code 2."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -179,7 +178,7 @@ def run(args: argparse.Namespace, command: Callable[[argparse.Namespace], dict[s
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
     try:
-        with _open_store(args.store or settings.store_url) as store:
+        with open_store(args.store or settings.store_url) as store:
             args.loaded = _load(args, store, settings)
             document = command(args)
             if document is None:
@@ -233,31 +232,12 @@ def _readable_timeline(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "events": events}
 
 
-class _open_store:
-    """Open the store for one command; an unusable URL or store is a usage error."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self) -> Any:
-        from events.factory import open_existing_store
-        from events.store import EventStoreError
-
-        try:
-            self.store = open_existing_store(self.url)
-        except (EventStoreError, ValueError) as error:
-            raise UsageError(f"cannot open the store {self.url}: {error}") from None
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
 
 
 def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any, Any, Any, Any]:
     """The views to answer from: the live log folded (with the snapshot), or a point in time."""
-    from consumers.store_feed import load_views
-
     from consumers.replay import point_in_time
+    from consumers.store_feed import load_views
 
     as_of = point_in_time("as_of", args.as_of)
     known_at = point_in_time("known_at", args.known_at)

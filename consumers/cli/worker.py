@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
 def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = True, processors: bool = True,
          group: str | None = None, stats_file: str | None = None) -> int:
     import faust
-
     from kafka.errors import KafkaError
 
     from events.factory import open_store
