@@ -56,36 +56,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _window(attribution, "conversions")
     attribution.add_argument("--lookback-days", type=float, metavar="N",
                              help="only touches within N days before the conversion count")
-    attribution.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    attribution.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
+                             help="credit channels or campaigns (default channel)")
     attribution.add_argument("--half-life-days", type=float, default=7.0, metavar="D",
                              help="time_decay: days for a touch's weight to halve (default 7)")
 
     first = add("first-contact", "First contact per channel: reached, converted, revenue", _first_contact)
-    first.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    first.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
+                       help="group by the first contact's channel or campaign (default channel)")
     _window(first, "first contacts")
 
     conversion = add("conversion-time", "Days from first contact to conversion per first channel", _conversion_time)
-    conversion.add_argument("--group-by", choices=("first_channel", "first_campaign"), default="first_channel")
+    conversion.add_argument("--group-by", choices=("first_channel", "first_campaign"), default="first_channel",
+                            help="group by the first contact's channel or campaign (default first_channel)")
     _now(conversion)
 
     paths = add("paths", "Top conversion paths", _paths)
     paths.add_argument("--top", type=int, default=20, metavar="N", help="how many paths (default 20)")
     paths.add_argument("--no-collapse-repeats", dest="collapse_repeats", action="store_false",
                        help="keep consecutive repeats (instagram > instagram)")
-    paths.add_argument("--lookback-days", type=float, metavar="N")
-    paths.add_argument("--group-by", choices=("channel", "campaign"), default="channel")
+    paths.add_argument("--lookback-days", type=float, metavar="N",
+                       help="only touches within N days before the conversion (default: no limit)")
+    paths.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
+                       help="paths of channels or of campaigns (default channel)")
     _window(paths, "conversions")
 
     timeline = add("timeline", "Every event of a customer across all linked identities", _timeline)
     timeline.add_argument("id", help="a customer id, any linked anonymous id, or a stream name")
 
     customers = add("customers", "The most valuable customers", _customers)
-    customers.add_argument("--by", choices=("revenue", "orders", "rfm"), default="revenue")
-    customers.add_argument("--limit", type=int, default=20, metavar="N")
+    customers.add_argument("--by", choices=("revenue", "orders", "rfm"), default="revenue",
+                           help="rank by net revenue, order count or RFM score (default revenue)")
+    customers.add_argument("--limit", type=int, default=20, metavar="N", help="how many customers (default 20)")
     _now(customers)
 
     prospects = add("prospects", "Prospects: reached, no order yet", _prospects)
-    prospects.add_argument("--limit", type=int, default=100, metavar="N")
+    prospects.add_argument("--limit", type=int, default=100, metavar="N", help="how many prospects (default 100)")
     prospects.add_argument("--channel", help="only prospects first reached on this channel")
     _now(prospects)
 
