@@ -14,13 +14,8 @@ this test instead of the reader (as kurrentdbclient's tests/test_docs.py does fo
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import shlex
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +33,7 @@ from events.registry import REGISTRY
 from events.sqlite import SQLiteEventStore
 from streams.emitter import HttpEmitter, KafkaEmitter, identity_key, with_event_id
 from streams.topics import INBOUND_TOPIC
+from tests.consumers.helpers import start_serve, stop, wait_for_url
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -201,37 +197,11 @@ def test_readme__has_python_examples():
 @pytest.fixture(scope="module")
 def served_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``touchpoints serve`` as a user starts it: a subprocess on an empty temp store."""
-    folder = tmp_path_factory.mktemp("readme_serve")
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINTS_DATA": str(folder / "data"),
-                   "TOUCHPOINTS_PORT": "0", "TOUCHPOINTS_DEMO": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING"}
-    for variable in ("TOUCHPOINTS_STORE", "TOUCHPOINTS_KAFKA"):  # the temp SQLite file; views from the store
-        environment.pop(variable, None)
-    process = subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "serve"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=environment, cwd=folder)
+    process = start_serve(tmp_path_factory.mktemp("readme_serve"), TOUCHPOINTS_DEMO="0")
     try:
-        yield _printed_url(process)
+        yield wait_for_url(process, timeout=60)[0]
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _printed_url(process: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return found.group(1)
-    process.kill()
-    raise AssertionError(f"touchpoints serve printed no address: {lines} {process.stderr.read()}")
+        stop(process)
 
 
 @pytest.fixture

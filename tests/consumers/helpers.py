@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from consumers.cli.main import main
@@ -25,3 +33,44 @@ def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_serve(folder: Path, **env: str) -> subprocess.Popen:
+    """``touchpoints serve`` as a user starts it: a subprocess on a temp data folder, a free port,
+    views from the store (TOUCHPOINTS_STORE and TOUCHPOINTS_KAFKA unset)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINTS_DATA": str(folder / "data"),
+                   "TOUCHPOINTS_PORT": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING"}
+    for variable in ("TOUCHPOINTS_STORE", "TOUCHPOINTS_KAFKA"):
+        environment.pop(variable, None)
+    environment.update(env)
+    return subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=environment, cwd=folder)
+
+
+def wait_for_url(process: subprocess.Popen, timeout: float = 90) -> tuple[str, list[str]]:
+    """The address the server printed, and the lines it printed up to it."""
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            return found.group(1), lines
+    process.kill()
+    raise AssertionError(f"no address printed: {lines} {process.stderr.read()}")
+
+
+def stop(process: subprocess.Popen, timeout: float = 30) -> int:
+    """Ctrl-C, as a user stops it; killed if it does not stop in time. Returns the exit code."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()

@@ -1,48 +1,17 @@
 """`touchpoints serve` as a user runs it: a subprocess on a temp data folder, demo data loaded,
 the address printed, events accepted, Ctrl-C stops it cleanly."""
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.consumers.helpers import start_serve, stop, wait_for_url
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_serve(tmp_path, **env):
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINTS_DATA": str(tmp_path / "data"),
-                   "TOUCHPOINTS_PORT": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING", **env}
-    environment.pop("TOUCHPOINTS_STORE", None)
-    return subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=environment, cwd=tmp_path)
-
-
-def wait_for_url(process, timeout=90):
-    deadline = time.monotonic() + timeout
-    lines = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return found.group(1), lines
-    process.kill()
-    raise AssertionError(f"no address printed: {lines} {process.stderr.read()}")
-
-
-def stop(process):
-    process.send_signal(signal.SIGINT)
-    return process.wait(30)
 
 
 def test_serve__loads_demo_into_an_empty_store_prints_the_address_and_stops_on_ctrl_c(tmp_path, make_event):
