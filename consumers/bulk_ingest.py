@@ -1,17 +1,19 @@
 """Bulk loading of NDJSON history: the backfill path of ``touchpoints ingest``.
 
-Lines are parsed, validated and encoded into large batches, each appended in one
-``append_batch`` transaction through ``consumers.ingest.Ingestor``. Invalid lines are
-handed to a callback with their line number and reasons; valid lines around them are
-stored. Appends are idempotent by ``event_id``, so repeating a load (after a failure, or
-with overlapping files) stores nothing twice.
+Lines are parsed, validated and encoded (``events.encoded.EncodedBatch``) into large
+batches, each appended in one transaction through ``Ingestor.append_encoded``. Invalid
+lines are handed to a callback with their line number and reasons; valid lines around
+them are stored. Appends are idempotent by ``event_id``, so repeating a load (after a
+failure, or with overlapping files) stores nothing twice.
 
-Decoding (pydantic validation and encoding) and appending (SQLite, hashing) each need
-about a core. With ``decoder="process"`` a child process decodes the next batches while
-this process appends: the child receives the raw input on stdin and returns encoded
-events on stdout, so neither side waits for the other's GIL. ``decoder="thread"`` decodes in a thread of this
-process (it overlaps only the store's I/O); it serves small inputs, where starting a
-process costs more than it saves, and registries that cannot be sent to a child.
+Decoding (pydantic validation and encoding, ~12 µs an event) costs more than appending
+(SQLite and the hash chain), so with ``decoder="process"`` child processes decode while
+this process appends: a feeder thread cuts the input into blocks of ``batch_size`` lines
+and deals them out to the children in turn (each child gets the registry first, then its
+blocks on stdin); the batches are read back in the same turn, so the log keeps the input
+order. ``decoder="thread"`` decodes in a thread of this process (it overlaps only the
+store's I/O); it serves small inputs, where starting a process costs more than it saves,
+and registries that cannot be sent to a child.
 """
 
 from __future__ import annotations
@@ -26,21 +28,19 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any, Literal
-from uuid import UUID
 
-import orjson
-
-from consumers.ingest import Ingestor, to_new_event
+from consumers.ingest import Ingestor
+from events.encoded import EncodedBatch
 from events.registry import EventRegistry, FieldError, InvalidEvent
-from events.store import NewEvent
 from projections.collector import collector_paused
 
 DEFAULT_BATCH_SIZE = 10_000
 PROCESS_MIN_BYTES = 8 << 20  # below this a child process costs more than it saves
+# Two children keep both cores busy: the appending side needs less than half of one.
+DECODER_PROCESSES = max(1, min(2, os.cpu_count() or 1))
 Decoder = Literal["auto", "process", "thread"]
 
 
@@ -88,7 +88,7 @@ class BulkReport:
 
 @dataclass
 class _Batch:
-    items: list[tuple[str, NewEvent]] = field(default_factory=list)
+    encoded: EncodedBatch = field(default_factory=EncodedBatch)
     rejects: list[RejectedLine] = field(default_factory=list)
     lines: int = 0
     blank: int = 0
@@ -104,24 +104,28 @@ def bulk_load(
     on_progress: Callable[[BulkReport], None] | None = None,
     decoder: Decoder = "auto",
     size_hint: int | None = None,
+    processes: int = DECODER_PROCESSES,
 ) -> BulkReport:
     """Load NDJSON given as byte ``chunks`` (any split; lines may span chunks), appending
     ``batch_size`` valid events per transaction. ``on_reject`` receives every invalid line,
     ``on_progress`` the report after each committed batch. ``decoder="auto"`` decodes in a
-    child process unless ``size_hint`` (bytes) says the input is small.
+    child process unless ``size_hint`` (bytes) says the input is small; ``processes`` is
+    how many children decode in turn.
 
     A store error propagates after the batches before it were committed; loading the
     same input again completes the load."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     if decoder == "auto":
         small = size_hint is not None and size_hint < PROCESS_MIN_BYTES
-        decoder = "thread" if small or not _sendable(ingestor.registry) else "process"
+        decoder = "thread" if small or not ingestor.registry.sendable_to_process() else "process"
     report = BulkReport(decoder=decoder)
     input_errors: list[BaseException] = []
     chunks = _until_error(chunks, input_errors)
     if decoder == "process":
-        batches: Iterator[_Batch] = _decode_in_process(chunks, ingestor.registry, batch_size)
+        batches: Iterator[_Batch] = _decode_in_process(chunks, ingestor.registry, batch_size, processes)
     else:
         batches = _read_ahead(decode_batches(split_lines(chunks), ingestor.registry, batch_size))
     with collector_paused():
@@ -155,9 +159,9 @@ def _until_error(chunks: Iterable[bytes], errors: list[BaseException]) -> Iterat
 
 
 def _commit(batch: _Batch, ingestor: Ingestor, report: BulkReport, on_reject: Callable | None) -> None:
-    if batch.items:
-        outcomes = ingestor.append_new(batch.items)
-        duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+    if len(batch.encoded):
+        outcomes = ingestor.append_encoded(batch.encoded)
+        duplicates = outcomes.duplicate_count
         report.accepted += len(outcomes) - duplicates
         report.duplicates += duplicates
         report.batches += 1
@@ -181,33 +185,32 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield rest
 
 
-def decode_batches(lines: Iterable[bytes], registry: EventRegistry, batch_size: int) -> Iterator[_Batch]:
-    """Parse, validate and encode lines into batches of up to ``batch_size`` valid events."""
-    loads = orjson.loads
-    validate = registry.validate
+def decode_batches(
+    lines: Iterable[bytes], registry: EventRegistry, batch_size: int, *, first_line: int = 1
+) -> Iterator[_Batch]:
+    """Parse, validate and encode lines into batches of up to ``batch_size`` valid events;
+    ``first_line`` is the number of the first line (rejects name their line)."""
+    decode = registry.decode_json
     batch = _Batch()
-    for number, line in enumerate(lines, start=1):
+    events = []
+    for number, line in enumerate(lines, start=first_line):
         batch.lines += 1
         batch.size += len(line) + 1
         if not line.strip():
             batch.blank += 1
             continue
         try:
-            event = validate(loads(line))
-        except orjson.JSONDecodeError as error:
-            batch.rejects.append(RejectedLine(number, line.rstrip(b"\r"), [FieldError("", f"malformed JSON: {error}")]))
-            continue
+            events.append(decode(line))
         except InvalidEvent as error:
             batch.rejects.append(RejectedLine(number, line.rstrip(b"\r"), error.errors))
             continue
-        batch.items.append((event.stream, to_new_event(event)))
-        if len(batch.items) >= batch_size:
+        if len(events) >= batch_size:
+            batch.encoded.extend(events)
             yield batch
-            batch = _Batch()
+            batch, events = _Batch(), []
     if batch.lines:
+        batch.encoded.extend(events)
         yield batch
-
-
 
 
 # --- decoding in a thread ---------------------------------------------------------------
@@ -255,49 +258,55 @@ def _put(queue: Queue[Any], item: Any, stopping: threading.Event) -> bool:
     return False
 
 
-# --- decoding in a child process -----------------------------------------------------------
+# --- decoding in child processes ----------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _FRAME = struct.Struct(">Q")
+_BLOCK_HEAD = struct.Struct(">Q")  # the number of a block's first line
 
 
-def _sendable(registry: EventRegistry) -> bool:
-    """Whether a child process can rebuild ``registry``: every model and upcaster must be
-    importable by name (the child gets this process's ``sys.path``, not its ``__main__``)."""
-    try:
-        payload = pickle.dumps(registry)
-    except Exception:  # e.g. a model defined inside a function
-        return False
-    return b"__main__" not in payload
-
-
-def _decode_in_process(chunks: Iterable[bytes], registry: EventRegistry, batch_size: int) -> Iterator[_Batch]:
-    """Decode in a child Python process: a feeder thread writes the registry and then the raw
-    input to its stdin; a reader thread drains packed batches from its stdout (so the child
-    runs ahead while this process appends). A plain subprocess rather than multiprocessing,
-    so callers need no ``__main__`` guard."""
+def _decode_in_process(
+    chunks: Iterable[bytes], registry: EventRegistry, batch_size: int, processes: int = DECODER_PROCESSES
+) -> Iterator[_Batch]:
+    """Decode in ``processes`` child Python processes. A feeder thread deals blocks of
+    ``batch_size`` lines to the children in turn; one reader thread per child drains its
+    batches; they are yielded in block order. Plain subprocesses rather than
+    multiprocessing, so callers need no ``__main__`` guard."""
     search_path = [str(Path(__file__).resolve().parent.parent)] + [str(Path(p).resolve()) for p in sys.path if p]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(search_path)}
-    child = subprocess.Popen(
-        [sys.executable, "-m", "consumers.bulk_ingest", str(batch_size)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-    )
-    assert child.stdin is not None and child.stdout is not None
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "consumers.bulk_ingest", str(batch_size)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        )
+        for _ in range(processes)
+    ]
+    registry_frame = pickle.dumps(registry)
     feeder = threading.Thread(
-        target=_feed, args=(pickle.dumps(registry), chunks, child.stdin), name="ingest-feeder", daemon=True
+        target=_feed, args=(registry_frame, chunks, batch_size, children), name="ingest-feeder", daemon=True
     )
     feeder.start()
-    batches = _read_ahead(_child_batches(child))
+    readers = [_read_ahead(_child_batches(child)) for child in children]
     try:
-        yield from batches
+        yield from _in_turn(readers)
     finally:
-        batches.close()
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        child.stdout.close()
+        for reader in readers:
+            reader.close()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+            child.stdout.close()  # type: ignore[union-attr]
         feeder.join(timeout=1.0)  # it may be blocked reading a terminal; it is a daemon
+
+
+def _in_turn(readers: list[Iterator[_Batch]]) -> Iterator[_Batch]:
+    """Block k came from reader k mod n: take them back in that order until one ends."""
+    while True:
+        for reader in readers:
+            batch = next(reader, None)
+            if batch is None:
+                return
+            yield batch
 
 
 def _child_batches(child: subprocess.Popen) -> Iterator[_Batch]:
@@ -310,23 +319,34 @@ def _child_batches(child: subprocess.Popen) -> Iterator[_Batch]:
         kind, payload = pickle.loads(message)
         if kind == "error":
             raise RuntimeError(f"the decoder process failed: {payload}")
-        yield _unpack(payload)
+        yield payload
 
 
-def _feed(registry: bytes, chunks: Iterable[bytes], sink: IO[bytes]) -> None:
-    """Send the registry, then the input; a closed pipe means the child is gone (the reader
-    side reports it)."""
+def _feed(registry: bytes, chunks: Iterable[bytes], batch_size: int, children: list[subprocess.Popen]) -> None:
+    """Send every child the registry, then blocks of ``batch_size`` lines in turn, then an
+    empty frame. A closed pipe means a child is gone (its reader reports it)."""
+    sinks = [child.stdin for child in children]
     try:
-        sink.write(_FRAME.pack(len(registry)) + registry)
-        for chunk in chunks:
-            sink.write(chunk)
+        for sink in sinks:
+            _write_frame(sink, registry)  # type: ignore[arg-type]
+        turn, first_line, block = 0, 1, []
+        for line in split_lines(chunks):
+            block.append(line)
+            if len(block) >= batch_size:
+                _write_frame(sinks[turn], _BLOCK_HEAD.pack(first_line) + b"\n".join(block))  # type: ignore[arg-type]
+                turn, first_line, block = (turn + 1) % len(sinks), first_line + len(block), []
+        if block:
+            _write_frame(sinks[turn], _BLOCK_HEAD.pack(first_line) + b"\n".join(block))  # type: ignore[arg-type]
+        for sink in sinks:
+            _write_frame(sink, b"")  # type: ignore[arg-type]
     except OSError:
         return
     finally:
-        try:
-            sink.close()
-        except OSError:
-            pass
+        for sink in sinks:
+            try:
+                sink.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
 
 
 def _read_frame(source: IO[bytes]) -> bytes | None:
@@ -345,20 +365,19 @@ def _write_frame(sink: IO[bytes], message: bytes) -> None:
 
 
 def decoder_main(batch_size: int) -> int:
-    """The child: a registry frame then raw NDJSON on stdin; packed batches on stdout,
-    ended by an empty frame."""
+    """The child: a registry frame, then blocks (first line number + lines) on stdin, each
+    answered by one decoded batch on stdout; an empty frame ends both."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     try:
         registry = pickle.loads(_read_frame(source) or b"")
-
-        def chunks() -> Iterator[bytes]:
-            while chunk := source.read(1 << 20):
-                yield chunk
-
-        gc.disable()
-        for batch in decode_batches(split_lines(chunks()), registry, batch_size):
-            _write_frame(sink, pickle.dumps(("batch", _pack(batch)), protocol=pickle.HIGHEST_PROTOCOL))
+        gc.disable()  # batches are short-lived and acyclic; collections only cost time here
+        while block := _read_frame(source):
+            (first_line,) = _BLOCK_HEAD.unpack_from(block)
+            lines = block[_BLOCK_HEAD.size :].split(b"\n")
+            # A block holds batch_size lines, so it decodes into exactly one batch.
+            (batch,) = decode_batches(lines, registry, len(lines) + 1, first_line=first_line)
+            _write_frame(sink, pickle.dumps(("batch", batch), protocol=pickle.HIGHEST_PROTOCOL))
         _write_frame(sink, b"")
         return 0
     except BrokenPipeError:
@@ -368,29 +387,8 @@ def decoder_main(batch_size: int) -> int:
         return 1
 
 
-def _pack(batch: _Batch) -> tuple:
-    items = [
-        (stream, new.event_id.bytes, new.type, new.schema_version, (new.occurred_at - _EPOCH) // _MICROSECOND, new.data)
-        for stream, new in batch.items
-    ]
-    rejects = [(r.line, r.raw, [(e.field, e.reason) for e in r.errors]) for r in batch.rejects]
-    return items, rejects, batch.lines, batch.blank, batch.size
-
-
-def _unpack(payload: tuple) -> _Batch:
-    items, rejects, lines, blank, size = payload
-    epoch, micro = _EPOCH, _MICROSECOND
-    return _Batch(
-        items=[
-            (stream, NewEvent(UUID(bytes=id_bytes), type_, version, epoch + micros * micro, data))
-            for stream, id_bytes, type_, version, micros, data in items
-        ],
-        rejects=[RejectedLine(line, raw, [FieldError(f, r) for f, r in errors]) for line, raw, errors in rejects],
-        lines=lines,
-        blank=blank,
-        size=size,
-    )
-
-
 if __name__ == "__main__":
-    sys.exit(decoder_main(int(sys.argv[1])))
+    # Run the importable module's copy, so the batches it pickles name consumers.bulk_ingest, not __main__.
+    from consumers.bulk_ingest import decoder_main as _decoder_main
+
+    sys.exit(_decoder_main(int(sys.argv[1])))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from events.encoded import EncodedBatch, EncodedOutcomes, append_encoded
 from events.models import Event
 from events.registry import REGISTRY, EventRegistry, FieldError, InvalidEvent, encode_body
 from events.store import AppendOutcome, EventStore, NewEvent, StreamAppend, StreamState
@@ -56,6 +57,11 @@ class Ingestor:
         Events are grouped by stream (streams in order of first appearance), so each stream
         keeps the input order, while positions across streams follow the grouping."""
         return self.append_new([(event.stream, to_new_event(event)) for event in events])
+
+    def append_encoded(self, batch: EncodedBatch) -> EncodedOutcomes:
+        """Append events already validated and encoded (``events.encoded``): positions follow
+        the input order; the fast path of HTTP batches and bulk loads."""
+        return append_encoded(self.store, batch)
 
     def append_new(self, items: Sequence[tuple[str, NewEvent]]) -> list[AppendOutcome]:
         """Like ``append`` for events already encoded as ``(stream, NewEvent)`` pairs."""

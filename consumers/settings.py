@@ -42,6 +42,10 @@ class SettingsError(ValueError):
         super().__init__(f"{variable}: {reason}")
 
 
+# Processes that decode large POST /v1/events bodies beside the server's own (0: decode inline).
+DEFAULT_INGEST_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
 class Settings(BaseModel):
     """What a touchpoints process needs to know about its environment."""
 
@@ -56,6 +60,7 @@ class Settings(BaseModel):
     kafka: str = ""
     partitions: int = 6
     max_body_bytes: int = 16 * 1024 * 1024
+    ingest_workers: int = DEFAULT_INGEST_WORKERS
     log_level: str = "INFO"
     eventstore_url: str = ""
 
@@ -78,6 +83,7 @@ class Settings(BaseModel):
             kafka=reader.kafka("KAFKA"),
             partitions=reader.integer("PARTITIONS", 6, low=1, high=10_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, low=1),
+            ingest_workers=reader.integer("INGEST_WORKERS", DEFAULT_INGEST_WORKERS, low=0, high=64),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             eventstore_url=reader.raw("EVENTSTORE_URL"),
         )

@@ -74,13 +74,6 @@ class Event(BaseModel):
     def _to_utc(cls, value: datetime) -> datetime:
         return value.astimezone(timezone.utc)
 
-    @field_validator("type")
-    @classmethod
-    def _type_matches_model(cls, value: str) -> str:
-        if cls.TYPE and value != cls.TYPE:
-            raise ValueError(f"expected {cls.TYPE!r}, got {value!r}")
-        return value
-
     @model_validator(mode="after")
     def _identity_present(self) -> "Event":
         if self.customer_id is None and self.anonymous_id is None:

@@ -19,24 +19,33 @@ Reads run on one connection per thread, page by page (one short read transaction
 per page), and see the last commit without blocking the writer (WAL snapshots).
 Several processes may share the file: at the start of each write transaction the
 writer compares the log head with the last one it knew and refreshes its caches
-(stream heads, hash-chain head, last recorded_at) from the rows it missed.
+(stream heads, hash-chain head, last recorded_at, id index) from the rows it missed.
 
-Schema (``PRAGMA user_version`` = 1)::
+Schema (``PRAGMA user_version`` = 2)::
 
     streams(id INTEGER PRIMARY KEY, name TEXT UNIQUE)
     events(position INTEGER PRIMARY KEY,   -- global order (dense here; the port promises only order)
            stream_id -> streams.id, stream_version,          -- UNIQUE (stream_id, stream_version)
-           event_id BLOB(16), id_key INTEGER,                -- id_key: first 8 bytes of event_id, indexed
+           event_id BLOB(16), id_key INTEGER,                -- id_key: first 8 bytes of event_id, signed
            type, schema_version,
            occurred_at INTEGER, recorded_at INTEGER,        -- microseconds since 1970-01-01 UTC
            data BLOB, metadata BLOB,                         -- canonical JSON body, platform metadata
            hash BLOB(32))                                    -- events.hashing chain in position order
+    id_snapshot(chunk INTEGER PRIMARY KEY, upto_position,   -- the writer's id index as of a position
+                keys BLOB, positions BLOB)                   -- (events.sqlite_ids)
 
-Idempotency is indexed on an 8-byte integer prefix of the event id rather than
-on the id itself: the index stays small (a random uuid4 index dirties fewer
-pages per commit) and stays append-only for time-ordered uuid7 ids; a prefix
-hit is confirmed on the full 16-byte id. Stream names are stored once, events
-carry integer stream ids.
+Idempotency (an event id is stored once) has no SQLite index: a random uuid4 index
+dirtied a page per event per commit and cost as much as the rest of the insert. The
+writer keeps every stored id in memory instead (``events.sqlite_ids``): sorted numpy
+arrays of id_key -> position, 16 bytes per event, plus a dict of the latest ids (~150
+bytes each, at most max(64k, 1/16 of the arrays)): ~16-25 bytes per event, so a writer
+of a 10M-event log holds ~160-250 MB (briefly twice the arrays while merging). It is
+built at a store object's first append from ``id_snapshot`` plus the rows after it;
+the snapshot is rewritten as the log grows. Readers need none of it. Stream names are
+stored once, events carry integer stream ids.
+
+Version 1 files (with the ``events_by_id_key`` index) are upgraded when a store
+object opens them, in one transaction: the index is dropped and ``id_snapshot`` created.
 """
 
 from __future__ import annotations
@@ -50,7 +59,10 @@ from pathlib import Path
 from urllib.parse import unquote
 from uuid import UUID
 
-from events.sqlite_batch import PreparedBatch
+from events.encoded import EncodedBatch, EncodedOutcomes
+from events.sqlite_batch import PreparedBatch, to_micros
+from events.sqlite_encoded import EncodedRequest
+from events.sqlite_ids import SNAPSHOT_TABLE
 from events.sqlite_writer import SQLiteWriter
 from events.store import (
     AppendResult,
@@ -61,7 +73,7 @@ from events.store import (
     StreamAppend,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 URL_PREFIX = "sqlite:///"
 MEMORY = ":memory:"
 
@@ -84,9 +96,10 @@ CREATE TABLE IF NOT EXISTS events (
     metadata BLOB NOT NULL,
     hash BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_id_key ON events(id_key);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream_id, stream_version);
-"""
+-- version 1 indexed event ids in SQLite, the writer now keeps them in memory (events.sqlite_ids)
+DROP INDEX IF EXISTS events_by_id_key;
+""" + SNAPSHOT_TABLE
 
 _COLUMNS = (
     "e.position, s.name, e.stream_version, e.event_id, e.type, e.schema_version,"
@@ -273,6 +286,16 @@ class SQLiteEventStore:
         batch = PreparedBatch(appends, self._clock())
         self._ensure_open()
         return self._writer.submit(batch)
+
+    def append_encoded(self, batch: EncodedBatch) -> EncodedOutcomes:
+        """The bulk path (semantics in ``events.encoded``): every event to its stream with
+        ``StreamState.ANY``, positions in input order, duplicates report the original's
+        place. One transaction, shared with concurrent appends like ``append_batch``."""
+        request = EncodedRequest(batch, to_micros(self._clock()))
+        self._ensure_open()
+        if not len(request):
+            return EncodedOutcomes()
+        return self._writer.submit(request)
 
     def _notify_appended(self) -> None:
         with self._appended:

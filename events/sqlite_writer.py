@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 import orjson
 
 from events.hashing import GENESIS
-from events.sqlite_batch import Plan, PreparedBatch, from_micros
+from events.encoded import EncodedOutcomes
+from events.sqlite_batch import NO_VERSION, Plan, PreparedBatch, StreamHeads, from_micros
+from events.sqlite_encoded import EncodedPlan, EncodedRequest
+from events.sqlite_ids import IdIndex, IdPlaces, IdPositions
 from events.store import AppendResult, EventStoreError, StoreUnavailable
 
 INSERT_EVENT = (
     "INSERT INTO events(position, stream_id, stream_version, event_id, id_key, type, schema_version,"
     " occurred_at, recorded_at, data, metadata, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_FIND_IDS = (
-    "SELECT event_id, position, stream_version FROM events WHERE id_key IN (SELECT value FROM json_each(?))"
 )
 _FIND_STREAMS = (
     "SELECT s.name, s.id, (SELECT max(stream_version) FROM events WHERE stream_id = s.id)"
@@ -47,8 +47,8 @@ MAX_GROUP_EVENTS = 50_000
 
 @dataclass(eq=False)
 class _Request:
-    batch: PreparedBatch
-    results: list[AppendResult] | None = None
+    batch: PreparedBatch | EncodedRequest
+    results: list[AppendResult] | EncodedOutcomes | None = None
     error: BaseException | None = None
     done: bool = False
 
@@ -60,7 +60,7 @@ class _Heads:
     position: int
     chain: bytes
     recorded: int
-    streams: dict[str, list] = field(default_factory=dict)  # written earlier in this group
+    ids: IdPositions = field(default_factory=dict)  # written earlier in this group (not yet in the index)
 
 
 class SQLiteWriter:
@@ -87,9 +87,11 @@ class SQLiteWriter:
         self._head = _UNKNOWN_HEAD
         self._chain_head = GENESIS
         self._last_recorded = 0
-        self._streams: dict[str, tuple[int, int | None]] = {}
+        # A cache of stream ids and versions, which plans update in place: any rollback drops it.
+        self._streams = StreamHeads({}, {})
+        self._ids = IdIndex()  # every committed event id up to _head, built at the first append
 
-    def submit(self, batch: PreparedBatch) -> list[AppendResult]:
+    def submit(self, batch: PreparedBatch | EncodedRequest) -> list[AppendResult] | EncodedOutcomes:
         """Commit ``batch`` (alone or with concurrent ones) and return its results."""
         request = _Request(batch)
         with self._queue_lock:
@@ -111,9 +113,9 @@ class SQLiteWriter:
     def _commit_queued(self) -> None:
         with self._queue_lock:
             group = [self._queue.popleft()]
-            size = len(group[0].batch.events)
-            while self._queue and size + len(self._queue[0].batch.events) <= MAX_GROUP_EVENTS:
-                size += len(self._queue[0].batch.events)
+            size = len(group[0].batch)
+            while self._queue and size + len(self._queue[0].batch) <= MAX_GROUP_EVENTS:
+                size += len(self._queue[0].batch)
                 group.append(self._queue.popleft())
         try:
             if self._closed:
@@ -132,45 +134,58 @@ class SQLiteWriter:
     def _commit_group(self, group: list[_Request]) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        snapshot_written = False
         try:
             self._catch_up()
+            if not self._ids.built:
+                self._ids.build(conn, self._head)
+            if self._ids.snapshot_due():
+                self._ids.write_snapshot(conn, self._head)
+                snapshot_written = True
             heads = _Heads(self._head, self._chain_head, self._last_recorded)
             applied = []
-            for request in group:
+            for number, request in enumerate(group, start=1):
                 conn.execute("SAVEPOINT request")
                 try:
                     plan = self._write(request.batch, heads)
                 except (EventStoreError, sqlite3.IntegrityError) as error:
                     conn.execute("ROLLBACK TO request")
+                    self._streams = StreamHeads({}, {})  # the plan may have moved versions it did not write
                     request.error = self._translated(error)
                     continue
                 finally:
                     conn.execute("RELEASE request")
                 applied.append((request, plan))
                 heads.position, heads.chain = plan.head, plan.chain_head
-                if plan.rows:
+                if plan.count:
                     heads.recorded = request.batch.recorded
-                heads.streams.update(plan.versions)
+                    if number < len(group):  # later requests of the group must see these ids
+                        heads.ids.update(zip(*plan.written))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._streams = StreamHeads({}, {})
+            if snapshot_written:
+                self._ids.forget_snapshot_write()
             raise
         for request, plan in applied:
             request.results = plan.results
+            if plan.count:
+                self._ids.add(*plan.written)
         self._head, self._chain_head, self._last_recorded = heads.position, heads.chain, heads.recorded
-        self._remember_streams(heads.streams)
-        if any(plan.rows for _, plan in applied):
+        self._bound_stream_cache()
+        if any(plan.count for _, plan in applied):
             self._on_commit()
 
-    def _write(self, batch: PreparedBatch, heads: _Heads) -> Plan:
+    def _write(self, batch: PreparedBatch | EncodedRequest, heads: _Heads) -> Plan | EncodedPlan:
         """Plan one request against the heads and insert its rows (inside its savepoint)."""
         if batch.recorded < heads.recorded:  # keep recorded_at non-decreasing in log order
             batch.stamp(from_micros(heads.recorded))
-        stored = self._stored_duplicates(batch)
-        streams = self._resolve_streams(batch.new_event_streams(stored), heads.streams)
+        stored = self._stored_duplicates(batch.ids, heads.ids)
+        streams = self._resolve_streams(batch.new_event_streams(stored))
         plan = batch.plan(stored, streams, heads.position, heads.chain)
-        if plan.rows:
+        if plan.count:
             self.conn.executemany(INSERT_EVENT, plan.rows)
         return plan
 
@@ -183,56 +198,51 @@ class SQLiteWriter:
         if head == self._head:
             return
         if self._head == _UNKNOWN_HEAD or head < self._head or head - self._head > _FOREIGN_DELTA_PATCH_LIMIT:
-            self._streams.clear()
+            self._streams = StreamHeads({}, {})
         else:
             for name, stream_id, version in conn.execute(_STREAMS_CHANGED_SINCE, (self._head,)):
-                self._streams[name] = (stream_id, version)
+                self._streams.ids[name] = stream_id
+                self._streams.versions[name] = NO_VERSION if version is None else version
+        if self._ids.built:  # their ids too; a log that went back is indexed again from scratch
+            if head < self._head:
+                self._ids = IdIndex()
+            else:
+                self._ids.scan(conn, self._head)
         last = conn.execute("SELECT hash, recorded_at FROM events WHERE position = ?", (head,)).fetchone()
         self._head = head
         self._chain_head, self._last_recorded = last if last else (GENESIS, 0)
 
-    def _stored_duplicates(self, batch: PreparedBatch) -> dict[bytes, tuple[int, int]]:
-        """event_id bytes -> (position, stream_version) of the batch's events already in the log."""
-        if not batch.ids:
-            return {}
-        found = self.conn.execute(_FIND_IDS, (orjson.dumps(batch.keys()),)).fetchall()
-        if not found:
-            return {}
-        wanted = set(batch.ids)  # the index holds 8-byte prefixes: confirm the full id
-        return {row[0]: (row[1], row[2]) for row in found if row[0] in wanted}
+    def _stored_duplicates(self, ids: list[bytes], in_group: IdPositions) -> IdPlaces:
+        """event_id bytes -> (position, stream_version) of ``ids`` already in the log,
+        committed or written earlier in this group."""
+        return self._ids.find(self.conn, ids, in_group) if ids else {}
 
-    def _resolve_streams(self, names: set[str], written: dict[str, list]) -> dict[str, list]:
-        """stream -> [stream id, current version or None] for ``names``, creating the missing
-        streams (inside the transaction: a rollback forgets them)."""
-        cache = self._streams
-        streams: dict[str, list] = {}
-        missing = []
-        for name in names:
-            known = written.get(name) or cache.get(name)
-            if known is None:
-                missing.append(name)
-            else:
-                streams[name] = [known[0], known[1]]
+    def _resolve_streams(self, names: set[str]) -> StreamHeads:
+        """The stream cache, holding every stream of ``names``: those it lacks are read, or
+        created (inside the transaction: a rollback forgets them, and drops the cache)."""
+        streams = self._streams
+        known = streams.ids
+        missing = [name for name in names if name not in known]
         if missing:
             conn = self.conn
             for name, stream_id, version in conn.execute(_FIND_STREAMS, (orjson.dumps(missing),)):
-                streams[name] = [stream_id, version]
-            new = [name for name in missing if name not in streams]
+                streams.ids[name] = stream_id
+                streams.versions[name] = NO_VERSION if version is None else version
+            new = [name for name in missing if name not in known]
             if new:
                 first = (conn.execute("SELECT max(id) FROM streams").fetchone()[0] or 0) + 1
                 created = list(enumerate(new, start=first))
                 conn.executemany("INSERT INTO streams(id, name) VALUES (?, ?)", created)
-                streams.update((name, [stream_id, None]) for stream_id, name in created)
+                streams.ids.update((name, stream_id) for stream_id, name in created)
+                streams.versions.update((name, NO_VERSION) for name in new)
         return streams
 
-    def _remember_streams(self, streams: dict[str, list]) -> None:
+    def _bound_stream_cache(self) -> None:
         cache = self._streams
-        if len(cache) + len(streams) > self._stream_cache_size:
+        if len(cache.ids) > self._stream_cache_size:
             # Forget the oldest half: a miss costs one indexed lookup, the memory stays bounded.
-            for name in list(cache)[: len(cache) // 2 + 1]:
-                del cache[name]
-        for name, (stream_id, version) in streams.items():
-            cache[name] = (stream_id, version)
+            for name in list(cache.ids)[: len(cache.ids) // 2 + 1]:
+                del cache.ids[name], cache.versions[name]
 
     def _group_failure(self, error: BaseException) -> BaseException:
         if isinstance(error, EventStoreError):

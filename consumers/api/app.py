@@ -19,6 +19,7 @@ from consumers.api.docs import Health
 from consumers.api.event_routes import json_response
 from consumers.api.event_routes import router as event_router
 from consumers.api.view_routes import install_views
+from consumers.api.ingest_decode import BodyDecoder
 from consumers.ingest import Ingestor
 from consumers.settings import Settings
 from events.registry import REGISTRY, EventRegistry
@@ -52,6 +53,8 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.ingestor = Ingestor(store, registry)
+    app.state.body_decoder = BodyDecoder(registry, workers=settings.ingest_workers)
+    app.router.on_shutdown.append(app.state.body_decoder.close)
     app.state.views = views
     app.state.health_checks = {"store": lambda: store_health(store, settings), **(health_checks or {})}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -15,9 +16,9 @@ from consumers.api.body import (
     check_media_type,
     decode_content,
     media_type,
-    parse_items,
     read_limited,
 )
+from consumers.api.ingest_decode import DecodedBody
 from consumers.api.docs import (
     EXAMPLE_EVENT,
     ErrorDocument,
@@ -26,7 +27,7 @@ from consumers.api.docs import (
     LogPage,
     MalformedBody,
 )
-from consumers.ingest import Ingestor, to_new_event
+from consumers.ingest import Ingestor
 from events.hashing import utc_text
 from events.registry import EventRegistry, InvalidEvent, decode_recorded, encode_wire
 from events.store import EventStore, RecordedEvent
@@ -80,36 +81,40 @@ async def post_events(request: Request) -> Response:
         limit = state.settings.max_body_bytes
         body = await read_limited(request.stream(), request.headers.get("content-length"), limit)
         body = decode_content(body, request.headers.get("content-encoding"), limit)
-        items = parse_items(body, ndjson=ndjson)
     except BodyError as error:
         return json_response(error.document, error.status)
-    status, document = await run_in_threadpool(ingest_items, state.ingestor, items)
+    decoded = await state.body_decoder.decode(body, ndjson)
+    status, document = await run_in_threadpool(ingest_decoded, state.ingestor, decoded)
     return json_response(document, status)
 
 
-def ingest_items(ingestor: Ingestor, items: list[Any]) -> tuple[int, dict[str, Any]]:
-    """Validate all, then append all (or nothing): the HTTP status and response document."""
-    events, invalid = ingestor.validate_batch(items)
-    if invalid:
+def ingest_decoded(ingestor: Ingestor, decoded: DecodedBody) -> tuple[int, dict[str, Any]]:
+    """Append a decoded body whole (or nothing, if any item was invalid): the HTTP status
+    and response document."""
+    if decoded.body_error is not None:
+        return decoded.body_error
+    if decoded.invalid:
         return 422, {
             "error": "invalid_events",
-            "detail": f"{len(invalid)} of {len(items)} events are invalid; nothing was stored",
-            "invalid": [item.as_dict() for item in invalid],
+            "detail": f"{len(decoded.invalid)} of {decoded.count} events are invalid; nothing was stored",
+            "invalid": [item.as_dict() for item in decoded.invalid],
             "accepted": 0,
         }
-    encoded = [(event.stream, to_new_event(event)) for event in events]
-    outcomes = ingestor.append_new(encoded)
+    batch = decoded.batch
+    outcomes = ingestor.append_encoded(batch)
     results = [
         {
-            "event_id": outcome.event_id,  # orjson writes UUIDs in canonical form
-            "position": outcome.position,
+            "event_id": UUID(bytes=event_id),  # orjson writes UUIDs in canonical form
+            "position": position,
             "stream": stream,
-            "stream_version": outcome.stream_version,
-            "duplicate": outcome.duplicate,
+            "stream_version": version,
+            "duplicate": duplicate,
         }
-        for (stream, _), outcome in zip(encoded, outcomes)
+        for event_id, stream, position, version, duplicate in zip(
+            batch.ids, batch.streams, outcomes.positions, outcomes.versions, outcomes.duplicates
+        )
     ]
-    duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+    duplicates = outcomes.duplicate_count
     return 200, {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results}
 
 

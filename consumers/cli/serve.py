@@ -84,6 +84,8 @@ def serve(settings: Settings) -> int:
             checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
         app = create_app(store=store, settings=settings, views=views, health_checks=checks)
         server = make_server(app, log_level=settings.log_level)
+        stack.callback(app.state.body_decoder.close)
+        app.state.body_decoder.start()
         tune_gc_for_throughput()
         url = base_url(sock)
         try:

@@ -93,6 +93,26 @@ def test_duplicates_within_and_across_batches__are_stored_once_and_counted(store
     assert len(list(store.read_all())) == 6
 
 
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_blocks_dealt_to_several_decoder_processes__come_back_in_input_order_with_their_line_numbers(
+    store, make_event, processes
+):
+    events = [make_event(customer_id=f"c-{n}", anonymous_id=None) for n in range(23)]
+    lines = [orjson.dumps(e) for e in events]
+    lines[6:6] = [b"{bad"]  # line 7: in the third block of 3 lines
+    lines[17:17] = [orjson.dumps(make_event(type="fax_sent"))]  # line 18: in the sixth block
+    rejects = []
+
+    report = bulk_load(
+        [b"\n".join(lines) + b"\n"], Ingestor(store), batch_size=3, decoder="process", on_reject=rejects.append,
+        processes=processes,
+    )
+
+    assert (report.accepted, report.rejected, report.lines) == (23, 2, 25)
+    assert [r.line for r in rejects] == [7, 18]
+    assert [str(r.event_id) for r in store.read_all()] == [e["event_id"] for e in events]
+
+
 def test_loading_the_same_input_again__stores_nothing_new(store, make_event):
     data = ndjson([make_event() for _ in range(8)])
     load(store, data, decoder="thread")

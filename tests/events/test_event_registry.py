@@ -250,3 +250,74 @@ def test_encode_wire__round_trips_through_decode_json():
 def test_decode_json__bad_documents_are_named(raw, reason):
     with pytest.raises(InvalidEvent, match=reason):
         REGISTRY.decode_json(raw)
+
+
+# --- the fast path: one pydantic call per current-version event ------------------------------
+
+
+def demo_documents(customers: int = 150) -> list[dict]:
+    from consumers.demo import generate  # every core type, as a realistic emitter sends them
+
+    return list(generate(customers, seed=11))
+
+
+def test_fast_path__decodes_every_demo_event_exactly_as_the_general_path():
+    registry = default_registry()
+    documents = demo_documents()
+    assert registry.fast_validator() is not None
+
+    for document in documents:
+        fast = registry.decode_json(orjson.dumps(document))
+        general = registry.model(document["type"]).model_validate(document)
+        assert (type(fast), fast) == (type(general), general)
+        assert encode_body(fast) == encode_body(general)
+    assert {d["type"] for d in documents} >= {m.TYPE for m in CORE_EVENT_TYPES} - {"support_ticket_opened", "customers_merged"}
+
+
+def test_fast_path__invalid_and_old_documents_still_get_the_general_paths_answers():
+    registry = default_registry()
+    bad_channel = {**demo_documents(3)[0], "channel": "Instagram"}
+
+    with pytest.raises(InvalidEvent) as refused:
+        registry.decode_json(orjson.dumps(bad_channel))
+    upcast = registry.decode_json(orjson.dumps(order_v1(1999)))
+
+    assert [e.field for e in refused.value.errors] == ["channel"]
+    assert upcast.data.revenue == Decimal("19.99")
+
+
+def test_fast_path__is_rebuilt_when_a_type_is_registered():
+    registry = default_registry()
+    registry.fast_validator()
+    registry.register(WebinarAttended)
+    wire = {"event_id": str(uuid.uuid4()), "type": "webinar_attended", "occurred_at": "2024-01-01T00:00:00Z",
+            "anonymous_id": "cookie:1", "channel": "webinar", "data": {"webinar_id": "w-1"}}
+
+    event = registry.decode_json(orjson.dumps(wire))
+
+    assert isinstance(event, WebinarAttended)
+
+
+def test_fast_path__a_model_whose_type_is_not_a_literal_turns_it_off_without_changing_answers():
+    class FreeTyped(Touch):
+        TYPE: ClassVar[str] = "free_typed"
+
+    registry = default_registry()
+    registry.register(FreeTyped)
+    wire = {"event_id": str(uuid.uuid4()), "type": "free_typed", "occurred_at": "2024-01-01T00:00:00Z",
+            "anonymous_id": "cookie:1", "channel": "web"}
+
+    assert registry.fast_validator() is None
+    assert isinstance(registry.decode_json(orjson.dumps(wire)), FreeTyped)
+
+
+def test_registry__pickles_without_its_cached_validator_and_works_after():
+    import pickle
+
+    registry = default_registry()
+    registry.fast_validator()
+
+    copy = pickle.loads(pickle.dumps(registry))
+
+    assert copy.names() == registry.names() and copy.sendable_to_process()
+    assert copy.decode_json(orjson.dumps(demo_documents(2)[0])).TYPE

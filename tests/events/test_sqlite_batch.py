@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from events.hashing import GENESIS, chain
-from events.sqlite_batch import PreparedBatch, id_key
+from events.sqlite_batch import PreparedBatch, StreamHeads, id_key
 from events.store import DuplicateEventInBatch, StreamAppend, StreamState, WrongExpectedVersion
 from tests.events.contract import new_events
 
@@ -23,20 +23,24 @@ def test_plan__continues_positions_versions_and_chain_from_the_given_heads():
     events = new_events(2)
     batch = PreparedBatch([StreamAppend("customer-anna", events, 4)], RECORDED)
 
-    plan = batch.plan({}, {"customer-anna": [7, 4]}, head=100, chain_head=GENESIS)
+    streams = StreamHeads({"customer-anna": 7}, {"customer-anna": 4})
+
+    plan = batch.plan({}, streams, head=100, chain_head=GENESIS)
 
     assert [(row[0], row[1], row[2]) for row in plan.rows] == [(101, 7, 5), (102, 7, 6)]
     assert plan.rows[0][-1] == chain(GENESIS, batch.canonical(0))
     assert plan.rows[1][-1] == chain(plan.rows[0][-1], batch.canonical(1))
     assert (plan.head, plan.chain_head) == (102, plan.rows[1][-1])
-    assert plan.versions["customer-anna"] == [7, 6]
+    assert streams.versions["customer-anna"] == 6
 
 
 def test_plan__stored_events_become_duplicates_with_their_original_place():
     old, new = new_events(2)
     batch = PreparedBatch([StreamAppend("customer-anna", [old, new], 0)], RECORDED)
 
-    plan = batch.plan({old.event_id.bytes: (40, 0)}, {"customer-anna": [1, 0]}, head=50, chain_head=GENESIS)
+    stored = {old.event_id.bytes: (40, 0)}
+
+    plan = batch.plan(stored, StreamHeads({"customer-anna": 1}, {"customer-anna": 0}), head=50, chain_head=GENESIS)
 
     outcomes = plan.results[0].outcomes
     assert [(o.position, o.stream_version, o.duplicate) for o in outcomes] == [(40, 0, True), (51, 1, False)]
@@ -47,7 +51,7 @@ def test_plan__conflict_raises_before_any_row_is_planned():
     batch = PreparedBatch([StreamAppend("customer-anna", new_events(1), StreamState.NO_STREAM)], RECORDED)
 
     with pytest.raises(WrongExpectedVersion):
-        batch.plan({}, {"customer-anna": [1, 3]}, head=10, chain_head=GENESIS)
+        batch.plan({}, StreamHeads({"customer-anna": 1}, {"customer-anna": 3}), head=10, chain_head=GENESIS)
 
 
 def test_plan__only_duplicates_need_no_stream_state():
@@ -55,7 +59,7 @@ def test_plan__only_duplicates_need_no_stream_state():
     batch = PreparedBatch([StreamAppend("customer-anna", [event], 99)], RECORDED)
 
     assert batch.new_event_streams({event.event_id.bytes: (1, 0)}) == set()
-    plan = batch.plan({event.event_id.bytes: (1, 0)}, {}, head=5, chain_head=GENESIS)
+    plan = batch.plan({event.event_id.bytes: (1, 0)}, StreamHeads({}, {}), head=5, chain_head=GENESIS)
 
     assert plan.rows == [] and plan.results[0].outcomes[0].duplicate
 

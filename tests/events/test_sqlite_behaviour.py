@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from events.sqlite import SQLiteEventStore
-from events.store import NewEvent, StreamAppend, StreamState
+from events.store import NewEvent, StreamAppend, StreamState, WrongExpectedVersion
 from tests.events.contract import assert_chain_intact, new_event, new_events
 
 ANY = StreamState.ANY
@@ -190,3 +190,20 @@ def test_subscription__closing_the_store_ends_it(tmp_path):
     consumer.join(10)
 
     assert not consumer.is_alive()
+
+
+def test_stream_cache__a_conflict_later_in_a_batch_leaves_the_earlier_streams_where_they_were(tmp_path):
+    # given a stream that exists
+    with SQLiteEventStore(tmp_path / "events.db") as store:
+        store.append("customer-ben", new_events(1), expected_version=ANY)
+
+        # when a batch plans a new stream, then conflicts on the existing one
+        with pytest.raises(WrongExpectedVersion):
+            store.append_batch(
+                [StreamAppend("customer-anna", new_events(1)), StreamAppend("customer-ben", new_events(1), 5)]
+            )
+        after = store.append("customer-anna", new_events(1), expected_version=StreamState.NO_STREAM)
+
+        # then nothing of the batch counts: the new stream still starts at version 0
+        assert after.current_version == 0
+        assert store.count() == 2

@@ -1,0 +1,193 @@
+"""Events validated and encoded once, column by column: the bulk append path.
+
+Ingestion (HTTP batches, ``touchpoints ingest``, the Kafka inbound agent) appends
+validated events with ``StreamState.ANY``. Building a ``NewEvent`` per event and
+re-deriving its id bytes, times and canonical bytes inside the writer costs more
+than the SQLite insert itself, so ingestion encodes each event once, into plain
+columns (cheap to pickle between processes), and a store that offers
+``append_encoded`` writes them directly. ``append_encoded`` below falls back to
+``append_batch`` for stores that do not.
+
+Semantics (every store, both paths): events go to their streams in input order;
+an ``event_id`` already stored, or seen earlier in the same batch, is a duplicate
+that reports the original's position and version and writes nothing (its content
+is not compared: the id is the emitter's idempotency key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+import orjson
+
+from events.hashing import utc_text
+from events.models import Event
+from events.store import AppendOutcome, EventStore, NewEvent, StreamAppend, StreamState
+
+NO_METADATA = b"{}"
+
+
+@dataclass(slots=True)
+class EncodedBatch:
+    """Columns of one batch, index ``i`` for event ``i`` in input order.
+
+    ``canonical_head[i] + orjson.dumps(recorded_text) + canonical_tail[i]`` is the
+    event's ``events.hashing.canonical_bytes`` once the store has chosen its
+    ``recorded_at``: everything but that time is serialized here, by the encoder."""
+
+    streams: list[str] = field(default_factory=list)
+    ids: list[bytes] = field(default_factory=list)  # event_id.bytes (16)
+    types: list[str] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)  # schema versions
+    occurred: list[int] = field(default_factory=list)  # occurred_at, microseconds since the epoch (UTC)
+    data: list[bytes] = field(default_factory=list)  # canonical bodies (``encode_body``)
+    canonical_head: list[bytes] = field(default_factory=list)
+    canonical_tail: list[bytes] = field(default_factory=list)
+    metadata: bytes = NO_METADATA  # one value for the whole batch
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, event: Event) -> None:
+        """Encode one validated event onto the end of the batch."""
+        self.extend((event,))
+
+    def extend(self, events: Iterable[Event]) -> None:
+        """Encode validated events onto the end of the batch (the hot loop of ingestion)."""
+        streams, ids, types, versions = self.streams, self.ids, self.types, self.versions
+        occurred, bodies, heads, tails = self.occurred, self.data, self.canonical_head, self.canonical_tail
+        metadata = self.metadata.decode()
+        dumps = orjson.dumps
+        for event in events:
+            stream = event.stream
+            event_id = event.event_id
+            micros, occurred_text = _utc_micros_and_text(event.occurred_at)
+            data = event.__pydantic_serializer__.to_json(event, exclude=_ENVELOPE_TYPE, exclude_none=True)
+            type_, version = event.TYPE, event.SCHEMA_VERSION
+            streams.append(stream)
+            ids.append(event_id.bytes)
+            types.append(type_)
+            versions.append(version)
+            occurred.append(micros)
+            bodies.append(data)
+            # orjson writes arrays compactly ("[a,b]"), so the canonical list splits at its commas.
+            heads.append(dumps([stream, event_id, type_, version, occurred_text])[:-1] + b",")  # UUIDs as str()
+            tails.append(b"," + dumps([data.decode(), metadata])[1:])
+
+    def new_events(self) -> list[tuple[str, NewEvent]]:
+        """The batch as ``(stream, NewEvent)`` pairs, for stores without ``append_encoded``."""
+        from events.sqlite_batch import from_micros  # a pure helper; avoids an import cycle
+
+        return [
+            (stream, NewEvent(UUID(bytes=event_id), type_, version, from_micros(occurred), data, self.metadata))
+            for stream, event_id, type_, version, occurred, data in zip(
+                self.streams, self.ids, self.types, self.versions, self.occurred, self.data
+            )
+        ]
+
+
+def encode_events(events: Iterable[Event]) -> EncodedBatch:
+    batch = EncodedBatch()
+    batch.extend(events)
+    return batch
+
+
+@dataclass(slots=True)
+class EncodedOutcomes:
+    """Per input event, in input order: global position, stream version, duplicate flag."""
+
+    positions: list[int] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    duplicates: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def duplicate_count(self) -> int:
+        return sum(self.duplicates)
+
+
+@runtime_checkable
+class EncodedAppender(Protocol):
+    """A store with a native bulk path (the SQLite adapter)."""
+
+    def append_encoded(self, batch: EncodedBatch) -> EncodedOutcomes: ...
+
+
+def append_encoded(store: EventStore, batch: EncodedBatch) -> EncodedOutcomes:
+    """Append ``batch`` (semantics in the module docstring) in one ``append_batch`` call
+    where the store has no ``append_encoded`` of its own."""
+    if isinstance(store, EncodedAppender):
+        return store.append_encoded(batch)
+    return _append_through_port(store, batch)
+
+
+def _append_through_port(store: EventStore, batch: EncodedBatch) -> EncodedOutcomes:
+    by_stream: dict[str, list[NewEvent]] = {}
+    first_index: dict[bytes, int] = {}
+    slots: list[tuple[str, int] | int] = []  # (stream, index in its append) or the index of the first copy
+    for index, (stream, new) in enumerate(batch.new_events()):
+        event_id = batch.ids[index]
+        seen = first_index.get(event_id)
+        if seen is not None:
+            slots.append(seen)
+            continue
+        first_index[event_id] = index
+        pending = by_stream.setdefault(stream, [])
+        slots.append((stream, len(pending)))
+        pending.append(new)
+    outcomes = EncodedOutcomes()
+    if not by_stream:
+        return outcomes
+    results = store.append_batch([StreamAppend(s, events, StreamState.ANY) for s, events in by_stream.items()])
+    by_name: dict[str, list[AppendOutcome]] = {result.stream: result.outcomes for result in results}
+    for slot in slots:
+        if isinstance(slot, int):  # a repeat within the batch: the first copy's outcome
+            outcomes.positions.append(outcomes.positions[slot])
+            outcomes.versions.append(outcomes.versions[slot])
+            outcomes.duplicates.append(True)
+            continue
+        outcome = by_name[slot[0]][slot[1]]
+        outcomes.positions.append(outcome.position)
+        outcomes.versions.append(outcome.stream_version)
+        outcomes.duplicates.append(outcome.duplicate)
+    return outcomes
+
+
+_EPOCH_ORDINAL_MICROS = 62_135_596_800 * 1_000_000  # microseconds from 0001-01-01 to 1970-01-01
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+_ENVELOPE_TYPE = {"type"}  # kept in the envelope, not the body (as ``events.registry.encode_body``)
+_date_texts: dict[int, str] = {}
+
+
+def _utc_micros_and_text(moment) -> tuple[int, str]:
+    """``(micros_of(moment), events.hashing.utc_text(moment))`` in one pass. Validated events
+    are already in UTC (``events.models.Event``); anything else takes the general path."""
+    offset = moment.utcoffset()
+    if offset is None or offset:
+        return micros_of(moment), utc_text(moment)
+    ordinal = moment.toordinal()
+    date_text = _date_texts.get(ordinal)
+    if date_text is None:
+        if len(_date_texts) > 100_000:
+            _date_texts.clear()
+        date_text = _date_texts[ordinal] = moment.date().isoformat()
+    hour, minute, second, micro = moment.hour, moment.minute, moment.second, moment.microsecond
+    micros = (((ordinal - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000) + micro
+    return micros, "%sT%02d:%02d:%02d.%06dZ" % (date_text, hour, minute, second, micro)
+
+
+def micros_of(moment) -> int:
+    """Microseconds since the epoch (UTC) of an aware datetime, without datetime arithmetic."""
+    utc = moment.utcoffset()
+    if utc is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: the store needs timezone-aware times")
+    days = moment.toordinal() - 1
+    seconds = days * 86_400 + moment.hour * 3600 + moment.minute * 60 + moment.second
+    return seconds * 1_000_000 + moment.microsecond - _EPOCH_ORDINAL_MICROS - (
+        utc.days * 86_400_000_000 + utc.seconds * 1_000_000 + utc.microseconds
+    )

@@ -1,0 +1,82 @@
+"""Large POST /v1/events bodies are decoded by worker processes: the answers (stored,
+invalid, malformed) are exactly those of decoding in the server itself."""
+
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from consumers.api.app import create_app
+from consumers.api.ingest_decode import POOL_MIN_BYTES
+from events.sqlite import SQLiteEventStore
+
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+@pytest.fixture(scope="module")
+def clients(tmp_path_factory):
+    """Two servers over two stores: one decoding in a worker process, one inline."""
+    folder: Path = tmp_path_factory.mktemp("pool")
+    opened = {}
+    from consumers.settings import Settings
+
+    with SQLiteEventStore(folder / "pool.db") as pooled, SQLiteEventStore(folder / "inline.db") as inline:
+        for name, store, workers in (("pool", pooled, 1), ("inline", inline, 0)):
+            settings = Settings.from_env({"TOUCHPOINTS_DATA": str(folder), "TOUCHPOINTS_DEMO": "0"})
+            settings = settings.model_copy(update={"ingest_workers": workers})
+            opened[name] = TestClient(create_app(store=store, settings=settings)).__enter__()
+        try:
+            yield opened["pool"], opened["inline"]
+        finally:
+            for client in opened.values():
+                client.__exit__(None, None, None)
+
+
+def large(make_event, count=400, **fields):
+    events = [make_event(campaign="spring-sale-with-a-long-campaign-name", **fields) for _ in range(count)]
+    body = orjson.dumps(events)
+    assert len(body) >= POOL_MIN_BYTES  # the size that goes to the pool
+    return events, body
+
+
+def test_large_array__is_stored_with_the_same_answer_as_inline_decoding(clients, make_event):
+    pool, inline = clients
+    events, body = large(make_event)
+
+    answers = [client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+               for client in (pool, inline)]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()
+    assert [r["event_id"] for r in answers[0].json()["results"]] == [e["event_id"] for e in events]
+    assert pool.app.state.body_decoder._pool is not None  # it really went through a worker
+
+
+def test_large_body_with_invalid_items__is_refused_whole_with_the_same_422(clients, make_event):
+    pool, inline = clients
+    events, _ = large(make_event)
+    events[3]["channel"] = "Not A Channel"
+    del events[250]["occurred_at"]
+    body = b"\n".join(orjson.dumps(e) for e in events)
+    head_before = pool.app.state.store.head_position()
+
+    answers = [client.post("/v1/events", content=body, headers=NDJSON) for client in (pool, inline)]
+
+    assert [a.status_code for a in answers] == [422, 422]
+    assert answers[0].json() == answers[1].json()
+    assert [item["index"] for item in answers[0].json()["invalid"]] == [3, 250]
+    assert pool.app.state.store.head_position() == head_before
+
+
+def test_large_malformed_body__gets_the_same_400(clients, make_event):
+    pool, inline = clients
+    _, body = large(make_event)
+    body = body[:-2]  # cut inside the last object
+
+    answers = [client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+               for client in (pool, inline)]
+
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["error"] == "malformed_json"
