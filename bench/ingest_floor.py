@@ -71,19 +71,8 @@ def measure_store(
     events per call, grouped by stream (order kept) with ``StreamState.ANY``. With
     ``threads`` > 1 the calls come from a pool, as from the HTTP server's workers: one
     call prepares its batch while another is being written (group commit)."""
-    _remove_database(path)
     batches = [group_by_stream(events[start : start + batch_size]) for start in range(0, len(events), batch_size)]
-    with SQLiteEventStore(path) as store:
-        started = time.perf_counter()
-        if threads == 1:
-            for batch in batches:
-                store.append_batch(batch)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                for _ in pool.map(store.append_batch, batches):
-                    pass
-        elapsed = time.perf_counter() - started
-    return len(events) / elapsed
+    return len(events) / _seconds_for_calls("append_batch", batches, path, threads)
 
 
 def measure_encoded(
@@ -91,18 +80,24 @@ def measure_encoded(
 ) -> float:
     """Events/s through ``SQLiteEventStore.append_encoded`` on a fresh file, one call per
     (already encoded) batch; ``threads`` as in ``measure_store``."""
+    return sum(len(batch) for batch in batches) / _seconds_for_calls("append_encoded", batches, path, threads)
+
+
+def _seconds_for_calls(method: str, batches: Sequence, path: str | os.PathLike[str], threads: int) -> float:
+    """Seconds to pass every batch to ``method`` of a store on a fresh file, from one thread
+    or from a pool of ``threads``."""
     _remove_database(path)
     with SQLiteEventStore(path) as store:
+        call = getattr(store, method)
         started = time.perf_counter()
         if threads == 1:
             for batch in batches:
-                store.append_encoded(batch)
+                call(batch)
         else:
             with ThreadPoolExecutor(threads) as pool:
-                for _ in pool.map(store.append_encoded, batches):
+                for _ in pool.map(call, batches):
                     pass
-        elapsed = time.perf_counter() - started
-    return sum(len(batch) for batch in batches) / elapsed
+        return time.perf_counter() - started
 
 
 def encoded_batches(models: Sequence[Event], batch_size: int) -> list[EncodedBatch]:

@@ -15,6 +15,7 @@ import multiprocessing
 import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,11 @@ class BodyDecoder:
     async def decode(self, body: bytes, ndjson: bool) -> DecodedBody:
         if self.workers and len(body) >= self.pool_min_bytes:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor(), _decode_in_worker, body, ndjson)
+            pool = self._executor()
+            try:
+                return await loop.run_in_executor(pool, _decode_in_worker, body, ndjson)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh next time
+                self._discard(pool)
         return await asyncio.to_thread(decode_body, body, ndjson, self.registry)
 
     def start(self) -> None:
@@ -84,6 +89,12 @@ class BodyDecoder:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:

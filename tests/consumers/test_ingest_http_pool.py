@@ -80,3 +80,19 @@ def test_large_malformed_body__gets_the_same_400(clients, make_event):
     assert [a.status_code for a in answers] == [400, 400]
     assert answers[0].json() == answers[1].json()
     assert answers[0].json()["error"] == "malformed_json"
+
+
+def test_a_killed_worker__the_request_is_decoded_in_the_server_and_the_pool_starts_afresh(clients, make_event):
+    pool, _ = clients
+    decoder = pool.app.state.body_decoder
+    decoder.start()
+    for process in list(decoder._pool._processes.values()):
+        process.kill()
+        process.join()
+    events, body = large(make_event)
+
+    answer = pool.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    again = pool.post("/v1/events", content=large(make_event)[1], headers={"content-type": "application/json"})
+
+    assert answer.status_code == 200 and answer.json()["accepted"] == len(events)
+    assert again.status_code == 200 and decoder._pool is not None

@@ -469,3 +469,13 @@ def _wait_until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for the store"
         time.sleep(0.005)
+
+
+class StepClock:
+    """A clock the test sets (stores take ``clock=``)."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now

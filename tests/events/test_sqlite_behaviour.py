@@ -10,20 +10,10 @@ import pytest
 
 from events.sqlite import SQLiteEventStore
 from events.store import NewEvent, StreamAppend, StreamState, WrongExpectedVersion
-from tests.events.contract import assert_chain_intact, new_event, new_events
+from tests.events.contract import StepClock, assert_chain_intact, new_event, new_events
 
 ANY = StreamState.ANY
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class StepClock:
-    """A clock the test sets."""
-
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_recorded_at__one_value_per_append_call(tmp_path):

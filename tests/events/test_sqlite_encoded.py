@@ -15,18 +15,10 @@ from events.models import Event
 from events.registry import REGISTRY
 from events.sqlite import SQLiteEventStore
 from events.store import StreamAppend, StreamState
-from tests.events.contract import assert_chain_intact, to_new_event, wire_event
+from tests.events.contract import StepClock, assert_chain_intact, to_new_event, wire_event
 
 ANY = StreamState.ANY
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class StepClock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def model(customer: str = "anna", *, event_id: uuid.UUID | None = None, **wire) -> Event:
