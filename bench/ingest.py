@@ -8,10 +8,12 @@ NDJSON file first. Every figure is measured in this run on fresh database files:
   compared with (10,000 for the CLI, 1,000 for HTTP requests of 1,000 events); median of 3;
 - the store alone (``append_batch`` of already encoded events, batches of 10,000);
 - the CLI path: ``consumers.cli.ingest.ingest_file`` on the file, in a fresh process so its
-  peak memory is its own (decoder child process and decoder thread variants), with its CPU
-  time per event (a figure that holds up better than events/s on a busy shared machine);
+  peak memory is its own (decoder processes and decoder thread variants), with its CPU
+  time per event, children included (a figure that holds up better than events/s on a busy
+  shared machine);
 - the HTTP batch endpoint: a real uvicorn server in a subprocess, 4 concurrent clients
-  posting pre-encoded 1,000-event arrays; the server's CPU time per event and peak RSS.
+  posting pre-encoded 1,000-event arrays; the CPU time per event and the summed peak RSS
+  of the server and its decoding workers.
 
 ``python -m bench ingest`` runs it; the ``cli`` and ``server`` sub-commands of this module
 are the subprocesses it starts.
