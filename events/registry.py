@@ -52,9 +52,10 @@ class EventRegistry:
     _upcasters: dict[tuple[str, int], Upcaster] = field(default_factory=dict)
     # Built on first use, dropped on every registration and when pickled (see ``fast_validator``).
     _fast: Any = field(default=None, init=False, repr=False, compare=False)
+    _fast_list: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None}
+        return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None, "_fast_list": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -70,7 +71,7 @@ class EventRegistry:
         if existing is not None and existing is not model:
             raise RegistryError(f"event type {name!r} is already registered by {existing.__name__}")
         self._models[name] = model
-        self._fast = None
+        self._fast = self._fast_list = None
         return model
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -81,7 +82,7 @@ class EventRegistry:
             if key in self._upcasters:
                 raise RegistryError(f"upcaster for {type_name!r} v{from_version} already registered")
             self._upcasters[key] = step
-            self._fast = None
+            self._fast = self._fast_list = None
             return step
 
         return decorate
@@ -143,14 +144,34 @@ class EventRegistry:
         error. None when a model's ``type`` field is not ``Literal[TYPE]`` (a plugin may
         declare it as ``str``): no union can discriminate on it then."""
         if self._fast is None:
-            models = list(self._models.values())
-            if not models or not all(_type_is_literal(model) for model in models):
-                self._fast = False
-            elif len(models) == 1:
-                self._fast = TypeAdapter(models[0])
-            else:
-                self._fast = TypeAdapter(Annotated[Union[tuple(models)], Field(discriminator="type")])
+            union = self._event_union()
+            self._fast = False if union is None else TypeAdapter(union)
         return self._fast or None
+
+    def _event_union(self) -> Any:
+        """Every registered model, discriminated on ``type`` (None: not every ``type`` is a Literal)."""
+        models = list(self._models.values())
+        if not models or not all(_type_is_literal(model) for model in models):
+            return None
+        if len(models) == 1:
+            return models[0]
+        return Annotated[Union[tuple(models)], Field(discriminator="type")]
+
+    def fast_decode_array(self, raw: bytes) -> list[Event] | None:
+        """The events of a JSON array of current-version events, parsed and validated in one
+        call into pydantic-core (no list of dicts built in Python). None when the fast path
+        cannot take it (malformed, empty, any invalid or older item, no fast validator):
+        then decode item by item, which names every error."""
+        if self._fast_list is None:
+            union = self._event_union()
+            self._fast_list = False if union is None else TypeAdapter(list[union])  # type: ignore[valid-type]
+        if not self._fast_list:
+            return None
+        try:
+            events = self._fast_list.validate_json(raw)
+        except ValidationError:
+            return None
+        return events or None
 
     def upcast(self, type_name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
         target = self.current_version(type_name)

@@ -96,3 +96,20 @@ def test_a_killed_worker__the_request_is_decoded_in_the_server_and_the_pool_star
 
     assert answer.status_code == 200 and answer.json()["accepted"] == len(events)
     assert again.status_code == 200 and decoder._pool is not None
+
+
+@pytest.mark.parametrize("kind", ["array", "ndjson"])
+def test_large_body_with_an_old_schema_version__is_upcast_like_any_other(clients, make_event, kind):
+    pool, inline = clients
+    events, _ = large(make_event)
+    old_order = make_event("order_placed", customer_id=f"c-{kind}", schema_version=1,
+                           data={"order_id": "o-9", "total_cents": 1250, "currency": "EUR"})
+    events.append(old_order)
+    body = orjson.dumps(events) if kind == "array" else b"\r\n".join(orjson.dumps(e) for e in events)
+    headers = {"content-type": "application/json"} if kind == "array" else NDJSON
+
+    answer = pool.post("/v1/events", content=body, headers=headers)
+
+    assert answer.status_code == 200 and answer.json()["accepted"] == len(events)
+    stored = list(pool.app.state.store.read_stream(f"customer-c-{kind}"))
+    assert orjson.loads(stored[0].data)["data"]["revenue"] == "12.50"

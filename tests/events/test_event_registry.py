@@ -321,3 +321,17 @@ def test_registry__pickles_without_its_cached_validator_and_works_after():
 
     assert copy.names() == registry.names() and copy.sendable_to_process()
     assert copy.decode_json(orjson.dumps(demo_documents(2)[0])).TYPE
+
+
+def test_fast_decode_array__decodes_a_valid_array_and_leaves_anything_else_to_the_general_path():
+    registry = default_registry()
+    documents = demo_documents(20)
+    valid = orjson.dumps(documents)
+
+    events = registry.fast_decode_array(valid)
+
+    assert events == [registry.decode_json(orjson.dumps(d)) for d in documents]
+    assert registry.fast_decode_array(b"[]") is None
+    assert registry.fast_decode_array(valid[:-1]) is None  # malformed
+    assert registry.fast_decode_array(orjson.dumps([*documents, {**documents[0], "channel": "X"}])) is None
+    assert registry.fast_decode_array(orjson.dumps([order_v1(100)])) is None  # an older version: upcast item by item
