@@ -31,12 +31,10 @@ replayed views cached by ``(as_of, known_at, head position)``.
 
 from __future__ import annotations
 
-import gc
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -45,6 +43,7 @@ from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
 from events.store import EventStore
 from projections import population as population_module
+from projections.collector import collector_paused
 from projections.parameters import ViewParameterError
 from projections.population import Population
 
@@ -170,7 +169,8 @@ def replay(
     result = ReplayResult(population_module.initial_state(), as_of, known_at, head)
     if head is None or head < 0:
         return result
-    with _gc_paused(freeze):
+    # A replay builds millions of long-lived, acyclic objects: collections would rescan them all.
+    with collector_paused(freeze=freeze):
         if callable(getattr(store, "read_raw", None)):
             _replay_raw(store, result, registry, progress, page_size)
         else:
@@ -325,22 +325,6 @@ def _micros(moment: datetime) -> int:
 
 def _datetime(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
-
-
-@contextmanager
-def _gc_paused(freeze: bool) -> Iterator[None]:
-    """A replay builds millions of long-lived, acyclic objects; with the cyclic collector
-    on, every collection rescans all of them again (it more than doubles the replay time).
-    Reference counting frees the garbage anyway."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if freeze:
-            gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 # --- point-in-time views for the API and the CLI ---------------------------------------------

@@ -14,13 +14,16 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(*, freeze: bool = False) -> Iterator[None]:
     """Pause the cyclic garbage collector (not reference counting) for the block; restore
-    it as the caller had it."""
+    it as the caller had it. ``freeze``: move what the block built to the permanent
+    generation first, so later collections never rescan it (state that lives on)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()

@@ -4,9 +4,11 @@ and settings overridden by the command's flags."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from consumers.settings import Settings
+from consumers.cli.logs import configure_logging
+from consumers.settings import Settings, SettingsError
 
 
 class UsageError(Exception):
@@ -37,6 +39,19 @@ def add_server_flags(parser: argparse.ArgumentParser, *, what: str = "listen") -
     parser.add_argument("--host", help=f"{what} address (default TOUCHPOINTS_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help=f"{what} port, 0 for a free one (default TOUCHPOINTS_PORT or 8000)")
     parser.add_argument("--no-demo", action="store_true", help="never load the demo data set")
+
+
+def settings_for_server(command: str, args: argparse.Namespace) -> Settings | None:
+    """The environment's settings with the server flags applied, logging configured; None
+    (after saying why on stderr) when the environment holds a value touchpoints cannot use."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"touchpoints {command}: {error}", file=sys.stderr)
+        return None
+    settings = server_settings(settings, args)
+    configure_logging(settings.log_level)
+    return settings
 
 
 def server_settings(settings: Settings, args: argparse.Namespace) -> Settings:

@@ -14,9 +14,8 @@ import signal
 import sys
 from contextlib import ExitStack
 
-from consumers.cli.common import add_server_flags, server_settings
-from consumers.cli.logs import configure_logging
-from consumers.settings import Settings, SettingsError
+from consumers.cli.common import add_server_flags, settings_for_server
+from consumers.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,13 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"touchpoints serve: {error}", file=sys.stderr)
+    settings = settings_for_server("serve", args)
+    if settings is None:
         return 2
-    settings = server_settings(settings, args)
-    configure_logging(settings.log_level)
     return serve(settings)
 
 

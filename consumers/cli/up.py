@@ -10,11 +10,8 @@ The SQLite store, the bundled Kafka broker on a free loopback port (unless
 from __future__ import annotations
 
 import argparse
-import sys
 
-from consumers.cli.common import add_server_flags, server_settings
-from consumers.cli.logs import configure_logging
-from consumers.settings import Settings, SettingsError
+from consumers.cli.common import add_server_flags, settings_for_server
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,13 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"touchpoints up: {error}", file=sys.stderr)
+    settings = settings_for_server("up", args)
+    if settings is None:
         return 2
-    settings = server_settings(settings, args)
-    configure_logging(settings.log_level)
     from streams.platform import run_platform
 
     return run_platform(settings)
