@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator
 
 from events.models import CORE_EVENT_TYPES, Event
 
@@ -135,17 +136,21 @@ class EventRegistry:
 
     # --- decoding -------------------------------------------------------------
 
-    def fast_validator(self) -> TypeAdapter | None:
+    def fast_validator(self) -> SchemaValidator | None:
         """One pydantic validator for every registered type, discriminated on ``type``: a
         current-version event is then parsed and validated in a single call into
         pydantic-core, with no dict built in Python (about twice as fast on the ingest
         path). Valid input gives the same event as the general path; anything it refuses
         goes through the general path, which upcasts older versions and names every
         error. None when a model's ``type`` field is not ``Literal[TYPE]`` (a plugin may
-        declare it as ``str``): no union can discriminate on it then."""
+        declare it as ``str``): no union can discriminate on it then.
+
+        It leaves out the envelope's two Python validators (a call back from Rust costs
+        ~0.9 us each, a quarter of the validation); ``_envelope_holds`` makes the same two
+        checks after it, and whatever fails them takes the general path."""
         if self._fast is None:
             union = self._event_union()
-            self._fast = False if union is None else TypeAdapter(union)
+            self._fast = False if union is None else _without_envelope_checks(TypeAdapter(union))
         return self._fast or None
 
     def _event_union(self) -> Any:
@@ -164,14 +169,30 @@ class EventRegistry:
         then decode item by item, which names every error."""
         if self._fast_list is None:
             union = self._event_union()
-            self._fast_list = False if union is None else TypeAdapter(list[union])  # type: ignore[valid-type]
+            self._fast_list = False if union is None else _without_envelope_checks(TypeAdapter(list[union]))  # type: ignore[valid-type]
         if not self._fast_list:
             return None
         try:
             events = self._fast_list.validate_json(raw)
         except ValidationError:
             return None
-        return events or None
+        if not events or not all(map(_envelope_holds, events)):
+            return None
+        return events
+
+    def fast_decode_lines(self, lines: Iterable[bytes]) -> list[Event] | None:
+        """The events of JSON documents that are all valid current-version events, through
+        the fast validator; None as ``fast_decode_array``."""
+        fast = self.fast_validator()
+        if fast is None:
+            return None
+        try:
+            events = [fast.validate_json(line) for line in lines]
+        except ValidationError:
+            return None
+        if not events or not all(map(_envelope_holds, events)):
+            return None
+        return events
 
     def upcast(self, type_name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
         target = self.current_version(type_name)
@@ -205,9 +226,12 @@ class EventRegistry:
         fast = self.fast_validator()
         if fast is not None and type(body) is dict and "schema_version" not in body:
             try:
-                return fast.validate_python(body)
+                event = fast.validate_python(body)
             except ValidationError:
                 pass  # the path below names the errors exactly as it always has
+            else:
+                if _envelope_holds(event):
+                    return event
         if not isinstance(body, Mapping):
             raise InvalidEvent([FieldError("", f"expected a JSON object, got {_json_kind(body)}")])
         type_name = body.get("type")
@@ -230,9 +254,12 @@ class EventRegistry:
         fast = self.fast_validator()
         if fast is not None:
             try:
-                return fast.validate_json(raw)
+                event = fast.validate_json(raw)
             except ValidationError:
                 pass  # malformed, invalid, an older schema_version...: the general path says which
+            else:
+                if _envelope_holds(event):
+                    return event
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
@@ -273,6 +300,34 @@ def field_errors(error: ValidationError) -> list[FieldError]:
             parts.append(named)
         errors.append(FieldError(".".join(parts), item["msg"]))
     return errors
+
+
+def _envelope_holds(event: Event) -> bool:
+    """``Event._identity_present`` and ``Event._to_utc`` for an event validated without them:
+    an identity is present, and ``occurred_at`` is already UTC (its tzinfo may then be
+    pydantic's UTC rather than ``timezone.utc``: equal, same hash, same serialization)."""
+    return (event.customer_id is not None or event.anonymous_id is not None) and not event.occurred_at.utcoffset()
+
+
+_ENVELOPE_CHECKS = frozenset({Event._identity_present, Event._to_utc.__func__})  # type: ignore[attr-defined]
+
+
+def _without_envelope_checks(adapter: TypeAdapter) -> SchemaValidator:
+    """The adapter's validator with the ``_ENVELOPE_CHECKS`` steps taken out of its core
+    schema (every other validator, a plugin's included, stays)."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("type") == "function-after":
+            function = node["function"]["function"]
+            if getattr(function, "__func__", function) in _ENVELOPE_CHECKS:
+                return strip(node["schema"])
+        return {key: value if key in ("function", "cls") else strip(value) for key, value in node.items()}
+
+    return SchemaValidator(strip(adapter.core_schema))
 
 
 def _type_is_literal(model: type[Event]) -> bool:

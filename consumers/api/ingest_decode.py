@@ -19,8 +19,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from consumers.api.body import BodyError, parse_items
 from consumers.ingest import ItemError
 from events.encoded import EncodedBatch
@@ -71,14 +69,7 @@ def _all_valid_fast(body: bytes, ndjson: bool, registry: EventRegistry) -> list[
     which answers malformed, empty or invalid bodies exactly."""
     if not ndjson:
         return registry.fast_decode_array(body) if body.lstrip()[:1] == b"[" else None
-    fast = registry.fast_validator()
-    if fast is None:
-        return None
-    try:
-        events = [fast.validate_json(line) for line in body.split(b"\n") if line.strip()]
-    except ValidationError:
-        return None
-    return events or None
+    return registry.fast_decode_lines(line for line in body.split(b"\n") if line.strip())
 
 
 class BodyDecoder:

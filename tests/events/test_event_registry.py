@@ -335,3 +335,56 @@ def test_fast_decode_array__decodes_a_valid_array_and_leaves_anything_else_to_th
     assert registry.fast_decode_array(valid[:-1]) is None  # malformed
     assert registry.fast_decode_array(orjson.dumps([*documents, {**documents[0], "channel": "X"}])) is None
     assert registry.fast_decode_array(orjson.dumps([order_v1(100)])) is None  # an older version: upcast item by item
+
+
+@pytest.mark.parametrize("entry", ["decode_json", "validate"])
+def test_fast_path__a_time_with_another_offset_is_converted_to_utc_as_on_the_general_path(entry):
+    registry = default_registry()
+    document = {**demo_documents(2)[0], "occurred_at": "2024-03-01T12:30:00.25+02:00"}
+    decode = registry.decode_json if entry == "decode_json" else registry.validate
+
+    event = decode(orjson.dumps(document) if entry == "decode_json" else document)
+
+    assert event.occurred_at.utcoffset().total_seconds() == 0
+    assert event.occurred_at.isoformat() == "2024-03-01T10:30:00.250000+00:00"
+    assert encode_body(event) == encode_body(registry.model(document["type"]).model_validate(document))
+
+
+@pytest.mark.parametrize("entry", ["decode_json", "validate"])
+def test_fast_path__an_event_without_identity_is_refused_naming_customer_id(entry):
+    registry = default_registry()
+    document = {k: v for k, v in demo_documents(2)[0].items() if k not in ("customer_id", "anonymous_id")}
+    decode = registry.decode_json if entry == "decode_json" else registry.validate
+
+    with pytest.raises(InvalidEvent) as refused:
+        decode(orjson.dumps(document) if entry == "decode_json" else document)
+
+    assert [e.field for e in refused.value.errors] == ["customer_id"]
+
+
+@pytest.mark.parametrize("method", ["fast_decode_array", "fast_decode_lines"])
+def test_fast_batches__leave_events_failing_the_envelope_checks_to_the_item_by_item_path(method):
+    registry = default_registry()
+    documents = demo_documents(5)
+    anonymous = {k: v for k, v in documents[1].items() if k not in ("customer_id", "anonymous_id")}
+    offset = {**documents[2], "occurred_at": "2024-03-01T12:30:00+02:00"}
+
+    def decode(items):
+        if method == "fast_decode_array":
+            return registry.fast_decode_array(orjson.dumps(items))
+        return registry.fast_decode_lines(orjson.dumps(item) for item in items)
+
+    assert decode(documents) == [registry.decode_json(orjson.dumps(d)) for d in documents]
+    assert decode([*documents, anonymous]) is None
+    assert decode([*documents, offset]) is None
+
+
+def test_fast_path__keeps_every_other_validator_of_a_model():
+    registry = default_registry()
+    merged_into_itself = {"event_id": str(uuid.uuid4()), "type": "customers_merged",
+                          "occurred_at": "2024-01-01T00:00:00Z", "customer_id": "anna",
+                          "data": {"duplicate_customer_id": "anna"}}
+
+    with pytest.raises(InvalidEvent):
+        registry.decode_json(orjson.dumps(merged_into_itself))
+    assert registry.fast_decode_array(orjson.dumps([merged_into_itself])) is None
