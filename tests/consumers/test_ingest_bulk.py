@@ -6,7 +6,9 @@ from typing import ClassVar, Literal
 import orjson
 import pytest
 
-from consumers.bulk_ingest import BulkReport, bulk_load, split_lines
+import random
+
+from consumers.bulk_ingest import DECODE_SLICE, BulkReport, bulk_load, line_blocks, split_lines
 from consumers.ingest import Ingestor
 from events.models import Touch
 from events.registry import default_registry
@@ -111,6 +113,54 @@ def test_blocks_dealt_to_several_decoder_processes__come_back_in_input_order_wit
     assert (report.accepted, report.rejected, report.lines) == (23, 2, 25)
     assert [r.line for r in rejects] == [7, 18]
     assert [str(r.event_id) for r in store.read_all()] == [e["event_id"] for e in events]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_rejects_in_later_slices_of_a_large_batch__keep_their_line_numbers(store, make_event, decoder):
+    count = 2 * DECODE_SLICE + 50
+    lines = [orjson.dumps(make_event()) for _ in range(count)]
+    bad_lines = [DECODE_SLICE + 3, 2 * DECODE_SLICE + 1, count]  # 1-based, in the second, third and last slice
+    for number in bad_lines:
+        lines[number - 1] = orjson.dumps({**orjson.loads(lines[number - 1]), "channel": "Not A Channel"})
+    rejects = []
+
+    report = bulk_load([b"\n".join(lines)], Ingestor(store), batch_size=count, decoder=decoder,
+                       on_reject=rejects.append)
+
+    assert (report.accepted, report.rejected, report.batches) == (count - 3, 3, 1)
+    assert [r.line for r in rejects] == bad_lines
+    assert all(r.errors[0].field == "channel" for r in rejects)
+
+
+def test_process_decoder__without_fork_spawns_interpreters_that_decode_the_same(store, make_event, monkeypatch):
+    monkeypatch.delattr("os.fork")
+    events = [make_event() for _ in range(7)]
+    lines = [orjson.dumps(e) for e in events]
+    lines[3:3] = [b"{bad"]
+
+    rejects = []
+    report = bulk_load([b"\n".join(lines)], Ingestor(store), batch_size=2, decoder="process",
+                       on_reject=rejects.append)
+
+    assert (report.accepted, report.rejected) == (7, 1)
+    assert [r.line for r in rejects] == [4]
+    assert [str(r.event_id) for r in store.read_all()] == [e["event_id"] for e in events]
+
+
+def test_line_blocks__cut_any_chunking_into_the_lines_split_lines_gives():
+    rng = random.Random(5)
+    for _ in range(2000):
+        lines = [b"x" * rng.randrange(0, 4) for _ in range(rng.randrange(0, 25))]
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.5 else b"")
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randrange(0, 6))))
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+        per_block = rng.randrange(1, 7)
+
+        blocks = list(line_blocks(chunks, per_block))
+
+        assert [line for block, _ in blocks for line in block.split(b"\n")] == list(split_lines(chunks))
+        assert [len(block.split(b"\n")) for block, _ in blocks] == [count for _, count in blocks]
+        assert all(count == per_block for _, count in blocks[:-1])
 
 
 def test_loading_the_same_input_again__stores_nothing_new(store, make_event):
