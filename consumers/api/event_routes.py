@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -104,7 +103,7 @@ def ingest_decoded(ingestor: Ingestor, decoded: DecodedBody) -> tuple[int, dict[
     outcomes = ingestor.append_encoded(batch)
     results = [
         {
-            "event_id": UUID(bytes=event_id),  # orjson writes UUIDs in canonical form
+            "event_id": uuid_text(event_id),
             "position": position,
             "stream": stream,
             "stream_version": version,
@@ -116,6 +115,12 @@ def ingest_decoded(ingestor: Ingestor, decoded: DecodedBody) -> tuple[int, dict[
     ]
     duplicates = outcomes.duplicate_count
     return 200, {"accepted": len(outcomes) - duplicates, "duplicates": duplicates, "results": results}
+
+
+def uuid_text(event_id: bytes) -> str:
+    """``str(UUID(bytes=event_id))`` at half the cost (no UUID object): answers list every event."""
+    h = event_id.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @router.get(

@@ -269,3 +269,13 @@ def test_corrupt_gzip__is_a_400_and_unknown_encoding_a_415(api):
 
     assert corrupt.status_code == 400 and corrupt.json()["error"] == "bad_content_encoding"
     assert brotli.status_code == 415
+
+
+def test_uuid_text__is_the_canonical_uuid_form():
+    from uuid import uuid4
+
+    from consumers.api.event_routes import uuid_text
+
+    ids = [uuid4() for _ in range(50)]
+
+    assert [uuid_text(event_id.bytes) for event_id in ids] == [str(event_id) for event_id in ids]
