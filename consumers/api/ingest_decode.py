@@ -11,6 +11,7 @@ more than it saves. Both paths run ``decode_body``, so their answers are identic
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import pickle
 import threading
@@ -129,8 +130,6 @@ _worker_registry: EventRegistry | None = None
 
 def _start_worker(registry: bytes) -> None:
     global _worker_registry
-    import gc
-
     _worker_registry = pickle.loads(registry)
     gc.freeze()  # the imported modules never need collecting; keeps young collections short
 
@@ -141,4 +140,10 @@ def _ready() -> bool:
 
 def _decode_in_worker(body: bytes, ndjson: bool) -> DecodedBody:
     assert _worker_registry is not None, "worker started without a registry"
-    return decode_body(body, ndjson, _worker_registry)
+    # The events of a body are acyclic and die with it: collections while they are being
+    # built only traverse them.
+    gc.disable()
+    try:
+        return decode_body(body, ndjson, _worker_registry)
+    finally:
+        gc.enable()
