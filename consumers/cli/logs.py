@@ -13,3 +13,14 @@ def configure_logging(level: str) -> None:
     if level != "DEBUG":
         for name in CHATTY_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
+    cluster = logging.getLogger("kafka.cluster")
+    if not any(isinstance(f, CancelledRefreshFilter) for f in cluster.filters):
+        cluster.addFilter(CancelledRefreshFilter())
+
+
+class CancelledRefreshFilter(logging.Filter):
+    """kafka-python logs the metadata refresh that closing a client cancels as an ERROR:
+    every clean shutdown printed one. Only a close cancels a refresh, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Metadata refresh: failed Cancelled")
