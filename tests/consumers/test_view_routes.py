@@ -238,6 +238,35 @@ def test_timeline__a_linked_identity_resolves_to_the_customer(api, linked_identi
     assert moments == sorted(moments)
 
 
+def test_timeline__runs_on_the_small_timeline_pool_and_answers_concurrent_requests_alike(demo, linked_identity):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from consumers.api.view_routes import TIMELINE_THREADS
+
+    store, views, settings = demo
+    _, customer = linked_identity
+    threads_used = set()
+    timeline = views.timeline
+
+    def recording_timeline(*args, **kwargs):
+        threads_used.add(threading.current_thread().name)
+        return timeline(*args, **kwargs)
+
+    views.timeline = recording_timeline
+    try:
+        with TestClient(create_app(store=store, settings=settings, views=views)) as client:
+            alone = client.get(f"/v1/customers/{customer}/timeline").json()
+            with ThreadPoolExecutor(12) as requests:
+                together = list(requests.map(lambda _: client.get(f"/v1/customers/{customer}/timeline"), range(24)))
+    finally:
+        del views.timeline  # back to the class's method
+
+    assert all(response.status_code == 200 and response.json() == alone for response in together)
+    assert threads_used and all(name.startswith("timeline") for name in threads_used)
+    assert len(threads_used) <= TIMELINE_THREADS
+
+
 # --- caching and point in time ------------------------------------------------------------------------
 
 
