@@ -38,7 +38,7 @@ from queue import Full, Queue
 from typing import IO, Any, Literal
 
 from consumers.ingest import Ingestor
-from events.encoded import EncodedBatch
+from events.encoded import ENCODE_SLICE, EncodedBatch
 from events.registry import EventRegistry, FieldError, InvalidEvent
 from projections.collector import collector_paused
 
@@ -46,9 +46,9 @@ DEFAULT_BATCH_SIZE = 10_000
 PROCESS_MIN_BYTES = 8 << 20  # below this a child process costs more than it saves
 # Two children keep both cores busy: the appending side needs less than half of one.
 DECODER_PROCESSES = max(1, min(2, os.cpu_count() or 1))
-# Lines decoded at a time: the events of a slice are validated, then encoded, while still
-# in the core's cache (a 10,000-line slice cost a third more CPU an event).
-DECODE_SLICE = 256
+# Lines decoded at a time: the events of a slice are validated, then encoded (one encoder
+# pass), while still in the core's cache (a 10,000-line slice cost a third more CPU an event).
+DECODE_SLICE = ENCODE_SLICE
 Decoder = Literal["auto", "process", "thread"]
 
 
