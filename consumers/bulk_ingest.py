@@ -11,7 +11,8 @@ Decoding (pydantic validation and encoding, ~10-12 µs an event here) costs more
 this process appends: a feeder thread cuts the input into blocks of ``batch_size`` lines
 (finding newlines in C, without making an object of each line) and deals them out to the
 children in turn; the batches are read back in the same turn, so the log keeps the input
-order. The children are forked, so they start at once with the registry in memory (a
+order. The children run niced (``consumers.decoder_priority``): the appending process,
+the serial part, gets a core whenever it can use one. The children are forked, so they start at once with the registry in memory (a
 fresh interpreter, where the platform cannot fork, first spends ~0.3 s importing and then
 reads the pickled registry). A child decodes its block ``DECODE_SLICE`` lines at a time so
 that the events being encoded are still in the core's cache. ``decoder="thread"``
@@ -37,6 +38,7 @@ from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any, Literal
 
+from consumers.decoder_priority import lower_decoder_priority
 from consumers.ingest import Ingestor
 from events.encoded import ENCODE_SLICE, EncodedBatch
 from events.registry import EventRegistry, FieldError, InvalidEvent
@@ -466,6 +468,7 @@ def decoder_main(source: IO[bytes], sink: IO[bytes], registry: EventRegistry | N
     decoded batch on ``sink``; an empty frame ends both. A spawned child reads the
     registry from the first frame; a forked one has it already."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    lower_decoder_priority()  # the appending parent is the serial part: it gets a core first
     try:
         if registry is None:
             registry = pickle.loads(_read_frame(source) or b"")

@@ -6,6 +6,7 @@ under one GIL they would serialize every request of the server. Bodies of at lea
 on first use, each with a copy of the registry) while this process appends and
 answers; smaller bodies are decoded inline, where a round trip to a worker would cost
 more than it saves. Both paths run ``decode_body``, so their answers are identical.
+Workers run niced (``consumers.decoder_priority``), behind the appends and the event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.api.body import BodyError, parse_items
+from consumers.decoder_priority import lower_decoder_priority
 from consumers.ingest import ItemError
 from events.encoded import EncodedBatch
 from events.models import Event
@@ -131,6 +133,7 @@ _worker_registry: EventRegistry | None = None
 def _start_worker(registry: bytes) -> None:
     global _worker_registry
     _worker_registry = pickle.loads(registry)
+    lower_decoder_priority()  # appends and the event loop are serial: they get a core first
     gc.freeze()  # the imported modules never need collecting; keeps young collections short
 
 

@@ -3,12 +3,24 @@ with the decoder in a thread and in a child process."""
 
 from typing import ClassVar, Literal
 
+import os
+import random
+
 import orjson
 import pytest
 
-import random
-
-from consumers.bulk_ingest import DECODE_SLICE, BulkReport, bulk_load, line_blocks, split_lines
+from consumers.bulk_ingest import (
+    _BLOCK_HEAD,
+    DECODE_SLICE,
+    BulkReport,
+    _read_frame,
+    _start_decoders,
+    _write_frame,
+    bulk_load,
+    line_blocks,
+    split_lines,
+)
+from consumers.decoder_priority import DECODER_NICENESS
 from consumers.ingest import Ingestor
 from events.models import Touch
 from events.registry import default_registry
@@ -145,6 +157,26 @@ def test_process_decoder__without_fork_spawns_interpreters_that_decode_the_same(
     assert (report.accepted, report.rejected) == (7, 1)
     assert [r.line for r in rejects] == [4]
     assert [str(r.event_id) for r in store.read_all()] == [e["event_id"] for e in events]
+
+
+@pytest.mark.parametrize("start", ["forked", "spawned"])
+def test_decoder_children__run_niced_below_the_appending_process(make_event, monkeypatch, start):
+    # given decoder children, forked or (without os.fork) spawned
+    if start == "spawned":
+        monkeypatch.delattr("os.fork")
+    children = _start_decoders(default_registry(), 2)
+    try:
+        # when each has decoded a block
+        for child in children:
+            _write_frame(child.stdin, _BLOCK_HEAD.pack(1) + orjson.dumps(make_event()))
+            assert _read_frame(child.stdout)
+        # then each runs DECODER_NICENESS below this process (the kernel caps niceness at 19)
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + DECODER_NICENESS)
+        assert [os.getpriority(os.PRIO_PROCESS, child.pid) for child in children] == [expected, expected]
+    finally:
+        for child in children:
+            _write_frame(child.stdin, b"")
+            assert child.wait() == 0
 
 
 def test_line_blocks__cut_any_chunking_into_the_lines_split_lines_gives():

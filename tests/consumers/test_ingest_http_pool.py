@@ -1,6 +1,7 @@
 """Large POST /v1/events bodies are decoded by worker processes: the answers (stored,
 invalid, malformed) are exactly those of decoding in the server itself."""
 
+import os
 from pathlib import Path
 
 import orjson
@@ -8,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
-from consumers.api.ingest_decode import POOL_MIN_BYTES
+from consumers.api.ingest_decode import POOL_MIN_BYTES, BodyDecoder
+from consumers.decoder_priority import DECODER_NICENESS
+from events.registry import default_registry
 from events.sqlite import SQLiteEventStore
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -113,3 +116,16 @@ def test_large_body_with_an_old_schema_version__is_upcast_like_any_other(clients
     assert answer.status_code == 200 and answer.json()["accepted"] == len(events)
     stored = list(pool.app.state.store.read_stream(f"customer-c-{kind}"))
     assert orjson.loads(stored[0].data)["data"]["revenue"] == "12.50"
+
+
+def test_decoding_workers__run_niced_below_the_server():
+    # given a body decoder with a worker process
+    decoder = BodyDecoder(default_registry(), workers=1)
+    try:
+        decoder.start()
+        # when the worker reports its niceness (os.nice(0) changes nothing and returns it)
+        niceness = decoder._executor().submit(os.nice, 0).result(timeout=60)
+        # then it is DECODER_NICENESS above this process's (capped at 19 by the kernel)
+        assert niceness == min(19, os.nice(0) + DECODER_NICENESS)
+    finally:
+        decoder.close()
