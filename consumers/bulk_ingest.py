@@ -12,13 +12,13 @@ this process appends: a feeder thread cuts the input into blocks of ``batch_size
 (finding newlines in C, without making an object of each line) and deals them out to the
 children in turn; the batches are read back in the same turn, so the log keeps the input
 order. The children run niced (``consumers.decoder_priority``): the appending process,
-the serial part, gets a core whenever it can use one. The children are forked, so they start at once with the registry in memory (a
-fresh interpreter, where the platform cannot fork, first spends ~0.3 s importing and then
-reads the pickled registry). A child decodes its block ``DECODE_SLICE`` lines at a time so
-that the events being encoded are still in the core's cache. ``decoder="thread"``
-decodes in a thread of this process (it overlaps only the store's I/O); it serves small
-inputs, where starting a process costs more than it saves, and registries that cannot be
-sent to a child.
+the serial part, gets a core whenever it can use one. They are forked, so they start at
+once with the registry in memory (a fresh interpreter, where the platform cannot fork,
+first spends ~0.3 s importing and then reads the pickled registry). A child decodes its
+block ``DECODE_SLICE`` lines at a time so that the events being encoded are still in the
+core's cache. ``decoder="thread"`` decodes in a thread of this process (it overlaps only
+the store's I/O); it serves small inputs, where starting a process costs more than it
+saves, and registries that cannot be sent to a child.
 """
 
 from __future__ import annotations
