@@ -14,7 +14,9 @@ NDJSON file first. Every figure is measured in this run on fresh database files:
   shared machine);
 - the HTTP batch endpoint: a real uvicorn server in a subprocess, 4 concurrent clients
   posting pre-encoded 1,000-event arrays; the CPU time per event and the summed peak RSS
-  of the server and its decoding workers.
+  of the server and its decoding workers;
+- reading that log back: the store's ``read_all`` in process, ``GET /v1/events`` paged by
+  one client beside it, and the p99 of small pages read by 16 clients at once.
 
 ``python -m bench ingest`` runs it; the ``cli`` and ``server`` sub-commands of this module
 are the subprocesses it starts.
@@ -78,6 +80,7 @@ def run(scale: float) -> list[Row]:
             key=0,
         )
         http_rate, server_rss, server_cpu = http
+        port_read, api_read, page_p99 = _read_back(work / "http.db", count)
 
     floor_cli_name = f"raw floor, batches of {CLI_BATCH:,}"
     floor_http_name = f"raw floor, batches of {HTTP_BATCH:,}"
@@ -101,6 +104,10 @@ def run(scale: float) -> list[Row]:
             "events/s", floor_http_name, floor_http, ">= 0.3x", http_rate >= 0.3 * floor_http),
         Row("ingest", "HTTP server CPU per event (server + decoding workers)", server_cpu, "us/event"),
         Row("ingest", "HTTP server peak RSS (server + decoding workers)", server_rss, "MiB"),
+        Row("ingest", "store read_all of the same log (in process)", port_read, "events/s"),
+        Row("ingest", f"GET /v1/events, 1 client, pages of {READ_PAGE:,}", api_read, "events/s",
+            "store read_all", port_read),
+        Row("ingest", f"GET /v1/events p99, {READ_CLIENTS} clients, pages of {READ_SMALL_PAGE}", page_p99, "ms"),
     ]
 
 
@@ -242,6 +249,68 @@ def _http(lines: list[bytes], database: Path) -> tuple[float, float, float]:
     if accepted != len(lines):
         raise RuntimeError(f"the server accepted {accepted} of {len(lines)} events")
     return accepted / elapsed, rss, cpu / accepted * 1e6
+
+
+READ_PAGE = 1_000
+READ_SMALL_PAGE = 100
+READ_CLIENTS = 16
+
+
+def _read_back(database: Path, count: int) -> tuple[float, float, float]:
+    """Reading the log the HTTP path wrote: the store's ``read_all`` in this process, then
+    ``GET /v1/events`` from one client paging through all of it, and the p99 of pages
+    read by ``READ_CLIENTS`` clients at once."""
+    from events.sqlite import SQLiteEventStore
+
+    with SQLiteEventStore(database) as store:
+        started = time.perf_counter()
+        read = sum(1 for _ in store.read_all())
+        port_rate = read / (time.perf_counter() - started)
+    if read != count:
+        raise RuntimeError(f"the log holds {read} events, expected {count}")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.ingest", "server", str(database)], stdout=subprocess.PIPE, cwd=ROOT, text=True
+    )
+    try:
+        url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        with httpx.Client(base_url=url, timeout=60) as client:
+            client.get("/healthz").raise_for_status()
+            started, position, seen = time.perf_counter(), 0, 0
+            while True:
+                page = orjson.loads(client.get("/v1/events", params={"from_position": position,
+                                                                     "limit": READ_PAGE}).content)
+                seen += len(page["events"])
+                position = page["next_position"]
+                if not page["has_more"]:
+                    break
+            api_rate = seen / (time.perf_counter() - started)
+        if seen != count:
+            raise RuntimeError(f"GET /v1/events gave {seen} events, expected {count}")
+        latencies = _concurrent_page_latencies(url, count)
+    finally:
+        server.terminate()
+        server.wait(30)
+    return port_rate, api_rate, latencies[int(len(latencies) * 0.99)] * 1e3
+
+
+def _concurrent_page_latencies(url: str, count: int, pages_each: int = 20) -> list[float]:
+    latencies: list[float] = []
+
+    def client_loop(k: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for n in range(pages_each):
+                position = (k * pages_each + n) * READ_SMALL_PAGE % max(1, count - READ_SMALL_PAGE)
+                started = time.perf_counter()
+                params = {"from_position": position, "limit": READ_SMALL_PAGE}
+                client.get("/v1/events", params=params).raise_for_status()
+                latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(READ_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(latencies)
 
 
 def _tree_cpu_seconds(pid: int) -> float:

@@ -6,7 +6,9 @@ The app does not own the store: whoever opened it closes it after the server sto
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +28,11 @@ from events.registry import REGISTRY, EventRegistry
 from events.store import EventStore, StoreUnavailable
 
 HealthCheck = Callable[[], Mapping[str, Any]]
+
+# Pages of the log (GET /v1/events) are read on this many threads, not the default pool of
+# 40: a page is CPU under the GIL, and 16 at once took turns unfairly (p99 1.0 s against
+# ~0.3 s with two threads, at the same throughput).
+LOG_READ_THREADS = max(1, min(2, os.cpu_count() or 1))
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ def create_app(
     app.state.ingestor = Ingestor(store, registry)
     app.state.body_decoder = BodyDecoder(registry, workers=settings.ingest_workers)
     app.router.on_shutdown.append(app.state.body_decoder.close)
+    app.state.log_reads = log_reads = ThreadPoolExecutor(LOG_READ_THREADS, thread_name_prefix="log-read")
+    app.router.on_shutdown.append(lambda: log_reads.shutdown(wait=False, cancel_futures=True))
     app.state.views = views
     app.state.health_checks = {"store": lambda: store_health(store, settings), **(health_checks or {})}
 

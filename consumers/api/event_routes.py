@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -28,7 +30,7 @@ from consumers.api.docs import (
 )
 from consumers.ingest import Ingestor
 from events.hashing import utc_text
-from events.registry import EventRegistry, InvalidEvent, decode_recorded, encode_wire
+from events.registry import EventRegistry, InvalidEvent
 from events.store import EventStore, RecordedEvent
 
 MAX_PAGE = 10_000
@@ -140,7 +142,9 @@ async def get_events(
     limit: int = Query(100, ge=1, le=MAX_PAGE, description=f"events per page (1-{MAX_PAGE})"),
 ) -> Response:
     state = request.app.state
-    document = await run_in_threadpool(read_page, state.store, state.registry, from_position, limit)
+    document = await asyncio.get_running_loop().run_in_executor(
+        state.log_reads, read_page, state.store, state.registry, from_position, limit
+    )
     return json_response(document)
 
 
@@ -149,29 +153,44 @@ def read_page(store: EventStore, registry: EventRegistry, from_position: int, li
     more = len(recorded) > limit
     page = recorded[:limit]
     next_position = page[-1].position + 1 if page else from_position
+    recorded_texts: dict[datetime, str] = {}  # the events of one append share their recorded_at
     return {
-        "events": [_logged_document(record, registry) for record in page],
+        "events": [_logged_document(record, registry, recorded_texts) for record in page],
         "next_position": next_position,
         "has_more": more,
     }
 
 
-def _logged_document(record: RecordedEvent, registry: EventRegistry) -> dict[str, Any]:
+def _logged_document(
+    record: RecordedEvent, registry: EventRegistry, recorded_texts: dict[datetime, str]
+) -> dict[str, Any]:
+    recorded_at = recorded_texts.get(record.recorded_at)
+    if recorded_at is None:
+        recorded_at = recorded_texts[record.recorded_at] = utc_text(record.recorded_at)
     document = {
         "position": record.position,
         "stream": record.stream,
         "stream_version": record.stream_version,
-        "recorded_at": utc_text(record.recorded_at),
+        "recorded_at": recorded_at,
         "hash": record.hash.hex() if record.hash is not None else None,
     }
     try:
-        document["event"] = orjson.Fragment(encode_wire(decode_recorded(record, registry).event))
+        document["event"] = orjson.Fragment(registry.stored_wire(record.type, record.schema_version, record.data))
     except InvalidEvent as error:  # e.g. a plugin type no longer installed: show what is stored
         document["event"] = None
         document["stored"] = {"type": record.type, "schema_version": record.schema_version,
-                              "data": orjson.Fragment(record.data)}
+                              "data": _stored_data(record.data)}
         document["decode_error"] = str(error)
     return document
+
+
+def _stored_data(data: bytes) -> Any:
+    """A stored body as JSON where it is JSON, else as text (the answer stays valid JSON)."""
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", errors="replace")
+    return orjson.Fragment(data)
 
 
 @router.get(

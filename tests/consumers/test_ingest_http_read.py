@@ -1,10 +1,14 @@
 """GET /v1/events paging, /healthz, /v1/schemas, the OpenAPI document, and no 500 for any body."""
 
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import orjson
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from consumers.api.app import create_app, redact_url
+from consumers.api.app import LOG_READ_THREADS, create_app, redact_url
 from events.registry import REGISTRY, EventRegistry
 
 
@@ -189,3 +193,49 @@ def test_read_log__an_event_of_a_type_no_longer_registered_is_shown_as_stored(st
     assert logged["event"] is None
     assert logged["stored"]["type"] == "page_viewed" and logged["stored"]["data"]["channel"] == "email"
     assert "page_viewed" in logged["decode_error"]
+
+
+DAMAGED = b'{"event_id":"0b6f5c1e-0000-4000-8000-000000000000","occurred_at":"20'  # cut short
+
+
+def test_read_log__a_damaged_row_is_shown_as_stored_text_and_the_page_stays_json(api, store, make_event):
+    # given two stored events, the first's body overwritten in the file with bytes that are not JSON
+    fill(api, make_event, 2)
+    first, second = api.get("/v1/events").json()["events"]
+    with sqlite3.connect(store.path) as raw:
+        raw.execute("UPDATE events SET data = ? WHERE position = ?", (DAMAGED, first["position"]))
+
+    # when the log is read
+    response = api.get("/v1/events")
+
+    # then the damaged one is named and shown as text, the other is unchanged
+    assert response.status_code == 200
+    damaged, intact = response.json()["events"]
+    assert damaged["event"] is None and damaged["stored"]["data"] == DAMAGED.decode()
+    assert damaged["decode_error"].startswith("data:")
+    assert intact == second
+
+
+def test_read_log__pages_are_read_on_the_small_log_read_pool_and_concurrent_reads_answer_alike(
+    api, store, make_event, monkeypatch
+):
+    # given a log, and a store that notes which thread reads it
+    fill(api, make_event, 6)
+    threads_used = set()
+    read_all = store.read_all
+
+    def recording_read_all(*args, **kwargs):
+        threads_used.add(threading.current_thread().name)
+        return read_all(*args, **kwargs)
+
+    monkeypatch.setattr(store, "read_all", recording_read_all)
+    alone = api.get("/v1/events", params={"limit": 4}).json()
+
+    # when many clients read at once
+    with ThreadPoolExecutor(12) as clients:
+        together = list(clients.map(lambda _: api.get("/v1/events", params={"limit": 4}), range(24)))
+
+    # then every answer is the same page, read only on the log-read threads
+    assert all(response.status_code == 200 and response.json() == alone for response in together)
+    assert threads_used and all(name.startswith("log-read") for name in threads_used)
+    assert len(threads_used) <= LOG_READ_THREADS

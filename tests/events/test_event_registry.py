@@ -94,6 +94,47 @@ def test_upcaster__applies_to_stored_old_versions_too():
     assert event.data.revenue == Decimal("5.00")
 
 
+def test_stored_wire__of_a_current_version_body_is_byte_for_byte_encode_wire():
+    # given demo journeys (every core type) and a team's own type, stored as canonical bodies
+    from consumers.demo import generate
+
+    registry = default_registry()
+    registry.register(WebinarAttended)
+    events = [registry.validate(item) for item in generate(40, seed=5)]
+    events.append(registry.validate({
+        "event_id": str(uuid.uuid4()), "type": "customers_merged", "occurred_at": "2024-05-01T09:00:00Z",
+        "customer_id": "c-1", "data": {"duplicate_customer_id": "c-2"},
+    }))
+    events.append(registry.validate({
+        "event_id": str(uuid.uuid4()), "type": "webinar_attended", "occurred_at": "2024-05-01T10:00:00.250+02:00",
+        "anonymous_id": "cookie:w", "channel": "email", "data": {"webinar_id": "w-1", "minutes_watched": 12},
+    }))
+    assert {event.TYPE for event in events} >= {model.TYPE for model in CORE_EVENT_TYPES} | {"webinar_attended"}
+
+    # when the log reads them out
+    read = [registry.stored_wire(event.TYPE, event.SCHEMA_VERSION, encode_body(event)) for event in events]
+
+    # then each is exactly what encoding the validated event gives
+    assert read == [encode_wire(event) for event in events]
+
+
+def test_stored_wire__an_older_version_is_upcast_to_the_current_wire_form():
+    body = orjson.dumps({k: v for k, v in order_v1(500).items() if k not in ("type", "schema_version")})
+
+    wire = orjson.loads(REGISTRY.stored_wire("order_placed", 1, body))
+
+    assert wire["type"] == "order_placed"
+    assert wire["data"]["revenue"] == "5.00" and "total_cents" not in wire["data"]
+
+
+@pytest.mark.parametrize("damaged", [b'{"event_id":"0b6f", "occurred_at": bro', b"", b'{"event_id": 7}'])
+def test_stored_wire__a_body_that_does_not_decode_is_invalid_naming_data(damaged):
+    with pytest.raises(InvalidEvent) as refused:
+        REGISTRY.stored_wire("page_viewed", 1, damaged)
+
+    assert [error.field for error in refused.value.errors] == ["data"]
+
+
 def test_current_version__needs_no_schema_version_key():
     body = order_v1(0)
     body.pop("schema_version")
