@@ -285,13 +285,12 @@ class EventRegistry:
         model = self.model(type_name)
         if schema_version == model.SCHEMA_VERSION and _type_follows_event_id(model):
             try:
-                orjson.loads(data)  # a damaged row is named by the general path, not passed on
+                body = orjson.loads(data)  # a damaged row is named by the general path, not passed on
             except orjson.JSONDecodeError:
-                pass
-            else:
-                if data.startswith(_EVENT_ID_KEY):
-                    cut = data.index(b",") + 1  # after the event_id (a UUID: no comma in it)
-                    return data[:cut] + b'"type":' + orjson.dumps(type_name) + b"," + data[cut:]
+                body = None
+            if _opens_with_plain_event_id(body, data):
+                cut = _AFTER_EVENT_ID
+                return data[:cut] + b'"type":' + orjson.dumps(type_name) + b"," + data[cut:]
         try:
             return encode_wire(self.decode_stored(type_name, schema_version, data))
         except (ValidationError, orjson.JSONDecodeError) as error:
@@ -314,6 +313,19 @@ def encode_wire(event: Event) -> bytes:
 
 
 _EVENT_ID_KEY = b'{"event_id":"'
+_AFTER_EVENT_ID = len(_EVENT_ID_KEY) + 36 + 2  # {"event_id":"<36 characters>",
+
+
+def _opens_with_plain_event_id(body: Any, data: bytes) -> bool:
+    """Whether ``data`` (``body`` parsed) opens with ``event_id`` as 36 unescaped characters
+    followed by another member: then ``type`` goes in right after it and the JSON stays JSON."""
+    if type(body) is not dict or not body:
+        return False
+    first, value = next(iter(body.items()))
+    return (
+        first == "event_id" and type(value) is str and len(value) == 36
+        and data[:_AFTER_EVENT_ID] == _EVENT_ID_KEY + value.encode() + b'",'
+    )
 
 
 @cache

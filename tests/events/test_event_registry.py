@@ -127,12 +127,39 @@ def test_stored_wire__an_older_version_is_upcast_to_the_current_wire_form():
     assert wire["data"]["revenue"] == "5.00" and "total_cents" not in wire["data"]
 
 
-@pytest.mark.parametrize("damaged", [b'{"event_id":"0b6f", "occurred_at": bro', b"", b'{"event_id": 7}'])
+@pytest.mark.parametrize("damaged", [
+    b'{"event_id":"0b6f", "occurred_at": bro', b"", b'{"event_id": 7}', b"[1, 2]",
+    b'{"event_id":"0b6f5c1e-0000-4000-8000-000000000000"}',  # nothing after the id
+])
 def test_stored_wire__a_body_that_does_not_decode_is_invalid_naming_data(damaged):
     with pytest.raises(InvalidEvent) as refused:
         REGISTRY.stored_wire("page_viewed", 1, damaged)
 
     assert [error.field for error in refused.value.errors] == ["data"]
+
+
+ODD_IDS = [
+    "0b6f,5c1e-0000-4000-8000-00000000000",  # 36 plain characters, a comma among them: served as stored
+    'quote"and\\backslash-0000-4000-8000-0',  # 36 characters that JSON escapes: decoded, and refused
+]
+
+
+@pytest.mark.parametrize("event_id", ODD_IDS)
+def test_stored_wire__an_altered_body_that_is_still_json_is_served_as_json_or_refused(event_id):
+    # given a stored body altered in the file (verify names such rows), with an odd event_id
+    assert len(event_id) == 36
+    data = orjson.dumps({"event_id": event_id, "occurred_at": "2024-03-01T12:00:00Z", "anonymous_id": "a"})
+
+    # when it is read out
+    if event_id == ODD_IDS[0]:
+        wire = orjson.loads(REGISTRY.stored_wire("page_viewed", 1, data))
+        # then it is served as stored, with its type, and parses
+        assert wire == {"event_id": event_id, "type": "page_viewed", **orjson.loads(data)}
+    else:
+        # then (an escape in the id: not spliced) validation names the stored body
+        with pytest.raises(InvalidEvent) as refused:
+            REGISTRY.stored_wire("page_viewed", 1, data)
+        assert [error.field for error in refused.value.errors] == ["data"]
 
 
 def test_current_version__needs_no_schema_version_key():
