@@ -5,6 +5,7 @@ from typing import ClassVar, Literal
 
 import os
 import random
+import signal
 
 import orjson
 import pytest
@@ -213,6 +214,43 @@ def test_progress__is_reported_after_every_committed_batch(store, make_event):
 
     assert [accepted for accepted, _ in seen] == [4, 8, 10]
     assert seen[-1][1] == len(data)
+
+
+def test_a_decoder_child_killed_mid_load__stops_it_with_whole_batches_stored_and_a_rerun_completes_it(
+    store, make_event
+):
+    # given a load of 20 batches in two decoder children (frames larger than a pipe holds, so
+    # neither can run far ahead), one of which is killed once the first batch is stored
+    events = [make_event() for _ in range(20_000)]
+    data = ndjson(events)
+    killed = []
+
+    def kill_a_child(report):
+        if not killed:
+            pid = _child_pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    # when the load goes on
+    with pytest.raises(RuntimeError, match="decoder process ended unexpectedly"):
+        bulk_load([data], Ingestor(store), batch_size=1000, decoder="process", on_progress=kill_a_child)
+
+    # then what was stored is whole batches, the first events of the input in order
+    stored = [str(e.event_id) for e in store.read_all()]
+    assert killed and len(stored) % 1000 == 0 and 1000 <= len(stored) < 20_000
+    assert stored == [e["event_id"] for e in events[: len(stored)]]
+    # and the same load again stores the rest, nothing twice
+    report = bulk_load([data], Ingestor(store), batch_size=1000, decoder="process")
+    assert (report.accepted, report.duplicates) == (20_000 - len(stored), len(stored))
+    assert [str(e.event_id) for e in store.read_all()] == [e["event_id"] for e in events]
+
+
+def _child_pids() -> list[int]:
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as children:
+            pids += [int(pid) for pid in children.read().split()]
+    return pids
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
