@@ -10,7 +10,8 @@ type, schema version, both times in UTC with microseconds, data and metadata.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from functools import lru_cache
 from uuid import UUID
 
 import orjson
@@ -19,9 +20,19 @@ GENESIS = bytes(32)
 
 
 def utc_text(moment: datetime) -> str:
-    # isoformat, not strftime: glibc's %Y does not zero-pad years before 1000.
-    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds") + "Z"
+    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: the form the canonical bytes hold,
+    so it never changes. Built by hand with the date part cached (a third of the cost of
+    ``astimezone().isoformat()``; every published and every hashed event formats two)."""
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return "%sT%02d:%02d:%02d.%06dZ" % (
+        _date_text(moment.toordinal()), moment.hour, moment.minute, moment.second, moment.microsecond
+    )
+
+
+@lru_cache(maxsize=8192)
+def _date_text(ordinal: int) -> str:
+    return date.fromordinal(ordinal).isoformat()  # isoformat, not strftime: %Y drops zeros before 1000
 
 
 def canonical_bytes(

@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, strategies as st
+from pydantic_core import TzInfo
 
 from events.hashing import GENESIS, canonical_bytes, chain, utc_text
 from events.sqlite_batch import canonical as sqlite_canonical
-from events.sqlite_batch import utc_text_fast
 from events.store import NewEvent
 
 AT = datetime(2024, 3, 1, 10, 0, 0, 5, tzinfo=timezone.utc)
@@ -83,18 +84,25 @@ def test_utc_text__zero_pads_early_years_and_keeps_microseconds():
     assert utc_text(datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=2)))) == "2023-12-31T23:00:00.000000Z"
 
 
-@pytest.mark.parametrize(
-    "moment", [AT, AT.astimezone(timezone(timedelta(hours=5, minutes=30))), datetime(5, 1, 1, tzinfo=timezone.utc)]
-)
-def test_sqlite_fast_path__formats_times_exactly_like_utc_text(moment):
-    assert utc_text_fast(moment) == utc_text(moment)
+def isoformat_in_utc(moment: datetime) -> str:
+    """The definition ``utc_text`` must keep (the canonical bytes of every stored hash hold it)."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+OFFSETS = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), TzInfo(0)]
+
+
+@given(moment=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                           timezones=st.sampled_from(OFFSETS)))
+def test_utc_text__is_isoformat_of_the_utc_time_for_any_moment_and_offset(moment):
+    assert utc_text(moment) == isoformat_in_utc(moment)
 
 
 def test_sqlite_fast_path__canonical_bytes_are_identical():
     event = NewEvent(FIELDS["event_id"], FIELDS["type"], 1, FIELDS["occurred_at"], FIELDS["data"], FIELDS["metadata"])
 
     fast = sqlite_canonical(
-        FIELDS["stream"], event, utc_text_fast(event.occurred_at), utc_text(FIELDS["recorded_at"])
+        FIELDS["stream"], event, utc_text(event.occurred_at), utc_text(FIELDS["recorded_at"])
     )
 
     assert fast == canonical_bytes(**FIELDS)
