@@ -56,6 +56,7 @@ from streams.topics import (
     JOURNEYS_TOPIC,
     MalformedRecord,
     TopicSpec,
+    describe_topics,
     ensure_topics,
 )
 
@@ -183,6 +184,10 @@ def journey_position(journey: IdentityJourney) -> int:
     return highest
 
 
+ASSIGNMENT_CHECK_SECONDS = 5.0  # how often run() compares the assignment with the topic
+STALLED_POLLS = 25  # fetches (200 ms each) without progress below the watermark before read_to_end gives up
+
+
 class JourneyProcessor:
     """The Kafka shell around ``JourneyState``: consume ``touchpoints.events`` in batches
     as a member of the consumer group ``group_id``, fold, produce journeys, commit.
@@ -217,10 +222,12 @@ class JourneyProcessor:
         self._stopping = asyncio.Event()
         self._consumer: Any = None
         self._producer: Any = None
+        self._admin: Any = None  # kafka-python admin client for the assignment check, opened on first use
         self._produced: dict[int, int] = {}  # journeys partition -> last offset acknowledged
         self._counts = {
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
+            "rejoins": 0,
         }
         self._last_batch_at: float | None = None
         self._last_error: str | None = None
@@ -259,21 +266,70 @@ class JourneyProcessor:
                 except Exception as error:  # closing after a broker loss may fail: nothing left to save
                     log.debug("closing %s: %r", client, error)
         self._consumer = self._producer = None
+        await asyncio.to_thread(self._close_admin)
 
     async def run(self) -> None:
         """Process batches until ``stop()``; Kafka errors are retried with backoff."""
         backoff = 0.2
+        checked = time.monotonic()
         while not self._stopping.is_set():
             try:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batches:
                     await self.process(batches)
+                if time.monotonic() - checked >= ASSIGNMENT_CHECK_SECONDS:
+                    checked = time.monotonic()
+                    existing = await asyncio.to_thread(self._events_partitions)
+                    self.rejoin_if_assignment_is_stale(existing)
                 backoff = 0.2
             except KafkaError as error:
                 self._last_error = f"{type(error).__name__}: {error}"
                 log.warning("processor: %s; retrying in %.1f s", self._last_error, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def rejoin_if_assignment_is_stale(self, existing: set[int] | None) -> bool:
+        """Rejoin the group when this member holds partitions the events topic no longer
+        has (``existing``, as the broker describes it now; None: unknown). After a broker
+        lost its data, a client may recreate the topic with the broker's default layout
+        before the relay restores the configured one; an assignment made in between names
+        partitions that then do not exist, the consumer's own metadata keeps them, and
+        fetching them returns nothing, ever. True if it rejoined."""
+        assigned = {tp.partition for tp in self._consumer.assignment()}
+        if not assigned or not existing or assigned <= existing:
+            return False
+        log.warning("processor: assigned partitions %s but %s has %s: rejoining the group",
+                    sorted(assigned), self.events_topic, sorted(existing))
+        self._consumer.unsubscribe()
+        self._consumer.subscribe([self.events_topic], listener=_Rebalance(self))
+        self._counts["rejoins"] += 1
+        return True
+
+    def _events_partitions(self) -> set[int] | None:
+        """The events topic's partitions as the broker describes them (a fresh admin
+        request, not the consumer's cached metadata); None if the broker cannot say."""
+        from kafka.errors import KafkaError as SyncKafkaError
+
+        try:
+            if self._admin is None:
+                from kafka import KafkaAdminClient
+
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                               client_id=f"{self.client_id}-admin")
+            found = describe_topics(self._admin, [self.events_topic])
+        except (SyncKafkaError, OSError) as error:
+            log.debug("processor: describing %s failed: %r", self.events_topic, error)
+            self._close_admin()
+            return None
+        return set(found[self.events_topic][1]) if self.events_topic in found else None
+
+    def _close_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except Exception as error:  # noqa: BLE001 - a broken admin client may fail to close
+                log.debug("processor: closing the admin client: %r", error)
 
     # --- one batch ------------------------------------------------------------------
 
@@ -439,15 +495,22 @@ class JourneyProcessor:
         }
 
 
-async def read_to_end(reader: AIOKafkaConsumer, tps: list[TopicPartition], *, idle_polls: int = 3) -> dict:
+async def read_to_end(
+    reader: AIOKafkaConsumer, tps: list[TopicPartition], *, idle_polls: int = 3, stalled_polls: int = STALLED_POLLS
+) -> dict:
     """Every record from the current positions to the end of the given partitions.
 
     The end is the high watermark of fetch responses, not ``end_offsets()``: the
     bundled broker answers ListOffsets with the base offset of the last record batch
     plus one, short of the real end. A partition that never reports a watermark
-    counts as empty after ``idle_polls`` fetches that returned nothing."""
+    counts as empty after ``idle_polls`` fetches that returned nothing. One that stays
+    below its watermark for ``stalled_polls`` fetches in a row counts as ended there,
+    with a warning: a broker that lost data in a restart can report records it no
+    longer has (a produce that failed half-way), and waiting for them would stop the
+    caller for good (the processor's restore, and with it every view)."""
     records: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
     remaining = set(tps)
+    stalled = dict.fromkeys(tps, 0)
     idle = 0
     while remaining:
         fetched = await reader.getmany(*remaining, timeout_ms=200)
@@ -456,7 +519,17 @@ async def read_to_end(reader: AIOKafkaConsumer, tps: list[TopicPartition], *, id
         idle = 0 if fetched else idle + 1
         for tp in list(remaining):
             high = reader.highwater(tp)
-            if (high is not None and await reader.position(tp) >= high) or (high is None and idle >= idle_polls):
+            stalled[tp] = 0 if fetched.get(tp) else stalled[tp] + 1
+            if high is None:
+                if idle >= idle_polls:
+                    remaining.discard(tp)
+                continue
+            position = await reader.position(tp)
+            if position >= high:
+                remaining.discard(tp)
+            elif stalled[tp] >= stalled_polls:
+                log.warning("%s-%d: no record from offset %d up to the reported end %d after %d fetches: "
+                            "reading it as ended there", tp.topic, tp.partition, position, high, stalled_polls)
                 remaining.discard(tp)
     return records
 
