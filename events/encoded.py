@@ -23,7 +23,7 @@ from uuid import UUID
 
 import orjson
 
-from events.hashing import utc_text
+from events.hashing import date_text, utc_text
 from events.models import Event
 from events.store import AppendOutcome, EventStore, NewEvent, StreamAppend, StreamState
 
@@ -172,7 +172,6 @@ _EPOCH_ORDINAL_MICROS = 62_135_596_800 * 1_000_000  # microseconds from 0001-01-
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 ENCODE_SLICE = 256  # events encoded per pass (also how many lines a bulk-load decoder validates at once)
 _ENVELOPE_TYPE = {"type"}  # kept in the envelope, not the body (as ``events.registry.encode_body``)
-_date_texts: dict[int, str] = {}
 
 
 def _utc_micros_and_text(moment) -> tuple[int, str]:
@@ -182,14 +181,9 @@ def _utc_micros_and_text(moment) -> tuple[int, str]:
     if offset is None or offset:
         return micros_of(moment), utc_text(moment)
     ordinal = moment.toordinal()
-    date_text = _date_texts.get(ordinal)
-    if date_text is None:
-        if len(_date_texts) > 100_000:
-            _date_texts.clear()
-        date_text = _date_texts[ordinal] = moment.date().isoformat()
     hour, minute, second, micro = moment.hour, moment.minute, moment.second, moment.microsecond
     micros = (((ordinal - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000) + micro
-    return micros, "%sT%02d:%02d:%02d.%06dZ" % (date_text, hour, minute, second, micro)
+    return micros, "%sT%02d:%02d:%02d.%06dZ" % (date_text(ordinal), hour, minute, second, micro)
 
 
 def micros_of(moment) -> int:

@@ -26,12 +26,13 @@ def utc_text(moment: datetime) -> str:
     if moment.tzinfo is not timezone.utc:
         moment = moment.astimezone(timezone.utc)
     return "%sT%02d:%02d:%02d.%06dZ" % (
-        _date_text(moment.toordinal()), moment.hour, moment.minute, moment.second, moment.microsecond
+        date_text(moment.toordinal()), moment.hour, moment.minute, moment.second, moment.microsecond
     )
 
 
 @lru_cache(maxsize=8192)
-def _date_text(ordinal: int) -> str:
+def date_text(ordinal: int) -> str:
+    """``YYYY-MM-DD`` of a proleptic Gregorian ordinal, cached (events cluster in few days)."""
     return date.fromordinal(ordinal).isoformat()  # isoformat, not strftime: %Y drops zeros before 1000
 
 
