@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY events ./events
 COPY projections ./projections
+COPY application ./application
 COPY streams ./streams
 COPY consumers ./consumers
 RUN pip install . \

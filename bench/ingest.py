@@ -1,6 +1,6 @@
 """Ingestion throughput: ``touchpoints ingest`` and ``POST /v1/events`` beside the raw floor.
 
-At scale 1.0 about 200,000 demo events (``consumers.demo``) are written to a temporary
+At scale 1.0 about 200,000 demo events (``application.demo``) are written to a temporary
 NDJSON file first. Every figure is measured in this run on fresh database files:
 
 - the floor: the same rows through plain ``sqlite3`` ``executemany`` into a bare table with
@@ -42,8 +42,8 @@ import orjson
 
 from bench.common import Row
 from bench.ingest_floor import _remove_database, floor_rows, measure_floor, measure_store
-from consumers.demo import generate
-from consumers.ingest import to_new_event
+from application.demo import generate
+from application.ingest import to_new_event
 from events.registry import REGISTRY
 from events.store import NewEvent
 
@@ -153,7 +153,7 @@ def _cli_in_fresh_process(source: Path, database: Path, *, decoder: str) -> dict
 
 def cli_main(source: str, database: str, decoder: str) -> None:
     from consumers.cli.ingest import ingest_file
-    from events.sqlite import SQLiteEventStore
+    from events.sqlite.store import SQLiteEventStore
 
     children_peak = _ChildrenPeak().start()
     with SQLiteEventStore(database) as store, open(source, "rb") as handle:
@@ -260,7 +260,7 @@ def _read_back(database: Path, count: int) -> tuple[float, float, float]:
     """Reading the log the HTTP path wrote: the store's ``read_all`` in this process, then
     ``GET /v1/events`` from one client paging through all of it, and the p99 of pages
     read by ``READ_CLIENTS`` clients at once."""
-    from events.sqlite import SQLiteEventStore
+    from events.sqlite.store import SQLiteEventStore
 
     with SQLiteEventStore(database) as store:
         started = time.perf_counter()
@@ -370,8 +370,8 @@ def _peak_rss_mib(pid: int) -> float:
 def server_main(database: str) -> None:
     from consumers.api.app import create_app
     from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
-    from consumers.settings import Settings
-    from events.sqlite import SQLiteEventStore
+    from application.settings import Settings
+    from events.sqlite.store import SQLiteEventStore
 
     workers = os.environ.get("TOUCHPOINTS_INGEST_WORKERS")  # to compare pool sizes by hand
     settings = Settings.from_env({"TOUCHPOINTS_DEMO": "0", **({"TOUCHPOINTS_INGEST_WORKERS": workers} if workers else {})})

@@ -13,11 +13,11 @@ In one run, on the same file:
   JSON (the issue's "about 300,000 events/s"). It runs once to warm the page cache,
   then before and after the replay; the faster of the two counts. A narrower read of
   (position, data) only is shown too, without a target;
-* the replay: ``consumers.replay.replay`` over the whole log -- decode through the
+* the replay: ``application.replay.replay`` over the whole log -- decode through the
   registry, fold every event with ``projections.population.evolve`` -- targets: >= 0.3x
   the baseline, and 5,000,000 events in < 60 s (>= 83,334 events/s);
 * the views after it (``projections.views.all_views``, every attribution model): seconds;
-* verify: ``consumers.verify.verify_log``, the whole hash chain recomputed, beside the
+* verify: ``application.verify.verify_log``, the whole hash chain recomputed, beside the
   same baseline (no target).
 """
 
@@ -48,10 +48,10 @@ def log(message: str) -> None:
 
 
 def run(scale: float) -> list[Row]:
-    from consumers.replay import replay
-    from consumers.replay_report import compute_views
-    from consumers.verify import verify_log
-    from events.sqlite import SQLiteEventStore
+    from application.replay import replay
+    from application.replay_report import compute_views
+    from application.verify import verify_log
+    from events.sqlite.store import SQLiteEventStore
 
     wanted = max(10_000, int(FULL_EVENTS * scale))
     path = ensure_store(wanted)
@@ -117,10 +117,10 @@ def ensure_store(events: int) -> Path:
     complete = path.with_suffix(".complete")
     if complete.exists() and path.exists():
         return path
-    from consumers.demo import generate
-    from consumers.ingest import Ingestor, to_new_event
+    from application.demo import generate
+    from application.ingest import Ingestor, to_new_event
     from events.registry import REGISTRY
-    from events.sqlite import SQLiteEventStore
+    from events.sqlite.store import SQLiteEventStore
 
     CACHE.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):

@@ -104,7 +104,7 @@ class _broker:
 
 
 def _settings(data: Path, bootstrap: str) -> Any:
-    from consumers.settings import Settings
+    from application.settings import Settings
 
     return Settings(data=data, store_url=f"sqlite:///{data / 'events.db'}", kafka=bootstrap,
                     partitions=PARTITIONS, demo=False, log_level="WARNING")
@@ -125,7 +125,7 @@ class _NullViews:
 
 
 def _demo_events(count: int, seed: int) -> list[Any]:
-    from consumers.demo import generate
+    from application.demo import generate
     from events.registry import REGISTRY
 
     out = []
@@ -141,7 +141,7 @@ def _demo_events(count: int, seed: int) -> list[Any]:
 
 def _publish_bulk(bootstrap: str, count: int) -> int:
     """Publish ``count`` records in the relay's exact format (``streams.topics.event_record``)."""
-    from consumers.ingest import to_new_event
+    from application.ingest import to_new_event
     from events.store import RecordedEvent
     from streams.topics import EVENTS_TOPIC, event_record, partition_for_key
 
@@ -285,9 +285,9 @@ class _Pipeline:
         self.visibility = _Visibility()
 
     def __enter__(self) -> "_Pipeline":
-        from consumers.live_views import LiveViews
+        from application.live_views import LiveViews
         from events.factory import open_store
-        from streams.platform import Platform
+        from consumers.platform import Platform
         from streams.view_feed import ViewFeed
 
         self.platform = Platform(self.settings)  # only for its child-process helper
@@ -335,7 +335,7 @@ class _Pipeline:
         time.sleep(2.0)  # connected to the broker
 
     def _append(self, events: list[Any]) -> None:
-        from consumers.ingest import Ingestor
+        from application.ingest import Ingestor
 
         Ingestor(self.store).append(events)
         now = time.perf_counter()

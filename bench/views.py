@@ -267,10 +267,10 @@ def ensure_store(path: Path, customers: int) -> None:
     complete = path.with_suffix(".complete")
     if complete.exists() and path.exists():
         return
-    from consumers.demo import generate
-    from consumers.ingest import Ingestor, to_new_event
+    from application.demo import generate
+    from application.ingest import Ingestor, to_new_event
     from events.registry import REGISTRY
-    from events.sqlite import SQLiteEventStore
+    from events.sqlite.store import SQLiteEventStore
 
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         stale.unlink(missing_ok=True)
@@ -301,7 +301,7 @@ def ensure_store(path: Path, customers: int) -> None:
 def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, events, how)
     """The population of ``customers`` demo customers: from the journeys snapshot when one
     of this projections' version exists, else folded from the generator (and saved)."""
-    from consumers.live_views import LiveViews
+    from application.live_views import LiveViews
     from projections.journey import IdentityJourney
 
     header_path = snapshot.with_suffix(".json")
@@ -316,7 +316,7 @@ def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, ev
                     journeys.append((journey.key, journey))
             views.restore(journeys, position=header["position"], data_time=header["data_time"])
             return views, header["events"], "journeys snapshot"
-    from consumers.demo import generate
+    from application.demo import generate
     from events.logged import LoggedEvent
     from events.registry import REGISTRY
 
@@ -347,8 +347,8 @@ def build_views(customers: int, seed: int, snapshot: Path):  # -> (LiveViews, ev
 def serve(args: argparse.Namespace) -> int:
     from consumers.api.app import create_app
     from consumers.api.server import base_url, bind_socket, make_server
-    from consumers.settings import Settings
-    from events.sqlite import SQLiteEventStore
+    from application.settings import Settings
+    from events.sqlite.store import SQLiteEventStore
 
     gc.disable()  # millions of long-lived objects: collections during the build only cost time
     started = time.perf_counter()

@@ -89,7 +89,7 @@ class EncodedBatch:
 
     def new_events(self) -> list[tuple[str, NewEvent]]:
         """The batch as ``(stream, NewEvent)`` pairs, for stores without ``append_encoded``."""
-        from events.sqlite_batch import from_micros  # a pure helper; avoids an import cycle
+        from events.sqlite.batch import from_micros  # a pure helper; avoids an import cycle
 
         return [
             (stream, NewEvent(UUID(bytes=event_id), type_, version, from_micros(occurred), data, self.metadata))

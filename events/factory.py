@@ -18,11 +18,11 @@ def open_store(url: str) -> EventStore:
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
     if separator and scheme in SQLITE_SCHEMES:
-        from events.sqlite import SQLiteEventStore
+        from events.sqlite.store import SQLiteEventStore
 
         return SQLiteEventStore.open(url)
     if separator and scheme in KURRENTDB_SCHEMES:
-        from events.kurrentdb import KurrentDBEventStore  # optional adapter, imported on use
+        from events.kurrentdb.store import KurrentDBEventStore  # optional adapter, imported on use
 
         return KurrentDBEventStore.open(url)
     accepted = ", ".join(f"{s}://" for s in SQLITE_SCHEMES + KURRENTDB_SCHEMES)
@@ -35,7 +35,7 @@ def open_existing_store(url: str) -> EventStore:
     an empty log that verifies clean and shows empty views. Raises ``ValueError`` naming the path."""
     scheme, separator, _ = url.partition("://")
     if separator and scheme.lower() in SQLITE_SCHEMES:
-        from events.sqlite import MEMORY, path_from_url
+        from events.sqlite.store import MEMORY, path_from_url
 
         path = path_from_url(url)
         if path != MEMORY and not Path(path).exists():

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from mode import Service
 
-from consumers.ingest import Ingestor
+from application.ingest import Ingestor
 from events.store import EventStore
 from streams.inbound import InboundHandler, register_inbound
 from streams.processors import PROCESSOR_GROUP, JourneyProcessor

@@ -2,7 +2,7 @@
 
 Services produce wire-format JSON (one event per record) to ``touchpoints.inbound``.
 The agent takes records in batches, validates them with the same registry and
-``consumers.ingest.Ingestor`` as ``POST /v1/events``, appends the valid ones to the
+``application.ingest.Ingestor`` as ``POST /v1/events``, appends the valid ones to the
 store in one ``append_batch`` (idempotent by ``event_id``: a redelivered record is a
 duplicate, not a second event) and sends every invalid one to
 ``touchpoints.deadletter``. Nothing is dropped silently.
@@ -37,7 +37,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
-from consumers.ingest import Ingestor
+from application.ingest import Ingestor
 from events.registry import FieldError
 from events.store import EventStoreError
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import consumers.settings
+import application.settings
 from consumers.cli.main import build_parser
-from consumers.settings import Settings
+from application.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SERVICES = ("topics", "relay", "worker", "api")
@@ -55,7 +55,7 @@ def resolved_env(service: dict) -> dict[str, str]:
 
 
 def documented_settings() -> set[str]:
-    return set(re.findall(r"``(TOUCHPOINTS_\w+)``", consumers.settings.__doc__))
+    return set(re.findall(r"``(TOUCHPOINTS_\w+)``", application.settings.__doc__))
 
 
 def test_compose__runs_kafka_kurrentdb_and_the_platforms_services(services):

@@ -27,10 +27,10 @@ import pytest
 
 from consumers.api.app import create_app
 from consumers.cli.main import build_parser
-from consumers.live_views import LiveViews
-from consumers.settings import Settings
+from application.live_views import LiveViews
+from application.settings import Settings
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from streams.emitter import HttpEmitter, KafkaEmitter, identity_key, with_event_id
 from streams.topics import INBOUND_TOPIC
 from tests.consumers.helpers import start_serve, stop, wait_for_url

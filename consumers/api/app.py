@@ -22,8 +22,8 @@ from consumers.api.event_routes import json_response
 from consumers.api.event_routes import router as event_router
 from consumers.api.view_routes import install_views
 from consumers.api.ingest_decode import BodyDecoder
-from consumers.ingest import Ingestor
-from consumers.settings import Settings
+from application.ingest import Ingestor
+from application.settings import Settings
 from events.registry import REGISTRY, EventRegistry
 from events.store import EventStore, StoreUnavailable
 

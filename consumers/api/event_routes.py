@@ -28,7 +28,7 @@ from consumers.api.docs import (
     LogPage,
     MalformedBody,
 )
-from consumers.ingest import Ingestor
+from application.ingest import Ingestor
 from events.hashing import utc_text
 from events.registry import EventRegistry, InvalidEvent
 from events.store import EventStore, RecordedEvent

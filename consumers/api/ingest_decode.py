@@ -6,7 +6,7 @@ under one GIL they would serialize every request of the server. Bodies of at lea
 on first use, each with a copy of the registry) while this process appends and
 answers; smaller bodies are decoded inline, where a round trip to a worker would cost
 more than it saves. Both paths run ``decode_body``, so their answers are identical.
-Workers run niced (``consumers.decoder_priority``), behind the appends and the event loop.
+Workers run niced (``application.decoder_priority``), behind the appends and the event loop.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.api.body import BodyError, parse_items
-from consumers.decoder_priority import lower_decoder_priority
-from consumers.ingest import ItemError
+from application.decoder_priority import lower_decoder_priority
+from application.ingest import ItemError
 from events.encoded import EncodedBatch
 from events.models import Event
 from events.registry import EventRegistry, InvalidEvent

@@ -12,10 +12,10 @@ an ``ETag`` (the view's version) so a poller that sends ``If-None-Match`` gets 3
 Point in time: ``as_of`` (events that occurred up to T) and ``known_at`` (events the
 log had recorded up to T) select a population rebuilt by replay instead of the live
 one, through the ``views_at(as_of, known_at) -> LiveViews`` hook the audit replay
-provides (``consumers.replay``), given to ``install_views`` or set later as
-``app.state.views_at``; ``install_views`` defaults it to ``consumers.replay.PointInTimeViews``
+provides (``application.replay``), given to ``install_views`` or set later as
+``app.state.views_at``; ``install_views`` defaults it to ``application.replay.PointInTimeViews``
 over the store (a hook that is set to None answers 501). Both take an RFC 3339 time with an
-offset or a date meaning the end of that day in UTC (``consumers.replay.point_in_time``).
+offset or a date meaning the end of that day in UTC (``application.replay.point_in_time``).
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from consumers.api.metrics import (
     RequestMetricsMiddleware,
     health_check_families,
 )
-from consumers.exports import NotAListView
-from consumers.live_views import CachedView, LiveViews, UnknownView, ViewParameterInvalid
-from consumers.replay import DATE_HELP as POINT_IN_TIME_HELP
-from consumers.replay import point_in_time
-from consumers.store_feed import read_member_events
+from application.exports import NotAListView
+from application.live_views import CachedView, LiveViews, UnknownView, ViewParameterInvalid
+from application.replay import DATE_HELP as POINT_IN_TIME_HELP
+from application.replay import point_in_time
+from application.store_feed import read_member_events
 from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry
 from events.store import EventStore
@@ -101,7 +101,7 @@ def install_views(
     metrics = Metrics()
     app.state.metrics = metrics
     if views_at is None and views is not None:
-        from consumers.replay import PointInTimeViews  # the audit replay (consumers/replay.py)
+        from application.replay import PointInTimeViews  # the audit replay (application/replay.py)
 
         views_at = PointInTimeViews(store, registry=registry)
     app.state.views_at = views_at
@@ -376,7 +376,7 @@ def prefers_csv(accept: str) -> bool:
 
 
 def _csv(document: dict[str, Any], rows: str) -> str:
-    from consumers.exports import to_csv
+    from application.exports import to_csv
 
     return to_csv(document, preferred_rows=rows)
 

@@ -1,10 +1,10 @@
 """``touchpoints replay`` and ``touchpoints verify``: the auditor's commands.
 
-``replay`` rebuilds every view from the event store (``consumers.replay``), optionally
+``replay`` rebuilds every view from the event store (``application.replay``), optionally
 at a point in time, and writes the documents, their digests and a report
-(``consumers.replay_report``). ``verify`` recomputes the hash chain
-(``consumers.verify``) or, with ``--views``, compares the live views with a fresh
-replay (``consumers.verify_views``).
+(``application.replay_report``). ``verify`` recomputes the hash chain
+(``application.verify``) or, with ``--views``, compares the live views with a fresh
+replay (``application.verify_views``).
 
 Exit codes: 0 success (a clean log, identical views); 1 a problem found (a tampered
 log, differing views, events a replay could not decode); 2 bad arguments, unusable
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from consumers.cli.common import UsageError, open_store
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 DATES = "T: an RFC 3339 time with an offset, or a date meaning the end of that day in UTC; inclusive"
 
@@ -85,8 +85,8 @@ def _run(args: argparse.Namespace, name: str, command: Callable[[argparse.Namesp
 
 
 def _replay(args: argparse.Namespace, store: Any, settings: Settings) -> int:
-    from consumers import replay_report
-    from consumers.replay import point_in_time, replay
+    from application import replay_report
+    from application.replay import point_in_time, replay
 
     as_of = point_in_time("as_of", args.as_of)
     known_at = point_in_time("known_at", args.known_at)
@@ -122,7 +122,7 @@ def _verify(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         return _verify_views(args, store, settings)
     if args.api:
         raise UsageError("--api goes with --views")
-    from consumers.verify import VerifyUnsupported, parse_head, verify_log
+    from application.verify import VerifyUnsupported, parse_head, verify_log
 
     try:
         parse_head(args.expect_head) if args.expect_head else None
@@ -169,7 +169,7 @@ def render_verify(report: Any) -> str:
 
 
 def _verify_views(args: argparse.Namespace, store: Any, settings: Settings) -> int:
-    from consumers import verify_views
+    from application import verify_views
 
     if args.expect_head:
         raise UsageError("--expect-head checks the chain; run it without --views")

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

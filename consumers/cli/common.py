@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from consumers.cli.logs import configure_logging
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 
 class UsageError(Exception):

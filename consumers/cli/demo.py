@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from consumers.demo import DEFAULT_END, DEFAULT_SEED, generate
+from application.demo import DEFAULT_END, DEFAULT_SEED, generate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

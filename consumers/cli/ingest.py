@@ -14,14 +14,14 @@ from typing import IO, Any
 
 import orjson
 
-from consumers.bulk_ingest import (
+from application.bulk_ingest import (
     DEFAULT_BATCH_SIZE,
     BulkReport,
     RejectedLine,
     bulk_load,
 )
-from consumers.ingest import Ingestor
-from consumers.settings import Settings, SettingsError
+from application.ingest import Ingestor
+from application.settings import Settings, SettingsError
 from events.registry import REGISTRY
 from events.store import EventStore, EventStoreError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from consumers.cli.logs import configure_logging
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """``touchpoints serve``: the HTTP API alone, on the configured store.
 
 Where its live views come from depends on ``TOUCHPOINTS_KAFKA``: unset, they are folded
-straight from the store (``consumers.store_feed``); set (production, compose), they follow
+straight from the store (``application.store_feed``); set (production, compose), they follow
 the journeys the stream processors publish (``streams.view_feed``), so the API serves what
 the workers maintain and no relay or worker is started here (``touchpoints up`` does that).
 An empty store gets the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
@@ -15,7 +15,7 @@ import sys
 from contextlib import ExitStack
 
 from consumers.cli.common import add_server_flags, settings_for_server
-from consumers.settings import Settings
+from application.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def serve(settings: Settings) -> int:
         make_server,
         tune_gc_for_throughput,
     )
-    from consumers.demo import load_demo_if_empty
-    from consumers.live_views import LiveViews
+    from application.demo import load_demo_if_empty
+    from application.live_views import LiveViews
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -99,6 +99,6 @@ def _feed(stack: ExitStack, settings: Settings, store, views):
         feed = ViewFeed(settings.kafka, views).start()
         stack.callback(feed.stop)
         return feed.stats
-    from consumers.store_feed import StoreFeed
+    from application.store_feed import StoreFeed
 
     return stack.enter_context(StoreFeed(store, views)).stats

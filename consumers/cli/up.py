@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for_server("up", args)
     if settings is None:
         return 2
-    from streams.platform import run_platform
+    from consumers.platform import run_platform
 
     return run_platform(settings)

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from consumers.cli.common import UsageError, open_store
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 FORMATS = ("table", "json", "csv")
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
@@ -154,7 +154,7 @@ def _data_quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _timeline(args: argparse.Namespace) -> dict[str, Any] | None:
-    from consumers.store_feed import read_member_events
+    from application.store_feed import read_member_events
 
     views, store, as_of, known_at = args.loaded
     return views.timeline(args.id, lambda streams: read_member_events(store, streams, as_of=as_of, known_at=known_at))
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, command: Callable[[argparse.Namespace], dict[s
 
 def render(document: dict[str, Any], fmt: str, name: str) -> str:
     """The output of a command: the API's JSON document, its rows as CSV, or a table."""
-    from consumers import exports
+    from application import exports
 
     if fmt == "json":
         return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -242,8 +242,8 @@ def _readable_timeline(document: dict[str, Any]) -> dict[str, Any]:
 
 def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any, Any, Any, Any]:
     """The views to answer from: the live log folded (with the snapshot), or a point in time."""
-    from consumers.replay import point_in_time
-    from consumers.store_feed import load_views
+    from application.replay import point_in_time
+    from application.store_feed import load_views
 
     as_of = point_in_time("as_of", args.as_of)
     known_at = point_in_time("known_at", args.known_at)
@@ -260,8 +260,8 @@ def _load(args: argparse.Namespace, store: Any, settings: Settings) -> tuple[Any
 
 
 def point_in_time_views(store: Any, as_of: datetime | None, known_at: datetime | None, *, quiet: bool = False) -> Any:
-    """Views rebuilt by the audit replay at ``as_of``/``known_at`` (``consumers.replay``)."""
-    from consumers.replay import replay_views
+    """Views rebuilt by the audit replay at ``as_of``/``known_at`` (``application.replay``)."""
+    from application.replay import replay_views
 
     progress = _progress_bar(store, quiet=quiet)
     try:

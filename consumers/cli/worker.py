@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from consumers.cli.logs import configure_logging
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

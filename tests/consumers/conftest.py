@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
 from consumers.api.server import base_url, bind_socket, make_server
-from consumers.settings import Settings
-from events.sqlite import SQLiteEventStore
+from application.settings import Settings
+from events.sqlite.store import SQLiteEventStore
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def serve_app() -> Callable[..., Any]:
 def demo_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite store file holding the demo data set (300 customers, default seed), built
     once per session. Read it only: copy the file (``shutil.copy``) to write to it."""
-    from consumers.demo import load_demo_if_empty
+    from application.demo import load_demo_if_empty
 
     folder = tmp_path_factory.mktemp("demo_store")
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(folder), "TOUCHPOINTS_DEMO_CUSTOMERS": "300"})

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from consumers.cli.main import main
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 
 
 class PortOnly:

@@ -16,14 +16,14 @@ from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
 from consumers.cli.main import main
-from consumers.ingest import Ingestor
-from consumers.live_views import LiveViews
-from consumers.replay import PointInTimeViews, point_in_time, replay
-from consumers.replay_report import compute_views
-from consumers.settings import Settings
-from consumers.store_feed import StoreFeed, load_views
+from application.ingest import Ingestor
+from application.live_views import LiveViews
+from application.replay import PointInTimeViews, point_in_time, replay
+from application.replay_report import compute_views
+from application.settings import Settings
+from application.store_feed import StoreFeed, load_views
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from projections.parameters import ViewParameterError
 
 MARCH_1 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)

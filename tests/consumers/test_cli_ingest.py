@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from consumers.cli.main import build_parser, main
-from consumers.demo import generate
-from events.sqlite import SQLiteEventStore
+from application.demo import generate
+from events.sqlite.store import SQLiteEventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from consumers.cli.main import main
-from consumers.ingest import Ingestor
-from events.sqlite import SQLiteEventStore
+from application.ingest import Ingestor
+from events.sqlite.store import SQLiteEventStore
 from tests.consumers.conftest import wire_event
 
 

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
 from consumers.cli.main import main
-from consumers.ingest import Ingestor
-from consumers.settings import Settings
-from consumers.store_feed import load_views
+from application.ingest import Ingestor
+from application.settings import Settings
+from application.store_feed import load_views
 from events.registry import decode_recorded
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from projections.attribution import MODELS
 from tests.consumers.helpers import cli
 

@@ -16,11 +16,11 @@ import pytest
 
 from consumers.api.app import create_app
 from consumers.api.server import base_url, bind_socket, make_server
-from consumers.live_views import LiveViews
-from consumers.settings import Settings
-from consumers.store_feed import StoreFeed
+from application.live_views import LiveViews
+from application.settings import Settings
+from application.store_feed import StoreFeed
 from events.registry import decode_recorded
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from datetime import datetime
 import orjson
 import pytest
 
-from consumers.bulk_ingest import bulk_load
+from application.bulk_ingest import bulk_load
 from consumers.cli.main import main
-from consumers.demo import DEFAULT_END, DEFAULT_START, generate, load_demo_if_empty
-from consumers.ingest import Ingestor
+from application.demo import DEFAULT_END, DEFAULT_START, generate, load_demo_if_empty
+from application.ingest import Ingestor
 from events.models import CORE_EVENT_TYPES
 from events.registry import REGISTRY, encode_wire
 

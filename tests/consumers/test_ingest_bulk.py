@@ -10,7 +10,7 @@ import signal
 import orjson
 import pytest
 
-from consumers.bulk_ingest import (
+from application.bulk_ingest import (
     _BLOCK_HEAD,
     DECODE_SLICE,
     BulkReport,
@@ -21,11 +21,11 @@ from consumers.bulk_ingest import (
     line_blocks,
     split_lines,
 )
-from consumers.decoder_priority import DECODER_NICENESS
-from consumers.ingest import Ingestor
+from application.decoder_priority import DECODER_NICENESS
+from application.ingest import Ingestor
 from events.models import Touch
 from events.registry import default_registry
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StoreUnavailable
 
 DECODERS = ["thread", "process"]

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
 from consumers.api.ingest_decode import POOL_MIN_BYTES, BodyDecoder
-from consumers.decoder_priority import DECODER_NICENESS
+from application.decoder_priority import DECODER_NICENESS
 from events.registry import default_registry
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 
 NDJSON = {"content-type": "application/x-ndjson"}
 
@@ -22,7 +22,7 @@ def clients(tmp_path_factory):
     """Two servers over two stores: one decoding in a worker process, one inline."""
     folder: Path = tmp_path_factory.mktemp("pool")
     opened = {}
-    from consumers.settings import Settings
+    from application.settings import Settings
 
     with SQLiteEventStore(folder / "pool.db") as pooled, SQLiteEventStore(folder / "inline.db") as inline:
         for name, store, workers in (("pool", pooled, 1), ("inline", inline, 0)):

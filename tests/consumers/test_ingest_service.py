@@ -2,7 +2,7 @@
 
 import pytest
 
-from consumers.ingest import Ingestor, ItemError, to_new_event
+from application.ingest import Ingestor, ItemError, to_new_event
 from events.models import PageViewed
 from events.registry import REGISTRY, encode_body
 

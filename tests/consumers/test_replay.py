@@ -16,9 +16,9 @@ from typing import ClassVar, Literal
 
 import pytest
 
-from consumers.ingest import Ingestor
-from consumers.replay import replay
-from consumers.replay_report import (
+from application.ingest import Ingestor
+from application.replay import replay
+from application.replay_report import (
     VIEW_FUNCTIONS,
     VIEW_NAMES,
     UnknownProjection,
@@ -28,10 +28,10 @@ from consumers.replay_report import (
     select_views,
     write_output,
 )
-from consumers.store_feed import load_views
+from application.store_feed import load_views
 from events.models import Touch
 from events.registry import REGISTRY, default_registry
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import NewEvent, StreamState
 from projections import views
 from tests.consumers.helpers import PortOnly, cli

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.settings import Settings, SettingsError
+from application.settings import Settings, SettingsError
 
 
 def test_defaults__empty_environment_gives_the_documented_defaults():
@@ -91,7 +91,7 @@ def test_reading_settings__touches_nothing_on_disk(tmp_path):
 
 
 def test_module_docstring__documents_every_variable():
-    import consumers.settings as module
+    import application.settings as module
 
     for variable in ("DATA", "HOST", "PORT", "DEMO", "DEMO_CUSTOMERS", "STORE", "KAFKA", "PARTITIONS",
                      "MAX_BODY_BYTES", "LOG_LEVEL"):

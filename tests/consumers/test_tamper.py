@@ -14,10 +14,10 @@ from uuid import UUID
 import pytest
 
 from consumers.cli.main import main
-from consumers.verify import VerifyReport, verify_log
+from application.verify import VerifyReport, verify_log
 from events.hashing import canonical_bytes
-from events.sqlite import SQLiteEventStore
-from events.sqlite_batch import from_micros
+from events.sqlite.store import SQLiteEventStore
+from events.sqlite.batch import from_micros
 
 CONTENT = "stream_id, stream_version, event_id, id_key, type, schema_version, occurred_at, recorded_at, data, metadata"
 

@@ -14,17 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.api.app import create_app
-from consumers.ingest import Ingestor
-from consumers.live_views import LiveViews
-from consumers.replay_report import VIEW_NAMES
-from consumers.settings import Settings
-from consumers.store_feed import StoreFeed, load_views
-from consumers.verify import parse_head, utc_text_of_micros, verify_log
-from consumers.verify_views import API_ROUTES, compare_with_live_views
+from application.ingest import Ingestor
+from application.live_views import LiveViews
+from application.replay_report import VIEW_NAMES
+from application.settings import Settings
+from application.store_feed import StoreFeed, load_views
+from application.verify import parse_head, utc_text_of_micros, verify_log
+from application.verify_views import API_ROUTES, compare_with_live_views
 from events.hashing import utc_text
 from events.logged import LoggedEvent
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from tests.consumers.helpers import PortOnly, cli
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from consumers.exports import NotAListView, to_csv, to_table
+from application.exports import NotAListView, to_csv, to_table
 
 ATTRIBUTION = {
     "model": "linear",

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from consumers.demo import generate
-from consumers.live_views import LiveViews, UnknownView, ViewParameterInvalid
+from application.demo import generate
+from application.live_views import LiveViews, UnknownView, ViewParameterInvalid
 from events.logged import LoggedEvent
 from events.registry import REGISTRY
 from projections import journey as journey_module

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
 from consumers.api.metrics import MetricFamily, render
-from consumers.settings import Settings
-from consumers.live_views import LiveViews
-from consumers.store_feed import StoreFeed
-from events.sqlite import SQLiteEventStore
+from application.settings import Settings
+from application.live_views import LiveViews
+from application.store_feed import StoreFeed
+from events.sqlite.store import SQLiteEventStore
 
 SAMPLE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*)\})?'

@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
-from consumers.live_views import LiveViews
-from consumers.settings import Settings
-from consumers.store_feed import load_views
+from application.live_views import LiveViews
+from application.settings import Settings
+from application.store_feed import load_views
 from events.registry import decode_recorded
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from projections import views as projection_views
 from projections.attribution import MODELS
 

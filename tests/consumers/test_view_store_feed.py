@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.ingest import Ingestor
-from consumers.live_views import LiveViews
-from consumers.store_feed import StoreFeed, load_views, read_member_events
-from events.sqlite import SQLiteEventStore
+from application.ingest import Ingestor
+from application.live_views import LiveViews
+from application.store_feed import StoreFeed, load_views, read_member_events
+from events.sqlite.store import SQLiteEventStore
 
 
 @pytest.fixture

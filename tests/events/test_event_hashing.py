@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from pydantic_core import TzInfo
 
 from events.hashing import GENESIS, canonical_bytes, chain, utc_text
-from events.sqlite_batch import canonical as sqlite_canonical
+from events.sqlite.batch import canonical as sqlite_canonical
 from events.store import NewEvent
 
 AT = datetime(2024, 3, 1, 10, 0, 0, 5, tzinfo=timezone.utc)

@@ -96,7 +96,7 @@ def test_upcaster__applies_to_stored_old_versions_too():
 
 def test_stored_wire__of_a_current_version_body_is_byte_for_byte_encode_wire():
     # given demo journeys (every core type) and a team's own type, stored as canonical bodies
-    from consumers.demo import generate
+    from application.demo import generate
 
     registry = default_registry()
     registry.register(WebinarAttended)
@@ -324,7 +324,7 @@ def test_decode_json__bad_documents_are_named(raw, reason):
 
 
 def demo_documents(customers: int = 150) -> list[dict]:
-    from consumers.demo import generate  # every core type, as a realistic emitter sends them
+    from application.demo import generate  # every core type, as a realistic emitter sends them
 
     return list(generate(customers, seed=11))
 

@@ -1,4 +1,4 @@
-"""The KurrentDB adapter's hash chain and seals (``events.kurrentdb_chain``): pure
+"""The KurrentDB adapter's hash chain and seals (``events.kurrentdb.chain``): pure
 code, tested on hand-made logs. Tampering is simulated by editing those lists."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from uuid import UUID
 import pytest
 
 from events.hashing import GENESIS, chain
-from events.kurrentdb_chain import (
+from events.kurrentdb.chain import (
     GENESIS_STATE,
     ChainState,
     ChainWalker,

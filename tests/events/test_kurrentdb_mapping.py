@@ -21,8 +21,8 @@ import pytest
 from kurrentdbclient import exceptions as kx
 
 from events.factory import open_store
-from events.kurrentdb import KurrentDBEventStore
-from events.kurrentdb_mapping import (
+from events.kurrentdb.store import KurrentDBEventStore
+from events.kurrentdb.mapping import (
     KEY_PLATFORM,
     SEAL_TYPE,
     ForeignEvent,

@@ -19,9 +19,9 @@ import kurrentdbclient
 import pytest
 
 from events.hashing import GENESIS, chain
-from events.kurrentdb import KurrentDBEventStore
-from events.kurrentdb_chain import canonical
-from events.kurrentdb_mapping import ForeignEvent, parse_url, stored_stream_name
+from events.kurrentdb.store import KurrentDBEventStore
+from events.kurrentdb.chain import canonical
+from events.kurrentdb.mapping import ForeignEvent, parse_url, stored_stream_name
 from events.store import StreamState, WrongExpectedVersion
 from tests.events.contract import EventStoreContract, new_event, new_events
 
@@ -54,7 +54,7 @@ def raw_client(url: str) -> kurrentdbclient.KurrentDBClient:
 
 
 class TestKurrentDBEventStore(EventStoreContract):
-    atomic_multi_stream_batch = False  # stream by stream (see events/kurrentdb.py)
+    atomic_multi_stream_batch = False  # stream by stream (see events/kurrentdb/store.py)
     fresh_store = True  # a fresh namespace per test is an empty log
     hash_in_read_stream = False  # the chain is computed over $all order
 

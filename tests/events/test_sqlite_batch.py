@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from events.hashing import GENESIS, chain
-from events.sqlite_batch import PreparedBatch, StreamHeads, id_key
+from events.sqlite.batch import PreparedBatch, StreamHeads, id_key
 from events.store import DuplicateEventInBatch, StreamAppend, StreamState, WrongExpectedVersion
 from tests.events.contract import new_events
 

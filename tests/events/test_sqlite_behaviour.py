@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import NewEvent, StreamAppend, StreamState, WrongExpectedVersion
 from tests.events.contract import StepClock, assert_chain_intact, new_event, new_events
 

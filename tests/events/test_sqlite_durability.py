@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StoreUnavailable, StreamAppend, StreamState, WrongExpectedVersion
 from tests.events.contract import assert_chain_intact, new_events
 
@@ -79,7 +79,7 @@ _BIG_BATCH_WRITER = textwrap.dedent(
     """
     import sys, uuid
     from datetime import datetime, timezone
-    from events.sqlite import SQLiteEventStore
+    from events.sqlite.store import SQLiteEventStore
     from events.store import NewEvent, StreamAppend
 
     path, count = sys.argv[1], int(sys.argv[2])

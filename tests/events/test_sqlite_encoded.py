@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from consumers.verify import verify_log
+from application.verify import verify_log
 from events.encoded import EncodedBatch, encode_events
 from events.models import Event
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StreamAppend, StreamState
 from tests.events.contract import StepClock, assert_chain_intact, to_new_event, wire_event
 

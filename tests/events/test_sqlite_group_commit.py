@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StreamState, WrongExpectedVersion
 from tests.events.contract import assert_chain_intact, new_events
 

@@ -9,12 +9,12 @@ import uuid
 import numpy as np
 import pytest
 
-import events.sqlite_ids as sqlite_ids
+import events.sqlite.ids as sqlite_ids
 from events.encoded import encode_events
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
-from events.sqlite_batch import id_key
-from events.sqlite_ids import IdIndex, keys_of
+from events.sqlite.store import SQLiteEventStore
+from events.sqlite.batch import id_key
+from events.sqlite.ids import IdIndex, keys_of
 from events.store import StreamState
 from tests.events.contract import assert_chain_intact, new_event, wire_event
 

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from consumers.verify import verify_log
+from application.verify import verify_log
 from events.encoded import encode_events
 from events.factory import open_existing_store
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StreamState
 from tests.events.contract import assert_chain_intact, new_events, wire_event
 

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-import events.kurrentdb
+import events.kurrentdb.store
 from events.factory import open_store
-from events.sqlite import SCHEMA_VERSION, SQLiteEventStore, path_from_url
+from events.sqlite.store import SCHEMA_VERSION, SQLiteEventStore, path_from_url
 from events.store import StoreUnavailable, StreamState
 from tests.events.contract import new_events
 
@@ -98,7 +98,7 @@ def test_factory__sqlite_url_opens_the_sqlite_store(tmp_path):
 def test_factory__kurrentdb_urls_go_to_the_kurrentdb_adapter(url, monkeypatch):
     # The KurrentDB server is a boundary that cannot run here: record the hand-over instead.
     opened = []
-    monkeypatch.setattr(events.kurrentdb.KurrentDBEventStore, "open", classmethod(lambda cls, u: opened.append(u)))
+    monkeypatch.setattr(events.kurrentdb.store.KurrentDBEventStore, "open", classmethod(lambda cls, u: opened.append(u)))
 
     open_store(url)
 

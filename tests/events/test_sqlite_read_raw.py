@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from events.sqlite import SQLiteEventStore
-from events.sqlite_batch import to_micros
+from events.sqlite.store import SQLiteEventStore
+from events.sqlite.batch import to_micros
 from events.store import NewEvent, StreamAppend, StreamState
 
 AT = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from tests.events.contract import EventStoreContract
 
 

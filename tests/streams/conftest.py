@@ -1,6 +1,6 @@
 """A live platform for the streaming integration tests (one per test module).
 
-``live_platform`` runs ``streams.platform.Platform`` on the session broker: the API
+``live_platform`` runs ``consumers.platform.Platform`` on the session broker: the API
 and view feed in this process, the relay and a Faust worker as real child
 processes. The broker is restarted first, so a module starts from empty topics,
 groups and offsets whatever ran before it on the shared broker.
@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from consumers.ingest import Ingestor
-from consumers.settings import Settings
+from application.ingest import Ingestor
+from application.settings import Settings
 from events.factory import open_store
 from events.registry import REGISTRY, decode_recorded
 from projections import population as population_module
 from projections.views import all_views
-from streams.platform import Platform
+from consumers.platform import Platform
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from consumers.demo import generate
+from application.demo import generate
 from tests.streams.conftest import assert_views_converge, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ import pytest
 
 from consumers.api.app import create_app
 from consumers.api.server import base_url, bind_socket, make_server
-from consumers.settings import Settings
+from application.settings import Settings
 from events.registry import REGISTRY
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from streams.broker import free_port
 from streams.emitter import EmitFailed, EventsRejected, HttpEmitter, KafkaEmitter
 

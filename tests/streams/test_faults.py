@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from consumers.demo import generate
+from application.demo import generate
 from tests.streams.conftest import append_events, assert_views_converge, wait_until
 
 pytestmark = pytest.mark.slow

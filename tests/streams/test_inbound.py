@@ -11,10 +11,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.demo import generate
-from consumers.ingest import Ingestor
+from application.demo import generate
+from application.ingest import Ingestor
 from events.factory import open_store
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import StoreUnavailable
 from streams.inbound import InboundHandler, InboundRecord
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC

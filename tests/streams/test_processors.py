@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaProducer
 
-from consumers.demo import generate
-from consumers.ingest import Ingestor
-from consumers.live_views import LiveViews
+from application.demo import generate
+from application.ingest import Ingestor
+from application.live_views import LiveViews
 from events.registry import REGISTRY, decode_recorded
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from projections import population as population_module
 from projections.journey import IdentityJourney
 from streams.processors import JourneyProcessor, JourneyState, read_to_end

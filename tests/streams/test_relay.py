@@ -18,7 +18,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from events.registry import REGISTRY, encode_body
-from events.sqlite import SQLiteEventStore
+from events.sqlite.store import SQLiteEventStore
 from events.store import NewEvent, StreamAppend
 from streams.broker import BundledBroker, free_port
 from streams.checkpoint import SqliteCheckpointStore

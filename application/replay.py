@@ -47,7 +47,7 @@ from projections.collector import collector_paused
 from projections.parameters import ViewParameterError
 from projections.population import Population
 
-from consumers.live_views import LiveViews
+from application.live_views import LiveViews
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 END_OF_DAY = timedelta(days=1, microseconds=-1)

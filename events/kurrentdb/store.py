@@ -2,7 +2,7 @@
 
 Select it with ``TOUCHPOINTS_STORE=esdb://host:2113?Tls=false`` (or ``esdb+discover``,
 ``kurrentdb``, ``kurrentdb+discover``; see
-``events.kurrentdb_mapping.parse_url`` and ``docs/PRODUCTION.md``).
+``events.kurrentdb.mapping.parse_url`` and ``docs/PRODUCTION.md``).
 
 How the port's promises are kept on KurrentDB:
 
@@ -26,7 +26,7 @@ How the port's promises are kept on KurrentDB:
 - ``recorded_at``: the server's commit timestamp (the log's own clock, non-decreasing
   in commit order, like the SQLite store's); our send time is kept in the metadata.
 - Hash chain: computed over ``$all`` order when reading, anchored by seals (see
-  ``events.kurrentdb_chain``); ``read_stream`` returns ``hash=None``.
+  ``events.kurrentdb.chain``); ``read_stream`` returns ``hash=None``.
 - Subscriptions: history page by page, then a server push subscription from the last
   position read (KurrentDB's is exclusive, the port's ``from_position`` inclusive);
   re-subscribed after transient drops; ``poll_interval`` is unused.
@@ -48,8 +48,8 @@ import kurrentdbclient
 from kurrentdbclient import KurrentDBClient
 from kurrentdbclient import exceptions as kx
 
-from events.kurrentdb_chain import Seal, SealReport, check_seals
-from events.kurrentdb_mapping import (
+from events.kurrentdb.chain import Seal, SealReport, check_seals
+from events.kurrentdb.mapping import (
     DEFAULT_SEAL_EVERY,
     DEFAULT_TIMEOUT,
     InvalidStoreURL,
@@ -65,7 +65,7 @@ from events.kurrentdb_mapping import (
     to_port_event,
     translate_error,
 )
-from events.kurrentdb_reading import Anchors, ChainReader, KurrentDBSubscription, PositionGone
+from events.kurrentdb.reading import Anchors, ChainReader, KurrentDBSubscription, PositionGone
 from events.store import (
     AppendOutcome,
     AppendResult,
@@ -356,7 +356,7 @@ class KurrentDBEventStore:
     def __repr__(self) -> str:
         return f"KurrentDBEventStore({self._client.connection_spec.targets!r}, namespace={self._namespace!r})"
 
-    # --- seals (see events.kurrentdb_chain) ---------------------------------------------
+    # --- seals (see events.kurrentdb.chain) ---------------------------------------------
 
     def seal(self) -> Seal | None:
         """Seal the chain at the newest event now (None for an empty log)."""
@@ -382,7 +382,7 @@ class KurrentDBEventStore:
 
     def verify_seals(self) -> SealReport:
         """Recompute the chain from the first event and compare it with every seal
-        (``events.kurrentdb_chain.check_seals``): what ``verify`` can prove here."""
+        (``events.kurrentdb.chain.check_seals``): what ``verify`` can prove here."""
         seals = self._anchors.all()
         return check_seals(self._our_events_from_start(), seals)
 

@@ -25,7 +25,7 @@ from projections.attribution import MODELS
 from projections.figures import iso
 from projections.population import Population
 
-from consumers.replay import ReplayResult
+from application.replay import ReplayResult
 
 REPORT_FORMAT = 1
 VIEWS_FOLDER = "views"

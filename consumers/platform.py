@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from consumers.settings import Settings
+from application.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ class Platform:
     def start(self) -> "Platform":
         from consumers.api.app import create_app
         from consumers.api.server import base_url, bind_socket, make_server
-        from consumers.demo import load_demo_if_empty
-        from consumers.live_views import LiveViews
+        from application.demo import load_demo_if_empty
+        from application.live_views import LiveViews
         from events.factory import open_store
         from events.registry import REGISTRY
         from streams.broker import BundledBroker

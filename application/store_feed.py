@@ -31,7 +31,7 @@ import orjson
 from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
 from events.store import EventStore, RecordedEvent
-from consumers.live_views import LiveViews
+from application.live_views import LiveViews
 from projections.journey import IdentityJourney
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Planning one SQLite append: everything between "events in" and "rows out" that
-needs no database. Split from ``events.sqlite`` so the hot path reads on its own.
+needs no database. Split from ``events.sqlite.store`` so the hot path reads on its own.
 
 A ``PreparedBatch`` is computed before the write lock is taken (checks, ids,
 times, repeated ids within the call); ``plan`` runs inside the write transaction
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 
 from events.hashing import chain, utc_text
-from events.sqlite_ids import keys_of
+from events.sqlite.ids import keys_of
 from events.store import (
     AppendOutcome,
     AppendResult,

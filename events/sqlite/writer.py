@@ -1,4 +1,4 @@
-"""The write side of ``events.sqlite``: one connection, its caches, group commit.
+"""The write side of ``events.sqlite.store``: one connection, its caches, group commit.
 
 Appends made at the same time by several threads (the HTTP server's worker pool)
 are committed together: the first thread to get the write lock takes every
@@ -21,9 +21,9 @@ import orjson
 
 from events.hashing import GENESIS
 from events.encoded import EncodedOutcomes
-from events.sqlite_batch import NO_VERSION, Plan, PreparedBatch, StreamHeads, from_micros
-from events.sqlite_encoded import EncodedPlan, EncodedRequest
-from events.sqlite_ids import IdIndex, IdPlaces, IdPositions
+from events.sqlite.batch import NO_VERSION, Plan, PreparedBatch, StreamHeads, from_micros
+from events.sqlite.encoded import EncodedPlan, EncodedRequest
+from events.sqlite.ids import IdIndex, IdPlaces, IdPositions
 from events.store import AppendResult, EventStoreError, StoreUnavailable
 
 INSERT_EVENT = (

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from consumers.ingest import Ingestor, to_new_event
-from consumers.settings import Settings
+from application.ingest import Ingestor, to_new_event
+from application.settings import Settings
 from events.registry import REGISTRY
 from events.store import EventStore, NewEvent
 

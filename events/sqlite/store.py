@@ -13,8 +13,8 @@ Concurrency. One writer connection per store object, guarded by a lock; every
 write transaction is ``BEGIN IMMEDIATE`` (it waits up to ``busy_timeout`` for a
 writer in another process, then raises ``StoreUnavailable`` naming the lock).
 Appends that arrive while the writer is busy are committed together, each in its
-own savepoint (group commit, ``events.sqlite_writer``); the pure planning of an
-append (duplicates, versions, positions, hash chain) is ``events.sqlite_batch``.
+own savepoint (group commit, ``events.sqlite.writer``); the pure planning of an
+append (duplicates, versions, positions, hash chain) is ``events.sqlite.batch``.
 Reads run on one connection per thread, page by page (one short read transaction
 per page), and see the last commit without blocking the writer (WAL snapshots).
 Several processes may share the file: at the start of each write transaction the
@@ -32,11 +32,11 @@ Schema (``PRAGMA user_version`` = 2)::
            data BLOB, metadata BLOB,                         -- canonical JSON body, platform metadata
            hash BLOB(32))                                    -- events.hashing chain in position order
     id_snapshot(chunk INTEGER PRIMARY KEY, upto_position,   -- the writer's id index as of a position
-                keys BLOB, positions BLOB)                   -- (events.sqlite_ids)
+                keys BLOB, positions BLOB)                   -- (events.sqlite.ids)
 
 Idempotency (an event id is stored once) has no SQLite index: a random uuid4 index
 dirtied a page per event per commit and cost as much as the rest of the insert. The
-writer keeps every stored id in memory instead (``events.sqlite_ids``): sorted numpy
+writer keeps every stored id in memory instead (``events.sqlite.ids``): sorted numpy
 arrays of id_key -> position, 16 bytes per event, plus a dict of the latest ids (~150
 bytes each, at most max(64k, 1/16 of the arrays)): ~16-25 bytes per event, so a writer
 of a 10M-event log holds ~160-250 MB (briefly twice the arrays while merging). It is
@@ -60,10 +60,10 @@ from urllib.parse import unquote
 from uuid import UUID
 
 from events.encoded import EncodedBatch, EncodedOutcomes
-from events.sqlite_batch import PreparedBatch, to_micros
-from events.sqlite_encoded import EncodedRequest
-from events.sqlite_ids import SNAPSHOT_TABLE
-from events.sqlite_writer import SQLiteWriter
+from events.sqlite.batch import PreparedBatch, to_micros
+from events.sqlite.encoded import EncodedRequest
+from events.sqlite.ids import SNAPSHOT_TABLE
+from events.sqlite.writer import SQLiteWriter
 from events.store import (
     AppendResult,
     ExpectedVersion,
@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS events (
     hash BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events(stream_id, stream_version);
--- version 1 indexed event ids in SQLite, the writer now keeps them in memory (events.sqlite_ids)
+-- version 1 indexed event ids in SQLite, the writer now keeps them in memory (events.sqlite.ids)
 DROP INDEX IF EXISTS events_by_id_key;
 """ + SNAPSHOT_TABLE
 
@@ -282,7 +282,7 @@ class SQLiteEventStore:
 
     def append_batch(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """All streams in one transaction: a version conflict anywhere writes nothing.
-        Concurrent calls share transactions (see ``events.sqlite_writer``)."""
+        Concurrent calls share transactions (see ``events.sqlite.writer``)."""
         batch = PreparedBatch(appends, self._clock())
         self._ensure_open()
         return self._writer.submit(batch)

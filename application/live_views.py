@@ -1,7 +1,7 @@
 """The live views the API serves: one ``Population`` plus a cache of view documents.
 
 ``LiveViews`` owns a ``projections.population.Population`` and keeps it current through
-one of two feeds: ``apply_events`` (decoded log events: ``consumers.store_feed`` and the
+one of two feeds: ``apply_events`` (decoded log events: ``application.store_feed`` and the
 CLI) or ``apply_journeys`` (per-identity journeys from the Kafka processors:
 ``streams.view_feed``). Every change bumps ``version``.
 
@@ -47,7 +47,7 @@ from projections import views as views_module
 from projections.attribution import MODELS
 from projections.journey import IdentityJourney
 
-from consumers import exports
+from application import exports
 
 Clock = Callable[[], datetime]
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ Decoding (pydantic validation and encoding, ~10-12 µs an event here) costs more
 this process appends: a feeder thread cuts the input into blocks of ``batch_size`` lines
 (finding newlines in C, without making an object of each line) and deals them out to the
 children in turn; the batches are read back in the same turn, so the log keeps the input
-order. The children run niced (``consumers.decoder_priority``): the appending process,
+order. The children run niced (``application.decoder_priority``): the appending process,
 the serial part, gets a core whenever it can use one. They are forked, so they start at
 once with the registry in memory (a fresh interpreter, where the platform cannot fork,
 first spends ~0.3 s importing and then reads the pickled registry). A child decodes its
@@ -38,8 +38,8 @@ from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any, Literal
 
-from consumers.decoder_priority import lower_decoder_priority
-from consumers.ingest import Ingestor
+from application.decoder_priority import lower_decoder_priority
+from application.ingest import Ingestor
 from events.encoded import ENCODE_SLICE, EncodedBatch
 from events.registry import EventRegistry, FieldError, InvalidEvent
 from projections.collector import collector_paused
@@ -351,7 +351,7 @@ def _start_decoders(registry: EventRegistry, processes: int) -> list[Any]:
     spawned = []
     for _ in range(processes):
         child = subprocess.Popen(
-            [sys.executable, "-m", "consumers.bulk_ingest"],
+            [sys.executable, "-m", "application.bulk_ingest"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
         _write_frame(child.stdin, registry_frame)  # type: ignore[arg-type]
@@ -488,7 +488,7 @@ def decoder_main(source: IO[bytes], sink: IO[bytes], registry: EventRegistry | N
 
 
 if __name__ == "__main__":
-    # Run the importable module's copy, so the batches it pickles name consumers.bulk_ingest, not __main__.
-    from consumers.bulk_ingest import decoder_main as _decoder_main
+    # Run the importable module's copy, so the batches it pickles name application.bulk_ingest, not __main__.
+    from application.bulk_ingest import decoder_main as _decoder_main
 
     sys.exit(_decoder_main(sys.stdin.buffer, sys.stdout.buffer))

@@ -20,8 +20,8 @@ import orjson
 
 from events.encoded import EncodedBatch, EncodedOutcomes
 from events.hashing import utc_text
-from events.sqlite_batch import StreamHeads, from_micros, to_micros
-from events.sqlite_ids import IdPlaces, keys_of
+from events.sqlite.batch import StreamHeads, from_micros, to_micros
+from events.sqlite.ids import IdPlaces, keys_of
 
 
 @dataclass(slots=True)

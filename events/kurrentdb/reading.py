@@ -1,7 +1,7 @@
 """Reading ``$all`` on KurrentDB with the hash chain: where a read starts (seals and
 chain states already computed), the reader that walks the chain, and the catch-up
-subscription. Split from ``events.kurrentdb`` (appends and the store's entry points);
-the chain itself and the seal rule are in ``events.kurrentdb_chain``.
+subscription. Split from ``events.kurrentdb.store`` (appends and the store's entry points);
+the chain itself and the seal rule are in ``events.kurrentdb.chain``.
 
 Positions are KurrentDB commit positions, one per event (as the client documents),
 compared only by order. A read of ``$all`` from a position has to start where the
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import kurrentdbclient
 from kurrentdbclient import exceptions as kx
 
-from events.kurrentdb_chain import (
+from events.kurrentdb.chain import (
     GENESIS_STATE,
     ChainState,
     ChainWalker,
@@ -32,11 +32,11 @@ from events.kurrentdb_chain import (
     Seal,
     SealBook,
 )
-from events.kurrentdb_mapping import SEAL_TYPE, decode_metadata, to_port_event, translate_error
+from events.kurrentdb.mapping import SEAL_TYPE, decode_metadata, to_port_event, translate_error
 from events.store import EventStoreError, RecordedEvent, StoreUnavailable
 
 if TYPE_CHECKING:
-    from events.kurrentdb import KurrentDBEventStore
+    from events.kurrentdb.store import KurrentDBEventStore
 
 log = logging.getLogger(__name__)
 

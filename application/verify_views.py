@@ -20,9 +20,9 @@ from typing import Any
 from events.store import EventStore
 from projections.attribution import MODELS
 
-from consumers.live_views import LiveViews
-from consumers.replay import replay
-from consumers.replay_report import compute_views, digest
+from application.live_views import LiveViews
+from application.replay import replay
+from application.replay_report import compute_views, digest
 
 API_ROUTES: dict[str, tuple[str, dict[str, str]]] = {
     "funnel": ("/v1/funnel", {}),
@@ -101,7 +101,7 @@ def compare_with_live_views(store: EventStore, views: LiveViews, *, source: str 
 
 def compare_with_cli_views(store: EventStore, snapshot_dir: Path | None) -> ViewsComparison:
     """The views the CLI commands answer from (its snapshot plus the events since) against a replay."""
-    from consumers.store_feed import load_views
+    from application.store_feed import load_views
 
     views = load_views(store, snapshot_dir=snapshot_dir)
     return compare_with_live_views(store, views, source=f"CLI views (snapshot in {snapshot_dir})", attempts=1)
