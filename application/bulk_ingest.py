@@ -1,7 +1,8 @@
 """Bulk loading of NDJSON history: the backfill path of ``touchpoints ingest``.
 
-Lines are parsed, validated and encoded (``events.encoded.EncodedBatch``) into large
-batches, each appended in one transaction through ``Ingestor.append_encoded``. Invalid
+Lines are parsed and validated (``application.decode``) and encoded
+(``events.encoded.EncodedBatch``) into large batches, each appended in one transaction
+through ``Ingestor.append_encoded``, in input order (``application.ingest``). Invalid
 lines are handed to a callback with their line number and reasons; valid lines around
 them are stored. Appends are idempotent by ``event_id``, so repeating a load (after a
 failure, or with overlapping files) stores nothing twice.
@@ -38,11 +39,12 @@ from pathlib import Path
 from queue import Full, Queue
 from typing import IO, Any, Literal
 
+from application.collector import collector_paused
+from application.decode import decode_documents
 from application.decoder_priority import lower_decoder_priority
 from application.ingest import Ingestor
 from events.encoded import ENCODE_SLICE, EncodedBatch
-from events.registry import EventRegistry, FieldError, InvalidEvent
-from projections.collector import collector_paused
+from events.registry import EventRegistry, FieldError
 
 DEFAULT_BATCH_SIZE = 10_000
 PROCESS_MIN_BYTES = 8 << 20  # below this a child process costs more than it saves
@@ -243,23 +245,17 @@ def decode_block(lines: list[bytes], registry: EventRegistry, first_line: int) -
 
 
 def _decode_slice(lines: list[bytes], registry: EventRegistry, first_line: int, batch: _Batch) -> None:
-    """Validate and encode a few lines onto ``batch``. Valid current-version events (the
-    common case) go through the registry's fast path in one pass; otherwise line by line,
-    which names every rejected line and its reasons."""
+    """Validate and encode a few lines onto ``batch`` (``application.decode``): blank lines
+    are counted, invalid ones rejected with their number and reasons."""
     filled = [line for line in lines if line.strip()]
     batch.blank += len(lines) - len(filled)
-    events = registry.fast_decode_lines(filled) if filled else []
-    if events is None:
-        decode = registry.decode_json
-        events = []
-        for number, line in enumerate(lines, start=first_line):
-            if not line.strip():
-                continue
-            try:
-                events.append(decode(line))
-            except InvalidEvent as error:
-                batch.rejects.append(RejectedLine(number, line.rstrip(b"\r"), error.errors))
-    batch.encoded.extend(events)
+    decoded = decode_documents(filled, registry)
+    if decoded.invalid:
+        numbers = [number for number, line in enumerate(lines, start=first_line) if line.strip()]
+        batch.rejects += [
+            RejectedLine(numbers[item.index], filled[item.index].rstrip(b"\r"), item.errors) for item in decoded.invalid
+        ]
+    batch.encoded.extend(decoded.events)
 
 
 # --- decoding in a thread ---------------------------------------------------------------

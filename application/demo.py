@@ -26,10 +26,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from application.ingest import Ingestor, to_new_event
+from application.ingest import Ingestor
 from application.settings import Settings
+from events.models import Event
 from events.registry import REGISTRY
-from events.store import EventStore, NewEvent
+from events.store import EventStore
+from events.times import EPOCH, EPOCH_ORDINAL, date_text
 
 DEFAULT_SEED = 7
 DEFAULT_START = datetime(2022, 1, 1, tzinfo=timezone.utc)
@@ -333,16 +335,12 @@ class _Journey:
         self.out.append((t if arrives is None else arrives, event))
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DAYS: dict[int, str] = {}
 
 
 def _timestamp(t: int) -> str:
     """RFC 3339 in UTC; the date part is cached because formatting dominates generation."""
     day, second = divmod(t, DAY)
-    date = _DAYS.get(day)
-    if date is None:
-        date = _DAYS[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+    date = date_text(EPOCH_ORDINAL + day)
     hour, second = divmod(second, 3600)
     minute, second = divmod(second, 60)
     return f"{date}T{hour:02d}:{minute:02d}:{second:02d}Z"
@@ -356,11 +354,11 @@ def _uuid4_text(bits: int) -> str:
 
 
 def _month(t: int) -> str:
-    return (_EPOCH + timedelta(seconds=t)).strftime("%Y-%m")
+    return (EPOCH + timedelta(seconds=t)).strftime("%Y-%m")
 
 
 def _campaign(t: int) -> str:
-    moment = _EPOCH + timedelta(seconds=t)
+    moment = EPOCH + timedelta(seconds=t)
     return f"{PROMO_BY_MONTH[moment.month - 1]}-{moment.year}"
 
 
@@ -379,10 +377,9 @@ def load_demo_if_empty(store: EventStore, settings: Settings, *, seed: int = DEF
         return 0
     ingestor = Ingestor(store)
     stored = 0
-    batch: list[tuple[str, NewEvent]] = []
+    batch: list[Event] = []
     for item in generate(settings.demo_customers, seed):
-        event = REGISTRY.validate(item)
-        batch.append((event.stream, to_new_event(event)))
+        batch.append(REGISTRY.validate(item))
         if len(batch) >= DEMO_BATCH:
             stored += _append(ingestor, batch)
             batch = []
@@ -394,5 +391,6 @@ def load_demo_if_empty(store: EventStore, settings: Settings, *, seed: int = DEF
 DEMO_BATCH = 10_000
 
 
-def _append(ingestor: Ingestor, batch: list[tuple[str, NewEvent]]) -> int:
-    return sum(1 for outcome in ingestor.append_new(batch) if not outcome.duplicate)
+def _append(ingestor: Ingestor, batch: list[Event]) -> int:
+    outcomes = ingestor.append(batch)
+    return len(outcomes) - outcomes.duplicate_count

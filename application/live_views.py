@@ -1,9 +1,10 @@
 """The live views the API serves: one ``Population`` plus a cache of view documents.
 
 ``LiveViews`` owns a ``projections.population.Population`` and keeps it current through
-one of two feeds: ``apply_events`` (decoded log events: ``application.store_feed`` and the
-CLI) or ``apply_journeys`` (per-identity journeys from the Kafka processors:
-``streams.view_feed``). Every change bumps ``version``.
+one of two feeds: ``apply_events`` (decoded log events, folded by the fold shell
+``application.fold``: ``application.store_feed`` and the CLI) or ``apply_journeys``
+(per-identity journeys from the Kafka processors: ``streams.view_feed``). Every change
+bumps ``version``.
 
 View documents come from ``projections.views`` and are cached per (view, parameters):
 
@@ -35,22 +36,25 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from events.logged import LoggedEvent
+from events.times import EPOCH
 from projections import journey as journey_module
 from projections import population as population_module
 from projections import views as views_module
 from projections.attribution import MODELS
 from projections.journey import IdentityJourney
+from projections.parameters import ViewParameterError
 
 from application import exports
+from application.fold import LogFold, journey_extent
+from application.collector import collector_paused
 
 Clock = Callable[[], datetime]
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SNAPSHOT_FORMAT = 1
 
 log = logging.getLogger(__name__)
@@ -58,15 +62,6 @@ log = logging.getLogger(__name__)
 
 class UnknownView(KeyError):
     """No view of that name."""
-
-
-class ViewParameterInvalid(ValueError):
-    """A parameter the view does not accept, or a value it cannot take."""
-
-    def __init__(self, param: str, reason: str):
-        self.param = param
-        self.reason = reason
-        super().__init__(f"{param}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,7 @@ class ViewSpec:
     def key(self, params: Mapping[str, Any]) -> "ViewKey":
         unknown = sorted(set(params) - set(self.defaults) - {"now"})
         if unknown:
-            raise ViewParameterInvalid(unknown[0], f"not a parameter of the {self.name} view")
+            raise ViewParameterError(unknown[0], f"not a parameter of the {self.name} view")
         merged = {**self.defaults, **{k: v for k, v in params.items() if v is not None}}
         if not self.needs_now:
             merged.pop("now", None)
@@ -155,7 +150,7 @@ class LiveViews:
         cache_size: int = 256,
         background: bool = True,
     ):
-        self._population = population if population is not None else population_module.initial_state()
+        self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
         self._clock = clock
         self.refresh_delay = refresh_delay
         self.max_stale_seconds = max_stale_seconds
@@ -170,9 +165,7 @@ class LiveViews:
             spec.key(params) for spec in VIEW_SPECS.values() for params in spec.precomputed
         ]
         self._precomputed_set = frozenset(self._precomputed)
-        self._position: int | None = None
         self._version = 0
-        self._data_time: datetime | None = None
         self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
         self._last_refresh_seconds = 0.0
         self._refreshed_version = -1
@@ -185,7 +178,7 @@ class LiveViews:
     @property
     def position(self) -> int | None:
         """The highest log position folded in (a watermark with ``apply_events``)."""
-        return self._position
+        return self._log.position
 
     @property
     def version(self) -> int:
@@ -194,7 +187,7 @@ class LiveViews:
     @property
     def population(self) -> Any:
         """The live population. Hold ``locked()`` while reading it from another thread."""
-        return self._population
+        return self._log.population
 
     def locked(self) -> threading.RLock:
         return self._lock
@@ -203,33 +196,20 @@ class LiveViews:
         """The "now" of views that need one: the clock if given, else data time."""
         if self._clock is not None:
             return self._clock()
-        return self._data_time if self._data_time is not None else EPOCH
+        return self._log.data_time if self._log.data_time is not None else EPOCH
 
     # --- feeding ---------------------------------------------------------------------
 
     def apply_events(self, logged_events: Sequence[LoggedEvent], *, through_position: int | None = None) -> int:
-        """Fold decoded log events (in log order); returns how many were given.
+        """Fold decoded log events (in log order) through ``application.fold``; returns
+        how many were given.
 
         ``through_position`` moves ``position`` past events the caller skipped
         (e.g. undecodable ones) so a feed does not read them again."""
         if not logged_events and through_position is None:
             return 0
-        evolve = population_module.evolve
         with self._lock:
-            pop = self._population
-            newest = self._data_time
-            for logged in logged_events:
-                pop = evolve(pop, logged)
-                occurred = logged.event.occurred_at
-                if newest is None or occurred > newest:
-                    newest = occurred
-            self._population = pop
-            self._data_time = newest
-            last = logged_events[-1].position if logged_events else None
-            if through_position is not None and (last is None or through_position > last):
-                last = through_position
-            if last is not None and (self._position is None or last > self._position):
-                self._position = last
+            self._log.fold(logged_events, through_position=through_position)
             self._counts["events_applied"] += len(logged_events)
             self._counts["batches"] += 1
             self._bump()
@@ -242,23 +222,13 @@ class LiveViews:
         partitions, so it is not a watermark here)."""
         count = 0
         with self._lock:
-            pop = self._population
-            position = self._position
-            newest = self._data_time
+            folded = self._log
             for key, journey in items:
                 if journey is None:  # forget the identity: an empty journey drops its facts and links
                     journey = IdentityJourney(key)
-                pop = population_module.apply_journey(pop, key, journey)
+                folded.population = population_module.apply_journey(folded.population, key, journey)
+                folded.reach(*journey_extent(journey))
                 count += 1
-                if journey is not None:
-                    journey_position, journey_time = _journey_extent(journey)
-                    if journey_position is not None and (position is None or journey_position > position):
-                        position = journey_position
-                    if journey_time is not None and (newest is None or journey_time > newest):
-                        newest = journey_time
-            self._population = pop
-            self._position = position
-            self._data_time = newest
             if count:
                 self._counts["journeys_applied"] += count
                 self._counts["batches"] += 1
@@ -283,8 +253,8 @@ class LiveViews:
     def view(self, name: str, **params: Any) -> CachedView:
         """The document of view ``name`` with ``params`` (``None`` = default), cached.
 
-        Raises ``UnknownView``, ``ViewParameterInvalid``, or the projections'
-        ``ValueError`` naming a bad parameter."""
+        Raises ``UnknownView``, or ``ViewParameterError`` (a ``ValueError``) naming a
+        bad parameter: one the view does not take, or a value it refuses."""
         key = self._key(name, params)
         entry = self._servable(key)
         return entry if entry is not None else self._compute_once(key)
@@ -344,7 +314,8 @@ class LiveViews:
             version = self._version
             if spec.needs_now and params.get("now") is None:
                 params["now"] = self.now()
-            document = spec.compute(self._population, **params)
+            with collector_paused():  # summarising and attributing many groups allocate no cycles
+                document = spec.compute(self._log.population, **params)
         entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document)
         entry.json_bytes()  # encode outside the readers' path
         self._store(entry)
@@ -370,19 +341,19 @@ class LiveViews:
         """The timeline document of the customer ``identity`` resolves to (any linked id,
         customer id or stream name), or None if unknown. ``read_events(streams)`` reads
         the member streams' events from the store; it runs without the lock."""
-        with self._lock:
-            root = population_module.resolve(self._population, identity)
+        with self._lock, collector_paused():  # the first query after a bulk fold summarises every group
+            root = population_module.resolve(self._log.population, identity)
             if root is None:
                 return None
-            streams = sorted(population_module.members(self._population, root))
+            streams = sorted(population_module.members(self._log.population, root))
         events = list(read_events(streams))
         with self._lock:
-            return views_module.timeline_view(self._population, identity, events)
+            return views_module.timeline_view(self._log.population, identity, events)
 
     def all_documents(self) -> dict[str, dict[str, Any]]:
         """``projections.views.all_views`` of the live population at its "now"."""
-        with self._lock:
-            return views_module.all_views(self._population, now=self.now())
+        with self._lock, collector_paused():
+            return views_module.all_views(self._log.population, now=self.now())
 
     # --- precomputation ----------------------------------------------------------------
 
@@ -452,10 +423,10 @@ class LiveViews:
         with self._cache_lock:
             cached = len(self._cache)
         return {
-            "position": self._position,
+            "position": self._log.position,
             "version": self._version,
             "refreshed_version": self._refreshed_version,
-            "data_time": self._data_time.isoformat() if self._data_time is not None else None,
+            "data_time": self._log.data_time.isoformat() if self._log.data_time is not None else None,
             **self._counts,
             "cached_views": cached,
             "precomputed_views": len(self._precomputed),
@@ -472,9 +443,9 @@ class LiveViews:
         rebuild the population with ``restore`` (``apply_journey`` of per-identity
         folds equals the full fold)."""
         with self._lock:
-            journeys = [journey.to_bytes() for journey in self._population.journeys.values()]
-            data_time = self._data_time.isoformat() if self._data_time is not None else None
-            return self._position, data_time, journeys
+            journeys = [journey.to_bytes() for journey in self._log.population.journeys.values()]
+            data_time = self._log.data_time.isoformat() if self._log.data_time is not None else None
+            return self._log.position, data_time, journeys
 
     def restore(
         self, journeys: Iterable[tuple[str, IdentityJourney]], *, position: int | None, data_time: str | None
@@ -482,25 +453,6 @@ class LiveViews:
         """Load journeys saved by ``journeys_snapshot`` (into an empty holder)."""
         self.apply_journeys(journeys)
         with self._lock:
-            self._position = position
-            self._data_time = datetime.fromisoformat(data_time) if data_time else None
+            self._log.position = position
+            self._log.data_time = datetime.fromisoformat(data_time) if data_time else None
             self._counts["journeys_applied"] = 0
-
-
-def _journey_extent(journey: IdentityJourney) -> tuple[int | None, datetime | None]:
-    """The highest log position and the latest occurred time a journey reflects
-    (every fact is ``(occurred_at, position, ...)``)."""
-    position = None
-    latest = None
-    for facts in (journey.touches, journey.orders, journey.refunds, journey.links, journey.merges):
-        for fact in facts:
-            if position is None or fact[1] > position:
-                position = fact[1]
-            if latest is None or fact[0] > latest:
-                latest = fact[0]
-    for at, pos, _granted in journey.consents.values():
-        if position is None or pos > position:
-            position = pos
-        if latest is None or at > latest:
-            latest = at
-    return position, latest

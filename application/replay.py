@@ -20,10 +20,12 @@ clock: a replay's documents depend on the log and the parameters only. With ``kn
 alone the replay therefore equals what the live views showed at that moment.
 
 The log is read up to the head it had when the replay started, so a replay is one
-consistent cut even while events keep arriving. On the SQLite store the rows are read in
-large raw pages (``SQLiteEventStore.read_raw``), and since its ``recorded_at`` never
-decreases along the log, a ``known_at`` replay stops at the first later event. Any other
-store is read through the port (``read_all``).
+consistent cut even while events keep arriving. It is read in large pages of raw rows
+(``events.encoded.read_raw``: native on a ``RawReader`` such as the SQLite store, adapted
+from ``read_all`` on any other), decoded by the registry's one decoder and folded by the
+fold shell (``application.fold``). A ``RawReader``'s ``recorded_at`` never decreases along
+the log, so there a ``known_at`` replay stops at the first later event; elsewhere every
+event up to the head is read and the later ones are skipped.
 
 ``PointInTimeViews`` is the ``views_at`` hook of the read API and the CLI view commands:
 replayed views cached by ``(as_of, known_at, head position)``.
@@ -34,22 +36,24 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from events.encoded import RawReader, read_raw
 from events.logged import LoggedEvent
-from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
+from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from events.store import EventStore
+from events.times import EPOCH, from_micros, to_micros
 from projections import population as population_module
-from projections.collector import collector_paused
 from projections.parameters import ViewParameterError
 from projections.population import Population
 
+from application.collector import collector_paused
+from application.fold import LogFold
 from application.live_views import LiveViews
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 END_OF_DAY = timedelta(days=1, microseconds=-1)
 DATE_HELP = (
     "RFC 3339 time with an offset (2024-03-01T12:00:00Z, 2024-03-01T13:00:00+01:00) or a date "
@@ -171,73 +175,73 @@ def replay(
         return result
     # A replay builds millions of long-lived, acyclic objects: collections would rescan them all.
     with collector_paused(freeze=freeze):
-        if callable(getattr(store, "read_raw", None)):
-            _replay_raw(store, result, registry, progress, page_size)
-        else:
-            _replay_port(store, result, registry, progress, page_size)
+        _replay(store, result, registry, progress, page_size)
     return result
 
 
-def _replay_raw(store: Any, result: ReplayResult, registry: EventRegistry, progress: Progress | None,
-                page_size: int) -> None:
-    """The SQLite fast path: raw pages cut at the head and at known_at (both only grow
-    along the log), times compared as integers, one datetime per append, one decoder
-    lookup per event. It runs ~10 µs per event: every step counts."""
+def _replay(store: EventStore, result: ReplayResult, registry: EventRegistry, progress: Progress | None,
+            page_size: int) -> None:
+    """One pass over raw pages: cut at the head (and at known_at where ``recorded_at`` is
+    in log order), times compared as integers, one datetime per append. It runs ~7 µs
+    per event: every step counts."""
     head = result.head_position
-    as_of_us = _NEVER if result.as_of is None else _micros(result.as_of)
-    known_us = _NEVER if result.known_at is None else _micros(result.known_at)
-    population = result.population
-    evolve = population_module.evolve
-    current: dict[str, tuple[Callable[[bytes], Any], int]] = {}  # type -> (decoder, its schema version)
+    as_of_us = _NEVER if result.as_of is None else to_micros(result.as_of)
+    known_us = _NEVER if result.known_at is None else to_micros(result.known_at)
+    in_order = isinstance(store, RawReader)  # recorded_at never decreases, positions are dense
+    cut_us = known_us if in_order else _NEVER
+    folded = LogFold(result.population)
     by_type: dict[str, int] = {}
-    read = after_as_of = 0
+    read = after_known_at = 0
     first = last = None  # rows
-    oldest, newest = _NEVER, -_NEVER  # occurred_at of the folded events, in microseconds
-    recorded_us, recorded_at = None, EPOCH
-    for rows, names in store.read_raw(0, page_size=page_size, columns=_REPLAY_COLUMNS):
-        end = _cut(rows, head, known_us)
+    for rows, names in read_raw(store, 0, page_size=page_size, columns=_REPLAY_COLUMNS):
+        end = _cut(rows, head, cut_us)  # type: ignore[arg-type]
         if end < len(rows):
             rows = rows[:end]
+        page_read = len(rows)
+        if known_us != cut_us:  # a log out of recorded_at order: skip the later events one by one
+            kept = [row for row in rows if row[5] <= known_us]
+            after_known_at += len(rows) - len(kept)
+            rows = kept
         if rows:
             read += len(rows)
             first = first or rows[0]
             last = rows[-1]
-        for position, stream_id, type_name, schema_version, occurred, recorded, data in rows:
-            if occurred > as_of_us:
-                after_as_of += 1
-                continue
-            decoder = current.get(type_name)
-            try:
-                if decoder is None or decoder[1] != schema_version:
-                    event = _decode_other(registry, current, type_name, schema_version, data)
-                else:
-                    event = decoder[0](data)
-                stream = names[stream_id]
-            except (InvalidEvent, ValueError, KeyError) as error:
-                result.note_undecodable(position, type_name, error)
-                continue
-            if recorded != recorded_us:  # one append shares one recorded_at
-                recorded_us, recorded_at = recorded, EPOCH + timedelta(microseconds=recorded)
-            evolve(population, LoggedEvent(position, recorded_at, stream, event))
-            by_type[type_name] = by_type.get(type_name, 0) + 1
-            if occurred > newest:
-                newest = occurred
-            if occurred < oldest:
-                oldest = occurred
+        folded.fold(_decoded(rows, names, registry, as_of_us, result, by_type))
         if progress is not None:
-            progress(len(rows))
+            progress(page_read)
         if end < page_size:
             break
-    result.events_read, result.after_as_of, result.by_type = read, after_as_of, by_type
+    result.population = folded.population
+    result.events_read, result.by_type = read, by_type
     result.events_replayed = sum(by_type.values())
+    result.first_occurred_at, result.last_occurred_at = folded.oldest, folded.data_time
     if first is not None and last is not None:
-        result.first_position, result.first_recorded_at = first[0], _datetime(first[5])
-        result.last_position, result.last_recorded_at = last[0], _datetime(last[5])
+        result.first_position, result.first_recorded_at = first[0], from_micros(first[5])
+        result.last_position, result.last_recorded_at = last[0], from_micros(last[5])
         result.head_hash = _stored_hash(store, last[0])
-    if result.known_at is not None:  # positions are dense in the SQLite store: the rest up to the head
-        result.after_known_at = head - (last[0] if last is not None else 0)  # type: ignore[operator]
-    if by_type:
-        result.first_occurred_at, result.last_occurred_at = _datetime(oldest), _datetime(newest)
+    if result.known_at is not None and in_order:  # dense positions: the rest up to the head
+        after_known_at = head - (last[0] if last is not None else 0)  # type: ignore[operator]
+    result.after_known_at = after_known_at
+
+
+def _decoded(rows: list[tuple], names: dict[int, str], registry: EventRegistry, as_of_us: int,
+             result: ReplayResult, by_type: dict[str, int]) -> Iterator[LoggedEvent]:
+    """The rows of one page that occurred by as_of, decoded (the undecodable are noted)."""
+    decode = registry.decode_logged
+    recorded_us, recorded_at = None, EPOCH
+    for position, stream_id, type_name, schema_version, occurred, recorded, data in rows:
+        if occurred > as_of_us:
+            result.after_as_of += 1
+            continue
+        if recorded != recorded_us:  # one append shares one recorded_at
+            recorded_us, recorded_at = recorded, from_micros(recorded)
+        try:
+            logged = decode(type_name, schema_version, data, position, recorded_at, names[stream_id])
+        except (InvalidEvent, ValueError, KeyError) as error:
+            result.note_undecodable(position, type_name, error)
+            continue
+        by_type[type_name] = by_type.get(type_name, 0) + 1
+        yield logged
 
 
 def _cut(rows: list[tuple], head: int, known_us: int) -> int:
@@ -256,75 +260,12 @@ def _cut(rows: list[tuple], head: int, known_us: int) -> int:
     return low
 
 
-def _decode_other(
-    registry: EventRegistry, current: dict[str, tuple[Callable[[bytes], Any], int]], type_name: str,
-    schema_version: int, data: bytes,
-) -> Any:
-    """A type seen for the first time, or an older schema version (through the upcasters)."""
-    model = registry.model(type_name)
-    current[type_name] = (model.model_validate_json, model.SCHEMA_VERSION)
-    return registry.decode_stored(type_name, schema_version, data)
-
-
 _REPLAY_COLUMNS = ("position", "stream_id", "type", "schema_version", "occurred_at", "recorded_at", "data")
 
 
 def _stored_hash(store: EventStore, position: int) -> bytes | None:
     found = next(iter(store.read_all(position, limit=1)), None)
     return found.hash if found is not None and found.position == position else None
-
-
-def _replay_port(store: EventStore, result: ReplayResult, registry: EventRegistry, progress: Progress | None,
-                 page_size: int) -> None:
-    """Any adapter, through the port: every event up to the head is read and filtered."""
-    head = result.head_position
-    population = result.population
-    evolve = population_module.evolve
-    by_type = result.by_type
-    pending = 0
-    last = None
-    for recorded in store.read_all(0):
-        if recorded.position > head:  # type: ignore[operator]
-            break
-        pending += 1
-        if progress is not None and pending == page_size:
-            progress(pending)
-            pending = 0
-        if result.known_at is not None and recorded.recorded_at > result.known_at:
-            result.after_known_at += 1
-            continue
-        result.events_read += 1
-        if result.first_position is None:
-            result.first_position, result.first_recorded_at = recorded.position, recorded.recorded_at
-        last = recorded
-        if result.as_of is not None and recorded.occurred_at > result.as_of:
-            result.after_as_of += 1
-            continue
-        try:
-            logged = decode_recorded(recorded, registry)
-        except (InvalidEvent, ValueError) as error:
-            result.note_undecodable(recorded.position, recorded.type, error)
-            continue
-        evolve(population, logged)
-        by_type[recorded.type] = by_type.get(recorded.type, 0) + 1
-        occurred = logged.event.occurred_at
-        if result.last_occurred_at is None or occurred > result.last_occurred_at:
-            result.last_occurred_at = occurred
-        if result.first_occurred_at is None or occurred < result.first_occurred_at:
-            result.first_occurred_at = occurred
-    if progress is not None and pending:
-        progress(pending)
-    result.events_replayed = sum(by_type.values())
-    if last is not None:
-        result.last_position, result.last_recorded_at, result.head_hash = last.position, last.recorded_at, last.hash
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def _datetime(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
 
 
 # --- point-in-time views for the API and the CLI ---------------------------------------------

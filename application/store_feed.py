@@ -1,8 +1,9 @@
 """Feeding live views straight from the event store, without Kafka.
 
-``StoreFeed(store, views)`` runs a catch-up subscription on the store and folds what it
-delivers into ``LiveViews.apply_events`` in batches: history first, then every new
-append within a poll interval. It is the live mode of ``touchpoints serve``, of the CLI's
+``StoreFeed(store, views)`` runs a catch-up subscription on the store, decodes what it
+delivers (the registry's one decoder) and folds it through ``LiveViews.apply_events`` (the
+fold shell, ``application.fold``) in batches: history first, then every new append within
+a poll interval. It is the live mode of ``touchpoints serve``, of the CLI's
 view commands and of the tests; ``touchpoints up`` feeds the same ``LiveViews`` from the
 Kafka journeys topic instead (``streams.view_feed``).
 

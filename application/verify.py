@@ -27,20 +27,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from events.hashing import GENESIS, canonical_bytes
+from events.encoded import RawReader, read_raw
+from events.hashing import GENESIS
 from events.store import EventStore
+from events.times import utc_text_of_micros
 
 Progress = Callable[[int], None]
 FINDINGS_KEPT = 100  # findings listed in full; the rest are counted
 SUSPECTS_COMPARED = 1000  # chain breaks cross-checked for moved events
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_DAY_US = 86_400_000_000
 _sha256 = hashlib.sha256
 
 
@@ -124,13 +122,8 @@ def parse_head(text: str) -> str:
 def verify_log(store: EventStore, *, expect_head: str | None = None, progress: Progress | None = None) -> VerifyReport:
     """Recompute the whole chain; see the module docstring for what the findings mean."""
     report = VerifyReport(expected_head=parse_head(expect_head) if expect_head else None)
-    if callable(getattr(store, "read_raw", None)):
-        links = _raw_links(store, progress)
-        dense = True
-    else:
-        links = _port_links(store, progress)
-        dense = False
-    _scan(links, report, dense)
+    dense = isinstance(store, RawReader)  # its positions are dense: a hole is a removal
+    _scan(_links(store, progress), report, dense)
     if report.expected_head is not None and report.expected_head_position is None:
         _add(report, Finding((report.last_position or 0) + 1, "truncated",
                              f"the noted head {report.expected_head} is not in the log: events were removed from "
@@ -145,12 +138,13 @@ def verify_log(store: EventStore, *, expect_head: str | None = None, progress: P
 Link = tuple[int, Any, Any, "str | None", "bytes | None", bytes, str]
 
 
-def _raw_links(store: Any, progress: Progress | None) -> Iterator[Link]:
-    """SQLite: canonical bytes rebuilt from the raw columns (byte-identical to
-    ``events.hashing.canonical_bytes``; ``tests/consumers/test_verify.py`` checks)."""
+def _links(store: EventStore, progress: Progress | None) -> Iterator[Link]:
+    """Canonical bytes rebuilt from the raw columns (``events.encoded.read_raw``: native on
+    SQLite, adapted from ``read_all`` elsewhere), byte-identical to
+    ``events.hashing.canonical_bytes`` (``tests/application/test_verify.py`` checks)."""
     dumps = orjson.dumps
     recorded_us, recorded_text = None, ""
-    for rows, names in store.read_raw(0):
+    for rows, names in read_raw(store, 0):
         for position, stream_id, version, event_id, type_name, schema_version, occurred, recorded, data, metadata, \
                 stored in rows:
             stream = names.get(stream_id)
@@ -165,38 +159,9 @@ def _raw_links(store: Any, progress: Progress | None) -> Iterator[Link]:
                 unreadable = "" if stream is not None else f"stream id {stream_id} has no stream row"
             except (TypeError, ValueError, UnicodeDecodeError, OverflowError) as error:
                 identifier, canonical, unreadable = None, None, f"unreadable stored column: {error}"
-            yield position, stream, version, identifier, canonical, _bytes(stored), unreadable
+            yield position, stream, version, identifier, canonical, _hash(stored, store), unreadable
         if progress is not None:
             progress(len(rows))
-
-
-def _port_links(store: EventStore, progress: Progress | None) -> Iterator[Link]:
-    count = 0
-    for event in store.read_all(0):
-        if event.hash is None:
-            raise VerifyUnsupported(f"{store!r} keeps no hash chain to verify")
-        canonical = canonical_bytes(
-            stream=event.stream, event_id=event.event_id, type=event.type, schema_version=event.schema_version,
-            occurred_at=event.occurred_at, recorded_at=event.recorded_at, data=event.data, metadata=event.metadata,
-        )
-        yield event.position, event.stream, event.stream_version, str(event.event_id), canonical, event.hash, ""
-        count += 1
-        if progress is not None and count % 10_000 == 0:
-            progress(10_000)
-
-
-def utc_text_of_micros(micros: int) -> str:
-    """``events.hashing.utc_text`` of a time stored as microseconds since the epoch."""
-    days, rest = divmod(micros, _DAY_US)
-    seconds, fraction = divmod(rest, 1_000_000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_date_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{fraction:06d}Z"
-
-
-@lru_cache(maxsize=16_384)
-def _date_text(days: int) -> str:
-    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
 
 
 def _uuid_text(raw: Any) -> str:
@@ -214,9 +179,11 @@ def _text(value: Any) -> str:
     raise TypeError(f"expected bytes, got {type(value).__name__}")
 
 
-def _bytes(value: Any) -> bytes:
+def _hash(value: Any, store: EventStore) -> bytes:
     if isinstance(value, bytes):
         return value
+    if value is None:  # only a store without a chain has none (SQLite's column is NOT NULL)
+        raise VerifyUnsupported(f"{store!r} keeps no hash chain to verify")
     return str(value).encode()
 
 

@@ -43,7 +43,7 @@ import orjson
 from bench.common import Row
 from bench.ingest_floor import _remove_database, floor_rows, measure_floor, measure_store
 from application.demo import generate
-from application.ingest import to_new_event
+from events.encoded import encode_events
 from events.registry import REGISTRY
 from events.store import NewEvent
 
@@ -132,11 +132,7 @@ def _write_demo(path: Path, customers: int) -> list[bytes]:
 
 
 def _decode(lines: list[bytes]) -> list[tuple[str, NewEvent]]:
-    events = []
-    for line in lines:
-        event = REGISTRY.validate(orjson.loads(line))
-        events.append((event.stream, to_new_event(event)))
-    return events
+    return encode_events([REGISTRY.validate(orjson.loads(line)) for line in lines]).new_events()
 
 
 # --- the CLI path, in a fresh process ------------------------------------------------------

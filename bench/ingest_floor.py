@@ -30,7 +30,7 @@ from events.encoded import EncodedBatch, encode_events
 from events.models import Event
 from events.registry import REGISTRY, encode_body
 from events.sqlite.store import SQLiteEventStore, writer_pragmas
-from events.sqlite.batch import to_micros
+from events.times import to_micros
 from events.store import NewEvent, StreamAppend, StreamState
 
 StreamedEvent = tuple[str, NewEvent]  # (stream, event), as the store receives it

@@ -118,7 +118,7 @@ def ensure_store(events: int) -> Path:
     if complete.exists() and path.exists():
         return path
     from application.demo import generate
-    from application.ingest import Ingestor, to_new_event
+    from application.ingest import Ingestor
     from events.registry import REGISTRY
     from events.sqlite.store import SQLiteEventStore
 
@@ -133,15 +133,14 @@ def ensure_store(events: int) -> Path:
         ingestor = Ingestor(store)
         batch = []
         for body in generate(customers, SEED):
-            event = validate(body)
-            batch.append((event.stream, to_new_event(event)))
+            batch.append(validate(body))
             if len(batch) >= BATCH:
-                stored += len(ingestor.append_new(batch))
+                stored += len(ingestor.append(batch))
                 batch = []
                 if stored % 500_000 < BATCH:
                     log(f"{stored:,} events after {time.perf_counter() - started:.0f} s")
         if batch:
-            stored += len(ingestor.append_new(batch))
+            stored += len(ingestor.append(batch))
     complete.write_text(str(stored))
     log(f"built: {stored:,} events in {time.perf_counter() - started:.0f} s")
     return path

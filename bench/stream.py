@@ -141,15 +141,14 @@ def _demo_events(count: int, seed: int) -> list[Any]:
 
 def _publish_bulk(bootstrap: str, count: int) -> int:
     """Publish ``count`` records in the relay's exact format (``streams.topics.event_record``)."""
-    from application.ingest import to_new_event
+    from events.encoded import encode_events
     from events.store import RecordedEvent
     from streams.topics import EVENTS_TOPIC, event_record, partition_for_key
 
     now = datetime.now(timezone.utc)
     records = []
-    for position, event in enumerate(_demo_events(count, seed=4242), start=1):
-        new = to_new_event(event)
-        recorded = RecordedEvent(position, event.stream, 0, new.event_id, new.type, new.schema_version,
+    for position, (stream, new) in enumerate(encode_events(_demo_events(count, seed=4242)).new_events(), start=1):
+        recorded = RecordedEvent(position, stream, 0, new.event_id, new.type, new.schema_version,
                                  new.occurred_at, now, new.data, new.metadata)
         records.append(event_record(recorded))
 

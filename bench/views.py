@@ -268,7 +268,7 @@ def ensure_store(path: Path, customers: int) -> None:
     if complete.exists() and path.exists():
         return
     from application.demo import generate
-    from application.ingest import Ingestor, to_new_event
+    from application.ingest import Ingestor
     from events.registry import REGISTRY
     from events.sqlite.store import SQLiteEventStore
 
@@ -282,13 +282,12 @@ def ensure_store(path: Path, customers: int) -> None:
         batch = []
         stored = 0
         for body in generate(customers, SEED):
-            event = REGISTRY.validate(body)
-            batch.append((event.stream, to_new_event(event)))
+            batch.append(REGISTRY.validate(body))
             if len(batch) >= STORE_BATCH:
-                stored += len(ingestor.append_new(batch))
+                stored += len(ingestor.append(batch))
                 batch = []
         if batch:
-            stored += len(ingestor.append_new(batch))
+            stored += len(ingestor.append(batch))
     finally:
         store.close()
     complete.write_text(str(stored))

@@ -12,18 +12,28 @@ Semantics (every store, both paths): events go to their streams in input order;
 an ``event_id`` already stored, or seen earlier in the same batch, is a duplicate
 that reports the original's position and version and writes nothing (its content
 is not compared: the id is the emitter's idempotency key).
+
+Order, the one rule of ingestion: the log's positions follow the input order. The
+exception is a store without ``append_encoded`` (KurrentDB), which appends stream by
+stream: its streams follow one another in order of first appearance in the batch
+(one append per stream, rather than one per run of a stream in the input).
+
+The bulk read path is the other way round: full scans (the audit replay, verify) read
+the log as pages of raw rows. A ``RawReader`` (the SQLite adapter) reads them natively;
+``read_raw`` below adapts ``read_all``'s envelopes to the same rows for any other store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import orjson
 
-from events.hashing import date_text, utc_text
+from events.times import from_micros, micros_and_utc_text, to_micros
 from events.models import Event
 from events.store import AppendOutcome, EventStore, NewEvent, StreamAppend, StreamState
 
@@ -70,7 +80,7 @@ class EncodedBatch:
         event_ids = [event.event_id for event in events]
         types = [event.TYPE for event in events]
         versions = [event.SCHEMA_VERSION for event in events]
-        times = [_utc_micros_and_text(event.occurred_at) for event in events]
+        times = [micros_and_utc_text(event.occurred_at) for event in events]
         bodies = [event.__pydantic_serializer__.to_json(event, exclude=_ENVELOPE_TYPE, exclude_none=True)
                   for event in events]  # fmt: skip
         self.streams += streams
@@ -89,8 +99,6 @@ class EncodedBatch:
 
     def new_events(self) -> list[tuple[str, NewEvent]]:
         """The batch as ``(stream, NewEvent)`` pairs, for stores without ``append_encoded``."""
-        from events.sqlite.batch import from_micros  # a pure helper; avoids an import cycle
-
         return [
             (stream, NewEvent(UUID(bytes=event_id), type_, version, from_micros(occurred), data, self.metadata))
             for stream, event_id, type_, version, occurred, data in zip(
@@ -129,14 +137,16 @@ class EncodedAppender(Protocol):
 
 
 def append_encoded(store: EventStore, batch: EncodedBatch) -> EncodedOutcomes:
-    """Append ``batch`` (semantics in the module docstring) in one ``append_batch`` call
-    where the store has no ``append_encoded`` of its own."""
+    """Append ``batch`` (semantics and order in the module docstring): the store's own
+    ``append_encoded``, else one ``append_batch`` call. Every ingestion appends here."""
     if isinstance(store, EncodedAppender):
         return store.append_encoded(batch)
     return _append_through_port(store, batch)
 
 
 def _append_through_port(store: EventStore, batch: EncodedBatch) -> EncodedOutcomes:
+    # One StreamAppend per stream, in order of first appearance: such a store pays a round
+    # trip per append, and a run of one stream is often a single event in the input.
     by_stream: dict[str, list[NewEvent]] = {}
     first_index: dict[bytes, int] = {}
     slots: list[tuple[str, int] | int] = []  # (stream, index in its append) or the index of the first copy
@@ -168,31 +178,82 @@ def _append_through_port(store: EventStore, batch: EncodedBatch) -> EncodedOutco
     return outcomes
 
 
-_EPOCH_ORDINAL_MICROS = 62_135_596_800 * 1_000_000  # microseconds from 0001-01-01 to 1970-01-01
-_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 ENCODE_SLICE = 256  # events encoded per pass (also how many lines a bulk-load decoder validates at once)
 _ENVELOPE_TYPE = {"type"}  # kept in the envelope, not the body (as ``events.registry.encode_body``)
 
 
-def _utc_micros_and_text(moment) -> tuple[int, str]:
-    """``(micros_of(moment), events.hashing.utc_text(moment))`` in one pass. Validated events
-    are already in UTC (``events.models.Event``); anything else takes the general path."""
-    offset = moment.utcoffset()
-    if offset is None or offset:
-        return micros_of(moment), utc_text(moment)
-    ordinal = moment.toordinal()
-    hour, minute, second, micro = moment.hour, moment.minute, moment.second, moment.microsecond
-    micros = (((ordinal - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000) + micro
-    return micros, "%sT%02d:%02d:%02d.%06dZ" % (date_text(ordinal), hour, minute, second, micro)
+# --- the bulk read path ------------------------------------------------------------------------
+
+RAW_COLUMNS = (
+    "position", "stream_id", "stream_version", "event_id", "type", "schema_version",
+    "occurred_at", "recorded_at", "data", "metadata", "hash",
+)
+RAW_PAGE_SIZE = 20_000
+RawPage = tuple[list[tuple], dict[int, str]]  # (rows, stream names by stream_id)
 
 
-def micros_of(moment) -> int:
-    """Microseconds since the epoch (UTC) of an aware datetime, without datetime arithmetic."""
-    utc = moment.utcoffset()
-    if utc is None:
-        raise ValueError(f"naive datetime {moment.isoformat()}: the store needs timezone-aware times")
-    days = moment.toordinal() - 1
-    seconds = days * 86_400 + moment.hour * 3600 + moment.minute * 60 + moment.second
-    return seconds * 1_000_000 + moment.microsecond - _EPOCH_ORDINAL_MICROS - (
-        utc.days * 86_400_000_000 + utc.seconds * 1_000_000 + utc.microseconds
-    )
+@runtime_checkable
+class RawReader(Protocol):
+    """A store that reads its log as pages of raw rows (the SQLite adapter), for full scans
+    that read millions of events and cannot afford an envelope per event.
+
+    ``read_raw`` yields ``(rows, stream_names)``: rows of ``columns`` (a selection of
+    ``RAW_COLUMNS`` starting with ``position`` and holding ``stream_id``; fewer columns read
+    faster) in position order, exactly as stored (times in microseconds since the epoch
+    UTC, ``event_id`` 16 bytes), and a dict from ``stream_id`` to stream name covering
+    every row yielded so far; ``ValueError`` for other columns or a page size below one.
+
+    A raw reader's log also promises what the port does not: positions are dense (1, 2,
+    3...: a hole means events were removed, which verify names) and ``recorded_at`` never
+    decreases along the log (a replay up to a moment stops at the first event after it)."""
+
+    def read_raw(
+        self, from_position: int = 0, *, page_size: int = RAW_PAGE_SIZE, columns: Sequence[str] = RAW_COLUMNS
+    ) -> Iterator[RawPage]: ...
+
+
+def read_raw(
+    store: EventStore, from_position: int = 0, *, page_size: int = RAW_PAGE_SIZE, columns: Sequence[str] = RAW_COLUMNS
+) -> Iterator[RawPage]:
+    """The log as raw pages (see ``RawReader``) from any store: the store's own ``read_raw``,
+    else ``read_all``'s envelopes as the same rows, with stream ids numbered here and
+    ``hash`` None where the store keeps none. Such a log promises neither dense positions
+    nor ordered ``recorded_at``."""
+    if isinstance(store, RawReader):
+        return store.read_raw(from_position, page_size=page_size, columns=columns)
+    return _raw_pages_through_port(store, from_position, page_size, columns)
+
+
+def checked_raw_request(page_size: int, columns: Sequence[str]) -> tuple[str, ...]:
+    """The columns of a ``read_raw`` call as a tuple; ``ValueError`` if it cannot be served."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+    columns = tuple(columns)
+    if columns[:1] != ("position",) or "stream_id" not in columns or not set(columns) <= set(RAW_COLUMNS):
+        raise ValueError(f"columns must start with position, hold stream_id and be among {RAW_COLUMNS}")
+    return columns
+
+
+def _raw_pages_through_port(
+    store: EventStore, from_position: int, page_size: int, columns: Sequence[str]
+) -> Iterator[RawPage]:
+    columns = checked_raw_request(page_size, columns)
+    pick = itemgetter(*(RAW_COLUMNS.index(column) for column in columns))
+    ids: dict[str, int] = {}
+    names: dict[int, str] = {}
+    rows: list[tuple] = []
+    for recorded in store.read_all(from_position):
+        stream_id = ids.get(recorded.stream)
+        if stream_id is None:
+            stream_id = ids[recorded.stream] = len(ids) + 1
+            names[stream_id] = recorded.stream
+        rows.append(pick((  # in RAW_COLUMNS order
+            recorded.position, stream_id, recorded.stream_version, recorded.event_id.bytes, recorded.type,
+            recorded.schema_version, to_micros(recorded.occurred_at), to_micros(recorded.recorded_at),
+            recorded.data, recorded.metadata, recorded.hash,
+        )))
+        if len(rows) == page_size:
+            yield rows, names
+            rows = []
+    if rows:
+        yield rows, names

@@ -10,30 +10,14 @@ type, schema version, both times in UTC with microseconds, data and metadata.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone
-from functools import lru_cache
+from datetime import datetime
 from uuid import UUID
 
 import orjson
 
+from events.times import utc_text
+
 GENESIS = bytes(32)
-
-
-def utc_text(moment: datetime) -> str:
-    """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: the form the canonical bytes hold,
-    so it never changes. Built by hand with the date part cached (a third of the cost of
-    ``astimezone().isoformat()``; every published and every hashed event formats two)."""
-    if moment.tzinfo is not timezone.utc:
-        moment = moment.astimezone(timezone.utc)
-    return "%sT%02d:%02d:%02d.%06dZ" % (
-        date_text(moment.toordinal()), moment.hour, moment.minute, moment.second, moment.microsecond
-    )
-
-
-@lru_cache(maxsize=8192)
-def date_text(ordinal: int) -> str:
-    """``YYYY-MM-DD`` of a proleptic Gregorian ordinal, cached (events cluster in few days)."""
-    return date.fromordinal(ordinal).isoformat()  # isoformat, not strftime: %Y drops zeros before 1000
 
 
 def canonical_bytes(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from importlib import metadata
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -55,9 +56,14 @@ class EventRegistry:
     # Built on first use, dropped on every registration and when pickled (see ``fast_validator``).
     _fast: Any = field(default=None, init=False, repr=False, compare=False)
     _fast_list: Any = field(default=None, init=False, repr=False, compare=False)
+    # type -> (its model's JSON validator, its schema version): filled by ``decode_logged``
+    _current: dict[str, tuple[Callable[[bytes], Event], int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None, "_fast_list": None}
+        return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None, "_fast_list": None,
+                "_current": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -74,6 +80,7 @@ class EventRegistry:
             raise RegistryError(f"event type {name!r} is already registered by {existing.__name__}")
         self._models[name] = model
         self._fast = self._fast_list = None
+        self._current = {}
         return model
 
     def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -85,6 +92,7 @@ class EventRegistry:
                 raise RegistryError(f"upcaster for {type_name!r} v{from_version} already registered")
             self._upcasters[key] = step
             self._fast = self._fast_list = None
+            self._current = {}
             return step
 
         return decorate
@@ -276,6 +284,22 @@ class EventRegistry:
         body["type"] = type_name
         return model.model_validate(self.upcast(type_name, schema_version, body))
 
+    def decode_logged(
+        self, type_name: str, schema_version: int, data: bytes, position: int, recorded_at: datetime, stream: str
+    ) -> "LoggedEvent":
+        """THE decoder of an event as the log holds it, wherever it was read (a store's
+        envelope, a raw row, a published record): its body as ``decode_stored`` decodes it,
+        plus where and when the log holds it. Full scans call it per event, so a current
+        version goes straight to its model's JSON validator (cached per type)."""
+        current = self._current.get(type_name)
+        if current is not None and current[1] == schema_version:
+            event = current[0](data)
+        else:
+            model = self.model(type_name)
+            self._current[type_name] = (model.model_validate_json, model.SCHEMA_VERSION)
+            event = self.decode_stored(type_name, schema_version, data)
+        return LoggedEvent(position, recorded_at, stream, event)
+
     def stored_wire(self, type_name: str, schema_version: int, data: bytes) -> bytes:
         """``encode_wire`` of an event as stored, for reading the log out. A current-version
         body is ``encode_body``'s canonical form, the wire fields but ``type`` in model order,
@@ -414,8 +438,8 @@ REGISTRY = default_registry()
 
 def decode_recorded(recorded: "RecordedEvent", registry: EventRegistry = REGISTRY) -> "LoggedEvent":
     """Decode a stored envelope into the event plus where and when the log holds it."""
-    event = registry.decode_stored(recorded.type, recorded.schema_version, recorded.data)
-    return LoggedEvent(recorded.position, recorded.recorded_at, recorded.stream, event)
+    return registry.decode_logged(recorded.type, recorded.schema_version, recorded.data, recorded.position,
+                                  recorded.recorded_at, recorded.stream)
 
 
 from events.logged import LoggedEvent  # noqa: E402

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from projections import parameters
 from projections.figures import days, elapsed_days, iso, money, quintile_scores, rate
-from projections.group import GroupJourney
+from projections.group import GroupSummary
 from projections.population import Population
 
 VERSION = 1
@@ -32,7 +32,7 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
     at = parameters.moment("now", now, required=True)
     by = parameters.choice("by", by, RANK_BY)
     limit = parameters.positive_int("limit", limit)
-    customers, scores = population.cached(("rfm",), lambda: _rfm(population))
+    customers, scores = population.summaries.cached(("rfm",), lambda: _rfm(population))
     if by == "revenue":
         order = sorted(range(len(customers)), key=lambda i: (-customers[i].net_e4, customers[i].root))
     elif by == "orders":
@@ -52,7 +52,7 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
     }
 
 
-def _rfm(population: Population) -> tuple[list[GroupJourney], list[tuple[int, int, int]]]:
+def _rfm(population: Population) -> tuple[list[GroupSummary], list[tuple[int, int, int]]]:
     customers = [group for group in population.groups() if group.orders]
     recency = quintile_scores([group.orders[-1][0] for group in customers])
     frequency = quintile_scores([len(group.orders) for group in customers])
@@ -60,7 +60,7 @@ def _rfm(population: Population) -> tuple[list[GroupJourney], list[tuple[int, in
     return customers, list(zip(recency, frequency, monetary))
 
 
-def _customer_row(group: GroupJourney, scores: tuple[int, int, int], now: datetime) -> dict:
+def _customer_row(group: GroupSummary, scores: tuple[int, int, int], now: datetime) -> dict:
     first_touch = group.first_touch
     return {
         "identity": group.root,
@@ -101,7 +101,7 @@ def prospects_view(population: Population, *, now: object, limit: object = 100, 
     }
 
 
-def _prospect_row(group: GroupJourney, now: datetime) -> dict:
+def _prospect_row(group: GroupSummary, now: datetime) -> dict:
     first, last = group.touches[0], group.touches[-1]
     channels = list(dict.fromkeys(touch[2] for touch in group.touches))
     return {

@@ -20,7 +20,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
 
 from projections.journey import ConsentStamp, IdentityJourney, OrderFact, RefundFact, TouchFact
 
@@ -28,8 +27,9 @@ from projections.journey import ConsentStamp, IdentityJourney, OrderFact, Refund
 _NO_CONSENTS: Mapping[str, ConsentStamp] = MappingProxyType({})
 
 
-class GroupJourney:
-    """The merged, sorted facts of one group; cached until the group changes."""
+class GroupSummary:
+    """The merged, sorted facts of one group: derived from its members' journeys, never
+    folded into (``group_cache`` keeps it until the group changes)."""
 
     __slots__ = (
         "root",
@@ -44,7 +44,6 @@ class GroupJourney:
         "refunded_e4",
         "conversion_index",
         "consents",
-        "paths",
     )
 
     def __init__(self, root: str, members: tuple[str, ...]):
@@ -60,7 +59,6 @@ class GroupJourney:
         self.refunded_e4 = 0
         self.conversion_index: int | None = None  # touches before the first order; None: no order
         self.consents: Mapping[str, ConsentStamp] = _NO_CONSENTS
-        self.paths: dict[Any, Any] | None = None  # derived paths, kept by ``population`` while the group holds
 
     @property
     def first_touch(self) -> TouchFact | None:
@@ -92,15 +90,11 @@ class GroupJourney:
         """The first order came after the first contact."""
         return bool(self.conversion_index)
 
-    def path(self) -> list[TouchFact]:
-        """The touches before the conversion (no lookback), oldest first."""
-        return self.touches[: self.conversion_index or 0]
-
 
 def summarize(
     root: str, members: tuple[str, ...], journeys: Mapping[str, IdentityJourney]
-) -> GroupJourney:
-    group = GroupJourney(root, members)
+) -> GroupSummary:
+    group = GroupSummary(root, members)
     parts = [journeys[key] for key in members if key in journeys]
     if len(parts) == 1:  # most groups: one identity, its lists sorted in place
         part = parts[0]
@@ -128,7 +122,7 @@ def summarize(
     return group
 
 
-def _count_orders(group: GroupJourney, orders: Sequence[OrderFact]) -> None:
+def _count_orders(group: GroupSummary, orders: Sequence[OrderFact]) -> None:
     if len(orders) == 1:
         kept = orders
     else:
@@ -158,7 +152,7 @@ def _merged(parts: Sequence[Sequence]) -> list:
     return merged
 
 
-def _apply_refunds(group: GroupJourney) -> None:
+def _apply_refunds(group: GroupSummary) -> None:
     revenue = {order[2]: order[3] for order in group.orders}
     refunded: dict[str, int] = {}
     unmatched = []

@@ -23,7 +23,9 @@ Resolution depends only on the SET of facts, never on the order they arrived:
 Work is incremental: adding a fact only marks its connected component (over
 every fact, winning or not) dirty; ``settle`` re-resolves dirty components,
 which are small (a customer and its few devices), and records which roots
-gained or lost members. Mutated in place: the graph is owned by its fold.
+gained or lost members (``take_changed_roots``: what the population's group cache
+summarises again). A mutable aggregate: ``evolve`` updates the graph in place and returns
+it; resolution is lazy, so queries settle pending components first.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ decimals), so sums are exact and do not depend on the order events arrive in.
 
 Facts are kept in arrival order; their order carries no meaning (readers sort
 them by ``(occurred_at, position)``, which is the touch order of the product).
-The state is owned by its fold: ``evolve`` mutates the journey in place and
-returns it.
+A journey is a mutable aggregate: ``evolve`` updates it in place and returns it
+(a copy per event would cost more than the fold itself).
 
 ``to_bytes``/``from_bytes`` give a canonical orjson document (sorted lists), so
 the stream processors can keep one journey per identity key in Kafka and ship
@@ -94,12 +94,9 @@ class IdentityJourney:
     insertion. The other kinds' facts live in lists that start as the shared
     empty tuple and become lists on their first fact (most identities never
     order, link or merge).
-
-    ``pending`` is the population's bookkeeping (changed since it last summarised
-    this journey's group), not part of the state: not serialised, not compared.
     """
 
-    __slots__ = ("key", "index", "orders", "refunds", "links", "merges", "consents", "pending")
+    __slots__ = ("key", "index", "orders", "refunds", "links", "merges", "consents")
 
     def __init__(self, key: str):
         self.key = key
@@ -109,7 +106,6 @@ class IdentityJourney:
         self.links: Sequence[LinkFact] = ()
         self.merges: Sequence[MergeFact] = ()
         self.consents: Mapping[str, ConsentStamp] = _NO_CONSENTS
-        self.pending = False
 
     @property
     def touches(self) -> list[TouchFact]:

@@ -1,33 +1,31 @@
-"""Every identity's journey, the identity graph, and the groups they form.
+"""Every identity's journey and the identity graph: a mutable aggregate.
 
-``evolve`` is the full fold (replay, embedded runner, audit): it routes each
-event to its stream's journey and identity events to the graph, and only marks
-what changed; ``fold`` applies it to many events with the cyclic garbage
-collector paused (the bulk entry: replay, batches). Groups are summarised lazily, on the first query after a change,
-and only the groups that changed are summarised again, so evolving stays cheap
-and repeated queries are served from the cache.
+``evolve`` is the full fold (replay, the store feed, the audit): it routes each event to
+its stream's journey and identity events to the graph. ``apply_journey`` is the live
+view server's entry: it replaces one identity's journey (e.g. the latest one a stream
+processor shipped through Kafka) and updates the graph with the identity facts it gained
+or lost. Applying every identity's own fold this way gives exactly the state of the full
+fold.
 
-``apply_journey`` is the live view server's entry: it replaces one identity's
-journey (e.g. the latest one a stream processor shipped through Kafka) and
-updates the graph with the identity facts it gained or lost. Applying every
-identity's own fold this way gives exactly the state of the full fold.
-
-The state is owned by its fold: both mutate the population in place and return
-it. Not thread-safe: the shell serialises folds and queries.
+Both update the population in place and return it: a million-event fold cannot afford a
+copy per event. The state is ``journeys`` and ``graph``; beside it, ``summaries`` (a
+``GroupCache``) holds the group summaries and the results queries derive from them, and the
+fold only marks there which identities changed. Groups are summarised lazily, on the
+first query after a change, and only the groups that changed, so evolving stays cheap and
+repeated queries are served from the cache. Not thread-safe: the shell serialises folds
+and queries.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from events.logged import LoggedEvent
 from events.models import anonymous_stream, customer_stream
 from projections.attribution import Path
-from projections.collector import collector_paused
-from projections.group import GroupJourney, summarize
+from projections.group import GroupSummary
+from projections.group_cache import GroupCache
 from projections.identity import IdentityGraph
 from projections.journey import DAY, MONEY_SCALE, IdentityJourney
 from projections.journey import HANDLES as JOURNEY_HANDLES
@@ -39,20 +37,15 @@ NO_CAMPAIGN = "(none)"  # the campaign label of touches that name none
 
 
 class Population:
-    __slots__ = ("journeys", "graph", "_dirty", "_groups", "_ordered", "_cache")
+    __slots__ = ("journeys", "graph", "summaries")
 
     def __init__(self) -> None:
         self.journeys: dict[str, IdentityJourney] = {}
         self.graph = IdentityGraph()
-        self._dirty: set[str] = set()
-        self._groups: dict[str, GroupJourney] = {}
-        self._ordered: list[GroupJourney] | None = None
-        self._cache: dict[Any, Any] = {}
+        self.summaries = GroupCache(self.journeys, self.graph)
 
     def __repr__(self) -> str:
-        return f"Population(identities={len(self.journeys)}, dirty={len(self._dirty)})"
-
-    # --- folding ----------------------------------------------------------------
+        return f"Population(identities={len(self.journeys)})"
 
     def apply_journey(self, key: str, journey: IdentityJourney) -> None:
         """Replace the journey of ``key``; the population owns ``journey`` from now on."""
@@ -71,42 +64,17 @@ class Population:
         for fact in new_merges - old_merges:
             self.graph.add_merge(fact)
         self.journeys[key] = journey
-        journey.pending = True
-        self._dirty.add(key)
+        self.summaries.stale.add(key)
 
-    # --- groups ---------------------------------------------------------------------
+    # --- queries (through the summaries) ---------------------------------------------
 
-    def refresh(self) -> None:
-        """Summarise the groups that changed since the last query."""
-        changed_roots = self.graph.take_changed_roots()
-        if not self._dirty and not changed_roots:
-            return
-        graph, journeys, groups = self.graph, self.journeys, self._groups
-        roots = changed_roots | graph.roots_of(self._dirty)
-        for key in self._dirty:
-            journeys[key].pending = False
-        self._dirty.clear()
-        with collector_paused():
-            for root in roots:
-                members = graph.members(root) if graph.is_root(root) else ()
-                if any(member in journeys for member in members):
-                    groups[root] = summarize(root, members, journeys)
-                else:
-                    groups.pop(root, None)
-        self._ordered = None
-        self._cache.clear()
-
-    def groups(self) -> list[GroupJourney]:
+    def groups(self) -> list[GroupSummary]:
         """Every group, ordered by root (so float sums over them are reproducible)."""
-        self.refresh()
-        if self._ordered is None:
-            self._ordered = [self._groups[root] for root in sorted(self._groups)]
-        return self._ordered
+        return self.summaries.groups()
 
-    def group(self, root: str) -> GroupJourney | None:
+    def group(self, root: str) -> GroupSummary | None:
         """The summary of the group ``root`` heads: valid until the population next changes."""
-        self.refresh()
-        return self._groups.get(root)
+        return self.summaries.group(root)
 
     def knows(self, key: str) -> bool:
         return key in self.journeys or self.graph.knows(key)
@@ -117,22 +85,8 @@ class Population:
         for candidate in (identity, customer_stream(identity), anonymous_stream(identity)):
             if self.knows(candidate):
                 root = self.graph.root_of(candidate)
-                self.refresh()
-                return root if root in self._groups else None
+                return root if self.summaries.group(root) is not None else None
         return None
-
-    def drop_caches(self) -> None:
-        """Forget derived results (paths, scores); only the group summaries stay."""
-        self._cache.clear()
-        for group in self._groups.values():
-            group.paths = None
-
-    def cached(self, key: Any, compute: Any) -> Any:
-        """A derived result cached until the population next changes."""
-        self.refresh()
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
 
 
 State = Population
@@ -150,33 +104,13 @@ def evolve(population: Population, logged: LoggedEvent) -> Population:
         journey = population.journeys[key] = IdentityJourney(key)
     kind = journey.apply(logged)
     if kind is not None:
-        if not journey.pending:  # one set insertion per journey and refresh, not per event
-            journey.pending = True
-            population._dirty.add(key)
+        population.summaries.stale.add(key)
         if kind == "identity":
             if logged.event.TYPE == "identity_linked":
                 population.graph.add_link(journey.links[-1])
             else:
                 population.graph.add_merge(journey.merges[-1])
     return population
-
-
-def fold(events: Iterable[LoggedEvent], population: Population | None = None) -> Population:
-    """Fold many events at once (replay, bulk loads, batches of the embedded runner).
-
-    The cyclic garbage collector is paused meanwhile: the fold allocates a tuple
-    per event and no reference cycles, and each collection would rescan the whole
-    growing state (measured: ~40 % of a million-event fold). It is re-enabled,
-    if it was, before returning.
-    """
-    population = population if population is not None else Population()
-    fold_one = evolve
-    with collector_paused():
-        for logged in events:
-            fold_one(population, logged)
-    return population
-
-
 
 
 def apply_journey(population: Population, key: str, journey: IdentityJourney) -> Population:
@@ -193,7 +127,7 @@ def members(population: Population, root: str) -> tuple[str, ...]:
     return population.graph.members(root)
 
 
-def group_journey(population: Population, root: str) -> GroupJourney | None:
+def group_summary(population: Population, root: str) -> GroupSummary | None:
     return population.group(root)
 
 
@@ -231,13 +165,15 @@ def conversion_paths(
     index = label_index(group_by)
     window = None if lookback_days is None else timedelta(days=lookback_days)
     key = ("paths", lookback_days, start, end, group_by, include_non_converting)
-    return population.cached(
-        key, lambda: _paths(population.groups(), index, start, end, window, include_non_converting)
+    summaries = population.summaries
+    return summaries.cached(
+        key, lambda: _paths(summaries, summaries.groups(), index, start, end, window, include_non_converting)
     )
 
 
 def _paths(
-    groups: list[GroupJourney],
+    summaries: GroupCache,
+    groups: list[GroupSummary],
     index: int,
     start: datetime | None,
     end: datetime | None,
@@ -260,9 +196,7 @@ def _paths(
             continue
         # Without a lookback a group's path depends on the group alone: it is kept
         # with the group and rebuilt only when the group changes.
-        cached = group.paths
-        if cached is None:
-            cached = group.paths = {}
+        cached = summaries.results_of(group.root)
         path = cached.get(index)
         if path is None:
             path = cached[index] = _path(group, index, None)
@@ -270,7 +204,7 @@ def _paths(
     return paths
 
 
-def _path(group: GroupJourney, index: int, window: timedelta | None) -> Path:
+def _path(group: GroupSummary, index: int, window: timedelta | None) -> Path:
     touches = group.touches
     if group.orders:
         order = group.orders[0]

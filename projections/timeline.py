@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from events.logged import LoggedEvent
 
 from projections.figures import iso, money
-from projections.group import GroupJourney, summarize
+from projections.group import GroupSummary, summarize
 from projections.journey import IdentityJourney
 from projections.population import Population
 
@@ -48,7 +48,7 @@ def timeline_view(population: Population, identity: str, events: Iterable[Logged
     }
 
 
-def _summary(group: GroupJourney) -> dict:
+def _summary(group: GroupSummary) -> dict:
     first_touch, first_order = group.first_touch, group.first_order
     return {
         "first_contact": None

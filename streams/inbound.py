@@ -1,11 +1,11 @@
 """Kafka ingestion: the Faust agent on ``touchpoints.inbound``.
 
 Services produce wire-format JSON (one event per record) to ``touchpoints.inbound``.
-The agent takes records in batches, validates them with the same registry and
-``application.ingest.Ingestor`` as ``POST /v1/events``, appends the valid ones to the
-store in one ``append_batch`` (idempotent by ``event_id``: a redelivered record is a
-duplicate, not a second event) and sends every invalid one to
-``touchpoints.deadletter``. Nothing is dropped silently.
+The agent takes records in batches and ingests them like ``POST /v1/events`` and
+``touchpoints ingest`` do (``application.ingest``): it decodes them with the same
+registry, appends the valid ones as one encoded batch, positions in record order
+(idempotent by ``event_id``: a redelivered record is a duplicate, not a second event),
+and sends every invalid one to ``touchpoints.deadletter``. Nothing is dropped silently.
 
 Dead-letter record format (one record per refused inbound record):
 
@@ -37,13 +37,16 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 
+from application.decode import decode_documents
 from application.ingest import Ingestor
-from events.registry import FieldError
+from events.encoded import EncodedBatch
+from events.registry import EventRegistry, FieldError
 from events.store import EventStoreError
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC
 
 log = logging.getLogger(__name__)
 
+EMPTY_RECORD = FieldError("", "empty record: expected a JSON object")
 EXIT_UNAPPENDED = 75  # EX_TEMPFAIL: stopped while a batch could not be stored yet
 STOP_GRACE_SECONDS = 5.0
 
@@ -101,32 +104,27 @@ class DeadLetter:
 class Sorted:
     """One batch split into what to append and what to dead-letter."""
 
-    events: list[Any] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
+    batch: EncodedBatch = field(default_factory=EncodedBatch)  # the valid records, in record order
+    dead: list[DeadLetter] = field(default_factory=list)  # the others, in record order
 
 
-def sort_batch(ingestor: Ingestor, records: Sequence[InboundRecord]) -> Sorted:
-    """Parse and validate a batch exactly like the HTTP API does."""
-    result = Sorted()
-    parsed: list[Any] = []
-    parsed_from: list[InboundRecord] = []
-    for record in records:
+def sort_batch(records: Sequence[InboundRecord], registry: EventRegistry) -> Sorted:
+    """Decode a batch of records, one JSON document each, as every ingestion decodes
+    (``application.decode``): the valid ones are encoded in record order, which is the
+    order their positions will follow, as for HTTP requests and the CLI."""
+    errors: dict[int, list[FieldError]] = {}  # by index in records
+    present: list[int] = []
+    values: list[bytes] = []
+    for index, record in enumerate(records):
         if record.value is None:
-            result.dead.append(DeadLetter(record, [FieldError("", "empty record: expected a JSON object")]))
-            continue
-        try:
-            parsed.append(orjson.loads(record.value))
-            parsed_from.append(record)
-        except orjson.JSONDecodeError as error:
-            result.dead.append(DeadLetter(record, [FieldError("", f"malformed JSON: {error}")]))
-    events, invalid = ingestor.validate_batch(parsed)
-    refused = {item.index: item.errors for item in invalid}
-    valid = iter(events)
-    for index, record in enumerate(parsed_from):
-        if index in refused:
-            result.dead.append(DeadLetter(record, refused[index]))
+            errors[index] = [EMPTY_RECORD]
         else:
-            result.events.append(next(valid))
+            present.append(index)
+            values.append(record.value)
+    decoded = decode_documents(values, registry)
+    errors.update((present[item.index], item.errors) for item in decoded.invalid)
+    result = Sorted(dead=[DeadLetter(records[index], errors[index]) for index in sorted(errors)])
+    result.batch.extend(decoded.events)
     return result
 
 
@@ -144,11 +142,11 @@ class InboundHandler:
         self.last_error: str | None = None
 
     async def handle(self, records: Sequence[InboundRecord]) -> None:
-        sorted_batch = sort_batch(self.ingestor, records)
+        sorted_batch = sort_batch(records, self.ingestor.registry)
         self.counts["received"] += len(records)
-        if sorted_batch.events:
-            outcomes = await self._retrying("store", asyncio.to_thread, self.ingestor.append, sorted_batch.events)
-            duplicates = sum(1 for outcome in outcomes if outcome.duplicate)
+        if len(sorted_batch.batch):
+            outcomes = await self._retrying("store", asyncio.to_thread, self.ingestor.append_encoded, sorted_batch.batch)
+            duplicates = outcomes.duplicate_count
             self.counts["duplicates"] += duplicates
             self.counts["appended"] += len(outcomes) - duplicates
         for dead in sorted_batch.dead:

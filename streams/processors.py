@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -42,22 +41,19 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from projections.journey import IdentityJourney, JourneyFormatError
+
+from application.fold import journey_extent
 from streams.topics import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
-    H_POSITION,
-    H_RECORDED_AT,
-    H_SCHEMA_VERSION,
-    H_STREAM,
-    H_TYPE,
     JOURNEYS_TOPIC,
     MalformedRecord,
     TopicSpec,
     describe_topics,
     ensure_topics,
+    record_decoder,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +112,7 @@ class JourneyState:
         journeys = self.partitions.setdefault(partition, {})
         result = FoldResult()
         touched = result.touched
-        decode = self._decoder()
+        decode = record_decoder(self.registry)
         for value, headers in records:
             try:
                 logged = decode(value, headers)
@@ -134,54 +130,11 @@ class JourneyState:
             touched[key] = journey
         return result
 
-    def _decoder(self) -> Any:
-        """A record decoder for one batch: like ``streams.topics.logged_from_record`` but
-        reading only the headers a journey needs (type, schema version, position, stream,
-        recorded_at; the event id and times are in the body), with recorded_at parsed
-        once per distinct value (one append call shares it)."""
-        decode_stored = self.registry.decode_stored
-        times: dict[bytes, datetime] = {}
-
-        def decode(value: bytes, headers: Any) -> LoggedEvent:
-            found = dict(headers)
-            try:
-                type_name = found[H_TYPE].decode()
-                version = int(found[H_SCHEMA_VERSION])
-                position = int(found[H_POSITION])
-                stream = found[H_STREAM].decode()
-                raw_time = found[H_RECORDED_AT]
-            except KeyError as missing:
-                raise MalformedRecord(f"header {missing.args[0]!r} is missing") from None
-            except (ValueError, UnicodeDecodeError, AttributeError) as error:
-                raise MalformedRecord(f"unreadable header: {error}") from None
-            recorded_at = times.get(raw_time)
-            if recorded_at is None:
-                try:
-                    recorded_at = times[raw_time] = datetime.fromisoformat(raw_time.decode())
-                except (ValueError, UnicodeDecodeError) as error:
-                    raise MalformedRecord(f"unreadable header {H_RECORDED_AT!r}: {error}") from None
-            return LoggedEvent(position, recorded_at, stream, decode_stored(type_name, version, value))
-
-        return decode
-
     def journeys(self, partition: int) -> dict[str, IdentityJourney]:
         return self.partitions.get(partition, {})
 
     def identity_count(self) -> int:
         return sum(len(journeys) for journeys in self.partitions.values())
-
-
-def journey_position(journey: IdentityJourney) -> int:
-    """The highest log position a journey reflects (0 for an empty one)."""
-    highest = 0
-    for facts in (journey.touches, journey.orders, journey.refunds, journey.links, journey.merges):
-        for fact in facts:
-            if fact[1] > highest:
-                highest = fact[1]
-    for _, position, _ in journey.consents.values():
-        if position > highest:
-            highest = position
-    return highest
 
 
 ASSIGNMENT_CHECK_SECONDS = 5.0  # how often run() compares the assignment with the topic
@@ -389,7 +342,8 @@ class JourneyProcessor:
         source = str(source_offset).encode()
         futures = []
         for key, journey in journeys.items():
-            headers = [(H_JOURNEY_POSITION, str(journey_position(journey)).encode()), (H_SOURCE_OFFSET, source)]
+            position, _ = journey_extent(journey)
+            headers = [(H_JOURNEY_POSITION, str(position or 0).encode()), (H_SOURCE_OFFSET, source)]
             futures.append(
                 await send(self.journeys_topic, journey.to_bytes(), key=key.encode(), partition=partition,
                            headers=headers)

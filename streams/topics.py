@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from kafka.partitioner.default import murmur2
 
-from events.hashing import utc_text
+from events.times import utc_text
 from events.logged import LoggedEvent
-from events.registry import REGISTRY, EventRegistry, decode_recorded
+from events.registry import REGISTRY, EventRegistry
 from events.store import RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -210,4 +210,36 @@ def recorded_from_record(value: bytes, headers: Headers) -> RecordedEvent:
 
 def logged_from_record(value: bytes, headers: Headers, registry: EventRegistry = REGISTRY) -> LoggedEvent:
     """Decode a ``touchpoints.events`` record into what projections fold."""
-    return decode_recorded(recorded_from_record(value, headers), registry)
+    return record_decoder(registry)(value, headers)
+
+
+def record_decoder(registry: EventRegistry = REGISTRY) -> Callable[[bytes, Headers], LoggedEvent]:
+    """A decoder of ``touchpoints.events`` records for one batch: it reads only the headers
+    a ``LoggedEvent`` needs (type, schema version, position, stream, recorded_at; the event
+    id and times are in the body), parses recorded_at once per distinct value (one append
+    shares it), and decodes through the registry's one decoder (``decode_logged``).
+    Raises ``MalformedRecord`` for a missing or unreadable header."""
+    decode = registry.decode_logged
+    times: dict[bytes, datetime] = {}
+
+    def decode_record(value: bytes, headers: Headers) -> LoggedEvent:
+        found = dict(headers)
+        try:
+            type_name = found[H_TYPE].decode()
+            version = int(found[H_SCHEMA_VERSION])
+            position = int(found[H_POSITION])
+            stream = found[H_STREAM].decode()
+            raw_time = found[H_RECORDED_AT]
+        except KeyError as missing:
+            raise MalformedRecord(f"header {missing.args[0]!r} is missing") from None
+        except (ValueError, UnicodeDecodeError, AttributeError) as error:
+            raise MalformedRecord(f"unreadable header: {error}") from None
+        recorded_at = times.get(raw_time)
+        if recorded_at is None:
+            try:
+                recorded_at = times[raw_time] = datetime.fromisoformat(raw_time.decode())
+            except (ValueError, UnicodeDecodeError, AttributeError) as error:
+                raise MalformedRecord(f"unreadable header {H_RECORDED_AT!r}: {error}") from None
+        return decode(type_name, version, value, position, recorded_at, stream)
+
+    return decode_record

@@ -1,8 +1,9 @@
-"""Reading and parsing ``POST /v1/events`` bodies: one JSON object, a JSON array, or NDJSON.
+"""Reading ``POST /v1/events`` bodies: media type, size limit and content encoding.
 
-Parsing is done here with orjson on the raw bytes (FastAPI body models would cost more
-than validation itself). Every failure is a ``BodyError`` carrying the HTTP status and a
-JSON document that names what is wrong, so bad input never becomes a 500.
+The body is read as raw bytes (FastAPI body models would cost more than validation
+itself) and parsed by ``application.decode``. Every failure here is a ``BodyError``
+carrying the HTTP status and a JSON document that names what is wrong, so bad input
+never becomes a 500.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
-MAX_REPORTED = 100  # malformed NDJSON lines listed in one error
 
 
 class BodyError(Exception):
-    """A request body that cannot be turned into a list of items."""
+    """A request body refused before it is parsed: its type, size or encoding."""
 
     def __init__(self, status: int, error: str, detail: str, **extra: Any):
         self.status = status
@@ -81,51 +79,6 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(inflated) > limit or inflater.unconsumed_tail:
         raise _too_large(limit, None)
     return inflated
-
-
-def parse_items(body: bytes, *, ndjson: bool) -> list[Any]:
-    """The items of a body: a JSON object is one item, an array its elements, NDJSON one
-    per non-blank line. Empty bodies and empty arrays are refused (400)."""
-    if not body.strip():
-        raise BodyError(400, "empty_body", "the request body is empty; send one event, an array or NDJSON")
-    if ndjson:
-        return _parse_ndjson(body)
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise BodyError(
-            400, "malformed_json", f"malformed JSON at line {error.lineno}, column {error.colno} "
-            f"(byte offset {error.pos}): {error.msg}", line=error.lineno, column=error.colno, offset=error.pos,
-        ) from None
-    if isinstance(document, list):
-        if not document:
-            raise BodyError(400, "empty_body", "the JSON array is empty; send at least one event")
-        return document
-    return [document]
-
-
-def _parse_ndjson(body: bytes) -> list[Any]:
-    items: list[Any] = []
-    malformed: list[dict[str, Any]] = []
-    loads = orjson.loads
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(loads(line))
-        except orjson.JSONDecodeError as error:
-            if len(malformed) < MAX_REPORTED:
-                malformed.append({"line": number, "column": error.colno, "reason": error.msg})
-    if malformed:
-        first = malformed[0]
-        raise BodyError(
-            400, "malformed_json", f"malformed JSON on NDJSON line {first['line']}, column {first['column']}: "
-            f"{first['reason']}" + (f" (and {len(malformed) - 1} more lines)" if len(malformed) > 1 else ""),
-            malformed=malformed,
-        )
-    if not items:
-        raise BodyError(400, "empty_body", "the NDJSON body has no events")
-    return items
 
 
 def _too_large(limit: int, declared: int | None) -> BodyError:

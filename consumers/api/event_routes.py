@@ -19,7 +19,6 @@ from consumers.api.body import (
     media_type,
     read_limited,
 )
-from consumers.api.ingest_decode import DecodedBody
 from consumers.api.docs import (
     EXAMPLE_EVENT,
     ErrorDocument,
@@ -28,8 +27,9 @@ from consumers.api.docs import (
     LogPage,
     MalformedBody,
 )
+from application.decode import DecodedBody
 from application.ingest import Ingestor
-from events.hashing import utc_text
+from events.times import utc_text
 from events.registry import EventRegistry, InvalidEvent
 from events.store import EventStore, RecordedEvent
 
@@ -92,8 +92,8 @@ async def post_events(request: Request) -> Response:
 def ingest_decoded(ingestor: Ingestor, decoded: DecodedBody) -> tuple[int, dict[str, Any]]:
     """Append a decoded body whole (or nothing, if any item was invalid): the HTTP status
     and response document."""
-    if decoded.body_error is not None:
-        return decoded.body_error
+    if decoded.unreadable is not None:
+        return 400, {**decoded.unreadable, "accepted": 0}
     if decoded.invalid:
         return 422, {
             "error": "invalid_events",

@@ -5,8 +5,9 @@ under one GIL they would serialize every request of the server. Bodies of at lea
 ``pool_min_bytes`` are therefore decoded by a small pool of worker processes (spawned
 on first use, each with a copy of the registry) while this process appends and
 answers; smaller bodies are decoded inline, where a round trip to a worker would cost
-more than it saves. Both paths run ``decode_body``, so their answers are identical.
-Workers run niced (``application.decoder_priority``), behind the appends and the event loop.
+more than it saves. Both paths run ``application.decode.decode_body``, so their answers
+are identical. Workers run niced (``application.decoder_priority``), behind the appends
+and the event loop.
 """
 
 from __future__ import annotations
@@ -18,61 +19,12 @@ import pickle
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from typing import Any
 
-from consumers.api.body import BodyError, parse_items
+from application.decode import DecodedBody, decode_body
 from application.decoder_priority import lower_decoder_priority
-from application.ingest import ItemError
-from events.encoded import EncodedBatch
-from events.models import Event
-from events.registry import EventRegistry, InvalidEvent
+from events.registry import EventRegistry
 
 POOL_MIN_BYTES = 64 * 1024  # about 200 events
-
-
-@dataclass(slots=True)
-class DecodedBody:
-    """What a body held: an encoded batch, or why it was refused (a body error, or the
-    invalid items: then nothing of the request may be stored)."""
-
-    count: int = 0  # items in the body
-    batch: EncodedBatch = field(default_factory=EncodedBatch)
-    invalid: list[ItemError] = field(default_factory=list)
-    body_error: tuple[int, dict[str, Any]] | None = None  # (status, document)
-
-
-def decode_body(body: bytes, ndjson: bool, registry: EventRegistry) -> DecodedBody:
-    """Parse, validate every item, and encode the batch if all are valid."""
-    events = _all_valid_fast(body, ndjson, registry)
-    if events is not None:
-        decoded = DecodedBody(count=len(events))
-        decoded.batch.extend(events)
-        return decoded
-    try:
-        items = parse_items(body, ndjson=ndjson)
-    except BodyError as error:
-        return DecodedBody(body_error=(error.status, error.document))
-    decoded = DecodedBody(count=len(items))
-    events = []
-    validate = registry.validate
-    for index, item in enumerate(items):
-        try:
-            events.append(validate(item))
-        except InvalidEvent as error:
-            decoded.invalid.append(ItemError(index, error.errors))
-    if not decoded.invalid:
-        decoded.batch.extend(events)
-    return decoded
-
-
-def _all_valid_fast(body: bytes, ndjson: bool, registry: EventRegistry) -> list[Event] | None:
-    """The events of a body whose every item is a valid current-version event, decoded
-    without building dicts in Python; None sends the body down the item-by-item path,
-    which answers malformed, empty or invalid bodies exactly."""
-    if not ndjson:
-        return registry.fast_decode_array(body) if body.lstrip()[:1] == b"[" else None
-    return registry.fast_decode_lines(line for line in body.split(b"\n") if line.strip())
 
 
 class BodyDecoder:

@@ -40,7 +40,7 @@ from consumers.api.metrics import (
     health_check_families,
 )
 from application.exports import NotAListView
-from application.live_views import CachedView, LiveViews, UnknownView, ViewParameterInvalid
+from application.live_views import CachedView, LiveViews, UnknownView
 from application.replay import DATE_HELP as POINT_IN_TIME_HELP
 from application.replay import point_in_time
 from application.store_feed import read_member_events
@@ -53,8 +53,7 @@ from projections.parameters import ViewParameterError
 
 ViewsAt = Callable[[datetime | None, datetime | None], LiveViews]
 
-Model = Literal["first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley"]
-assert set(Model.__args__) == set(MODELS)  # type: ignore[attr-defined]
+Model = Literal[MODELS]  # type: ignore[valid-type]  # an enum in the OpenAPI schema, which the dashboard reads
 GroupBy = Literal["channel", "campaign"]
 Format = Literal["json", "csv"]
 
@@ -112,7 +111,6 @@ def install_views(
         lambda: health_check_families(getattr(app.state, "health_checks", {}), fields_of_all_but=("store",)),
     )
     app.add_exception_handler(ViewParameterError, _invalid_parameter)
-    app.add_exception_handler(ViewParameterInvalid, _invalid_parameter)
     app.add_exception_handler(PointInTimeUnavailable, _point_in_time_unavailable)
     app.add_api_route(
         "/metrics", _metrics_endpoint, methods=["GET"], tags=["health"], include_in_schema=True,
@@ -406,9 +404,8 @@ def _error(status: int, error: str, reason: str, *, parameter: str, where: str) 
 
 
 async def _invalid_parameter(request: Request, error: Exception) -> Response:
-    param = getattr(error, "param", "")
-    reason = getattr(error, "reason", str(error))
-    return _error(422, "invalid_parameters", reason, parameter=param, where="query")
+    assert isinstance(error, ViewParameterError)
+    return _error(422, "invalid_parameters", error.reason, parameter=error.param, where="query")
 
 
 async def _point_in_time_unavailable(request: Request, error: Exception) -> Response:

@@ -23,13 +23,11 @@ from typing import Any
 
 import orjson
 
-from consumers.cli.common import UsageError, open_store
 from application.settings import Settings, SettingsError
+from consumers.cli.common import UsageError, open_store
+from projections.attribution import MODELS
 
 FORMATS = ("table", "json", "csv")
-MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
-
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,7 +1,9 @@
 """The marketing dashboard: one static page (``static/index.html``) over the read API.
 
 The page polls ``GET /v1/views/status`` every two seconds and reloads the views when
-their version changes. Charts use Chart.js 4 (MIT licence, vendored as
+their version changes. The attribution models it offers are the enum of the ``model``
+parameter in the API's OpenAPI schema (``GET /openapi.json``), which is built from
+``projections.attribution.MODELS``. Charts use Chart.js 4 (MIT licence, vendored as
 ``static/chart.umd.min.js`` from the npm package ``chart.js``, its licence beside it in
 ``static/chart.js.LICENSE.md``; the trailing source-map comment was removed since the
 map is not shipped), so the page works offline.

@@ -33,7 +33,8 @@ from uuid import UUID, uuid5
 
 import orjson
 
-from events.hashing import GENESIS, canonical_of, chain, utc_text
+from events.hashing import GENESIS, canonical_of, chain
+from events.times import utc_text
 from events.store import RecordedEvent
 
 _SEAL_IDS = UUID("6f1c0f5e-2d0a-4c41-9a53-3f4f3b8f6a10")

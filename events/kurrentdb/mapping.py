@@ -2,7 +2,7 @@
 
 No I/O here: URL parsing, stream naming, event mapping in both directions,
 expected-version mapping and error translation, so all of it is unit-tested
-without a KurrentDB server (``tests/events/test_kurrentdb_mapping.py``).
+without a KurrentDB server (``tests/events/kurrentdb/test_mapping.py``).
 
 Stored event metadata is one flat JSON object whose values are all strings
 (KurrentDB 25.1's multi-stream append accepts nothing else, so the format stays
@@ -25,7 +25,7 @@ import orjson
 from kurrentdbclient import exceptions as kx
 from kurrentdbclient.connection_spec import ConnectionSpec
 
-from events.hashing import utc_text
+from events.times import utc_text
 from events.store import (
     EventStoreError,
     ExpectedVersion,

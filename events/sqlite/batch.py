@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import orjson
 
-from events.hashing import chain, utc_text
+from events.hashing import chain
+from events.times import to_micros, utc_text
 from events.sqlite.ids import keys_of
 from events.store import (
     AppendOutcome,
@@ -29,21 +30,6 @@ from events.store import (
     WrongExpectedVersion,
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the epoch (UTC) of an aware datetime."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()}: the store needs timezone-aware times")
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 def id_key(event_id_bytes: bytes) -> int:
     """The indexed 8-byte prefix of an event id, as a signed 64-bit integer."""
     return int.from_bytes(event_id_bytes[:8], "big", signed=True)
@@ -52,7 +38,7 @@ def id_key(event_id_bytes: bytes) -> int:
 def canonical(stream: str, event: NewEvent, occurred_text: str, recorded_text: str) -> bytes:
     """``events.hashing.canonical_bytes`` with both times already formatted by
     ``utc_text`` (the recorded time is shared by a whole batch). Must stay
-    byte-identical to it: ``tests/events/test_event_hashing.py`` checks."""
+    byte-identical to it: ``tests/events/test_hashing.py`` checks."""
     return orjson.dumps(
         [
             stream,

@@ -19,8 +19,8 @@ from itertools import repeat
 import orjson
 
 from events.encoded import EncodedBatch, EncodedOutcomes
-from events.hashing import utc_text
-from events.sqlite.batch import StreamHeads, from_micros, to_micros
+from events.sqlite.batch import StreamHeads
+from events.times import from_micros, to_micros, utc_text
 from events.sqlite.ids import IdPlaces, keys_of
 
 

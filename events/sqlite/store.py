@@ -59,8 +59,16 @@ from pathlib import Path
 from urllib.parse import unquote
 from uuid import UUID
 
-from events.encoded import EncodedBatch, EncodedOutcomes
-from events.sqlite.batch import PreparedBatch, to_micros
+from events.encoded import (
+    RAW_COLUMNS,
+    RAW_PAGE_SIZE,
+    EncodedBatch,
+    EncodedOutcomes,
+    RawPage,
+    checked_raw_request,
+)
+from events.sqlite.batch import PreparedBatch
+from events.times import EPOCH, to_micros
 from events.sqlite.encoded import EncodedRequest
 from events.sqlite.ids import SNAPSHOT_TABLE
 from events.sqlite.writer import SQLiteWriter
@@ -113,16 +121,9 @@ _READ_STREAM = (
     f"SELECT {_COLUMNS} FROM events e JOIN streams s ON s.id = e.stream_id"
     " WHERE e.stream_id = ? AND e.stream_version >= ? ORDER BY e.stream_version LIMIT ?"
 )
-RAW_COLUMNS = (
-    "position", "stream_id", "stream_version", "event_id", "type", "schema_version",
-    "occurred_at", "recorded_at", "data", "metadata", "hash",
-)
 _STREAM_VERSION = (
     "SELECT max(e.stream_version) FROM events e WHERE e.stream_id = (SELECT id FROM streams WHERE name = ?)"
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
 
 def writer_pragmas(cache_mib: int = 256, wal_autocheckpoint: int = 10_000) -> list[str]:
     """The PRAGMAs of the writer connection (also applied by the ingest floor benchmark,
@@ -159,11 +160,11 @@ def _recorded_events(rows: list[tuple]) -> list[RecordedEvent]:
     last_micros, last_recorded = None, None
     for position, stream, version, event_id, type_, schema_version, occurred, recorded, data, metadata, hash_ in rows:
         if recorded != last_micros:
-            last_micros, last_recorded = recorded, _EPOCH + timedelta(0, 0, recorded)
+            last_micros, last_recorded = recorded, EPOCH + timedelta(0, 0, recorded)
         events.append(
             RecordedEvent(
                 position, stream, version, UUID(bytes=event_id), type_, schema_version,
-                _EPOCH + timedelta(0, 0, occurred), last_recorded, data, metadata, hash_,
+                EPOCH + timedelta(0, 0, occurred), last_recorded, data, metadata, hash_,
             )  # fmt: skip
         )
     return events
@@ -349,20 +350,12 @@ class SQLiteEventStore:
         return _recorded_events(self._query(_READ_ALL, (from_position, size)))
 
     def read_raw(
-        self, from_position: int = 0, *, page_size: int = 20_000, columns: Sequence[str] = RAW_COLUMNS
-    ) -> Iterator[tuple[list[tuple], dict[int, str]]]:
-        """The log as pages of raw rows, for full scans (audit replay and verify) that read
-        millions of events and cannot afford an envelope per event. Yields ``(rows,
-        stream_names)``: rows of ``columns`` (a selection of ``RAW_COLUMNS`` starting with
-        ``position`` and holding ``stream_id``; fewer columns read faster) in position order,
-        exactly as stored (times in microseconds since the epoch UTC, ``event_id`` 16 bytes),
-        and a dict from ``stream_id`` to stream name covering every row yielded so far.
-        Positions here are dense (1, 2, 3...), which lets the verifier name removed ones."""
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
-        columns = tuple(columns)
-        if columns[:1] != ("position",) or "stream_id" not in columns or not set(columns) <= set(RAW_COLUMNS):
-            raise ValueError(f"columns must start with position, hold stream_id and be among {RAW_COLUMNS}")
+        self, from_position: int = 0, *, page_size: int = RAW_PAGE_SIZE, columns: Sequence[str] = RAW_COLUMNS
+    ) -> Iterator[RawPage]:
+        """The log as pages of raw rows: ``events.encoded.RawReader``. Positions here are
+        dense, and ``recorded_at`` never decreases along the log (the writer stamps each
+        append with a time no earlier than the last one)."""
+        columns = checked_raw_request(page_size, columns)
         sql = f"SELECT {', '.join(columns)} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
         stream = columns.index("stream_id")
         names: dict[int, str] = {}

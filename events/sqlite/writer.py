@@ -21,7 +21,8 @@ import orjson
 
 from events.hashing import GENESIS
 from events.encoded import EncodedOutcomes
-from events.sqlite.batch import NO_VERSION, Plan, PreparedBatch, StreamHeads, from_micros
+from events.sqlite.batch import NO_VERSION, Plan, PreparedBatch, StreamHeads
+from events.times import from_micros
 from events.sqlite.encoded import EncodedPlan, EncodedRequest
 from events.sqlite.ids import IdIndex, IdPlaces, IdPositions
 from events.store import AppendResult, EventStoreError, StoreUnavailable

@@ -29,7 +29,8 @@ from projections.attribution.heuristic import (
     position_based,
     time_decay,
 )
-from projections.attribution.journeys import Attribution, Journeys, Path, fold_journeys
+from projections.attribution.path_counts import PathCounts, fold_paths
+from projections.attribution.paths import Attribution, Path
 from projections.attribution.markov import MarkovChain, markov, markov_chain
 from projections.attribution.shapley import (
     MAX_EXACT_CHANNELS,
@@ -37,7 +38,6 @@ from projections.attribution.shapley import (
     shapley,
     shapley_values,
 )
-from projections.collector import collector_paused
 
 __all__ = [
     "MAX_EXACT_CHANNELS",
@@ -73,8 +73,7 @@ def attribute(paths: Sequence[Path], model: str, *, half_life_days: float = 7.0)
     """
     _check_model(model)
     _check_half_life(half_life_days)
-    with collector_paused():
-        return _run(fold_journeys(paths), model, half_life_days)
+    return _run(fold_paths(paths), model, half_life_days)
 
 
 def attribute_all(
@@ -84,17 +83,14 @@ def attribute_all(
     for model in models:
         _check_model(model)
     _check_half_life(half_life_days)
-    with collector_paused():
-        journeys = fold_journeys(paths)
-        return {model: _run(journeys, model, half_life_days) for model in models}
+    counts = fold_paths(paths)
+    return {model: _run(counts, model, half_life_days) for model in models}
 
 
-def _run(journeys: Journeys, model: str, half_life_days: float) -> Attribution:
+def _run(counts: PathCounts, model: str, half_life_days: float) -> Attribution:
     if model == "time_decay":
-        return time_decay(journeys, half_life_days=float(half_life_days))
-    return _BY_NAME[model](journeys)
-
-
+        return time_decay(counts, half_life_days=float(half_life_days))
+    return _BY_NAME[model](counts)
 
 
 def _check_model(model: str) -> None:

@@ -13,12 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from projections.attribution.journeys import Path
+from projections.attribution.paths import Path
 
 
 @dataclass(frozen=True, slots=True)

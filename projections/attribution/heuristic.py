@@ -21,34 +21,35 @@ from operator import itemgetter
 
 import numpy as np
 
-from projections.attribution.journeys import Attribution, Journeys, Labels, attribution_from_terms
+from projections.attribution.path_counts import PathCounts, attribution_from_terms
+from projections.attribution.paths import Attribution, Labels
 
 Weights = Callable[[Labels], list[float]]
 
 
-def first_touch(journeys: Journeys) -> Attribution:
-    return _by_labels("first_touch", journeys, lambda labels: [1.0] + [0.0] * (len(labels) - 1))
+def first_touch(counts: PathCounts) -> Attribution:
+    return _by_labels("first_touch", counts, lambda labels: [1.0] + [0.0] * (len(labels) - 1))
 
 
-def last_touch(journeys: Journeys) -> Attribution:
-    return _by_labels("last_touch", journeys, lambda labels: [0.0] * (len(labels) - 1) + [1.0])
+def last_touch(counts: PathCounts) -> Attribution:
+    return _by_labels("last_touch", counts, lambda labels: [0.0] * (len(labels) - 1) + [1.0])
 
 
-def linear(journeys: Journeys) -> Attribution:
-    return _by_labels("linear", journeys, lambda labels: [1.0 / len(labels)] * len(labels))
+def linear(counts: PathCounts) -> Attribution:
+    return _by_labels("linear", counts, lambda labels: [1.0 / len(labels)] * len(labels))
 
 
-def position_based(journeys: Journeys) -> Attribution:
-    return _by_labels("position_based", journeys, _position_weights)
+def position_based(counts: PathCounts) -> Attribution:
+    return _by_labels("position_based", counts, _position_weights)
 
 
-def time_decay(journeys: Journeys, *, half_life_days: float) -> Attribution:
-    touches = journeys.converting_touches
+def time_decay(counts: PathCounts, *, half_life_days: float) -> Attribution:
+    touches = counts.converting_touches
     if not touches:
-        return attribution_from_terms("time_decay", journeys, {})
+        return attribution_from_terms("time_decay", counts, {})
     lengths = np.fromiter(map(len, touches), dtype=np.intp, count=len(touches))
     flat = list(chain.from_iterable(touches))
-    index = {label: i for i, label in enumerate(journeys.labels)}
+    index = {label: i for i, label in enumerate(counts.labels)}
     label_of = np.fromiter(map(index.__getitem__, map(itemgetter(0), flat)), dtype=np.intp, count=len(flat))
     ages = np.fromiter(map(itemgetter(1), flat), dtype=float, count=len(flat))
     starts = np.cumsum(lengths) - lengths
@@ -57,17 +58,17 @@ def time_decay(journeys: Journeys, *, half_life_days: float) -> Attribution:
     youngest = np.repeat(np.minimum.reduceat(ages, starts), lengths)
     weights = np.exp2(-(ages - youngest) / half_life_days)
     weights /= np.repeat(np.add.reduceat(weights, starts), lengths)
-    value_weights = weights * np.repeat(np.array(journeys.converting_values), lengths)
+    value_weights = weights * np.repeat(np.array(counts.converting_values), lengths)
 
     order = np.argsort(label_of, kind="stable")
-    bounds = np.searchsorted(label_of[order], np.arange(len(journeys.labels) + 1))
+    bounds = np.searchsorted(label_of[order], np.arange(len(counts.labels) + 1))
     conversion_terms, value_terms = weights[order].tolist(), value_weights[order].tolist()
     terms = {
         label: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
-        for i, label in enumerate(journeys.labels)
+        for i, label in enumerate(counts.labels)
         if bounds[i + 1] > bounds[i]
     }
-    return attribution_from_terms("time_decay", journeys, terms)
+    return attribution_from_terms("time_decay", counts, terms)
 
 
 def _position_weights(labels: Labels) -> list[float]:
@@ -79,11 +80,11 @@ def _position_weights(labels: Labels) -> list[float]:
     return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
 
 
-def _by_labels(model: str, journeys: Journeys, weights: Weights) -> Attribution:
+def _by_labels(model: str, counts: PathCounts, weights: Weights) -> Attribution:
     terms: dict[str, tuple[list[float], list[float]]] = {}
-    for labels, (count, value) in journeys.converting.items():
+    for labels, (count, value) in counts.converting.items():
         _add_terms(terms, labels, weights(labels), count, value)
-    return attribution_from_terms(model, journeys, terms)
+    return attribution_from_terms(model, counts, terms)
 
 
 def _add_terms(

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from projections.attribution.journeys import Attribution, Journeys, Path, attribution_from_shares, fold_journeys
+from projections.attribution.path_counts import PathCounts, attribution_from_shares, fold_paths
+from projections.attribution.paths import Attribution, Path
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 
@@ -55,23 +56,23 @@ class MarkovChain:
 
 def markov_chain(paths: Sequence[Path]) -> MarkovChain:
     """Fit the chain to ``paths`` (checked like `attribute` does)."""
-    return fit_chain(fold_journeys(paths))
+    return fit_chain(fold_paths(paths))
 
 
-def markov(journeys: Journeys) -> Attribution:
-    if journeys.conversions == 0:
-        return attribution_from_shares("markov", journeys, {})
-    effects = fit_chain(journeys).removal_effects
+def markov(counts: PathCounts) -> Attribution:
+    if counts.conversions == 0:
+        return attribution_from_shares("markov", counts, {})
+    effects = fit_chain(counts).removal_effects
     total = sum(effects.values())
-    return attribution_from_shares("markov", journeys, {c: e / total for c, e in effects.items()})
+    return attribution_from_shares("markov", counts, {c: e / total for c, e in effects.items()})
 
 
-def fit_chain(journeys: Journeys) -> MarkovChain:
-    """The chain over `Journeys` (collapsed label sequences, all paths)."""
-    channels = journeys.labels
+def fit_chain(path_counts: PathCounts) -> MarkovChain:
+    """The chain over `PathCounts` (collapsed label sequences, all paths)."""
+    channels = path_counts.labels
     k = len(channels)
     conversion, null = k + 1, k + 2
-    counts = _transition_counts(journeys, {c: i + 1 for i, c in enumerate(channels)}, conversion, null)
+    counts = _transition_counts(path_counts, {c: i + 1 for i, c in enumerate(channels)}, conversion, null)
     if k == 0:
         return MarkovChain(channels, {}, 0.0, {})
     out = counts.sum(axis=1, keepdims=True)
@@ -98,8 +99,8 @@ def fit_chain(journeys: Journeys) -> MarkovChain:
     )
 
 
-def _transition_counts(journeys: Journeys, index: dict[str, int], conversion: int, null: int) -> np.ndarray:
-    converting, non_converting = journeys.collapsed()
+def _transition_counts(path_counts: PathCounts, index: dict[str, int], conversion: int, null: int) -> np.ndarray:
+    converting, non_converting = path_counts.collapsed()
     pairs: dict[tuple[int, int], int] = {}
 
     def walk(labels: tuple[str, ...], n: int, end: int) -> None:

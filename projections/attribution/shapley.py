@@ -1,20 +1,20 @@
 """Exact Shapley-value attribution over the channel sets of all paths.
 
 The game. Players are the labels; the worth of a coalition S is the
-conversion rate of the journeys (converting and non-converting, with at least
+conversion rate of the paths (converting and non-converting, with at least
 one touch) whose set of labels is a subset of S:
 
     v(S) = conversions(paths with labels ⊆ S) / paths(with labels ⊆ S),  v(∅) = 0
 
 i.e. the conversion rate of a world in which only the channels in S exist and
-the journeys that needed any other channel never happened. This follows the
+the paths that needed any other channel never happened. This follows the
 "causally motivated" attribution of Dalessandro, Perlich, Stitelman & Provost
 (ADKDD 2012), which takes the conversion probability of a channel set as the
 worth of a coalition, so non-converting paths count: a channel that mostly
 reaches people who do not buy lowers v. It takes the subset (⊆) form of
 Zhao, Mahboobi & Bagheri ("Shapley value methods for attribution modeling in
 online advertising", 2018) rather than exact channel sets, so v is defined by
-real journeys for every coalition instead of being 0 wherever no journey has
+real paths for every coalition instead of being 0 wherever no path has
 exactly that channel set. The Shapley value itself is Shapley (1953):
 phi_i = sum over S not containing i of |S|!(k-|S|-1)!/k! (v(S+i) - v(S)).
 
@@ -25,13 +25,13 @@ simplified formula), which ignores non-converting paths entirely.
 Credits. The phi sum to v(all) = the overall conversion rate; each label's
 credit in conversions is its share phi_i / sum(phi) of the attributed
 conversions, and its value credit the same share of the attributed value (as
-the Markov model does). A label can lower the conversion rate of the journeys
+the Markov model does). A label can lower the conversion rate of the paths
 it joins and so get phi_i < 0; such labels get no credit, the others share all
 of it, and ``notes`` names them. Without non-converting paths v(S) is 1 as
-soon as any journey fits in S, so the game only measures which labels
-complete journeys: give the model the prospects too.
+soon as any path fits in S, so the game only measures which labels
+complete paths: give the model the prospects too.
 
-Computation, exact. Conversions and journeys per exact channel set are
+Computation, exact. Conversions and paths per exact channel set are
 counted into two arrays over the 2^k coalitions (k = number of labels), turned
 into subset sums by the fast zeta transform (k vectorised passes; Kennes,
 "Computational aspects of the Möbius transformation of graphs", IEEE SMC 1992;
@@ -41,7 +41,7 @@ over the 2^(k-1) coalitions without i: O(k 2^k) arithmetic, ~60 MiB at k = 20.
 
 Limit: exact for up to ``MAX_EXACT_CHANNELS`` = 20 distinct labels (2^20
 coalitions, well under a second here). Beyond that the least frequent labels
-(by number of journeys that touch them; ties by name) are pooled into one
+(by number of paths that touch them; ties by name) are pooled into one
 player named ``OTHER`` so that 20 players remain; the pooled labels then have
 no credit entry of their own, ``OTHER`` carries their joint credit, and
 ``notes`` lists them.
@@ -55,7 +55,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from projections.attribution.journeys import Attribution, Journeys, Path, attribution_from_shares, fold_journeys
+from projections.attribution.path_counts import PathCounts, attribution_from_shares, fold_paths
+from projections.attribution.paths import Attribution, Path
 
 MAX_EXACT_CHANNELS = 20
 OTHER = "(other)"
@@ -66,25 +67,25 @@ def shapley_values(paths: Sequence[Path]) -> dict[str, float]:
 
     Keys are the players: the labels, or the kept ones plus `OTHER` past the exact limit.
     """
-    journeys = fold_journeys(paths)
-    converting, non_converting = journeys.collapsed()
-    players, pooled = _players(journeys.labels, converting, non_converting)
+    counts = fold_paths(paths)
+    converting, non_converting = counts.collapsed()
+    players, pooled = _players(counts.labels, converting, non_converting)
     if not players:
         return {}
     return dict(zip(players, _shapley_values(players, converting, non_converting, pooled).tolist()))
 
 
-def shapley(journeys: Journeys) -> Attribution:
-    converting, non_converting = journeys.collapsed()
-    players, pooled = _players(journeys.labels, converting, non_converting)
+def shapley(counts: PathCounts) -> Attribution:
+    converting, non_converting = counts.collapsed()
+    players, pooled = _players(counts.labels, converting, non_converting)
     notes: list[str] = []
     if pooled:
         notes.append(
-            f"shapley: {len(journeys.labels)} distinct labels exceed the exact limit of {MAX_EXACT_CHANNELS}; "
+            f"shapley: {len(counts.labels)} distinct labels exceed the exact limit of {MAX_EXACT_CHANNELS}; "
             f"the {len(pooled)} least frequent were pooled into {OTHER!r}: {_listing(pooled)}"
         )
-    if journeys.conversions == 0:
-        return attribution_from_shares("shapley", journeys, {}, tuple(notes), labels=players)
+    if counts.conversions == 0:
+        return attribution_from_shares("shapley", counts, {}, tuple(notes), labels=players)
 
     phi = _shapley_values(players, converting, non_converting, pooled)
     negative = [p for p, value in zip(players, phi) if value < 0]
@@ -96,7 +97,7 @@ def shapley(journeys: Journeys) -> Attribution:
     positive = np.clip(phi, 0.0, None)
     total = float(positive.sum())
     shares = {p: float(value) / total for p, value in zip(players, positive)}
-    return attribution_from_shares("shapley", journeys, shares, tuple(notes), labels=players)
+    return attribution_from_shares("shapley", counts, shares, tuple(notes), labels=players)
 
 
 def _players(
@@ -135,11 +136,11 @@ def _shapley_values(
         masks[_mask(sequence, bit)] += count
 
     size = 1 << k
-    journeys = _counts_array(masks, size)
+    paths = _counts_array(masks, size)
     conversions = _counts_array(conversions_by_mask, size)
-    _zeta(journeys, k)
+    _zeta(paths, k)
     _zeta(conversions, k)
-    worth = np.divide(conversions, journeys, out=np.zeros(size), where=journeys > 0)
+    worth = np.divide(conversions, paths, out=np.zeros(size), where=paths > 0)
 
     # weight[s] = s!(k-s-1)!/k! for a coalition of s players joined by one more
     weight = np.array([1.0 / (k * math.comb(k - 1, s)) for s in range(k)] + [0.0])

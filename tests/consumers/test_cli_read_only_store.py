@@ -11,7 +11,7 @@ import pytest
 from consumers.cli.main import main
 from application.ingest import Ingestor
 from events.sqlite.store import SQLiteEventStore
-from tests.consumers.conftest import wire_event
+from tests.conftest import wire_event
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ at=..., customer="42")``, ``refund``, ``link``, ``merge``, ``consent``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -23,11 +24,17 @@ from uuid import UUID
 from events.logged import LoggedEvent
 from events.models import Event
 from events.registry import REGISTRY
-from projections.population import Population, fold
+from projections.population import Population, evolve, initial_state
 
 RECORDED_FROM = datetime(2030, 1, 1, tzinfo=timezone.utc)
 NOW = "2025-01-01T00:00:00Z"
 _ids = itertools.count(1)
+
+
+def fold(entries: Iterable[LoggedEvent], population: Population | None = None) -> Population:
+    """``evolve`` over ``entries`` in order, into ``population`` or a fresh one: the
+    projection alone, without a shell."""
+    return functools.reduce(evolve, entries, initial_state() if population is None else population)
 
 
 def at_time(text: str) -> str:

@@ -8,7 +8,7 @@ from events.models import CORE_EVENT_TYPES, Event, Touch
 from events.registry import EventRegistry
 from projections import journey
 from projections.journey import IdentityJourney, JourneyFormatError
-from spec import at_time, consent, link, logged, merge, order, refund, touch
+from tests.projections.spec import at_time, consent, link, logged, merge, order, refund, touch
 
 
 def fold_one(*events):

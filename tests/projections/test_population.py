@@ -5,7 +5,7 @@ import pytest
 from projections import population
 from projections.attribution import Path
 from projections.journey import IdentityJourney
-from spec import given, link, logged, merge, order, touch
+from tests.projections.spec import fold, given, link, logged, merge, order, touch
 
 
 def test_population__resolves_a_customer_id_an_anonymous_id_or_a_stream_name_to_the_root():
@@ -23,7 +23,7 @@ def test_population__a_merged_customer_resolves_to_the_survivor():
     pop = given(touch("email", at="2024-01-01", customer="41"), merge("41", "42", at="2024-01-02")).population()
 
     assert population.resolve(pop, "41") == "customer-42"
-    assert population.group_journey(pop, "customer-41") is None
+    assert population.group_summary(pop, "customer-41") is None
 
 
 def test_population__members_are_every_stream_of_the_group():
@@ -41,20 +41,20 @@ def test_population__a_late_event_takes_its_place_by_occurred_at():
 
     pop = spec.population()
 
-    assert [t[2] for t in population.group_journey(pop, "customer-42").touches] == ["store", "email"]
+    assert [t[2] for t in population.group_summary(pop, "customer-42").touches] == ["store", "email"]
 
 
 def test_population__a_group_summary_is_reused_until_the_group_changes():
     events = logged([touch("email", at="2024-01-01", customer="42"), touch("ads", at="2024-01-01", customer="7"),
                      touch("store", at="2024-01-02", customer="42")])
-    pop = population.fold(events[:2])
-    before_42, before_7 = population.group_journey(pop, "customer-42"), population.group_journey(pop, "customer-7")
+    pop = fold(events[:2])
+    before_42, before_7 = population.group_summary(pop, "customer-42"), population.group_summary(pop, "customer-7")
 
     population.evolve(pop, events[2])
 
-    assert population.group_journey(pop, "customer-7") is before_7
-    assert population.group_journey(pop, "customer-42") is not before_42
-    assert len(population.group_journey(pop, "customer-42").touches) == 2
+    assert population.group_summary(pop, "customer-7") is before_7
+    assert population.group_summary(pop, "customer-42") is not before_42
+    assert len(population.group_summary(pop, "customer-42").touches) == 2
 
 
 def test_population__applying_each_identitys_own_fold_equals_the_full_fold():
@@ -65,7 +65,7 @@ def test_population__applying_each_identitys_own_fold_equals_the_full_fold():
         merge("41", "42", at="2024-01-04"),
         touch("email", at="2024-01-01", customer="41"),
     ).logged()
-    full = population.fold(entries)
+    full = fold(entries)
     journeys: dict[str, IdentityJourney] = {}
     for entry in entries:
         journeys.setdefault(entry.stream, IdentityJourney(entry.stream)).apply(entry)

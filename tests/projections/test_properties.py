@@ -11,7 +11,7 @@ from projections import population
 from projections.attribution import MODELS
 from projections.journey import IdentityJourney
 from projections.views import all_views
-from spec import NOW, consent, link, logged, merge, order, refund, touch
+from tests.projections.spec import NOW, consent, fold, link, logged, merge, order, refund, touch
 
 ANONS = ("a1", "a2", "a3")
 CUSTOMERS = ("c1", "c2", "c3")
@@ -49,7 +49,7 @@ def event_logs(draw, min_size=1, max_size=16):
 
 
 def views_of(entries):
-    return all_views(population.fold(entries), now=NOW)
+    return all_views(fold(entries), now=NOW)
 
 
 def without_positions(document):
@@ -106,14 +106,14 @@ def test_property__every_models_credits_add_up_to_the_attributed_totals(events):
        minute=st.integers(0, 90 * 24 * 60))
 def test_property__linking_an_identity_never_loses_a_touch(events, anon, customer, minute):
     at = (START + timedelta(minutes=minute, seconds=30)).isoformat()
-    before = population.fold(logged(events))
-    after = population.fold(logged([*events, link(anon, customer, at=at)]))
+    before = fold(logged(events))
+    after = fold(logged([*events, link(anon, customer, at=at)]))
 
     touches_before = sorted(t for g in before.groups() for t in g.touches)
     assert sorted(t for g in after.groups() for t in g.touches) == touches_before
     own = before.journeys.get(f"anonymous-{anon}")
     if own is not None:
-        group = population.group_journey(after, population.resolve(after, anon))
+        group = population.group_summary(after, population.resolve(after, anon))
         assert set(own.touches) <= set(group.touches)
 
 
@@ -153,9 +153,9 @@ def test_property__applying_per_identity_folds_equals_the_full_fold(events, data
 def test_property__querying_midway_does_not_change_the_final_views(events, data):
     entries = logged(events)
     cut = data.draw(st.integers(1, len(entries) - 1))
-    pop = population.fold(entries[:cut])
+    pop = fold(entries[:cut])
     all_views(pop, now=NOW)
 
-    population.fold(entries[cut:], pop)
+    fold(entries[cut:], pop)
 
     assert all_views(pop, now=NOW) == views_of(entries)

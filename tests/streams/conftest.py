@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from application.ingest import Ingestor
+from application.replay import replay
 from application.settings import Settings
 from events.factory import open_store
-from events.registry import REGISTRY, decode_recorded
-from projections import population as population_module
+from events.registry import REGISTRY
 from projections.views import all_views
 from consumers.platform import Platform
 
@@ -69,7 +69,7 @@ def replayed_population(store_url: str) -> Any:
     """What a replay of the whole log gives: the pure fold over ``read_all``."""
     store = open_store(store_url)
     try:
-        return population_module.fold(decode_recorded(recorded) for recorded in store.read_all())
+        return replay(store).population
     finally:
         store.close()
 

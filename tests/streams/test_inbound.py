@@ -142,9 +142,8 @@ class FlakyStore:
         return self.store.append_batch(appends)
 
 
-def test_inbound_handler__retries_through_a_store_outage_and_then_stores_every_valid_record(tmp_path):
-    store = SQLiteEventStore(tmp_path / "events.db")
-    sent = []
+def collect_dead_letters(sent: list):
+    """A ``send_dead_letter`` that keeps every letter and acknowledges it at once."""
 
     async def send_dead_letter(key, value, headers):
         sent.append((key, value, headers))
@@ -152,7 +151,13 @@ def test_inbound_handler__retries_through_a_store_outage_and_then_stores_every_v
         done.set_result(None)
         return done
 
-    handler = InboundHandler(Ingestor(FlakyStore(store, failures=2)), send_dead_letter, max_backoff=0.01)
+    return send_dead_letter
+
+
+def test_inbound_handler__retries_through_a_store_outage_and_then_stores_every_valid_record(tmp_path):
+    store = SQLiteEventStore(tmp_path / "events.db")
+    sent = []
+    handler = InboundHandler(Ingestor(FlakyStore(store, failures=2)), collect_dead_letters(sent), max_backoff=0.01)
     events = [wire(customer_id=f"outage-{n}") for n in range(5)]
     records = [InboundRecord(INBOUND_TOPIC, 0, n, b"k", orjson.dumps(e)) for n, e in enumerate(events)]
 
@@ -161,4 +166,19 @@ def test_inbound_handler__retries_through_a_store_outage_and_then_stores_every_v
     assert {str(r.event_id) for r in store.read_all()} == {e["event_id"] for e in events}
     assert handler.counts["retries"] == 2 and handler.counts["appended"] == 5
     assert len(sent) == 1 and dict(sent[0][2])["source_offset"] == b"5"
+    store.close()
+
+
+def test_inbound_handler__positions_follow_record_order_across_streams_like_every_ingestion(tmp_path):
+    store = SQLiteEventStore(tmp_path / "events.db")
+    sent = []
+    handler = InboundHandler(Ingestor(store), collect_dead_letters(sent))
+    events = [wire(customer_id=name) for name in ("order-ann", "order-bob", "order-ann", "order-bob")]
+    values = [orjson.dumps(events[0]), None, orjson.dumps(events[1]), b"{not json", orjson.dumps(events[2]),
+              orjson.dumps(wire(type="parcel_teleported")), orjson.dumps(events[3])]
+
+    asyncio.run(handler.handle([InboundRecord(INBOUND_TOPIC, 0, n, b"k", v) for n, v in enumerate(values)]))
+
+    assert [str(r.event_id) for r in store.read_all()] == [e["event_id"] for e in events]
+    assert [dict(headers)["source_offset"] for _, _, headers in sent] == [b"1", b"3", b"5"]
     store.close()

@@ -13,9 +13,9 @@ from kafka import KafkaProducer
 from application.demo import generate
 from application.ingest import Ingestor
 from application.live_views import LiveViews
-from events.registry import REGISTRY, decode_recorded
+from application.replay import replay
+from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
-from projections import population as population_module
 from projections.journey import IdentityJourney
 from streams.processors import JourneyProcessor, JourneyState, read_to_end
 from streams.topics import event_record, partition_for_key
@@ -42,7 +42,7 @@ def records_by_partition(store) -> dict[int, list[tuple[bytes, list]]]:
 
 
 def replayed_journeys(store) -> dict[str, bytes]:
-    population = population_module.fold(decode_recorded(r) for r in store.read_all())
+    population = replay(store).population
     return {key: journey.to_bytes() for key, journey in population.journeys.items()}
 
 
@@ -187,7 +187,7 @@ def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restor
 @pytest.mark.slow
 def test_view_feed__applies_every_partitions_journeys_to_the_live_views(kafka_broker, unique_name, store):
     topic = f"{unique_name}.journeys"
-    population = population_module.fold(decode_recorded(r) for r in store.read_all())
+    population = replay(store).population
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
     for key, journey in population.journeys.items():
         producer.send(topic, journey.to_bytes(), key=key.encode(), partition=partition_for_key(key, PARTITIONS))

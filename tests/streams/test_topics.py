@@ -21,6 +21,7 @@ from streams.topics import (
     ensure_topics,
     event_record,
     logged_from_record,
+    record_decoder,
     partition_for_key,
     platform_topics,
     recorded_from_record,
@@ -73,6 +74,24 @@ def test_logged_from_record__decodes_like_the_store_does():
     _, value, headers = event_record(original)
 
     assert logged_from_record(value, headers) == decode_recorded(original)
+    assert logged_from_record(value, dict(headers)) == decode_recorded(original)
+
+
+@pytest.mark.parametrize("header", ["type", "schema_version", "position", "stream", "recorded_at"])
+def test_logged_from_record__refuses_a_record_without_a_header_it_needs_naming_it(header):
+    _, value, headers = event_record(a_recorded_event())
+
+    with pytest.raises(MalformedRecord, match=f"'{header}'"):
+        logged_from_record(value, [(k, v) for k, v in headers if k != header])
+
+
+def test_record_decoder__parses_one_recorded_at_once_for_the_records_of_one_append():
+    _, value, headers = event_record(a_recorded_event())
+    decode = record_decoder()
+
+    first, second = decode(value, headers), decode(value, list(headers))
+
+    assert first == second and first.recorded_at is second.recorded_at
 
 
 def test_platform_topics__journeys_compacted_and_copartitioned_with_events():

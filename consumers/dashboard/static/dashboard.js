@@ -2,16 +2,10 @@
 "use strict";
 
 (() => {
-  const MODELS = [
-    ["first_touch", "First touch"],
-    ["last_touch", "Last touch"],
-    ["linear", "Linear"],
-    ["time_decay", "Time decay"],
-    ["position_based", "Position based (40/20/40)"],
-    ["markov", "Markov chain"],
-    ["shapley", "Shapley value"],
-  ];
-  const MODEL_NAMES = Object.fromEntries(MODELS);
+  // Which attribution models exist is the API's to say (attributionModels); only the titles
+  // that are more than the name written out live here.
+  const MODEL_TITLES = { position_based: "Position based (40/20/40)", markov: "Markov chain", shapley: "Shapley value" };
+  const modelTitle = (model) => MODEL_TITLES[model] ?? model.charAt(0).toUpperCase() + model.slice(1).replaceAll("_", " ");
   const BUCKETS = {
     same_day: "Same day", "1-7d": "1–7 days", "8-30d": "8–30 days",
     "31-90d": "1–3 months", "91-365d": "3–12 months", ">1y": "Over a year",
@@ -121,12 +115,24 @@
 
   // --- attribution --------------------------------------------------------------------
 
-  function fillModelSelects() {
+  // The `model` parameter of /v1/attribution is an enum in the OpenAPI schema, built from
+  // projections.attribution.MODELS: the one list of models.
+  async function attributionModels() {
+    const schema = await getJSON("/openapi.json");
+    const model = schema.paths["/v1/attribution"].get.parameters.find((p) => p.name === "model");
+    return model.schema.enum;
+  }
+
+  async function fillModelSelects() {
+    const models = await attributionModels();
     for (const [id, chosen] of [["model-a", state.modelA], ["model-b", state.modelB]]) {
       const select = $(id);
-      for (const [value, label] of MODELS) select.append(el("option", { value, textContent: label }));
+      for (const model of models) select.append(el("option", { value: model, textContent: modelTitle(model) }));
       select.value = chosen;
     }
+  }
+
+  function listenToModelControls() {
     $("model-a").addEventListener("change", (e) => { state.modelA = e.target.value; loadAttribution(); });
     $("model-b").addEventListener("change", (e) => { state.modelB = e.target.value; loadAttribution(); });
     for (const button of document.querySelectorAll(".toggle button")) {
@@ -162,8 +168,8 @@
       data: {
         labels,
         datasets: [
-          { label: MODEL_NAMES[a.model], data: labels.map((l) => valuesA[l] ?? 0), backgroundColor: "#3d5afe", borderRadius: 4 },
-          { label: MODEL_NAMES[b.model], data: labels.map((l) => valuesB[l] ?? 0), backgroundColor: "#f59e0b", borderRadius: 4 },
+          { label: modelTitle(a.model), data: labels.map((l) => valuesA[l] ?? 0), backgroundColor: "#3d5afe", borderRadius: 4 },
+          { label: modelTitle(b.model), data: labels.map((l) => valuesB[l] ?? 0), backgroundColor: "#f59e0b", borderRadius: 4 },
         ],
       },
       options: baseOptions({
@@ -174,8 +180,8 @@
         },
       }),
     });
-    $("col-a").textContent = MODEL_NAMES[a.model];
-    $("col-b").textContent = MODEL_NAMES[b.model];
+    $("col-a").textContent = modelTitle(a.model);
+    $("col-b").textContent = modelTitle(b.model);
     const body = $("attribution-table").tBodies[0];
     body.replaceChildren(...labels.map((label) => {
       const left = valuesA[label] ?? 0;
@@ -438,7 +444,8 @@
   function start() {
     Chart.defaults.font.family = getComputedStyle(document.documentElement).fontFamily;
     Chart.defaults.color = "#66708a";
-    fillModelSelects();
+    fillModelSelects().catch(() => banner("Could not load the list of attribution models."));
+    listenToModelControls();
     $("search").addEventListener("submit", (event) => {
       event.preventDefault();
       const value = $("search-input").value.trim();

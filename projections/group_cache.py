@@ -1,0 +1,80 @@
+"""The group summaries of a population, and what queries derive from them: kept beside it.
+
+Not projection state: the fold only marks the identities it changed (``stale``); the first
+query after a change summarises again just the groups those identities, and the roots the
+identity graph reports as changed, belong to, and forgets the results derived from the old
+summaries. Nothing here is compared or serialised: it can be rebuilt from the population at
+any time. Not thread-safe: the shell serialises folds and queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from projections.group import GroupSummary, summarize
+from projections.identity import IdentityGraph
+from projections.journey import IdentityJourney
+
+T = TypeVar("T")
+
+
+class GroupCache:
+    """Summaries by root, the ordered list of them, and derived results (paths, scores)."""
+
+    __slots__ = ("stale", "_journeys", "_graph", "_summaries", "_ordered", "_results", "_group_results")
+
+    def __init__(self, journeys: Mapping[str, IdentityJourney], graph: IdentityGraph):
+        self.stale: set[str] = set()  # identity keys changed by the fold since the last refresh
+        self._journeys = journeys
+        self._graph = graph
+        self._summaries: dict[str, GroupSummary] = {}
+        self._ordered: list[GroupSummary] | None = None
+        self._results: dict[Any, Any] = {}
+        self._group_results: dict[str, dict[Any, Any]] = {}  # root -> results derived from that group alone
+
+    def refresh(self) -> None:
+        """Summarise the groups that changed since the last query."""
+        changed_roots = self._graph.take_changed_roots()
+        if not self.stale and not changed_roots:
+            return
+        graph, journeys, summaries, group_results = self._graph, self._journeys, self._summaries, self._group_results
+        roots = changed_roots | graph.roots_of(self.stale)
+        self.stale.clear()
+        for root in roots:
+            group_results.pop(root, None)
+            members = graph.members(root) if graph.is_root(root) else ()
+            if any(member in journeys for member in members):
+                summaries[root] = summarize(root, members, journeys)
+            else:
+                summaries.pop(root, None)
+        self._ordered = None
+        self._results.clear()
+
+    def groups(self) -> list[GroupSummary]:
+        """Every group, ordered by root (so float sums over them are reproducible)."""
+        self.refresh()
+        if self._ordered is None:
+            self._ordered = [self._summaries[root] for root in sorted(self._summaries)]
+        return self._ordered
+
+    def group(self, root: str) -> GroupSummary | None:
+        """The summary of the group ``root`` heads: valid until the population next changes."""
+        self.refresh()
+        return self._summaries.get(root)
+
+    def cached(self, key: Any, compute: Callable[[], T]) -> T:
+        """A result derived from every group, kept until the population next changes."""
+        self.refresh()
+        results = self._results
+        if key not in results:
+            results[key] = compute()
+        return results[key]
+
+    def results_of(self, root: str) -> dict[Any, Any]:
+        """Where to keep results derived from the group ``root`` alone: emptied when that
+        group changes."""
+        results = self._group_results.get(root)
+        if results is None:
+            results = self._group_results[root] = {}
+        return results
