@@ -159,6 +159,10 @@ class EventStore(Protocol):
         """The stream's current version, or None if it does not exist."""
         ...
 
+    def count(self) -> int:
+        """How many events the log holds (positions need not be dense, so not the head)."""
+        ...
+
     def close(self) -> None: ...
 
 

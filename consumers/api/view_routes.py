@@ -419,13 +419,12 @@ async def _point_in_time_unavailable(request: Request, error: Exception) -> Resp
 
 def _store_families(store: EventStore) -> list[MetricFamily]:
     head = store.head_position()
-    families = [MetricFamily("touchpoints_store_head_position", "gauge", "Position of the newest event in the log.")
-                .add(head if head is not None else -1)]
-    count = getattr(store, "count", None)
-    if callable(count):
-        families.append(MetricFamily("touchpoints_events_appended_total", "counter",
-                                     "Events in the log (appended by any process).").add(count()))
-    return families
+    return [
+        MetricFamily("touchpoints_store_head_position", "gauge", "Position of the newest event in the log.")
+        .add(head if head is not None else -1),
+        MetricFamily("touchpoints_events_appended_total", "counter", "Events in the log (appended by any process).")
+        .add(store.count()),
+    ]
 
 
 def _views_families(views: LiveViews) -> list[MetricFamily]:

@@ -204,8 +204,7 @@ class _progress_bar:
             return
         from tqdm import tqdm
 
-        count = getattr(store, "count", None)
-        self.bar = tqdm(total=count() if callable(count) else None, unit="ev", unit_scale=True, desc=description,
+        self.bar = tqdm(total=store.count(), unit="ev", unit_scale=True, desc=description,
                         file=sys.stderr, leave=False, smoothing=0.1)
 
     def __enter__(self) -> Callable[[int], None] | None:

@@ -279,8 +279,7 @@ def _progress_bar(store: Any, *, quiet: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    count = getattr(store, "count", None)
-    bar = tqdm(total=count() if callable(count) else None, unit="ev", unit_scale=True, desc="reading the log",
+    bar = tqdm(total=store.count(), unit="ev", unit_scale=True, desc="reading the log",
                file=sys.stderr, leave=False)
 
     class Progress:

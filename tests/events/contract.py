@@ -196,6 +196,15 @@ class EventStoreContract:
         else:  # a shared log is never known to be empty: only the type is promised
             assert store.head_position() is None or isinstance(store.head_position(), int)
 
+    def test_count__grows_by_the_events_written_and_not_by_duplicates(self, store, stream):
+        before = store.count()
+        events = new_events(3)
+
+        store.append(stream("anna"), events, expected_version=ANY)
+        store.append(stream("anna"), events[:2], expected_version=ANY)  # a retry: nothing new
+
+        assert store.count() == before + 3
+
     def test_stream_version__none_until_the_first_append(self, store, stream):
         assert store.stream_version(stream("anna")) is None
         store.append(stream("anna"), new_events(3), expected_version=ANY)
