@@ -21,7 +21,7 @@ alone the replay therefore equals what the live views showed at that moment.
 
 The log is read up to the head it had when the replay started, so a replay is one
 consistent cut even while events keep arriving. It is read in large pages of raw rows
-(``events.encoded.read_raw``: native on a ``RawReader`` such as the SQLite store, adapted
+(``events.raw.read_raw``: native on a ``RawReader`` such as the SQLite store, adapted
 from ``read_all`` on any other), decoded by the registry's one decoder and folded by the
 fold shell (``application.fold``). A ``RawReader``'s ``recorded_at`` never decreases along
 the log, so there a ``known_at`` replay stops at the first later event; elsewhere every
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from events.encoded import RawReader, read_raw
+from events.raw import RawReader, read_raw
 from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from events.store import EventStore

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from events.encoded import RawReader, read_raw
+from events.raw import RawReader, read_raw
 from events.hashing import GENESIS
 from events.store import EventStore
 from events.times import utc_text_of_micros
@@ -139,7 +139,7 @@ Link = tuple[int, Any, Any, "str | None", "bytes | None", bytes, str]
 
 
 def _links(store: EventStore, progress: Progress | None) -> Iterator[Link]:
-    """Canonical bytes rebuilt from the raw columns (``events.encoded.read_raw``: native on
+    """Canonical bytes rebuilt from the raw columns (``events.raw.read_raw``: native on
     SQLite, adapted from ``read_all`` elsewhere), byte-identical to
     ``events.hashing.canonical_bytes`` (``tests/application/test_verify.py`` checks)."""
     dumps = orjson.dumps

@@ -59,14 +59,8 @@ from pathlib import Path
 from urllib.parse import unquote
 from uuid import UUID
 
-from events.encoded import (
-    RAW_COLUMNS,
-    RAW_PAGE_SIZE,
-    EncodedBatch,
-    EncodedOutcomes,
-    RawPage,
-    checked_raw_request,
-)
+from events.encoded import EncodedBatch, EncodedOutcomes
+from events.raw import RAW_COLUMNS, RAW_PAGE_SIZE, RawPage, checked_raw_request
 from events.sqlite.batch import PreparedBatch
 from events.times import EPOCH, to_micros
 from events.sqlite.encoded import EncodedRequest
@@ -352,7 +346,7 @@ class SQLiteEventStore:
     def read_raw(
         self, from_position: int = 0, *, page_size: int = RAW_PAGE_SIZE, columns: Sequence[str] = RAW_COLUMNS
     ) -> Iterator[RawPage]:
-        """The log as pages of raw rows: ``events.encoded.RawReader``. Positions here are
+        """The log as pages of raw rows: ``events.raw.RawReader``. Positions here are
         dense, and ``recorded_at`` never decreases along the log (the writer stamps each
         append with a time no earlier than the last one)."""
         columns = checked_raw_request(page_size, columns)

@@ -1,5 +1,5 @@
 """``SQLiteEventStore.read_raw``: the log as raw pages for the audit's full scans, a declared
-capability of the port (``events.encoded.RawReader``); ``events.encoded.read_raw`` gives the
+capability of the port (``events.raw.RawReader``); ``events.raw.read_raw`` gives the
 same rows from any store through ``read_all``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from events.encoded import RAW_COLUMNS, RawReader, read_raw
+from events.raw import RAW_COLUMNS, RawReader, read_raw
 from events.sqlite.store import SQLiteEventStore
 from events.times import to_micros
 from events.store import NewEvent, StreamAppend, StreamState
