@@ -7,7 +7,7 @@ lines are handed to a callback with their line number and reasons; valid lines a
 them are stored. Appends are idempotent by ``event_id``, so repeating a load (after a
 failure, or with overlapping files) stores nothing twice.
 
-Decoding (pydantic validation and encoding, ~10-12 µs an event here) costs more than appending
+Decoding (pydantic validation and encoding, ~8–10 µs of CPU an event here) costs more than appending
 (SQLite and the hash chain, ~9 µs), so with ``decoder="process"`` child processes decode while
 this process appends: a feeder thread cuts the input into blocks of ``batch_size`` lines
 (finding newlines in C, without making an object of each line) and deals them out to the

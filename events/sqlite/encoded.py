@@ -5,7 +5,7 @@ Every stream is appended with ``StreamState.ANY``, so nothing can conflict: the 
 only skips duplicates (stored earlier, or repeated within the batch: both report the
 original's place), continues each stream's version, and chains the hashes. The chain
 input is ``canonical_head[i] + orjson.dumps(recorded_text) + canonical_tail[i]``, byte
-for byte ``events.hashing.canonical_bytes`` (``tests/events/test_sqlite_encoded.py``
+for byte ``events.hashing.canonical_bytes`` (``tests/events/sqlite/test_encoded.py``
 checks it against the chain verification).
 """
 
