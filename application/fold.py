@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from application.collector import collector_paused
 from events.logged import LoggedEvent
 from events.times import EPOCH
 from projections import population as population_module
-from application.collector import collector_paused
 from projections.journey import IdentityJourney
 
 _BEFORE_ALL = datetime.min.replace(tzinfo=EPOCH.tzinfo)
