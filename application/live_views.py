@@ -123,6 +123,7 @@ class CachedView:
     computed_at: float  # time.monotonic()
     compute_seconds: float
     document: dict[str, Any]
+    position: int | None = None  # the log position the document reflects (the fold's, when computed)
     _json: bytes | None = field(default=None, repr=False)
     _csv: str | None = field(default=None, repr=False)
 
@@ -135,6 +136,11 @@ class CachedView:
         if self._csv is None:
             self._csv = exports.to_csv(self.document, preferred_rows=VIEW_SPECS[self.key[0]].rows)
         return self._csv
+
+
+def _before(position: int | None, other: int | None) -> bool:
+    """``position`` is lower than ``other`` (None: nothing folded, before any position)."""
+    return other is not None and (position is None or position < other)
 
 
 class LiveViews:
@@ -179,6 +185,22 @@ class LiveViews:
     def position(self) -> int | None:
         """The highest log position folded in (a watermark with ``apply_events``)."""
         return self._log.position
+
+    @property
+    def documents_position(self) -> int | None:
+        """The log position a reader of the default views gets: the lowest position the
+        precomputed documents reflect. While the background refresher recomputes them,
+        readers keep the previous documents, so this trails ``position``; without the
+        refresher (or before a document was computed) a reader's document is computed
+        from the fold, at ``position``."""
+        position = self._log.position
+        if self._refresher is None:
+            return position
+        for key in self._precomputed:
+            entry = self._cache.get(key)
+            if entry is not None and _before(entry.position, position):
+                position = entry.position
+        return position
 
     @property
     def version(self) -> int:
@@ -312,11 +334,12 @@ class LiveViews:
         started = time.perf_counter()
         with self._lock:
             version = self._version
+            position = self._log.position
             if spec.needs_now and params.get("now") is None:
                 params["now"] = self.now()
             with collector_paused():  # summarising and attributing many groups allocate no cycles
                 document = spec.compute(self._log.population, **params)
-        entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document)
+        entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document, position)
         entry.json_bytes()  # encode outside the readers' path
         self._store(entry)
         return entry
@@ -424,6 +447,7 @@ class LiveViews:
             cached = len(self._cache)
         return {
             "position": self._log.position,
+            "documents_position": self.documents_position,
             "version": self._version,
             "refreshed_version": self._refreshed_version,
             "data_time": self._log.data_time.isoformat() if self._log.data_time is not None else None,

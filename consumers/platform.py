@@ -177,7 +177,10 @@ class Platform:
             ensure_topics(self.bootstrap, settings.partitions)
             self.demo_loaded = load_demo_if_empty(self.store, settings)
             self.relay = self._child("relay", ["relay", "--stats-interval", "30"])
-            self.worker = self._child("worker", ["worker", "--stats-file", str(self._worker_stats_path())])
+            worker = ["worker", "--stats-file", str(self._worker_stats_path())]
+            if self.broker is not None:  # tansu 0.6 implements no DeleteRecords: a request kills its connection
+                worker.append("--no-trim")
+            self.worker = self._child("worker", worker)
             self.relay.start()
             self.worker.start()
             self.views = LiveViews()
@@ -283,6 +286,7 @@ class Platform:
             "relay": self.relay_health,
             "worker": self.worker_health,
             "view_feed": lambda: self.feed.stats(),
+            "views": self.views_health,
         }
 
     def kafka_health(self) -> dict[str, Any]:
@@ -300,19 +304,59 @@ class Platform:
         return self._kafka_health[1]
 
     def relay_health(self) -> dict[str, Any]:
+        report = self.relay.health() if self.relay is not None else {"status": "down"}
+        if (Path(self.settings.data) / "relay.db").exists():
+            position = self._relay_checkpoint()
+            head = self.store.head_position() if self.store is not None else None
+            report.update(checkpoint=position, head=head, caught_up=position == head)
+        return report
+
+    def _relay_checkpoint(self) -> int | None:
+        """The last log position the broker acknowledged to the relay (None: none yet)."""
         from streams.checkpoint import SqliteCheckpointStore
         from streams.topics import EVENTS_TOPIC
 
-        report = self.relay.health() if self.relay is not None else {"status": "down"}
         path = Path(self.settings.data) / "relay.db"
-        if path.exists():
-            checkpoints = SqliteCheckpointStore(path)
-            try:
-                position = checkpoints.load(EVENTS_TOPIC).position
-            finally:
-                checkpoints.close()
-            head = self.store.head_position() if self.store is not None else None
-            report.update(checkpoint=position, head=head, caught_up=position == head)
+        if not path.exists():
+            return None
+        checkpoints = SqliteCheckpointStore(path)
+        try:
+            return checkpoints.load(EVENTS_TOPIC).position
+        finally:
+            checkpoints.close()
+
+    def views_health(self) -> dict[str, Any]:
+        """``starting`` until the worker's journey processor holds every partition of the
+        events topic and the view feed has read the journeys topic; then the views'
+        position against the store's head (``consumers.api.app.views_health``), ``ok`` only
+        when they reached it and nothing is left on the way: the relay's checkpoint at the
+        head, no lag in the processor (as of its last batch) nor in the view feed.
+
+        Over Kafka the views' position is the highest one any journey they hold reflects
+        (journeys come from several partitions), not a watermark: the relay's checkpoint
+        (only what the broker acknowledged) and the lags vouch for the events before it.
+        The processor's lag is per partition as of that partition's last batch, from the
+        stats the worker writes every second."""
+        from consumers.api.app import views_health
+
+        worker = self.worker_health()
+        processor = worker.get("processor") or {}
+        assigned = sorted(processor.get("assigned") or ())
+        partitions = self.settings.partitions
+        if worker.get("status") != "ok" or not set(range(partitions)) <= set(assigned):
+            return {"status": "starting", "waiting_for": "the journey processor to be assigned every partition",
+                    "assigned": assigned, "partitions": partitions}
+        feed_lag = self.feed.stats()["lag"] if self.feed is not None else None
+        if feed_lag is None:
+            return {"status": "starting", "waiting_for": "the view feed to read the journeys topic"}
+        report = views_health(self.views, self.store)
+        head = report["head"]
+        checkpoint = self._relay_checkpoint()
+        processor_lag = processor.get("lag") or 0
+        report.update(relay_checkpoint=checkpoint, processor_lag=processor_lag, view_feed_lag=feed_lag)
+        relayed = head is None or (checkpoint is not None and checkpoint >= head)
+        if report["status"] == "ok" and not (relayed and processor_lag == 0 and feed_lag == 0):
+            report["status"] = "catching_up"
         return report
 
     def worker_health(self) -> dict[str, Any]:
@@ -325,6 +369,7 @@ class Platform:
             report["stats_age_seconds"] = round(time.time() - stats.get("at", 0), 1)
             report["processor"] = stats.get("processor")
             report["inbound"] = stats.get("inbound")
+            report["retention"] = stats.get("retention")
             report["faust_assigned_partitions"] = stats.get("faust_assigned_partitions")
         return report
 

@@ -18,8 +18,8 @@ it to the view server: ``from_bytes(j.to_bytes()) == j`` always holds.
 
 from __future__ import annotations
 
-import base64
 import sys
+from binascii import a2b_base64 as _unb64, b2a_base64 as _b64  # base64 in C, strict on input
 from collections.abc import Iterable, KeysView, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -202,19 +202,30 @@ class IdentityJourney:
     def to_bytes(self) -> bytes:
         """A canonical orjson document: equal journeys give equal bytes. Event ids are
         base64 of their 16 bytes: ``others`` for the events that are not touches,
-        each touch carrying its own."""
-        key, others, touches, orders, refunds, links, merges, consents = self._canonical()
+        each touch carrying its own. (The processor encodes every changed journey once
+        per batch, so this is written for speed: one pass over the index, ids encoded
+        in C, everything in ``_canonical``'s order.)"""
+        others: list[int] = []
+        touches: list[tuple[TouchFact, int]] = []
+        for event_id, fact in self.index.items():
+            if fact is None:
+                others.append(event_id)
+            else:
+                touches.append((fact, event_id))
+        others.sort()
+        touches.sort()
         return orjson.dumps(
             {
                 "version": VERSION,
-                "key": key,
+                "key": self.key,
                 "others": _ids_text(others),
-                "touches": [[_ids_text([event_id]), *fact] for fact, event_id in touches],
-                "orders": orders,
-                "refunds": refunds,
-                "links": links,
-                "merges": merges,
-                "consents": [[purpose, *stamp] for purpose, stamp in consents],
+                "touches": [[_b64(event_id.to_bytes(16, "big"), newline=False).decode(), *fact]
+                            for fact, event_id in touches],
+                "orders": sorted(self.orders),
+                "refunds": sorted(self.refunds),
+                "links": sorted(self.links),
+                "merges": sorted(self.merges),
+                "consents": [[purpose, *stamp] for purpose, stamp in sorted(self.consents.items())],
             },
             option=orjson.OPT_UTC_Z,
         )
@@ -230,8 +241,7 @@ class IdentityJourney:
             for event_id in _ids(doc["others"]):
                 index[event_id] = None
             for text, at, pos, channel, campaign, kind in doc["touches"]:
-                [event_id] = _ids(text)
-                index[event_id] = (
+                index[_id(text)] = (
                     _time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind)
                 )
             journey.orders = [(_time(at), *rest) for at, *rest in doc["orders"]]  # type: ignore[misc]
@@ -247,14 +257,21 @@ class IdentityJourney:
 
 
 def _ids_text(event_ids: Iterable[int]) -> str:
-    return base64.b64encode(b"".join(event_id.to_bytes(16, "big") for event_id in event_ids)).decode()
+    return _b64(b"".join([event_id.to_bytes(16, "big") for event_id in event_ids]), newline=False).decode()
 
 
 def _ids(text: str) -> list[int]:
-    raw = base64.b64decode(text, validate=True)
+    raw = _unb64(text, strict_mode=True)
     if len(raw) % 16:
         raise JourneyFormatError("event ids: not a whole number of 16-byte ids")
     return [int.from_bytes(raw[i : i + 16], "big") for i in range(0, len(raw), 16)]
+
+
+def _id(text: str) -> int:
+    raw = _unb64(text, strict_mode=True)
+    if len(raw) != 16:
+        raise JourneyFormatError("event id: not 16 bytes")
+    return int.from_bytes(raw, "big")
 
 
 def _time(text: str) -> datetime:

@@ -20,6 +20,7 @@ from application.ingest import Ingestor
 from events.store import EventStore
 from streams.inbound import InboundHandler, register_inbound
 from streams.processors import PROCESSOR_GROUP, JourneyProcessor
+from streams.retention import RecordTrimmer
 from streams.topics import DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENTS_TOPIC, INBOUND_TOPIC, JOURNEYS_TOPIC
 
 APP_ID = "touchpoints"
@@ -27,10 +28,12 @@ SESSION_TIMEOUT_SECONDS = 6.0
 
 
 class TouchpointsApp(faust.App):
-    """A Faust app that also knows its journey processor and inbound handler (for stats)."""
+    """A Faust app that also knows its journey processor, inbound handler and record
+    trimmer (for stats)."""
 
     processor: JourneyProcessor | None = None
     inbound: InboundHandler | None = None
+    trimmer: RecordTrimmer | None = None
 
     def worker_stats(self) -> dict[str, Any]:
         try:
@@ -41,6 +44,7 @@ class TouchpointsApp(faust.App):
             "faust_assigned_partitions": faust_assigned,
             "processor": self.processor.stats() if self.processor is not None else None,
             "inbound": self.inbound.stats() if self.inbound is not None else None,
+            "retention": self.trimmer.stats() if self.trimmer is not None else None,
         }
 
 
@@ -123,6 +127,11 @@ def _processor_service(processor: JourneyProcessor) -> type[Service]:
             try:
                 await processor.run()
             except asyncio.CancelledError:
+                if not self.should_stop:
+                    # Not our stop: the client cancelled it (a broker that restarted closed a
+                    # fetch). A worker left without its processor would look alive and fold
+                    # nothing, so crash it: the supervisor restarts it and it restores.
+                    await self.crash(RuntimeError("the journey processor was cancelled while running"))
                 raise
             except Exception as error:
                 await self.crash(error)

@@ -4,6 +4,11 @@
 Its storage is memory only: stopping or restarting it loses every topic, offset
 and consumer group. The platform copes by rebuilding from the event store (see
 ``streams.relay``). ``data_dir`` only holds the broker's log file.
+
+It holds every record of every topic for as long as it runs: tansu 0.6.0's memory
+engine applies no ``retention.ms``, ``retention.bytes``, ``cleanup.policy=compact``
+or segment setting, and does not implement DeleteRecords (the request panics the
+task serving the connection, which drops). Only deleting a topic frees its memory.
 """
 
 from __future__ import annotations

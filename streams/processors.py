@@ -44,7 +44,6 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from projections.journey import IdentityJourney, JourneyFormatError
 
-from application.fold import journey_extent
 from streams.topics import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
@@ -59,7 +58,6 @@ from streams.topics import (
 log = logging.getLogger(__name__)
 
 PROCESSOR_GROUP = "touchpoints-journeys"
-H_JOURNEY_POSITION = "position"  # header: the highest log position the journey reflects
 H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that produced it
 
 
@@ -287,24 +285,17 @@ class JourneyProcessor:
     # --- one batch ------------------------------------------------------------------
 
     async def process(self, batches: dict[Any, Sequence[Any]]) -> None:
-        """Fold one ``getmany`` result, publish the touched journeys, then commit."""
-        commits = {}
+        """Fold one ``getmany`` result, publish the touched journeys, then commit. If any
+        of it fails, the batch is read again: its events are then duplicates, and a
+        duplicate still publishes its journey, so nothing folded is left unpublished."""
         async with self._lock:
             assigned = self._consumer.assignment()
             owned = [tp for tp in batches if tp in assigned]
-            await self._restore([tp.partition for tp in owned if not self.state.owns(tp.partition)])
-            pending = []
-            for tp in owned:
-                records = batches[tp]
-                result = self.state.fold(tp.partition, ((r.value, r.headers) for r in records))
-                self._count(len(records), result)
-                if result.touched:
-                    pending.append((tp.partition, result.touched, records[-1].offset))
-                commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
-                high = self._consumer.highwater(tp)
-                if high is not None:
-                    self._lag[tp.partition] = max(high - records[-1].offset - 1, 0)
-            await self._publish(pending)
+            try:
+                commits = await self._fold_and_publish(owned, batches)
+            except BaseException:
+                self._rewind(owned, batches)
+                raise
             self._counts["batches"] += 1
             self._last_batch_at = time.time()
         if commits:
@@ -312,6 +303,33 @@ class JourneyProcessor:
             if self._committing is not None:
                 await self._committing
             self._committing = asyncio.ensure_future(self._commit(commits))
+
+    async def _fold_and_publish(self, owned: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> dict:
+        await self._restore([tp.partition for tp in owned if not self.state.owns(tp.partition)])
+        commits = {}
+        pending = []
+        for tp in owned:
+            records = batches[tp]
+            result = self.state.fold(tp.partition, ((r.value, r.headers) for r in records))
+            self._count(len(records), result)
+            if result.touched:
+                pending.append((tp.partition, result.touched, records[-1].offset))
+            commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                self._lag[tp.partition] = max(high - records[-1].offset - 1, 0)
+        await self._publish(pending)
+        return commits
+
+    def _rewind(self, owned: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> None:
+        """Move the consumer back to the first record of the batch on each partition it
+        still holds (the fetch position had moved past records not yet in a journey on
+        the topic, and a later batch's commit would have skipped them for good)."""
+        for tp in owned:
+            try:
+                self._consumer.seek(tp, batches[tp][0].offset)
+            except (IllegalStateError, ValueError) as error:  # revoked meanwhile: its next owner reads it
+                log.debug("processor: rewinding %s: %r", tp, error)
 
     def _count(self, records: int, result: FoldResult) -> None:
         counts = self._counts
@@ -327,39 +345,45 @@ class JourneyProcessor:
     async def _publish(self, pending: list[tuple[int, dict[str, IdentityJourney], int]]) -> None:
         sent = []
         for partition, journeys, source_offset in pending:
-            futures = await self._send_all(partition, journeys, source_offset)
-            sent.append((partition, futures))
-        for partition, futures in sent:
-            metadata = await asyncio.gather(*futures)
-            lowest = min(m.offset for m in metadata)
+            sent.append((partition, await self._send_all(partition, journeys, source_offset)))
+        for partition, batches in sent:
+            lowest, highest = await _acknowledged(batches)
             previous = self._produced.get(partition)
-            self._produced[partition] = max(m.offset for m in metadata)
+            self._produced[partition] = highest
             if previous is not None and lowest <= previous:
                 await self._republish(partition)
 
-    async def _send_all(self, partition: int, journeys: dict[str, IdentityJourney], source_offset: int) -> list:
-        send = self._producer.send
-        source = str(source_offset).encode()
-        futures = []
+    async def _send_all(
+        self, partition: int, journeys: dict[str, IdentityJourney], source_offset: int
+    ) -> list[tuple[asyncio.Future, int]]:
+        """Produce one record per journey to ``partition``, in record batches built here
+        (the producer's batch API: no future and no metadata object per record, ~3x
+        cheaper than ``send`` per record); returns each batch's future and size."""
+        producer = self._producer
+        headers = [(H_SOURCE_OFFSET, str(source_offset).encode())]
+        sent = []
+        batch = producer.create_batch()
         for key, journey in journeys.items():
-            position, _ = journey_extent(journey)
-            headers = [(H_JOURNEY_POSITION, str(position or 0).encode()), (H_SOURCE_OFFSET, source)]
-            futures.append(
-                await send(self.journeys_topic, journey.to_bytes(), key=key.encode(), partition=partition,
-                           headers=headers)
-            )
-        self._counts["journeys_published"] += len(futures)
-        return futures
+            key_bytes, value = key.encode(), journey.to_bytes()
+            if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:  # full
+                sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
+                             batch.record_count()))
+                batch = producer.create_batch()  # the first record of a batch always fits
+                batch.append(key=key_bytes, value=value, timestamp=None, headers=headers)
+        if batch.record_count():
+            sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
+                         batch.record_count()))
+        self._counts["journeys_published"] += len(journeys)
+        return sent
 
     async def _republish(self, partition: int) -> None:
         """The journeys partition lost its records (offsets went backwards): produce
         every journey of it again so the view server can rebuild from the topic."""
         journeys = self.state.journeys(partition)
         log.warning("journeys partition %d lost data: republishing its %d journeys", partition, len(journeys))
-        futures = await self._send_all(partition, journeys, -1)
-        if futures:
-            metadata = await asyncio.gather(*futures)
-            self._produced[partition] = max(m.offset for m in metadata)
+        batches = await self._send_all(partition, journeys, -1)
+        if batches:
+            self._produced[partition] = (await _acknowledged(batches))[1]
         self._counts["republished_partitions"] += 1
 
     async def _commit(self, offsets: dict) -> None:
@@ -447,6 +471,14 @@ class JourneyProcessor:
             "last_batch_at": self._last_batch_at,
             "last_error": self._last_error,
         }
+
+
+async def _acknowledged(batches: list[tuple[asyncio.Future, int]]) -> tuple[int, int]:
+    """Wait for the broker to acknowledge record batches of one partition; the lowest and
+    highest offsets they were written at."""
+    written = [(metadata.offset, size) for metadata, (_, size) in
+               zip(await asyncio.gather(*(future for future, _ in batches)), batches)]
+    return min(base for base, _ in written), max(base + size - 1 for base, size in written)
 
 
 async def read_to_end(

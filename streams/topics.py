@@ -7,7 +7,8 @@ body (``events.registry.encode_body``); headers carry the envelope (type, schema
 version, event id, global position, recorded_at, stream, stream version,
 occurred_at) so a consumer decodes through the registry only what it needs.
 ``touchpoints.journeys`` is co-partitioned with it (same partition count, same
-keys) and compacted: it holds the latest journey per identity.
+keys) and created compacted: a broker that compacts keeps the latest journey per
+identity (the bundled tansu broker compacts nothing: it keeps every version).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ H_STREAM_VERSION = "stream_version"
 H_OCCURRED_AT = "occurred_at"
 
 Headers = Mapping[str, bytes] | Sequence[tuple[str, bytes]]
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # (key, value, headers) of one record
 
 
 class TopicError(RuntimeError):
@@ -64,11 +66,14 @@ class TopicSpec:
 
 def platform_topics(partitions: int = DEFAULT_PARTITIONS, *, compact_journeys: bool = True) -> list[TopicSpec]:
     """Every topic the platform uses. The dead-letter topic has one partition: it is
-    small and operators read it in arrival order."""
+    small and operators read it in arrival order. The events and inbound topics keep
+    their records until ``streams.retention`` deletes what every reader committed past:
+    a time or size limit would drop records a slow or stopped group still needs."""
     journeys_config = {"cleanup.policy": "compact"} if compact_journeys else {}
+    kept_until_read = {"retention.ms": "-1", "retention.bytes": "-1"}
     return [
-        TopicSpec(EVENTS_TOPIC, partitions),
-        TopicSpec(INBOUND_TOPIC, partitions),
+        TopicSpec(EVENTS_TOPIC, partitions, kept_until_read),
+        TopicSpec(INBOUND_TOPIC, partitions, kept_until_read),
         TopicSpec(DEADLETTER_TOPIC, 1),
         TopicSpec(JOURNEYS_TOPIC, partitions, journeys_config),
     ]
@@ -163,19 +168,32 @@ def partition_for_key(key: bytes | str, partitions: int) -> int:
 # --- touchpoints.events records --------------------------------------------------
 
 
-def event_record(recorded: RecordedEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def event_record(recorded: RecordedEvent) -> Record:
     """``(key, value, headers)`` of the record carrying one stored event."""
-    headers = [
-        (H_TYPE, recorded.type.encode()),
-        (H_SCHEMA_VERSION, str(recorded.schema_version).encode()),
-        (H_EVENT_ID, str(recorded.event_id).encode()),
-        (H_POSITION, str(recorded.position).encode()),
-        (H_RECORDED_AT, utc_text(recorded.recorded_at).encode()),
-        (H_STREAM, recorded.stream.encode()),
-        (H_STREAM_VERSION, str(recorded.stream_version).encode()),
-        (H_OCCURRED_AT, utc_text(recorded.occurred_at).encode()),
-    ]
-    return recorded.stream.encode(), recorded.data, headers
+    return event_records((recorded,))[0]
+
+
+def event_records(page: Iterable[RecordedEvent]) -> list[Record]:
+    """The records of a page of stored events, in order: the value is the stored body as
+    it is (no re-encoding), the headers its envelope as text. The events of one append
+    share one ``recorded_at``, so its text is made once for them."""
+    records: list[Record] = []
+    recorded_at, recorded_text = None, b""
+    for event in page:
+        if event.recorded_at is not recorded_at:
+            recorded_at, recorded_text = event.recorded_at, utc_text(event.recorded_at).encode()
+        stream = event.stream.encode()
+        records.append((stream, event.data, [
+            (H_TYPE, event.type.encode()),
+            (H_SCHEMA_VERSION, b"%d" % event.schema_version),
+            (H_EVENT_ID, str(event.event_id).encode()),
+            (H_POSITION, b"%d" % event.position),
+            (H_RECORDED_AT, recorded_text),
+            (H_STREAM, stream),
+            (H_STREAM_VERSION, b"%d" % event.stream_version),
+            (H_OCCURRED_AT, utc_text(event.occurred_at).encode()),
+        ]))
+    return records
 
 
 def recorded_from_record(value: bytes, headers: Headers) -> RecordedEvent:

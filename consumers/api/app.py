@@ -29,6 +29,10 @@ from events.store import EventStore, StoreUnavailable
 
 HealthCheck = Callable[[], Mapping[str, Any]]
 
+# Statuses of a component on its way to "ok" (the views catching up with the log, a worker
+# joining its group): nothing is broken, so /healthz's status stays "ok", but not ready yet.
+PROGRESS_STATUSES = frozenset({"catching_up", "starting"})
+
 # Pages of the log (GET /v1/events) are read on this many threads, not the default pool of
 # 40: a page is CPU under the GIL, and 16 at once took turns unfairly (p99 1.0 s against
 # ~0.3 s with two threads, at the same throughput).
@@ -40,7 +44,8 @@ DESCRIPTION = """Every customer touchpoint as an immutable event.
 
 * `POST /v1/events` ingests one event, a JSON array or NDJSON (all-or-nothing, idempotent by `event_id`).
 * `GET /v1/events` reads the log in global order; `GET /v1/schemas` lists the JSON Schema of every type.
-* `GET /healthz` reports each component.
+* `GET /healthz` reports each component; `ready` is true once every one is `ok`, the views caught up
+  with the log's head included.
 """
 
 
@@ -53,8 +58,10 @@ def create_app(
     health_checks: Mapping[str, HealthCheck] | None = None,
 ) -> FastAPI:
     """Build the API over an open store. ``views`` is the live-views holder the view routes
-    serve (None: ingestion only). ``health_checks`` adds components to ``/healthz``: each
-    callable returns a dict whose ``status`` ("ok" unless said otherwise) decides health."""
+    serve (None: ingestion only); ``/healthz`` then reports a ``views`` component (their
+    position against the store's head, ``views_health``). ``health_checks`` adds (or, by
+    name, replaces) components: each callable returns a dict whose ``status`` ("ok" unless
+    said otherwise) decides health."""
     app = FastAPI(title="touchpoints", version="0.1.0", description=DESCRIPTION)
     app.state.store = store
     app.state.settings = settings
@@ -65,7 +72,10 @@ def create_app(
     app.state.log_reads = log_reads = ThreadPoolExecutor(LOG_READ_THREADS, thread_name_prefix="log-read")
     app.router.on_shutdown.append(lambda: log_reads.shutdown(wait=False, cancel_futures=True))
     app.state.views = views
-    app.state.health_checks = {"store": lambda: store_health(store, settings), **(health_checks or {})}
+    checks: dict[str, HealthCheck] = {"store": lambda: store_health(store, settings)}
+    if views is not None:
+        checks["views"] = lambda: views_health(views, store)
+    app.state.health_checks = {**checks, **(health_checks or {})}
 
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
@@ -84,8 +94,10 @@ def create_app(
 async def healthz(request: Request) -> Response:
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     components = await run_in_threadpool(run_health_checks, checks)
-    healthy = all(component.get("status") == "ok" for component in components.values())
-    return json_response({"status": "ok" if healthy else "degraded", "components": components})
+    statuses = [component.get("status") for component in components.values()]
+    healthy = all(status == "ok" or status in PROGRESS_STATUSES for status in statuses)
+    ready = all(status == "ok" for status in statuses)
+    return json_response({"status": "ok" if healthy else "degraded", "ready": ready, "components": components})
 
 
 def run_health_checks(checks: Mapping[str, HealthCheck]) -> dict[str, dict[str, Any]]:
@@ -104,6 +116,23 @@ def run_health_checks(checks: Mapping[str, HealthCheck]) -> dict[str, dict[str, 
 
 def store_health(store: EventStore, settings: Settings) -> dict[str, Any]:
     return {"url": redact_url(settings.store_url), "head_position": store.head_position(), "count": store.count()}
+
+
+def views_health(views: Any, store: EventStore) -> dict[str, Any]:
+    """Whether the views a reader gets hold the log up to the store's head: ``ok`` when
+    they do, else ``catching_up`` with how far behind (``views_readiness``). ``position``
+    is what the served default documents reflect (``LiveViews.documents_position``),
+    ``folded`` what the fold reached."""
+    head = store.head_position()  # read first: views that move on meanwhile only pass it
+    return views_readiness(head, views.documents_position, folded=views.position)
+
+
+def views_readiness(head: int | None, position: int | None, **details: Any) -> dict[str, Any]:
+    """``ok`` when ``position`` reached ``head`` (None: the log is empty, nothing to reach),
+    else ``catching_up``; ``behind`` is in position units (events, on SQLite)."""
+    behind = 0 if head is None else max(head - (position if position is not None else 0), 0)
+    status = "ok" if behind == 0 else "catching_up"
+    return {"status": status, "position": position, "head": head, "behind": behind, **details}
 
 
 def redact_url(url: str) -> str:

@@ -96,14 +96,20 @@ class LogPage(_Doc):
 
 
 class ComponentHealth(_Doc):
-    status: Literal["ok", "degraded", "down"]
+    status: Literal["ok", "degraded", "down", "catching_up", "starting"] = Field(
+        description="`catching_up` / `starting`: on its way to `ok` (e.g. the views behind the log's head), "
+        "not a fault")
 
 
 class Health(_Doc):
     model_config = ConfigDict(json_schema_extra={"example": {
-        "status": "ok", "components": {"store": {"status": "ok", "url": "sqlite:///data/events.db",
-                                                 "count": 51234, "head_position": 51234}},
+        "status": "ok", "ready": False,
+        "components": {"store": {"status": "ok", "url": "sqlite:///data/events.db", "count": 51234,
+                                 "head_position": 51234},
+                       "views": {"status": "catching_up", "position": 51000, "head": 51234, "behind": 234,
+                                 "folded": 51234}},
     }})
 
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"] = Field(description="`degraded` when a component is degraded or down")
+    ready: bool = Field(description="every component `ok`: the views caught up with the log's head")
     components: dict[str, ComponentHealth]

@@ -7,7 +7,11 @@ and the dashboard at ``GET /``.
 Every view route answers the document of ``projections.views`` (JSON, pre-encoded
 once per computation) or, for list views, CSV (``format=csv`` or ``Accept: text/csv``).
 Bad parameters get 422 naming each parameter, unknown customers 404. Responses carry
-an ``ETag`` (the view's version) so a poller that sends ``If-None-Match`` gets 304.
+an ``ETag`` (the view's version) so a poller that sends ``If-None-Match`` gets 304, and
+``X-Touchpoints-Position``: the log position the document reflects (the fold's when it was
+computed; -1 before any event), JSON and CSV alike, so a reader can compare it with the
+head ``/healthz`` reports. The documents themselves stay what ``projections.views`` makes:
+the same bytes a replay of the log gives.
 
 Point in time: ``as_of`` (events that occurred up to T) and ``known_at`` (events the
 log had recorded up to T) select a population rebuilt by replay instead of the live
@@ -72,6 +76,7 @@ NOW_HELP = ("The moment ages and recency are measured to. Default: the time of t
 LOOKBACK_HELP = "Only touches within this many days before the conversion count (default: no limit)."
 
 VIEW_TAG = ["views"]
+POSITION_HEADER = "X-Touchpoints-Position"
 
 
 class PointInTimeUnavailable(Exception):
@@ -108,7 +113,7 @@ def install_views(
     metrics.add_collector("store", lambda: _store_families(store))
     metrics.add_collector(
         "health",
-        lambda: health_check_families(getattr(app.state, "health_checks", {}), fields_of_all_but=("store",)),
+        lambda: health_check_families(getattr(app.state, "health_checks", {}), fields_of_all_but=("store", "views")),
     )
     app.add_exception_handler(ViewParameterError, _invalid_parameter)
     app.add_exception_handler(PointInTimeUnavailable, _point_in_time_unavailable)
@@ -145,7 +150,9 @@ def create_view_router(
 ) -> APIRouter:
     """The view routes. ``timeline_reads`` runs timelines (store reads plus the views lock);
     None: the default thread pool."""
-    router = APIRouter(prefix="/v1", tags=VIEW_TAG)
+    router = APIRouter(prefix="/v1", tags=VIEW_TAG, responses={200: {"headers": {POSITION_HEADER: {
+        "description": "The log position the document reflects (-1: no event yet).", "schema": {"type": "integer"},
+    }}}})
 
     async def source(
         request: Request, as_of: str | None, known_at: str | None
@@ -312,18 +319,21 @@ def create_view_router(
         def read(streams: list[str]) -> Iterable[LoggedEvent]:
             return read_member_events(store, streams, registry, as_of=occurred, known_at=recorded)
 
+        position = holder.position  # before the fold may move on: the document reflects at least it
         if timeline_reads is None:
             document = await run_in_threadpool(holder.timeline, id, read)
         else:
             document = await asyncio.get_running_loop().run_in_executor(timeline_reads, holder.timeline, id, read)
         if document is None:
             return _error(404, "unknown_customer", f"no customer or identity {id!r}", parameter="id", where="path")
-        entry = CachedView(("timeline", ()), holder.version, 0.0, 0.0, document)
+        entry = CachedView(("timeline", ()), holder.version, 0.0, 0.0, document, position)
         return respond(request, entry, format, f"timeline-{_safe_filename(id)}", etag=False, rows="events")
 
     @router.get("/views/status", summary="What the live views hold: position, version, data time")
     async def views_status() -> Response:
-        return Response(_json(views.stats()), media_type="application/json", headers={"Cache-Control": "no-store"})
+        stats = views.stats()
+        headers = {"Cache-Control": "no-store", POSITION_HEADER: _position_header(stats["position"])}
+        return Response(_json(stats), media_type="application/json", headers=headers)
 
     return router
 
@@ -336,7 +346,8 @@ def respond(
 ) -> Response:
     csv = fmt == "csv" if fmt else prefers_csv(request.headers.get("accept", ""))
     tag = _etag(entry, csv) if etag else None
-    headers = {"Cache-Control": "no-cache", "X-Views-Version": str(entry.version)}
+    headers = {"Cache-Control": "no-cache", "X-Views-Version": str(entry.version),
+               POSITION_HEADER: _position_header(entry.position)}
     if tag is not None:
         headers["ETag"] = tag
         if request.headers.get("if-none-match") == tag:
@@ -350,6 +361,10 @@ def respond(
                       parameter="format", where="query")
     headers["Content-Disposition"] = f'inline; filename="{filename}.csv"'
     return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _position_header(position: int | None) -> str:
+    return str(position if position is not None else -1)
 
 
 def prefers_csv(accept: str) -> bool:

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-inbound", action="store_true", help="do not run the Kafka ingestion agent")
     parser.add_argument("--no-processors", action="store_true", help="do not run the journey processor")
     parser.add_argument("--stats-file", metavar="PATH", help="write the worker's stats (JSON) here every second")
+    parser.add_argument("--no-trim", action="store_true",
+                        help="do not delete records every group committed past (for a broker without DeleteRecords, "
+                        "such as the bundled one)")
     parser.add_argument("--group", default=None, help=argparse.SUPPRESS)  # benchmarks: a fresh consumer group
     parser.set_defaults(handler=run)
 
@@ -50,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     return work(settings, bootstrap=bootstrap, store_url=args.store or settings.store_url,
                 inbound=not args.no_inbound, processors=not args.no_processors, group=args.group,
-                stats_file=args.stats_file)
+                stats_file=args.stats_file, trim=not args.no_trim)
 
 
 def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = True, processors: bool = True,
-         group: str | None = None, stats_file: str | None = None) -> int:
+         group: str | None = None, stats_file: str | None = None, trim: bool = True) -> int:
     import faust
     from kafka.errors import KafkaError
 
@@ -79,8 +82,11 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
         except (EventStoreError, ValueError) as error:
             print(f"touchpoints worker: cannot open the store {store_url}: {error}", file=sys.stderr)
             return 2
+    processor_group, app_id = group or PROCESSOR_GROUP, f"touchpoints-{group}" if group else "touchpoints"
     app = create_app(settings, bootstrap=bootstrap, store=store, processors=processors,
-                     processor_group=group or PROCESSOR_GROUP, app_id=f"touchpoints-{group}" if group else "touchpoints")
+                     processor_group=processor_group, app_id=app_id)
+    if trim:
+        _trim_committed_records(app, bootstrap, processor_group=processor_group, app_id=app_id)
     if stats_file:
         _write_stats_every_second(app, Path(stats_file))
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
@@ -92,6 +98,21 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
         if store is not None:
             store.close()
     return 0
+
+
+def _trim_committed_records(app, bootstrap: str, *, processor_group: str, app_id: str) -> None:
+    """Delete, every ``RecordTrimmer.interval`` seconds, what the groups reading the events and
+    inbound topics have all committed past (the worker runs those groups, so it knows them)."""
+    import asyncio
+
+    from streams.retention import RecordTrimmer
+    from streams.topics import EVENTS_TOPIC, INBOUND_TOPIC
+
+    trimmer = app.trimmer = RecordTrimmer(bootstrap, {EVENTS_TOPIC: [processor_group], INBOUND_TOPIC: [app_id]})
+
+    @app.timer(trimmer.interval)
+    async def trim_committed_records() -> None:
+        await asyncio.to_thread(trimmer.run_once)
 
 
 def _write_stats_every_second(app, path: Path) -> None:

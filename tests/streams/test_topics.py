@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -20,6 +21,7 @@ from streams.topics import (
     TopicSpec,
     ensure_topics,
     event_record,
+    event_records,
     logged_from_record,
     record_decoder,
     partition_for_key,
@@ -53,6 +55,18 @@ def test_event_record__accepts_headers_as_a_mapping_too():
     _, value, headers = event_record(original)
 
     assert recorded_from_record(value, dict(headers)) == original
+
+
+def test_event_records__of_a_page_are_each_events_record_in_order():
+    first = a_recorded_event()
+    same_append = replace(first, position=18, event_id=uuid.uuid4(), stream_version=4)
+    later = replace(first, position=19, event_id=uuid.uuid4(), recorded_at=datetime(2024, 5, 2, tzinfo=timezone.utc))
+    page = [first, same_append, later]
+
+    records = event_records(page)
+
+    assert records == [event_record(recorded) for recorded in page]
+    assert [recorded_from_record(value, headers) for _, value, headers in records] == page
 
 
 def test_record_without_a_position_header__is_refused_naming_the_header():

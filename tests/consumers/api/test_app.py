@@ -1,11 +1,20 @@
-"""The API app: /healthz, the OpenAPI document, and the pool that reads the log."""
+"""The API app: /healthz (components, readiness of the views), the OpenAPI document, and the pool
+that reads the log."""
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
 
+from application.ingest import Ingestor
+from application.live_views import LiveViews
+from application.store_feed import StoreFeed
 from consumers.api.app import LOG_READ_THREADS, create_app, redact_url
+from events.registry import REGISTRY
+from events.sqlite.store import SQLiteEventStore
+from tests.conftest import wire_event
 
 
 def test_healthz__ok_with_the_store_count_and_head(api, make_event):
@@ -86,3 +95,104 @@ def test_read_log__pages_are_read_on_the_small_log_read_pool_and_concurrent_read
     assert all(response.status_code == 200 and response.json() == alone for response in together)
     assert threads_used and all(name.startswith("log-read") for name in threads_used)
     assert len(threads_used) <= LOG_READ_THREADS
+
+
+# --- readiness: the views against the log's head (touchpoints serve: views from the store) -----
+
+
+@contextmanager
+def serving_views(store, settings, *, poll_interval: float = 0.05, **live_views_options):
+    """The API as ``touchpoints serve`` runs it without Kafka: live views fed from the store."""
+    views = LiveViews(**live_views_options)
+    feed = StoreFeed(store, views, poll_interval=poll_interval).start()
+    try:
+        with TestClient(create_app(store=store, settings=settings, views=views,
+                                   health_checks={"view_feed": feed.stats})) as client:
+            yield client, views, feed
+    finally:
+        feed.stop()
+        views.close()
+
+
+def append_from_another_writer(store, count: int) -> None:
+    """Append as a backfill in another process would: the feed sees it when it next polls."""
+    with SQLiteEventStore(store.path) as writer:
+        Ingestor(writer).append([REGISTRY.validate(wire_event()) for _ in range(count)])
+
+
+def test_healthz__views_behind_the_head_are_catching_up_with_the_gap_and_not_ready(store, settings):
+    # given views that hold the log's first 3 events and poll for others' appends once an hour
+    Ingestor(store).append([REGISTRY.validate(wire_event()) for _ in range(3)])
+    with serving_views(store, settings, poll_interval=3600, background=False) as (api, views, feed):
+        assert feed.wait_until_caught_up(10)
+        held = views.position
+
+        # when another writer appends 2 more
+        append_from_another_writer(store, 2)
+        body = api.get("/healthz").json()
+
+    # then the views say how far behind they are; nothing is broken, so status stays ok
+    assert body["components"]["views"] == {
+        "status": "catching_up", "position": held, "head": store.head_position(), "behind": 2, "folded": held,
+    }
+    assert body["status"] == "ok"
+    assert body["ready"] is False
+
+
+def test_healthz__views_that_reached_the_head_are_ok_and_ready(store, settings):
+    # given the API serving views from the store
+    with serving_views(store, settings) as (api, views, feed):
+        # when another writer appends and the feed folds it
+        append_from_another_writer(store, 5)
+        deadline = time.monotonic() + 10
+        while (body := api.get("/healthz").json())["components"]["views"]["status"] != "ok":
+            assert time.monotonic() < deadline, f"the views never caught up: {body}"
+            time.sleep(0.02)
+
+    # then they report the head as their position, and the API is ready
+    views_report = body["components"]["views"]
+    assert views_report["position"] == views_report["head"] == store.head_position()
+    assert views_report["behind"] == 0
+    assert body["status"] == "ok" and body["ready"] is True
+
+
+def test_healthz__folded_events_whose_documents_are_not_refreshed_yet_are_still_catching_up(store, settings):
+    # given views whose default documents were computed at the log's first 3 events, and a
+    # refresher that waits an hour before recomputing them
+    Ingestor(store).append([REGISTRY.validate(wire_event()) for _ in range(3)])
+    with serving_views(store, settings, refresh_delay=3600) as (api, views, feed):
+        assert feed.wait_until_caught_up(10)
+        views.refresh()
+        computed_at = views.position
+
+        # when 2 more events are folded
+        Ingestor(store).append([REGISTRY.validate(wire_event()) for _ in range(2)])
+        assert feed.wait_until_caught_up(10)
+        report = api.get("/healthz").json()["components"]["views"]
+        served = api.get("/v1/funnel")
+
+    # then the views are catching up: readers still get the documents of the first 3
+    assert report["status"] == "catching_up"
+    assert report["folded"] == report["head"] == store.head_position()
+    assert report["position"] == computed_at and report["behind"] == 2
+    assert served.headers["X-Touchpoints-Position"] == str(computed_at)
+
+
+def test_healthz__an_empty_log_is_caught_up_by_views_that_hold_nothing(store, settings):
+    with serving_views(store, settings) as (api, views, feed):
+        body = api.get("/healthz").json()
+
+    assert body["components"]["views"] == {"status": "ok", "position": None, "head": None, "behind": 0,
+                                           "folded": None}
+    assert body["ready"] is True
+
+
+def test_healthz__a_starting_component_keeps_the_status_ok_but_not_ready(store, settings):
+    checks = {"views": lambda: {"status": "starting", "waiting_for": "the journey processor"}}
+    api = TestClient(create_app(store=store, settings=settings, health_checks=checks))
+
+    body = api.get("/healthz").json()
+
+    assert body["status"] == "ok"
+    assert body["ready"] is False
+    assert body["components"]["views"] == {"status": "starting", "waiting_for": "the journey processor"}

@@ -330,6 +330,53 @@ def test_views_status_reports_position_and_version(api, demo):
     assert status["version"] == views.version
 
 
+# --- the log position every answer reflects ----------------------------------------------------
+
+
+def view_urls(api, customer_id: str) -> list[str]:
+    """Every GET route of the views the OpenAPI document lists, its path parameter filled."""
+    paths = api.get("/openapi.json").json()["paths"]
+    return [path.replace("{id}", customer_id) for path, operations in paths.items()
+            if "views" in operations.get("get", {}).get("tags", ())]
+
+
+def test_every_view_route_answers_the_log_position_its_document_reflects(api, demo, linked_identity):
+    store, _, _ = demo
+    urls = view_urls(api, linked_identity[1])
+
+    answers = {url: api.get(url) for url in urls}
+
+    assert len(urls) >= 10
+    assert {url: (answer.status_code, answer.headers.get("X-Touchpoints-Position"))
+            for url, answer in answers.items()} == {url: (200, str(store.head_position())) for url in urls}
+
+
+@pytest.mark.parametrize("route", [*sorted(LIST_ROUTES), "/v1/customers/{id}/timeline"])
+def test_every_csv_export_answers_the_log_position_too(api, demo, linked_identity, route):
+    store, _, _ = demo
+
+    response = api.get(route.replace("{id}", linked_identity[1]), params={"format": "csv"})
+
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["X-Touchpoints-Position"] == str(store.head_position())
+
+
+def test_the_position_of_every_view_route_is_documented_in_openapi(api):
+    paths = api.get("/openapi.json").json()["paths"]
+
+    documented = {path: "X-Touchpoints-Position" in operations["get"]["responses"]["200"].get("headers", {})
+                  for path, operations in paths.items() if "views" in operations.get("get", {}).get("tags", ())}
+
+    assert documented and all(documented.values()), documented
+
+
+def test_views_over_an_empty_log_answer_position_minus_one(store, settings):
+    with TestClient(create_app(store=store, settings=settings, views=LiveViews(background=False))) as client:
+        response = client.get("/v1/funnel")
+
+    assert response.headers["X-Touchpoints-Position"] == "-1"
+
+
 def test_the_dashboard_page_and_its_vendored_chart_library_are_served(api):
     page = api.get("/")
     library = api.get("/dashboard/static/chart.umd.min.js")
