@@ -50,6 +50,7 @@ from streams.topics import (
     JOURNEYS_TOPIC,
     MalformedRecord,
     TopicSpec,
+    close_admin,
     describe_topics,
     ensure_topics,
     record_decoder,
@@ -276,11 +277,7 @@ class JourneyProcessor:
 
     def _close_admin(self) -> None:
         admin, self._admin = self._admin, None
-        if admin is not None:
-            try:
-                admin.close()
-            except Exception as error:  # noqa: BLE001 - a broken admin client may fail to close
-                log.debug("processor: closing the admin client: %r", error)
+        close_admin(admin, "processor")
 
     # --- one batch ------------------------------------------------------------------
 

@@ -25,7 +25,15 @@ from typing import Any
 
 from events.store import EventStore, RecordedEvent
 from streams.checkpoint import Checkpoint, CheckpointStore
-from streams.topics import DEFAULT_PARTITIONS, EVENTS_TOPIC, TopicSpec, describe_topics, ensure_topics, event_record
+from streams.topics import (
+    DEFAULT_PARTITIONS,
+    EVENTS_TOPIC,
+    TopicSpec,
+    close_admin,
+    describe_topics,
+    ensure_topics,
+    event_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +252,7 @@ class Relay:
                 producer.close(timeout=1)
             except Exception:  # noqa: BLE001 - closing a broken producer may fail; nothing to save
                 log.debug("relay: closing the producer failed", exc_info=True)
-        if admin is not None:
-            try:
-                admin.close()
-            except Exception:  # noqa: BLE001
-                log.debug("relay: closing the admin client failed", exc_info=True)
+        close_admin(admin, "relay")
 
     def _ensure_topic(self, *, fresh: bool = False) -> None:
         """Create the topic if missing and remember its id. On a fresh start (nothing

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.topics import describe_topics
+from streams.topics import close_admin, describe_topics
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,7 @@ class RecordTrimmer:
     def close(self) -> None:
         """Close the admin connection (the next round opens a new one)."""
         admin, self._admin = self._admin, None
-        if admin is not None:
-            try:
-                admin.close()
-            except Exception as error:  # noqa: BLE001 - a broken admin client may fail to close
-                log.debug("record trimmer: closing the admin client: %r", error)
+        close_admin(admin, "record trimmer")
 
     def _connect(self) -> Any:
         if self._admin is None:

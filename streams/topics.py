@@ -149,6 +149,17 @@ def describe_topics(admin, topics: Sequence[str]) -> dict[str, tuple[str | None,
     return found
 
 
+def close_admin(admin, owner: str) -> None:
+    """Close a kafka-python admin client (None: nothing to close); one that a lost broker
+    broke may fail to close, and then there is nothing left to save."""
+    if admin is None:
+        return
+    try:
+        admin.close()
+    except Exception as error:  # noqa: BLE001
+        log.debug("%s: closing the admin client: %r", owner, error)
+
+
 def _check_copartitioned(counts: Mapping[str, int]) -> None:
     events, journeys = counts.get(EVENTS_TOPIC), counts.get(JOURNEYS_TOPIC)
     if events is not None and journeys is not None and events != journeys:
