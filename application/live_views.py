@@ -13,6 +13,11 @@ View documents come from ``projections.views`` and are cached per (view, paramet
   events costs one refresh (``refresh_delay`` after the first change), and readers keep
   getting the previous document until the new one is ready, so they never wait on a
   recompute;
+- the default documents of the views ``projections.aggregates`` maintains are rendered
+  from those aggregates, which the population's group cache updates group by group: the
+  work per refresh follows the groups that changed, not the size of the population (the
+  definitions in ``projections.views`` remain what replay and the audit compute; tests
+  hold every aggregate to its definition byte for byte);
 - any other parameters are computed on first request and cached; when the data has
   changed since, a cached document younger than ``max_stale_seconds`` is served as is,
   an older one is recomputed by the first reader while concurrent readers of the same
@@ -46,6 +51,7 @@ from events.times import EPOCH
 from projections import journey as journey_module
 from projections import population as population_module
 from projections import views as views_module
+from projections.aggregates import MaintainedViews
 from projections.attribution import MODELS
 from projections.journey import IdentityJourney
 from projections.parameters import ViewParameterError
@@ -114,6 +120,20 @@ VIEW_SPECS: dict[str, ViewSpec] = {
 }
 
 
+DOCUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "funnel": ("funnel", {}),
+    "first_contact_by_channel": ("first_contact", {"group_by": "channel"}),
+    "first_contact_by_campaign": ("first_contact", {"group_by": "campaign"}),
+    "conversion_time": ("conversion_time", {}),
+    **{f"attribution_{model}": ("attribution", {"model": model}) for model in MODELS},
+    "paths": ("paths", {}),
+    "top_customers": ("top_customers", {}),
+    "prospects": ("prospects", {}),
+    "data_quality": ("data_quality", {}),
+}
+"""Each document of ``projections.views.all_views``: its view and parameters here."""
+
+
 @dataclass
 class CachedView:
     """One computed view document, with its encodings made once on first use."""
@@ -155,8 +175,11 @@ class LiveViews:
         max_stale_seconds: float = 0.2,
         cache_size: int = 256,
         background: bool = True,
+        maintain_views: bool = True,
     ):
         self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
+        if maintain_views:
+            self._log.population.summaries.maintain(MaintainedViews.default())
         self._clock = clock
         self.refresh_delay = refresh_delay
         self.max_stale_seconds = max_stale_seconds
@@ -337,8 +360,15 @@ class LiveViews:
             position = self._log.position
             if spec.needs_now and params.get("now") is None:
                 params["now"] = self.now()
+            population = self._log.population
+            maintained = population.summaries.maintained
+            aggregate = None if maintained is None else maintained.find(name, params)
             with collector_paused():  # summarising and attributing many groups allocate no cycles
-                document = spec.compute(self._log.population, **params)
+                if aggregate is not None:
+                    population.summaries.refresh()
+                    document = aggregate.document(population, params)
+                else:
+                    document = spec.compute(population, **params)
         entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document, position)
         entry.json_bytes()  # encode outside the readers' path
         self._store(entry)
@@ -374,9 +404,11 @@ class LiveViews:
             return views_module.timeline_view(self._log.population, identity, events)
 
     def all_documents(self) -> dict[str, dict[str, Any]]:
-        """``projections.views.all_views`` of the live population at its "now"."""
-        with self._lock, collector_paused():
-            return views_module.all_views(self._log.population, now=self.now())
+        """Every document of ``projections.views.all_views``, as these live views serve it
+        (maintained where maintained) at their current position and "now": what the audit
+        compares with a replay."""
+        with self._lock:
+            return {name: self._compute(self._key(view, params)).document for name, (view, params) in DOCUMENTS.items()}
 
     # --- precomputation ----------------------------------------------------------------
 
@@ -454,6 +486,7 @@ class LiveViews:
             **self._counts,
             "cached_views": cached,
             "precomputed_views": len(self._precomputed),
+            "maintained_views": len(self._log.population.summaries.maintained or ()),
             "last_refresh_seconds": round(self._last_refresh_seconds, 4),
         }
 

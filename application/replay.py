@@ -134,9 +134,11 @@ class ReplayResult:
         return self.last_occurred_at if self.last_occurred_at is not None else EPOCH
 
     def live_views(self) -> LiveViews:
-        """The replayed population behind the same view cache the API serves."""
+        """The replayed population behind the same view cache the API serves. Its views
+        come from the definitions (``projections.views``), not the maintained aggregates:
+        the audit recomputes, so that comparing it with the live views checks them."""
         now = self.now
-        return LiveViews(population=self.population, clock=lambda: now, background=False)
+        return LiveViews(population=self.population, clock=lambda: now, background=False, maintain_views=False)
 
     def note_undecodable(self, position: int, type_name: str, error: Exception) -> None:
         self.undecodable += 1

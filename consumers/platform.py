@@ -201,6 +201,13 @@ class Platform:
             raise
         return self
 
+    def extra_worker(self, name: str) -> ChildProcess:
+        """Another worker process of this platform (not started, not supervised): it joins
+        the same consumer groups and shares the partitions, as scaled-out workers do in
+        production. Health and readiness follow the supervised worker only."""
+        return self._child(name, ["worker", "--stats-file", str(self.run_dir / f"{name}-stats.json"),
+                                  *(["--no-trim"] if self.broker is not None else [])])
+
     def _child(self, name: str, command: list[str]) -> ChildProcess:
         env = {
             **os.environ,

@@ -17,12 +17,17 @@ as 0 days ago. Queries over the population.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from projections import parameters
 from projections.figures import days, elapsed_days, iso, money, quintile_scores, rate
 from projections.group import GroupSummary
-from projections.population import Population
+
+if TYPE_CHECKING:  # the maintained views import the rows from here, and the population imports them
+    from projections.population import Population
 
 VERSION = 1
 RANK_BY = ("revenue", "orders", "rfm")
@@ -42,13 +47,19 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
         )
     else:
         order = sorted(range(len(customers)), key=lambda i: (-sum(scores[i]), -customers[i].net_e4, customers[i].root))
+    rows = [customer_row(customers[i], scores[i], at) for i in order[:limit]]
+    return top_customers_document(by, limit, at, len(customers), sum(group.net_e4 for group in customers), rows)
+
+
+def top_customers_document(by: str, limit: int, now: datetime, customers: int, revenue_e4: int, rows: list) -> dict:
+    """The top customers document around its rows (also rendered by the maintained view)."""
     return {
         "by": by,
         "limit": limit,
-        "now": iso(at),
-        "customers": len(customers),
-        "revenue": money(sum(group.net_e4 for group in customers)),
-        "rows": [_customer_row(customers[i], scores[i], at) for i in order[:limit]],
+        "now": iso(now),
+        "customers": customers,
+        "revenue": money(revenue_e4),
+        "rows": rows,
     }
 
 
@@ -60,7 +71,7 @@ def _rfm(population: Population) -> tuple[list[GroupSummary], list[tuple[int, in
     return customers, list(zip(recency, frequency, monetary))
 
 
-def _customer_row(group: GroupSummary, scores: tuple[int, int, int], now: datetime) -> dict:
+def customer_row(group: GroupSummary, scores: tuple[int, int, int], now: datetime) -> dict:
     first_touch = group.first_touch
     return {
         "identity": group.root,
@@ -92,16 +103,15 @@ def prospects_view(population: Population, *, now: object, limit: object = 100, 
     # groups come in root order and nlargest is stable: ties (never in a real log,
     # where positions differ) keep that order
     latest = heapq.nlargest(limit, prospects, key=lambda group: group.touches[-1][:2])
-    return {
-        "now": iso(at),
-        "channel": channel,
-        "limit": limit,
-        "prospects": len(prospects),
-        "rows": [_prospect_row(group, at) for group in latest],
-    }
+    return prospects_document(at, channel, limit, len(prospects), [prospect_row(group, at) for group in latest])
 
 
-def _prospect_row(group: GroupSummary, now: datetime) -> dict:
+def prospects_document(now: datetime, channel: str | None, limit: int, prospects: int, rows: list) -> dict:
+    """The prospects document around its rows (also rendered by the maintained view)."""
+    return {"now": iso(now), "channel": channel, "limit": limit, "prospects": prospects, "rows": rows}
+
+
+def prospect_row(group: GroupSummary, now: datetime) -> dict:
     first, last = group.touches[0], group.touches[-1]
     channels = list(dict.fromkeys(touch[2] for touch in group.touches))
     return {
@@ -115,32 +125,47 @@ def _prospect_row(group: GroupSummary, now: datetime) -> dict:
     }
 
 
+# the funnel's counts a group can be in, one bit each (``funnel_flags``)
+REACHED, PROSPECT, CUSTOMER, CONVERTED, REPEAT_BUYER, WITHOUT_TOUCH = (1 << bit for bit in range(6))
+
+
+def funnel_flags(group: GroupSummary) -> int:
+    """The funnel's counts ``group`` is in, as bits: a small int, cheap to keep per group."""
+    flags = REACHED if group.touches else 0
+    if group.orders:
+        flags |= CUSTOMER
+        if group.converted_after_touch:
+            flags |= CONVERTED | (REPEAT_BUYER if len(group.orders) > 1 else 0)
+        else:
+            flags |= WITHOUT_TOUCH
+    elif group.touches:
+        flags |= PROSPECT
+    return flags
+
+
 def funnel_view(population: Population) -> dict:
-    reached = prospects = customers = converted = repeat = without_touch = 0
-    for group in population.groups():
-        if group.touches:
-            reached += 1
-        if group.orders:
-            customers += 1
-            if group.converted_after_touch:
-                converted += 1
-                if len(group.orders) > 1:
-                    repeat += 1
-            else:
-                without_touch += 1
-        elif group.touches:
-            prospects += 1
+    return funnel_document(Counter(map(funnel_flags, population.groups())), len(population.journeys))
+
+
+def funnel_document(groups_by_flags: Mapping[int, int], identities: int) -> dict:
+    """The funnel from how many groups have each ``funnel_flags`` value (also rendered by
+    the maintained view)."""
+
+    def count(flag: int) -> int:
+        return sum(groups for flags, groups in groups_by_flags.items() if flags & flag)
+
+    reached, converted, repeat = count(REACHED), count(CONVERTED), count(REPEAT_BUYER)
     return {
-        "groups": len(population.groups()),
-        "identities": len(population.journeys),
+        "groups": sum(groups_by_flags.values()),
+        "identities": identities,
         "reached": reached,
-        "prospects": prospects,
+        "prospects": count(PROSPECT),
         "converted": converted,
         "repeat_buyers": repeat,
         "conversion_rate": rate(converted, reached),
         "repeat_rate": rate(repeat, converted),
-        "customers": customers,
-        "customers_without_touch_before_order": without_touch,
+        "customers": count(CUSTOMER),
+        "customers_without_touch_before_order": count(WITHOUT_TOUCH),
         "stages": [
             {"stage": "reached", "groups": reached},
             {"stage": "converted", "groups": converted},

@@ -23,42 +23,113 @@ stable order. A query over the population.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from projections import parameters
 from projections.figures import iso, money
-from projections.identity import Conflict
+from projections.group import GroupSummary
+from projections.identity import Conflict, IdentityGraph
+from projections.journey import OrderFact, RefundFact
 from projections.population import Population
 
 VERSION = 1
 
 
+class Findings(NamedTuple):
+    """What one group tells the data quality view: immutable, so a maintained view can
+    keep it per group."""
+
+    unknown_refunds: tuple[RefundFact, ...]
+    over_refunded: tuple[tuple[str, int, int], ...]  # (order_id, revenue_e4, refunds_e4)
+    duplicate_orders: tuple[OrderFact, ...]
+    currencies: tuple[tuple[str, int], ...]  # (currency, orders), by currency
+    anonymous_orders: tuple[int, int] | None  # (orders, net revenue e4) of a group with no customer id
+    without_touch: bool  # a customer with no touch before the first order
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the group shows up in a section's rows (most groups do not)."""
+        return bool(self.unknown_refunds or self.over_refunded or self.duplicate_orders or self.anonymous_orders)
+
+
+def findings(group: GroupSummary) -> Findings | None:
+    """What ``group`` tells the view (None: nothing, a group with no order and no refund)."""
+    orders = group.orders
+    if not orders and not group.unmatched_refunds:
+        return None
+    anonymous = None
+    if orders and not group.root.startswith("customer-"):
+        anonymous = (len(orders), group.net_e4)
+    return Findings(
+        group.unmatched_refunds,
+        group.over_refunded,
+        group.duplicate_orders,
+        _currencies(orders),
+        anonymous,
+        bool(orders) and not group.converted_after_touch,
+    )
+
+
+def _currencies(orders: Sequence[OrderFact]) -> tuple[tuple[str, int], ...]:
+    if not orders:
+        return ()
+    currency = orders[0][4]
+    for order in orders:
+        if order[4] != currency:
+            return tuple(sorted(Counter(order[4] for order in orders).items()))
+    return ((currency, len(orders)),)  # one currency: nearly always
+
+
 def data_quality_view(population: Population, *, limit: object = 100) -> dict:
     limit = parameters.positive_int("limit", limit)
-    groups = population.groups()
-    graph = population.graph
-    unknown_refunds, over_refunded, duplicates, currencies = [], [], [], Counter()
-    anonymous_orders = []
+    unknown_refunds, over_refunded, duplicates, anonymous_orders = [], [], [], []
+    currencies: Counter[str] = Counter()
     without_touch = 0
-    for group in groups:
-        for refund in group.unmatched_refunds:
-            unknown_refunds.append((group.root, refund))
-        for order_id, revenue, refunds in group.over_refunded:
-            over_refunded.append(
-                {"identity": group.root, "order_id": order_id, "revenue": money(revenue), "refunds": money(refunds)}
-            )
-        for order in group.duplicate_orders:
-            duplicates.append(
-                {"identity": group.root, "order_id": order[2], "occurred_at": iso(order[0]), "position": order[1]}
-            )
-        for order in group.orders:
-            currencies[order[4]] += 1
-        if group.orders:
-            if not group.converted_after_touch:
-                without_touch += 1
-            if not group.root.startswith("customer-"):
-                anonymous_orders.append(
-                    {"identity": group.root, "orders": len(group.orders), "revenue": money(group.net_e4)}
-                )
+    for group in population.groups():
+        found = findings(group)
+        if found is None:
+            continue
+        for currency, orders in found.currencies:
+            currencies[currency] += orders
+        without_touch += found.without_touch
+        if found.has_rows:
+            root = group.root
+            unknown_refunds.extend((root, refund) for refund in found.unknown_refunds)
+            over_refunded.extend((root, over) for over in found.over_refunded)
+            duplicates.extend((root, order) for order in found.duplicate_orders)
+            if found.anonymous_orders is not None:
+                anonymous_orders.append((root, *found.anonymous_orders))
+    return data_quality_document(
+        population.graph,
+        limit,
+        unknown_refunds=unknown_refunds,
+        unknown_refunds_e4=sum(refund[3] for _, refund in unknown_refunds),
+        over_refunded=over_refunded,
+        duplicate_orders=duplicates,
+        anonymous_orders=anonymous_orders,
+        anonymous_order_count=sum(row[1] for row in anonymous_orders),
+        without_touch=without_touch,
+        currencies=currencies,
+    )
+
+
+def data_quality_document(
+    graph: IdentityGraph,
+    limit: int,
+    *,
+    unknown_refunds: Sequence[tuple[str, RefundFact]],
+    unknown_refunds_e4: int,
+    over_refunded: Sequence[tuple[str, tuple[str, int, int]]],
+    duplicate_orders: Sequence[tuple[str, OrderFact]],
+    anonymous_orders: Sequence[tuple[str, int, int]],
+    anonymous_order_count: int,
+    without_touch: int,
+    currencies: Mapping[str, int],
+) -> dict:
+    """The document from the graph's conflicts and the groups' findings, each section's
+    in the order of its rows: ``(root, fact)`` in root order, then the group's order (also
+    rendered by the maintained view). Only the first ``limit`` rows of a section are read."""
     cycles = graph.merge_cycles()
     return {
         "limit": limit,
@@ -79,8 +150,10 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
             ],
             limit,
         ),
-        "refunds_for_unknown_orders": _section(
-            [
+        "refunds_for_unknown_orders": {
+            "count": len(unknown_refunds),
+            "amount": money(unknown_refunds_e4),
+            "rows": [
                 {
                     "identity": root,
                     "order_id": refund[2],
@@ -88,24 +161,39 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
                     "occurred_at": iso(refund[0]),
                     "position": refund[1],
                 }
-                for root, refund in unknown_refunds
+                for root, refund in unknown_refunds[:limit]
             ],
-            limit,
-            amount=money(sum(refund[3] for _, refund in unknown_refunds)),
-        ),
-        "over_refunded_orders": _section(over_refunded, limit),
-        "duplicate_order_ids": _section(duplicates, limit),
-        "orders_without_identity_link": _section(
-            anonymous_orders, limit, orders=sum(row["orders"] for row in anonymous_orders)
-        ),
+        },
+        "over_refunded_orders": {
+            "count": len(over_refunded),
+            "rows": [
+                {"identity": root, "order_id": order_id, "revenue": money(revenue), "refunds": money(refunds)}
+                for root, (order_id, revenue, refunds) in over_refunded[:limit]
+            ],
+        },
+        "duplicate_order_ids": {
+            "count": len(duplicate_orders),
+            "rows": [
+                {"identity": root, "order_id": order[2], "occurred_at": iso(order[0]), "position": order[1]}
+                for root, order in duplicate_orders[:limit]
+            ],
+        },
+        "orders_without_identity_link": {
+            "count": len(anonymous_orders),
+            "orders": anonymous_order_count,
+            "rows": [
+                {"identity": root, "orders": orders, "revenue": money(net_e4)}
+                for root, orders, net_e4 in anonymous_orders[:limit]
+            ],
+        },
         "customers_without_touch": {"count": without_touch},
         "currencies": dict(sorted(currencies.items())),
         "mixed_currencies": len(currencies) > 1,
     }
 
 
-def _section(rows: list[dict], limit: int, **totals: object) -> dict:
-    return {"count": len(rows), **totals, "rows": rows[:limit]}
+def _section(rows: list[dict], limit: int) -> dict:
+    return {"count": len(rows), "rows": rows[:limit]}
 
 
 def _conflict(conflict: Conflict, node_key: str, target_key: str) -> dict:

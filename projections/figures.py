@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from projections.journey import DAY, MONEY_SCALE
 
@@ -75,19 +76,37 @@ def bucket(elapsed_days: float) -> str:
     return BUCKETS[-1]
 
 
-def day_stats(elapsed: list[float]) -> dict[str, object]:
-    """Mean, median, p90 and histogram of elapsed times given in days."""
+class DayValues(NamedTuple):
+    """Elapsed times in days, as ``day_stats_of`` reads them (a maintained view keeps
+    these parts instead of the values)."""
+
+    ordered: Sequence[float]  # ascending; any sequence (``quantile`` reads two of them)
+    total: float  # their ``math.fsum``
+    histogram: dict[str, int]  # how many fall in each of ``BUCKETS``, in that order
+
+
+def day_values(elapsed: Iterable[float]) -> DayValues:
     ordered = sorted(elapsed)
     histogram = dict.fromkeys(BUCKETS, 0)
     for value in ordered:
         histogram[bucket(value)] += 1
+    return DayValues(ordered, math.fsum(ordered), histogram)
+
+
+def day_stats(elapsed: Iterable[float]) -> dict[str, object]:
+    """Mean, median, p90 and histogram of elapsed times given in days."""
+    return day_stats_of(day_values(elapsed))
+
+
+def day_stats_of(values: DayValues) -> dict[str, object]:
+    ordered = values.ordered
     if not ordered:
-        return {"mean_days": None, "median_days": None, "p90_days": None, "histogram": histogram}
+        return {"mean_days": None, "median_days": None, "p90_days": None, "histogram": values.histogram}
     return {
-        "mean_days": round(math.fsum(ordered) / len(ordered), 3),
+        "mean_days": round(values.total / len(ordered), 3),
         "median_days": round(quantile(ordered, 0.5), 3),
         "p90_days": round(quantile(ordered, 0.9), 3),
-        "histogram": histogram,
+        "histogram": values.histogram,
     }
 
 
@@ -96,4 +115,9 @@ def quintile_scores(values: Sequence[float]) -> list[int]:
     lower) // n``, so equal values share a score and n distinct values spread evenly."""
     ordered = sorted(values)
     n = len(ordered)
-    return [1 + 5 * bisect_left(ordered, value) // n for value in values]
+    return [quintile_score(bisect_left(ordered, value), n) for value in values]
+
+
+def quintile_score(lower: int, n: int) -> int:
+    """The score of a value that ``lower`` of the ``n`` scored values are strictly below."""
+    return 1 + 5 * lower // n

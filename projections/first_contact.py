@@ -9,6 +9,9 @@ by the time of their first contact, ``[from, to)``. A query over the population.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
 from projections import parameters
 from projections.figures import iso, money, rate
 from projections.population import GROUP_BY, Population, label_index, touch_label
@@ -37,6 +40,14 @@ def first_contact_view(
         if group.converted_after_touch:
             tally[1] += 1
             tally[2] += group.net_e4
+    return first_contact_document(group_by, lower, upper, tallies)
+
+
+def first_contact_document(
+    group_by: str, lower: datetime | None, upper: datetime | None, tallies: Mapping[str, Sequence[int]]
+) -> dict:
+    """The document from ``(reached, converted, revenue_e4)`` per label (labels reached
+    by no group left out); also rendered by the maintained view."""
     rows = [
         {
             group_by: label,

@@ -5,16 +5,22 @@ query after a change summarises again just the groups those identities, and the 
 identity graph reports as changed, belong to, and forgets the results derived from the old
 summaries. Nothing here is compared or serialised: it can be rebuilt from the population at
 any time. Not thread-safe: the shell serialises folds and queries.
+
+Maintained views (``projections.aggregates``), once attached with ``maintain``, get every
+group a refresh summarises again, so they change with the groups that changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from projections.group import GroupSummary, summarize
 from projections.identity import IdentityGraph
 from projections.journey import IdentityJourney
+
+if TYPE_CHECKING:  # the aggregates import the views, which import the population: no runtime import
+    from projections.aggregates import MaintainedViews
 
 T = TypeVar("T")
 
@@ -22,7 +28,9 @@ T = TypeVar("T")
 class GroupCache:
     """Summaries by root, the ordered list of them, and derived results (paths, scores)."""
 
-    __slots__ = ("stale", "_journeys", "_graph", "_summaries", "_ordered", "_results", "_group_results")
+    __slots__ = (
+        "stale", "_journeys", "_graph", "_summaries", "_ordered", "_results", "_group_results", "_maintained",
+    )
 
     def __init__(self, journeys: Mapping[str, IdentityJourney], graph: IdentityGraph):
         self.stale: set[str] = set()  # identity keys changed by the fold since the last refresh
@@ -32,6 +40,7 @@ class GroupCache:
         self._ordered: list[GroupSummary] | None = None
         self._results: dict[Any, Any] = {}
         self._group_results: dict[str, dict[Any, Any]] = {}  # root -> results derived from that group alone
+        self._maintained: MaintainedViews | None = None
 
     def refresh(self) -> None:
         """Summarise the groups that changed since the last query."""
@@ -41,15 +50,32 @@ class GroupCache:
         graph, journeys, summaries, group_results = self._graph, self._journeys, self._summaries, self._group_results
         roots = changed_roots | graph.roots_of(self.stale)
         self.stale.clear()
+        maintained = self._maintained
         for root in roots:
             group_results.pop(root, None)
             members = graph.members(root) if graph.is_root(root) else ()
             if any(member in journeys for member in members):
-                summaries[root] = summarize(root, members, journeys)
+                summary = summaries[root] = summarize(root, members, journeys)
             else:
                 summaries.pop(root, None)
+                summary = None
+            if maintained is not None:
+                maintained.update(root, summary)
         self._ordered = None
         self._results.clear()
+
+    def maintain(self, views: MaintainedViews) -> MaintainedViews:
+        """Keep ``views`` current from now on, starting from every group there is."""
+        self.refresh()
+        for root, summary in self._summaries.items():
+            views.update(root, summary)
+        self._maintained = views
+        return views
+
+    @property
+    def maintained(self) -> MaintainedViews | None:
+        """The maintained views, current as of the last ``refresh``."""
+        return self._maintained
 
     def groups(self) -> list[GroupSummary]:
         """Every group, ordered by root (so float sums over them are reproducible)."""

@@ -59,7 +59,10 @@ class MergeCycle:
 
 
 class IdentityGraph:
-    __slots__ = ("links", "merges", "_uf", "_components", "_dirty", "_root", "_groups", "_cycles", "_changed")
+    __slots__ = (
+        "links", "merges", "_uf", "_components", "_dirty", "_root", "_groups", "_cycles", "_changed",
+        "_linked_twice", "_merged_twice",
+    )
 
     def __init__(self) -> None:
         self.links: dict[str, set[LinkFact]] = {}
@@ -71,36 +74,44 @@ class IdentityGraph:
         self._groups: dict[str, tuple[str, ...]] = {}
         self._cycles: dict[str, MergeCycle] = {}  # keyed by the duplicate of the ignored merge
         self._changed: set[str] = set()
+        # nodes with several facts (the only ones that can be in conflict), so reading the
+        # conflicts costs what there are, not a walk of every node
+        self._linked_twice: set[str] = set()
+        self._merged_twice: set[str] = set()
 
     # --- facts -------------------------------------------------------------------
 
     def add_link(self, fact: LinkFact) -> bool:
-        return self._add(self.links, fact)
+        return self._add(self.links, self._linked_twice, fact)
 
     def add_merge(self, fact: MergeFact) -> bool:
-        return self._add(self.merges, fact)
+        return self._add(self.merges, self._merged_twice, fact)
 
     def remove_link(self, fact: LinkFact) -> bool:
-        return self._remove(self.links, fact)
+        return self._remove(self.links, self._linked_twice, fact)
 
     def remove_merge(self, fact: MergeFact) -> bool:
-        return self._remove(self.merges, fact)
+        return self._remove(self.merges, self._merged_twice, fact)
 
-    def _add(self, table: dict[str, set], fact: tuple[int, int, str, str]) -> bool:
+    def _add(self, table: dict[str, set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
         facts = table.get(fact[2])
         if facts is None:
             table[fact[2]] = facts = set()
         elif fact in facts:
             return False
         facts.add(fact)
+        if len(facts) == 2:
+            several.add(fact[2])
         self._dirty.add(self._union(fact[2], fact[3]))
         return True
 
-    def _remove(self, table: dict[str, set], fact: tuple[int, int, str, str]) -> bool:
+    def _remove(self, table: dict[str, set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
         facts = table.get(fact[2])
         if not facts or fact not in facts:
             return False
         facts.discard(fact)
+        if len(facts) == 1:
+            several.discard(fact[2])
         if not facts:
             del table[fact[2]]
         # components never split: a larger component only costs a larger re-resolution
@@ -235,22 +246,21 @@ class IdentityGraph:
 
     def link_conflicts(self) -> list[Conflict]:
         """Anonymous ids linked to more than one customer."""
-        return _conflicts(self.links)
+        return _conflicts(self.links, self._linked_twice)
 
     def merge_conflicts(self) -> list[Conflict]:
         """Customers merged into more than one survivor."""
-        return _conflicts(self.merges)
+        return _conflicts(self.merges, self._merged_twice)
 
     def merge_cycles(self) -> list[MergeCycle]:
         self.settle()
         return sorted(self._cycles.values(), key=lambda cycle: cycle.members)
 
 
-def _conflicts(table: dict[str, set[tuple[int, int, str, str]]]) -> list[Conflict]:
+def _conflicts(table: dict[str, set[tuple[int, int, str, str]]], several: set[str]) -> list[Conflict]:
     conflicts = []
-    for node, facts in table.items():
-        if len(facts) < 2:
-            continue
+    for node in several:
+        facts = table[node]
         earliest: dict[str, tuple[int, int, str, str]] = {}
         for fact in sorted(facts):
             earliest.setdefault(fact[3], fact)

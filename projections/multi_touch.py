@@ -12,6 +12,7 @@ conversions without a touch are ``unattributed_conversions``/``unattributed_valu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from projections import parameters
 from projections.attribution import MODELS, Attribution, attribute_all
@@ -79,22 +80,44 @@ def attribution_views(
         results.update(attribute_all(paths, chosen, half_life_days=half_life))
         if reads_all:
             non_converting = sum(1 for path in paths if not path.converted and path.touches)
-    documents = {}
-    for model in models:
-        result = results[model]
-        document = {
-            "model": model,
-            "lookback_days": lookback,
-            "group_by": group_by,
-            "from": iso(lower),
-            "to": iso(upper),
-        }
-        if model == "time_decay":
-            document["half_life_days"] = half_life
-        if model in READS_NON_CONVERTING:
-            document["non_converting_paths"] = non_converting
-        documents[model] = document | _totals(result, group_by)
-    return documents
+    return {
+        model: attribution_document(
+            results[model],
+            lookback_days=lookback,
+            group_by=group_by,
+            start=lower,
+            end=upper,
+            half_life_days=half_life,
+            non_converting_paths=non_converting,
+        )
+        for model in models
+    }
+
+
+def attribution_document(
+    result: Attribution,
+    *,
+    lookback_days: float | None,
+    group_by: str,
+    start: datetime | None,
+    end: datetime | None,
+    half_life_days: float,
+    non_converting_paths: int,
+) -> dict:
+    """The view's document of one model's result (parameters checked already)."""
+    model = result.model
+    document = {
+        "model": model,
+        "lookback_days": lookback_days,
+        "group_by": group_by,
+        "from": iso(start),
+        "to": iso(end),
+    }
+    if model == "time_decay":
+        document["half_life_days"] = half_life_days
+    if model in READS_NON_CONVERTING:
+        document["non_converting_paths"] = non_converting_paths
+    return document | _totals(result, group_by)
 
 
 def _totals(result: Attribution, group_by: str) -> dict:

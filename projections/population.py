@@ -192,19 +192,21 @@ def _paths(
         if (start is not None and at < start) or (end is not None and at >= end):
             continue
         if window is not None:
-            paths.append(_path(group, index, window))
+            paths.append(group_path(group, index, window))
             continue
         # Without a lookback a group's path depends on the group alone: it is kept
         # with the group and rebuilt only when the group changes.
         cached = summaries.results_of(group.root)
         path = cached.get(index)
         if path is None:
-            path = cached[index] = _path(group, index, None)
+            path = cached[index] = group_path(group, index, None)
         paths.append(path)
     return paths
 
 
-def _path(group: GroupSummary, index: int, window: timedelta | None) -> Path:
+def group_path(group: GroupSummary, index: int, window: timedelta | None) -> Path:
+    """The path of a group with an order (its conversion path) or else a touch (its
+    prospect path), labelled by the touch field at ``index`` (``label_index``)."""
     touches = group.touches
     if group.orders:
         order = group.orders[0]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from datetime import datetime
 
 from projections import parameters
 from projections.attribution import Path
+from projections.attribution.path_counts import collapse as collapse_labels
 from projections.figures import amount, iso, rate
 from projections.population import GROUP_BY, Population, conversion_paths
 
@@ -51,42 +53,78 @@ def paths_view(
                 unattributed += 1
         elif sequence:
             non_converting[sequence] = non_converting.get(sequence, 0) + 1
-    attributed = sum(len(values) for values in converting.values())
     ranked = sorted(
         ((sequence, len(values), math.fsum(values)) for sequence, values in converting.items()),
-        key=lambda row: (-row[1], -row[2], row[0]),
+        key=ranking,
     )
+    return paths_document(
+        group_by=group_by,
+        collapse_repeats=collapse,
+        lookback_days=lookback,
+        start=lower,
+        end=upper,
+        top=top,
+        conversions=sum(len(values) for values in converting.values()),
+        unattributed_conversions=unattributed,
+        distinct_paths=len(converting),
+        ranked=ranked[:top],
+        prospects=sum(non_converting.values()),
+        distinct_non_converting=len(non_converting),
+        ranked_non_converting=sorted(non_converting.items(), key=non_converting_ranking)[:top],
+    )
+
+
+def ranking(row: tuple[tuple[str, ...], int, float]) -> tuple:
+    """The order of converting paths: ``(sequence, conversions, value)`` rows, most conversions first."""
+    sequence, count, value = row
+    return -count, -value, sequence
+
+
+def non_converting_ranking(row: tuple[tuple[str, ...], int]) -> tuple:
+    """The order of non-converting paths: ``(sequence, prospects)`` rows, most prospects first."""
+    sequence, count = row
+    return -count, sequence
+
+
+def paths_document(
+    *,
+    group_by: str,
+    collapse_repeats: bool,
+    lookback_days: float | None,
+    start: datetime | None,
+    end: datetime | None,
+    top: int,
+    conversions: int,
+    unattributed_conversions: int,
+    distinct_paths: int,
+    ranked: Iterable[tuple[tuple[str, ...], int, float]],
+    prospects: int,
+    distinct_non_converting: int,
+    ranked_non_converting: Iterable[tuple[tuple[str, ...], int]],
+) -> dict:
+    """The view's document from its counts and its top rows, in order (parameters checked already)."""
     return {
         "group_by": group_by,
-        "collapse_repeats": collapse,
-        "lookback_days": lookback,
-        "from": iso(lower),
-        "to": iso(upper),
+        "collapse_repeats": collapse_repeats,
+        "lookback_days": lookback_days,
+        "from": iso(start),
+        "to": iso(end),
         "top": top,
-        "conversions": attributed,
-        "unattributed_conversions": unattributed,
-        "distinct_paths": len(converting),
+        "conversions": conversions,
+        "unattributed_conversions": unattributed_conversions,
+        "distinct_paths": distinct_paths,
         "rows": [
-            {"path": list(sequence), "conversions": count, "value": amount(value), "share": rate(count, attributed)}
-            for sequence, count, value in ranked[:top]
+            {"path": list(sequence), "conversions": count, "value": amount(value), "share": rate(count, conversions)}
+            for sequence, count, value in ranked
         ],
         "non_converting": {
-            "prospects": sum(non_converting.values()),
-            "distinct_paths": len(non_converting),
-            "rows": [
-                {"path": list(sequence), "prospects": count}
-                for sequence, count in sorted(non_converting.items(), key=lambda item: (-item[1], item[0]))[:top]
-            ],
+            "prospects": prospects,
+            "distinct_paths": distinct_non_converting,
+            "rows": [{"path": list(sequence), "prospects": count} for sequence, count in ranked_non_converting],
         },
     }
 
 
 def _sequence(path: Path, collapse: bool) -> tuple[str, ...]:
-    labels: Iterable[str] = (label for label, _ in path.touches)
-    if not collapse:
-        return tuple(labels)
-    out: list[str] = []
-    for label in labels:
-        if not out or out[-1] != label:
-            out.append(label)
-    return tuple(out)
+    labels = tuple(label for label, _ in path.touches)
+    return collapse_labels(labels) if collapse else labels

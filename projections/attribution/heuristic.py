@@ -15,7 +15,7 @@ a path's labels, so they are computed once per distinct label sequence;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain
 from operator import itemgetter
 
@@ -28,19 +28,19 @@ Weights = Callable[[Labels], list[float]]
 
 
 def first_touch(counts: PathCounts) -> Attribution:
-    return _by_labels("first_touch", counts, lambda labels: [1.0] + [0.0] * (len(labels) - 1))
+    return _by_labels("first_touch", counts)
 
 
 def last_touch(counts: PathCounts) -> Attribution:
-    return _by_labels("last_touch", counts, lambda labels: [0.0] * (len(labels) - 1) + [1.0])
+    return _by_labels("last_touch", counts)
 
 
 def linear(counts: PathCounts) -> Attribution:
-    return _by_labels("linear", counts, lambda labels: [1.0 / len(labels)] * len(labels))
+    return _by_labels("linear", counts)
 
 
 def position_based(counts: PathCounts) -> Attribution:
-    return _by_labels("position_based", counts, _position_weights)
+    return _by_labels("position_based", counts)
 
 
 def time_decay(counts: PathCounts, *, half_life_days: float) -> Attribution:
@@ -49,16 +49,11 @@ def time_decay(counts: PathCounts, *, half_life_days: float) -> Attribution:
         return attribution_from_terms("time_decay", counts, {})
     lengths = np.fromiter(map(len, touches), dtype=np.intp, count=len(touches))
     flat = list(chain.from_iterable(touches))
+    ages = np.fromiter(map(itemgetter(1), flat), dtype=float, count=len(flat))
+    weights = decay_weights(lengths, ages, half_life_days)
+    value_weights = weights * np.repeat(np.array(counts.converting_values), lengths)
     index = {label: i for i, label in enumerate(counts.labels)}
     label_of = np.fromiter(map(index.__getitem__, map(itemgetter(0), flat)), dtype=np.intp, count=len(flat))
-    ages = np.fromiter(map(itemgetter(1), flat), dtype=float, count=len(flat))
-    starts = np.cumsum(lengths) - lengths
-    # Relative to each path's youngest touch: the same weights once normalised, and
-    # no underflow to zero for paths whose touches are all years old.
-    youngest = np.repeat(np.minimum.reduceat(ages, starts), lengths)
-    weights = np.exp2(-(ages - youngest) / half_life_days)
-    weights /= np.repeat(np.add.reduceat(weights, starts), lengths)
-    value_weights = weights * np.repeat(np.array(counts.converting_values), lengths)
 
     order = np.argsort(label_of, kind="stable")
     bounds = np.searchsorted(label_of[order], np.arange(len(counts.labels) + 1))
@@ -71,6 +66,21 @@ def time_decay(counts: PathCounts, *, half_life_days: float) -> Attribution:
     return attribution_from_terms("time_decay", counts, terms)
 
 
+def decay_weights(lengths: np.ndarray, ages: np.ndarray, half_life_days: float) -> np.ndarray:
+    """Every touch's time-decay weight, normalised per path: ``ages`` are the paths'
+    touches' ages in days, flat in path order, ``lengths`` each path's number of touches.
+
+    A path's weights depend on that path alone (bit for bit, however many paths are
+    weighed together), so a maintained view may weigh any batch of paths."""
+    starts = np.cumsum(lengths) - lengths
+    # Relative to each path's youngest touch: the same weights once normalised, and
+    # no underflow to zero for paths whose touches are all years old.
+    youngest = np.repeat(np.minimum.reduceat(ages, starts), lengths)
+    weights = np.exp2(-(ages - youngest) / half_life_days)
+    weights /= np.repeat(np.add.reduceat(weights, starts), lengths)
+    return weights
+
+
 def _position_weights(labels: Labels) -> list[float]:
     n = len(labels)
     if n == 1:
@@ -80,25 +90,32 @@ def _position_weights(labels: Labels) -> list[float]:
     return [0.4] + [0.2 / (n - 2)] * (n - 2) + [0.4]
 
 
-def _by_labels(model: str, counts: PathCounts, weights: Weights) -> Attribution:
-    terms: dict[str, tuple[list[float], list[float]]] = {}
-    for labels, (count, value) in counts.converting.items():
-        _add_terms(terms, labels, weights(labels), count, value)
-    return attribution_from_terms(model, counts, terms)
+LABEL_WEIGHTS: dict[str, Weights] = {
+    "first_touch": lambda labels: [1.0] + [0.0] * (len(labels) - 1),
+    "last_touch": lambda labels: [0.0] * (len(labels) - 1) + [1.0],
+    "linear": lambda labels: [1.0 / len(labels)] * len(labels),
+    "position_based": _position_weights,
+}
+"""The models whose weights depend on a path's labels alone: a path's weight per touch."""
 
 
-def _add_terms(
-    terms: dict[str, tuple[list[float], list[float]]],
-    labels: Labels,
-    weights: list[float],
-    count: int,
-    value: float,
-) -> None:
+def sequence_terms(model: str, labels: Labels, count: int, value: float) -> Iterator[tuple[str, float, float]]:
+    """What the ``count`` paths with label sequence ``labels`` and total value ``value``
+    add to each label's credit under ``model`` (a `LABEL_WEIGHTS` model):
+    ``(label, conversion term, value term)``, labels with a zero weight left out."""
     per_label: dict[str, float] = {}
-    for label, weight in zip(labels, weights):
+    for label, weight in zip(labels, LABEL_WEIGHTS[model](labels)):
         per_label[label] = per_label.get(label, 0.0) + weight
     for label, weight in per_label.items():
         if weight:
+            yield label, count * weight, value * weight
+
+
+def _by_labels(model: str, counts: PathCounts) -> Attribution:
+    terms: dict[str, tuple[list[float], list[float]]] = {}
+    for labels, (count, value) in counts.converting.items():
+        for label, conversion_term, value_term in sequence_terms(model, labels, count, value):
             conversion_terms, value_terms = terms.setdefault(label, ([], []))
-            conversion_terms.append(count * weight)
-            value_terms.append(value * weight)
+            conversion_terms.append(conversion_term)
+            value_terms.append(value_term)
+    return attribution_from_terms(model, counts, terms)

@@ -27,15 +27,19 @@ campaign labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from projections.attribution.path_counts import PathCounts, attribution_from_shares, fold_paths
-from projections.attribution.paths import Attribution, Path
+from projections.attribution.path_counts import PathCounts, Totals, attribution_from_shares, fold_paths
+from projections.attribution.paths import Attribution, Labels, Path
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
+# The chain's own states in transition counts: ints, so no label (a str) can be mistaken for one.
+START_STATE, CONVERSION_STATE, NULL_STATE = 0, 1, 2
+State = str | int
 
 
 @dataclass(frozen=True)
@@ -60,21 +64,56 @@ def markov_chain(paths: Sequence[Path]) -> MarkovChain:
 
 
 def markov(counts: PathCounts) -> Attribution:
-    if counts.conversions == 0:
-        return attribution_from_shares("markov", counts, {})
-    effects = fit_chain(counts).removal_effects
+    return markov_of_transitions(counts, transition_counts(counts))
+
+
+def markov_of_transitions(totals: Totals, transitions: Mapping[tuple[State, State], int]) -> Attribution:
+    """The model's credits from the transition counts of the paths ``totals`` sums up."""
+    if totals.conversions == 0:
+        return attribution_from_shares("markov", totals, {})
+    effects = chain_of_transitions(totals.labels, transitions).removal_effects
     total = sum(effects.values())
-    return attribution_from_shares("markov", counts, {c: e / total for c, e in effects.items()})
+    return attribution_from_shares("markov", totals, {c: e / total for c, e in effects.items()})
 
 
 def fit_chain(path_counts: PathCounts) -> MarkovChain:
     """The chain over `PathCounts` (collapsed label sequences, all paths)."""
-    channels = path_counts.labels
+    return chain_of_transitions(path_counts.labels, transition_counts(path_counts))
+
+
+def transition_counts(path_counts: PathCounts) -> Counter[tuple[State, State]]:
+    """How often each transition (between labels and ``*_STATE``) is taken by the collapsed paths."""
+    converting, non_converting = path_counts.collapsed()
+    counts: Counter[tuple[State, State]] = Counter()
+    for labels, (n, _) in converting.items():
+        for transition in walk(labels, converted=True):
+            counts[transition] += n
+    for labels, n in non_converting.items():
+        for transition in walk(labels, converted=False):
+            counts[transition] += n
+    return counts
+
+
+def walk(collapsed: Labels, *, converted: bool) -> Iterator[tuple[State, State]]:
+    """The transitions of one collapsed path, from the start to its end state."""
+    previous: State = START_STATE
+    for label in collapsed:
+        yield previous, label
+        previous = label
+    yield previous, CONVERSION_STATE if converted else NULL_STATE
+
+
+def chain_of_transitions(channels: Labels, transitions: Mapping[tuple[State, State], int]) -> MarkovChain:
+    """The chain whose transition probabilities are these counts over each state's total."""
     k = len(channels)
-    conversion, null = k + 1, k + 2
-    counts = _transition_counts(path_counts, {c: i + 1 for i, c in enumerate(channels)}, conversion, null)
     if k == 0:
         return MarkovChain(channels, {}, 0.0, {})
+    conversion, null = k + 1, k + 2
+    index: dict[State, int] = {c: i + 1 for i, c in enumerate(channels)}
+    index |= {START_STATE: 0, CONVERSION_STATE: conversion, NULL_STATE: null}
+    counts = np.zeros((null + 1, null + 1))
+    for (source, target), n in transitions.items():
+        counts[index[source], index[target]] = n
     out = counts.sum(axis=1, keepdims=True)
     probabilities = np.divide(counts, out, out=np.zeros_like(counts), where=out > 0)
 
@@ -90,33 +129,10 @@ def fit_chain(path_counts: PathCounts) -> MarkovChain:
 
     names = (START, *channels, CONVERSION, NULL)
     rows, cols = np.nonzero(probabilities)
-    transitions = {(names[i], names[j]): float(probabilities[i, j]) for i, j in zip(rows, cols)}
+    transitions_out = {(names[i], names[j]): float(probabilities[i, j]) for i, j in zip(rows, cols)}
     return MarkovChain(
         channels=channels,
-        transitions=transitions,
+        transitions=transitions_out,
         conversion_probability=p_conversion,
         removal_effects={c: float(e) for c, e in zip(channels, effects)},
     )
-
-
-def _transition_counts(path_counts: PathCounts, index: dict[str, int], conversion: int, null: int) -> np.ndarray:
-    converting, non_converting = path_counts.collapsed()
-    pairs: dict[tuple[int, int], int] = {}
-
-    def walk(labels: tuple[str, ...], n: int, end: int) -> None:
-        previous = 0
-        for label in labels:
-            state = index[label]
-            pairs[previous, state] = pairs.get((previous, state), 0) + n
-            previous = state
-        pairs[previous, end] = pairs.get((previous, end), 0) + n
-
-    for labels, (count, _) in converting.items():
-        walk(labels, count, conversion)
-    for labels, count in non_converting.items():
-        walk(labels, count, null)
-
-    counts = np.zeros((null + 1, null + 1))
-    for (i, j), n in pairs.items():
-        counts[i, j] = n
-    return counts

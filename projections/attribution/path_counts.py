@@ -21,8 +21,20 @@ from projections.attribution.paths import Attribution, Labels, Path, Touches
 
 
 @dataclass(frozen=True, slots=True)
-class PathCounts:
-    """Checked paths, folded by label sequence.
+class Totals:
+    """What a model's result repeats beside its credits: the labels it credits (sorted)
+    and the attributed and unattributed conversions and value."""
+
+    labels: Labels
+    conversions: int
+    value: float
+    unattributed_conversions: int
+    unattributed_value: float
+
+
+@dataclass(frozen=True, slots=True)
+class PathCounts(Totals):
+    """Checked paths, folded by label sequence, with their `Totals`.
 
     ``converting``: label sequence -> (number of paths, fsum of their values),
     converting paths with at least one touch. ``non_converting``: label
@@ -36,24 +48,19 @@ class PathCounts:
     non_converting: dict[Labels, int]
     converting_touches: list[Touches]
     converting_values: list[float]
-    labels: Labels
-    conversions: int
-    value: float
-    unattributed_conversions: int
-    unattributed_value: float
 
     def collapsed(self) -> tuple[dict[Labels, tuple[int, float]], dict[Labels, int]]:
         """`converting` and `non_converting` with consecutive repeats collapsed (a>a>b is a>b)."""
         counts: Counter[Labels] = Counter()
         values: dict[Labels, list[float]] = {}
         for labels, (count, value) in self.converting.items():
-            key = _collapse(labels)
+            key = collapse(labels)
             counts[key] += count
             values.setdefault(key, []).append(value)
         converting = {key: (counts[key], math.fsum(vs)) for key, vs in values.items()}
         non_converting: Counter[Labels] = Counter()
         for labels, count in self.non_converting.items():
-            non_converting[_collapse(labels)] += count
+            non_converting[collapse(labels)] += count
         return converting, dict(non_converting)
 
 
@@ -101,7 +108,7 @@ def fold_paths(paths: Sequence[Path]) -> PathCounts:
 
 def attribution_from_terms(
     model: str,
-    counts: PathCounts,
+    counts: Totals,
     terms: Mapping[str, tuple[list[float], list[float]]],
     notes: tuple[str, ...] = (),
 ) -> Attribution:
@@ -109,12 +116,12 @@ def attribution_from_terms(
     credits = {label: (0.0, 0.0) for label in counts.labels}
     for label, (conversion_terms, value_terms) in terms.items():
         credits[label] = (math.fsum(conversion_terms), math.fsum(value_terms))
-    return _attribution(model, counts, credits, notes)
+    return attribution_from_credits(model, counts, credits, notes)
 
 
 def attribution_from_shares(
     model: str,
-    counts: PathCounts,
+    counts: Totals,
     shares: Mapping[str, float],
     notes: tuple[str, ...] = (),
     labels: Iterable[str] | None = None,
@@ -123,12 +130,13 @@ def attribution_from_shares(
     credits = {label: (0.0, 0.0) for label in (counts.labels if labels is None else labels)}
     for label, share in shares.items():
         credits[label] = (share * counts.conversions, share * counts.value)
-    return _attribution(model, counts, credits, notes)
+    return attribution_from_credits(model, counts, credits, notes)
 
 
-def _attribution(
-    model: str, counts: PathCounts, credits: dict[str, tuple[float, float]], notes: tuple[str, ...]
+def attribution_from_credits(
+    model: str, counts: Totals, credits: dict[str, tuple[float, float]], notes: tuple[str, ...] = ()
 ) -> Attribution:
+    """An `Attribution` with these (conversion, value) credits per label."""
     return Attribution(
         model=model,
         conversions=counts.conversions,
@@ -140,7 +148,8 @@ def _attribution(
     )
 
 
-def _collapse(labels: Labels) -> Labels:
+def collapse(labels: Labels) -> Labels:
+    """``labels`` with consecutive repeats made one (a>a>b is a>b)."""
     out: list[str] = []
     for label in labels:
         if not out or out[-1] != label:

@@ -51,11 +51,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from projections.attribution.path_counts import PathCounts, attribution_from_shares, fold_paths
+from projections.attribution.path_counts import PathCounts, Totals, attribution_from_shares, fold_paths
 from projections.attribution.paths import Attribution, Path
 
 MAX_EXACT_CHANNELS = 20
@@ -68,26 +68,45 @@ def shapley_values(paths: Sequence[Path]) -> dict[str, float]:
     Keys are the players: the labels, or the kept ones plus `OTHER` past the exact limit.
     """
     counts = fold_paths(paths)
-    converting, non_converting = counts.collapsed()
-    players, pooled = _players(counts.labels, converting, non_converting)
+    paths_by_set, conversions_by_set = channel_set_counts(counts)
+    players, pooled = _players(counts.labels, paths_by_set)
     if not players:
         return {}
-    return dict(zip(players, _shapley_values(players, converting, non_converting, pooled).tolist()))
+    return dict(zip(players, _shapley_values(players, paths_by_set, conversions_by_set, pooled).tolist()))
 
 
 def shapley(counts: PathCounts) -> Attribution:
-    converting, non_converting = counts.collapsed()
-    players, pooled = _players(counts.labels, converting, non_converting)
+    return shapley_of_sets(counts, *channel_set_counts(counts))
+
+
+def channel_set_counts(counts: PathCounts) -> tuple[Counter[frozenset[str]], Counter[frozenset[str]]]:
+    """Paths (converting or not) and conversions per set of labels: all the game reads."""
+    paths_by_set: Counter[frozenset[str]] = Counter()
+    conversions_by_set: Counter[frozenset[str]] = Counter()
+    for sequence, (count, _) in counts.converting.items():
+        labels = frozenset(sequence)
+        paths_by_set[labels] += count
+        conversions_by_set[labels] += count
+    for sequence, count in counts.non_converting.items():
+        paths_by_set[frozenset(sequence)] += count
+    return paths_by_set, conversions_by_set
+
+
+def shapley_of_sets(
+    totals: Totals, paths_by_set: Mapping[frozenset[str], int], conversions_by_set: Mapping[frozenset[str], int]
+) -> Attribution:
+    """The model's credits from the `channel_set_counts` of the paths ``totals`` sums up."""
+    players, pooled = _players(totals.labels, paths_by_set)
     notes: list[str] = []
     if pooled:
         notes.append(
-            f"shapley: {len(counts.labels)} distinct labels exceed the exact limit of {MAX_EXACT_CHANNELS}; "
+            f"shapley: {len(totals.labels)} distinct labels exceed the exact limit of {MAX_EXACT_CHANNELS}; "
             f"the {len(pooled)} least frequent were pooled into {OTHER!r}: {_listing(pooled)}"
         )
-    if counts.conversions == 0:
-        return attribution_from_shares("shapley", counts, {}, tuple(notes), labels=players)
+    if totals.conversions == 0:
+        return attribution_from_shares("shapley", totals, {}, tuple(notes), labels=players)
 
-    phi = _shapley_values(players, converting, non_converting, pooled)
+    phi = _shapley_values(players, paths_by_set, conversions_by_set, pooled)
     negative = [p for p, value in zip(players, phi) if value < 0]
     if negative:
         notes.append(
@@ -97,20 +116,17 @@ def shapley(counts: PathCounts) -> Attribution:
     positive = np.clip(phi, 0.0, None)
     total = float(positive.sum())
     shares = {p: float(value) / total for p, value in zip(players, positive)}
-    return attribution_from_shares("shapley", counts, shares, tuple(notes), labels=players)
+    return attribution_from_shares("shapley", totals, shares, tuple(notes), labels=players)
 
 
 def _players(
-    labels: tuple[str, ...], converting: dict, non_converting: dict
+    labels: tuple[str, ...], paths_by_set: Mapping[frozenset[str], int]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if len(labels) <= MAX_EXACT_CHANNELS:
         return labels, ()
     reach: Counter[str] = Counter()
-    for sequence, (count, _) in converting.items():
-        for label in set(sequence):
-            reach[label] += count
-    for sequence, count in non_converting.items():
-        for label in set(sequence):
+    for labels_touched, count in paths_by_set.items():
+        for label in labels_touched:
             reach[label] += count
     by_reach = sorted(labels, key=lambda label: (-reach[label], label))
     kept = by_reach[: MAX_EXACT_CHANNELS - 1]
@@ -119,7 +135,10 @@ def _players(
 
 
 def _shapley_values(
-    players: tuple[str, ...], converting: dict, non_converting: dict, pooled: tuple[str, ...]
+    players: tuple[str, ...],
+    paths_by_set: Mapping[frozenset[str], int],
+    conversions_by_set: Mapping[frozenset[str], int],
+    pooled: tuple[str, ...],
 ) -> np.ndarray:
     k = len(players)
     bit = {p: 1 << i for i, p in enumerate(players)}
@@ -128,12 +147,10 @@ def _shapley_values(
 
     masks: Counter[int] = Counter()
     conversions_by_mask: Counter[int] = Counter()
-    for sequence, (count, _) in converting.items():
-        mask = _mask(sequence, bit)
-        masks[mask] += count
-        conversions_by_mask[mask] += count
-    for sequence, count in non_converting.items():
-        masks[_mask(sequence, bit)] += count
+    for labels, count in paths_by_set.items():
+        masks[_mask(labels, bit)] += count
+    for labels, count in conversions_by_set.items():
+        conversions_by_mask[_mask(labels, bit)] += count
 
     size = 1 << k
     paths = _counts_array(masks, size)
@@ -158,9 +175,9 @@ def _listing(labels: tuple[str, ...], shown: int = 20) -> str:
     return ", ".join(labels[:shown]) + more
 
 
-def _mask(sequence: tuple[str, ...], bit: dict[str, int]) -> int:
+def _mask(labels: frozenset[str], bit: dict[str, int]) -> int:
     mask = 0
-    for label in sequence:
+    for label in labels:
         mask |= bit[label]
     return mask
 

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from application.demo import generate
-from application.live_views import LiveViews, UnknownView
+from application.live_views import DOCUMENTS, LiveViews, UnknownView
 from events.logged import LoggedEvent
 from events.registry import REGISTRY
 from projections import journey as journey_module
 from projections.parameters import ViewParameterError
+from projections.population import Population
+from projections.views import all_views
 
 RECORDED = datetime(2025, 1, 2, tzinfo=timezone.utc)
 
@@ -258,3 +260,11 @@ def test_live_views__journeys_snapshot_restores_the_same_documents(demo_events):
     assert restored.position == views.position
     assert restored.now() == views.now()
     assert restored.all_documents() == views.all_documents()
+
+
+def test_all_documents__names_every_document_of_all_views_once():
+    # given an empty population, when every document the audit digests is listed
+    documents = all_views(Population(), now=datetime(2025, 1, 1, tzinfo=timezone.utc))
+
+    # then the live views know where each one comes from, and nothing else
+    assert set(DOCUMENTS) == set(documents)

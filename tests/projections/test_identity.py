@@ -136,3 +136,15 @@ def test_identity__evolve_reads_identity_events_and_ignores_the_rest():
 
     assert graph.root_of("anonymous-dev-1") == "customer-b"
     assert identity.HANDLES == {"identity_linked", "customers_merged"}
+
+
+def test_identity__a_conflict_ends_when_a_competing_link_is_removed():
+    graph = graph_of(linked("dev-1", "b", 5, 10), linked("dev-1", "a", 2, 20), linked("dev-1", "a", 6, 30))
+    _, fact = linked("dev-1", "b", 5, 10)
+
+    graph.remove_link(fact)
+
+    assert graph.link_conflicts() == []
+    graph.add_link(fact)
+    [conflict] = graph.link_conflicts()
+    assert conflict.winner[3] == "customer-a" and [loser[3] for loser in conflict.losers] == ["customer-b"]

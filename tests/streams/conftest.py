@@ -19,6 +19,7 @@ import pytest
 
 from application.ingest import Ingestor
 from application.replay import replay
+from application.verify_views import compare_with_live_views
 from application.settings import Settings
 from events.factory import open_store
 from events.registry import REGISTRY
@@ -86,7 +87,8 @@ def replay_journeys(platform: Platform) -> dict[str, Any]:
 
 def assert_views_converge(platform: Platform, timeout: float = 60.0) -> None:
     """The live views reach exactly what a replay of the log gives: the same journey per
-    identity (so nothing lost and nothing counted twice) and the same view documents."""
+    identity (so nothing lost and nothing counted twice) and the same view documents, both
+    computed from the population and as the live views serve them."""
     deadline = time.monotonic() + timeout
     expected = replay_journeys(platform)
     while live_journeys(platform) != expected:
@@ -102,6 +104,13 @@ def assert_views_converge(platform: Platform, timeout: float = 60.0) -> None:
     with platform.views.locked():
         live_documents = all_views(platform.views.population, now=NOW)
     assert live_documents == all_views(replayed_population(platform.settings.store_url), now=NOW)
+    # and the documents the API serves (maintained from contributions) equal the replay's
+    store = open_store(platform.settings.store_url)
+    try:
+        served = compare_with_live_views(store, platform.views, attempts=1)
+    finally:
+        store.close()
+    assert served.same, f"served documents differ from a replay: {served.differing}"
 
 
 def append_events(platform: Platform, items: list[dict[str, Any]], *, batch: int = 1000) -> int:

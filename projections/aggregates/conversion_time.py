@@ -1,0 +1,288 @@
+"""Conversion time, maintained: order statistics of elapsed days per first-contact label.
+
+Each group adds one of:
+
+* a customer: its path length (touches before the first order) and, if it converted after
+  a touch, its first-contact label and elapsed days (first order - first touch): kept per
+  label and in all as sorted values (``SortedValues``), an exact sum (``ExactSum``: what
+  ``math.fsum`` gives) and a histogram, so medians, p90 and means are read off;
+* a prospect: its first-contact label and first-touch time in integer microseconds, kept
+  sorted per label and in all, and in a numpy column (``_TimesColumn``).
+
+A prospect's age depends on ``now``. Ages are ``max(0, (now - first touch) / 1 day)``,
+decreasing with the first-touch time, so the ascending ages are the first-touch times
+read backwards: medians, p90 and the histogram's bucket edges (bisection) cost O(log n)
+per label. The mean cannot be kept: each age is rounded on its own and the sum of those
+rounded ages changes with ``now``. It is the one O(prospects) part of rendering: one
+vectorised numpy pass over the column computes every age and sums them exactly per label.
+Ages are computed as the definition's ``elapsed_days`` does: a ``timedelta`` divided by a
+``timedelta`` is the correctly rounded quotient of their integer microseconds, and so is
+the IEEE division of those integers (exact as floats below 2**53 µs, 285 years).
+
+Maintained for one ``group_by`` (the default, ``first_channel``); any ``now``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from events.times import EPOCH
+from projections import parameters
+from projections.aggregates.base import ContributionAggregate, ExactSum, SortedValues
+from projections.conversion_time import GROUP_BY, conversion_time_document
+from projections.figures import BUCKETS, DayValues, bucket, elapsed_days
+from projections.group import GroupSummary
+from projections.parameters import ViewParameterError
+from projections.population import label_index, touch_label
+
+_MICROSECOND = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_BUCKET_ORDER = {name: order for order, name in enumerate(BUCKETS)}
+
+CUSTOMER, PROSPECT = 0, 1
+# (CUSTOMER, path length, first-contact label or None, elapsed days or None)
+# (PROSPECT, root, first-contact label, first-touch time in µs since the epoch)
+Timing = tuple[int, Any, "str | None", "float | int | None"]
+_WITHOUT_TOUCH: Timing = (CUSTOMER, 0, None, None)  # a customer with no touch before the first order
+
+
+def micros(moment: datetime) -> int:
+    return (moment - EPOCH) // _MICROSECOND
+
+
+class ConversionTime(ContributionAggregate[Timing]):
+    """``conversion_time`` with one ``group_by`` and any ``now``."""
+
+    view = "conversion_time"
+
+    def __init__(self, group_by: str = "first_channel") -> None:
+        super().__init__()
+        if group_by not in GROUP_BY:
+            raise ValueError(f"group_by: one of {GROUP_BY}, got {group_by!r}")
+        self.group_by = group_by
+        self._index = label_index(group_by.removeprefix("first_"))
+        self._path_lengths: Counter[int] = Counter()  # customers per path length, no zero counts
+        self._elapsed = _Days()
+        self._elapsed_by_label: dict[str, _Days] = {}
+        self._first_touches = SortedValues()  # every prospect's, µs
+        self._first_touches_by_label: dict[str, SortedValues] = {}
+        self._column = _TimesColumn()
+
+    def contribution(self, group: GroupSummary) -> Timing | None:
+        first = group.first_touch
+        if group.orders:
+            if not group.conversion_index:
+                return _WITHOUT_TOUCH
+            elapsed = elapsed_days(group.orders[0][0], first[0])
+            return (CUSTOMER, group.conversion_index, touch_label(first, self._index), elapsed)
+        if first is None:
+            return None
+        return (PROSPECT, group.root, touch_label(first, self._index), micros(first[0]))
+
+    def add(self, contribution: Timing) -> None:
+        if contribution[0] == CUSTOMER:
+            _, path_length, label, elapsed = contribution
+            self._path_lengths[path_length] += 1
+            if label is not None:
+                self._elapsed.add(elapsed)
+                days = self._elapsed_by_label.get(label)
+                if days is None:
+                    days = self._elapsed_by_label[label] = _Days()
+                days.add(elapsed)
+            return
+        _, root, label, first_touch = contribution
+        self._first_touches.add(first_touch)
+        times = self._first_touches_by_label.get(label)
+        if times is None:
+            times = self._first_touches_by_label[label] = SortedValues()
+        times.add(first_touch)
+        self._column.add(root, label, first_touch)
+
+    def subtract(self, contribution: Timing) -> None:
+        if contribution[0] == CUSTOMER:
+            _, path_length, label, elapsed = contribution
+            path_lengths = self._path_lengths
+            path_lengths[path_length] -= 1
+            if not path_lengths[path_length]:
+                del path_lengths[path_length]
+            if label is not None:
+                self._elapsed.remove(elapsed)
+                days = self._elapsed_by_label[label]
+                days.remove(elapsed)
+                if not len(days.ordered):
+                    del self._elapsed_by_label[label]
+            return
+        _, root, label, first_touch = contribution
+        self._first_touches.remove(first_touch)
+        times = self._first_touches_by_label[label]
+        times.remove(first_touch)
+        if not len(times):
+            del self._first_touches_by_label[label]
+        self._column.remove(root)
+
+    def answers(self, params: Mapping[str, Any]) -> bool:
+        if not set(params) <= {"group_by", "now"} or params.get("group_by", "first_channel") != self.group_by:
+            return False
+        try:
+            parameters.moment("now", params.get("now"), required=True)
+        except ViewParameterError:
+            return False  # the definition says what is wrong
+        return True
+
+    def document(self, population: Any, params: Mapping[str, Any]) -> dict:
+        at = parameters.moment("now", params["now"], required=True)
+        now = micros(at)
+        age_totals = self._column.age_totals(now)
+        return conversion_time_document(
+            self.group_by,
+            at,
+            conversions=self._elapsed.day_values(),
+            conversions_by_label={label: days.day_values() for label, days in self._elapsed_by_label.items()},
+            path_lengths=self._path_lengths,
+            prospects=_ages(self._first_touches, now, age_totals[None]),
+            prospects_by_label={
+                label: _ages(times, now, age_totals[label]) for label, times in self._first_touches_by_label.items()
+            },
+        )
+
+
+class _Days:
+    """Elapsed days kept as the parts of ``DayValues``."""
+
+    __slots__ = ("ordered", "total", "histogram")
+
+    def __init__(self) -> None:
+        self.ordered = SortedValues()
+        self.total = ExactSum()
+        self.histogram = dict.fromkeys(BUCKETS, 0)
+
+    def add(self, value: float) -> None:
+        self.ordered.add(value)
+        self.total.add(value)
+        self.histogram[bucket(value)] += 1
+
+    def remove(self, value: float) -> None:
+        self.ordered.remove(value)
+        self.total.subtract(value)
+        self.histogram[bucket(value)] -= 1
+
+    def day_values(self) -> DayValues:
+        return DayValues(self.ordered, self.total.value, dict(self.histogram))
+
+
+class _AgesAt(Sequence[float]):
+    """The ages at ``now`` of first touches kept ascending, in ascending order (the times
+    read backwards), computed as they are read."""
+
+    def __init__(self, times: SortedValues, now: int):
+        self._times = times
+        self._now = now
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if not 0 <= index < len(self._times):
+            raise IndexError(index)
+        return max(0.0, (self._now - self._times[len(self._times) - 1 - index]) / _DAY_US)
+
+
+def _ages(times: SortedValues, now: int, total: float) -> DayValues:
+    ages = _AgesAt(times, now)
+    histogram = dict.fromkeys(BUCKETS, 0)
+    start = 0
+    for order, name in enumerate(BUCKETS):
+        end = (
+            len(ages)
+            if order == len(BUCKETS) - 1
+            else bisect_left(ages, order + 1, lo=start, key=lambda age: _BUCKET_ORDER[bucket(age)])
+        )
+        histogram[name] = end - start
+        start = end
+    return DayValues(ages, total, histogram)
+
+
+class _TimesColumn:
+    """Prospects' first-touch times (µs) and label codes in numpy arrays, one slot per
+    prospect (freed slots are reused), for the one vectorised pass that sums ages."""
+
+    _FREE = 0  # the label code of an unused slot
+
+    def __init__(self) -> None:
+        self._times = np.zeros(1024, dtype=np.int64)
+        self._codes = np.zeros(1024, dtype=np.int64)
+        self._used = 0  # slots ever handed out: the arrays' live prefix
+        self._free: list[int] = []
+        self._slots: dict[str, int] = {}  # root -> slot
+        self._code_of: dict[str, int] = {}
+        self._labels: list[str | None] = [None]  # by code; code 0 is _FREE
+
+    def add(self, root: str, label: str, time: int) -> None:
+        code = self._code_of.get(label)
+        if code is None:
+            code = self._code_of[label] = len(self._labels)
+            self._labels.append(label)
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = self._used
+            self._used += 1
+            if slot == len(self._times):
+                self._times = np.concatenate([self._times, np.zeros_like(self._times)])
+                self._codes = np.concatenate([self._codes, np.zeros_like(self._codes)])
+        self._slots[root] = slot
+        self._times[slot] = time
+        self._codes[slot] = code
+
+    def remove(self, root: str) -> None:
+        slot = self._slots.pop(root)
+        self._codes[slot] = self._FREE
+        self._free.append(slot)
+
+    def age_totals(self, now: int) -> dict[str | None, float]:
+        """The ``math.fsum`` of the prospects' ages at ``now``, per label and (None) in all."""
+        if not self._slots:
+            return {None: 0.0}
+        codes = self._codes[: self._used]
+        ages = np.maximum((now - self._times[: self._used]).astype(np.float64) / _DAY_US, 0.0)
+        units, exponent = _exact_sums(ages, codes, len(self._labels))
+        totals: dict[str | None, float] = {
+            label: _to_float(units[code], exponent) for code, label in enumerate(self._labels) if code
+        }
+        totals[None] = _to_float(sum(units[1:]), exponent)  # code 0: free slots
+        return totals
+
+
+def _exact_sums(values: np.ndarray, groups: np.ndarray, count: int) -> tuple[list[int], int]:
+    """The exact sums of non-negative finite ``values`` per group (``groups``: codes below
+    ``count``) as integers in units of ``2**exponent``.
+
+    Each value is ``mantissa * 2**e`` with a 53-bit integer mantissa, split in two 26/27-bit
+    halves; ``bincount`` adds the halves per (group, e) in float64, exactly while the sums
+    stay below 2**53 (up to 2**26 values). Python integers add the rest."""
+    fractions, exponents = np.frexp(values)
+    mantissas = (fractions * 2.0**53).astype(np.int64)  # exact: 0.5 <= fraction < 1
+    lowest = int(exponents.min())
+    shifts = exponents - lowest
+    span = int(shifts.max()) + 1
+    bins = groups * span + shifts
+    high = np.bincount(bins, weights=mantissas >> 26, minlength=count * span).reshape(count, span)
+    low = np.bincount(bins, weights=mantissas & ((1 << 26) - 1), minlength=count * span).reshape(count, span)
+    sums = []
+    for group in range(count):
+        total = 0
+        for shift in np.flatnonzero(high[group] + low[group]).tolist():
+            total += ((int(high[group, shift]) << 26) + int(low[group, shift])) << shift
+        sums.append(total)
+    return sums, lowest - 53
+
+
+def _to_float(units: int, exponent: int) -> float:
+    """``units * 2**exponent`` correctly rounded (as ``math.fsum`` rounds its exact sum)."""
+    return units / (1 << -exponent) if exponent < 0 else float(units << exponent)
