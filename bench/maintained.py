@@ -9,7 +9,10 @@ it (cached journeys snapshot). Then, in the same process:
 - a refresh of every default document after 1,000 and after 10,000 identities changed
   (their journeys replaced, so their groups are summarised again, their old contributions
   subtracted and their new ones added): the work per burst under live ingest;
-- each of the two, checked: the maintained documents equal the definitions' (digests).
+- each of the two, checked: the maintained documents equal the definitions' (digests);
+- queries with parameters (a lookback and a one-year window) answered by the columnar
+  aggregates beside their definitions, what a changed group costs those aggregates, and
+  their bootstrap.
 
 Ratios are to the baseline. The issue's target is freshness within 2 s at 1M customers
 under 5,000 events/s; a refresh after a burst bounds it from below.
@@ -20,7 +23,6 @@ from __future__ import annotations
 import random
 import sys
 import time
-from pathlib import Path
 
 from bench.common import Row, peak_rss_mib
 
@@ -86,7 +88,69 @@ def run(scale: float) -> list[Row]:
         }
         rows.append(Row("maintained", f"aggregates: every default document after {changed:,} identities changed",
                         seconds * 1000, "ms", "definitions", recompute * 1000))
+    query_rows, queries_same = _queries_with_parameters(maintained, data_time)
+    rows += query_rows
+    same = same and queries_same
     rows.append(Row("maintained", "maintained documents equal the definitions'", 1.0 if same else 0.0, "bool",
                     target="1", ok=same))
     rows.append(Row("maintained", "peak RSS of this process", peak_rss_mib(), "MiB"))
     return rows
+
+
+def _queries_with_parameters(views, data_time) -> tuple[list[Row], bool]:
+    """Queries with parameters (a 30-day lookback in a one-year window, a first-contact
+    window), answered by the columnar aggregates beside their definitions; what a changed
+    group costs those aggregates, and their bootstrap."""
+    from datetime import timedelta
+
+    from application.collector import collector_paused
+    from application.live_views import VIEW_SPECS
+    from application.replay_report import digest
+    from projections.aggregates.attribution_queries import AttributionQueries
+    from projections.aggregates.first_contact_queries import FirstContactQueries
+
+    population = views.population
+    year = {"start": (data_time - timedelta(days=365)).isoformat(), "end": data_time.isoformat()}
+    cases = [("attribution", {"model": model, "lookback_days": 30, **year})
+             for model in ("linear", "time_decay", "markov", "shapley")]
+    cases += [("attribution", {"model": "linear", "group_by": "campaign", "lookback_days": 30, **year}),
+              ("first_contact", year)]
+    rows, same = [], True
+    some_identity = next(iter(population.journeys))
+    for name, given in cases:
+        spec = VIEW_SPECS[name]
+        params = dict(spec.key(given)[1])
+        aggregate = population.summaries.maintained.find(name, params)
+        population.summaries.stale.add(some_identity)  # a change drops the paths the last definition kept
+        population.summaries.refresh()
+        with collector_paused():  # as the live views compute a document
+            started = time.perf_counter()
+            defined = spec.compute(population, **params)
+            definition = time.perf_counter() - started
+            started = time.perf_counter()
+            answered = aggregate.document(population, params)
+            seconds = time.perf_counter() - started
+        same = same and digest(answered) == digest(defined)
+        query = ", ".join([name, *(f"{k}={v}" for k, v in given.items() if k not in year), "one year from/to"])
+        log(f"{query}: {type(aggregate).__name__} {seconds * 1000:.0f} ms, definition {definition * 1000:.0f} ms")
+        rows.append(Row("maintained", f"columns: {query}", seconds * 1000, "ms",
+                        "definition", definition * 1000, "< 1000 ms at 1M"))
+    groups = population.groups()
+    sample = random.Random(SEED).sample(groups, min(10_000, len(groups)))
+    for aggregate in (AttributionQueries(), FirstContactQueries()):
+        started = time.perf_counter()
+        for group in groups:
+            aggregate.update(group.root, group)
+        bootstrap = time.perf_counter() - started
+        started = time.perf_counter()
+        for group in sample:  # each group out, then in again: two changes
+            aggregate.update(group.root, None)
+        for group in sample:
+            aggregate.update(group.root, group)
+        per_change = (time.perf_counter() - started) / (2 * len(sample))
+        kind = type(aggregate).__name__
+        log(f"{kind}: bootstrap {bootstrap:.2f} s, {per_change * 1e6:.1f} us per changed group, "
+            f"columns {aggregate.nbytes() / len(groups):.0f} bytes per group")
+        rows.append(Row("maintained", f"columns: {kind} bootstrap", bootstrap * 1000, "ms"))
+        rows.append(Row("maintained", f"columns: {kind} update per changed group", per_change * 1e6, "us"))
+    return rows, same

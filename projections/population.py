@@ -208,14 +208,21 @@ def group_path(group: GroupSummary, index: int, window: timedelta | None) -> Pat
     """The path of a group with an order (its conversion path) or else a touch (its
     prospect path), labelled by the touch field at ``index`` (``label_index``)."""
     touches = group.touches
-    if group.orders:
-        order = group.orders[0]
-        converted, cut, at, value = True, group.conversion_index, order[0], order[3] / MONEY_SCALE
-    else:
-        converted, cut, at, value = False, len(touches), touches[-1][0], 0.0
+    converted, cut, at, value = path_end(group)
     first = 0 if window is None else bisect_left(touches, (at - window,), 0, cut)
     if index == 2:  # every touch names its channel
         labelled = [(touch[2], (at - touch[0]) / DAY) for touch in touches[first:cut]]
     else:
         labelled = [(touch[index] or NO_CAMPAIGN, (at - touch[0]) / DAY) for touch in touches[first:cut]]
     return Path(tuple(labelled), converted, value)
+
+
+def path_end(group: GroupSummary) -> tuple[bool, int, datetime, float]:
+    """Where a group's path ends (it has an order or a touch): ``(converted, cut, at,
+    value)``: its path is ``touches[:cut]``, ages are measured to ``at`` (the first
+    order's time, else the last touch's) and ``value`` is that order's revenue (else 0)."""
+    if group.orders:
+        order = group.orders[0]
+        return True, group.conversion_index, order[0], order[3] / MONEY_SCALE
+    touches = group.touches
+    return False, len(touches), touches[-1][0], 0.0

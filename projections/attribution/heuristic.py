@@ -15,13 +15,13 @@ a path's labels, so they are computed once per distinct label sequence;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from itertools import chain
 from operator import itemgetter
 
 import numpy as np
 
-from projections.attribution.path_counts import PathCounts, attribution_from_terms
+from projections.attribution.path_counts import PathCounts, Totals, attribution_from_terms
 from projections.attribution.paths import Attribution, Labels
 
 Weights = Callable[[Labels], list[float]]
@@ -45,25 +45,39 @@ def position_based(counts: PathCounts) -> Attribution:
 
 def time_decay(counts: PathCounts, *, half_life_days: float) -> Attribution:
     touches = counts.converting_touches
-    if not touches:
-        return attribution_from_terms("time_decay", counts, {})
     lengths = np.fromiter(map(len, touches), dtype=np.intp, count=len(touches))
     flat = list(chain.from_iterable(touches))
     ages = np.fromiter(map(itemgetter(1), flat), dtype=float, count=len(flat))
-    weights = decay_weights(lengths, ages, half_life_days)
-    value_weights = weights * np.repeat(np.array(counts.converting_values), lengths)
     index = {label: i for i, label in enumerate(counts.labels)}
     label_of = np.fromiter(map(index.__getitem__, map(itemgetter(0), flat)), dtype=np.intp, count=len(flat))
+    return decay_attribution(counts, lengths, ages, label_of, np.array(counts.converting_values), half_life_days)
 
+
+def decay_attribution(
+    totals: Totals,
+    lengths: np.ndarray,
+    ages: np.ndarray,
+    label_of: np.ndarray,
+    values: np.ndarray,
+    half_life_days: float,
+) -> Attribution:
+    """``time_decay``'s credits over the attributed conversions given as columns: each
+    conversion's number of touches (``lengths``) and value (``values``), its touches'
+    ages in days and labels (``label_of``: an index into ``totals.labels``) flat in
+    conversion order. The order of the conversions does not change the result."""
+    if not len(lengths):
+        return attribution_from_terms("time_decay", totals, {})
+    weights = decay_weights(lengths, ages, half_life_days)
+    value_weights = weights * np.repeat(values, lengths)
     order = np.argsort(label_of, kind="stable")
-    bounds = np.searchsorted(label_of[order], np.arange(len(counts.labels) + 1))
+    bounds = np.searchsorted(label_of[order], np.arange(len(totals.labels) + 1))
     conversion_terms, value_terms = weights[order].tolist(), value_weights[order].tolist()
     terms = {
         label: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
-        for i, label in enumerate(counts.labels)
+        for i, label in enumerate(totals.labels)
         if bounds[i + 1] > bounds[i]
     }
-    return attribution_from_terms("time_decay", counts, terms)
+    return attribution_from_terms("time_decay", totals, terms)
 
 
 def decay_weights(lengths: np.ndarray, ages: np.ndarray, half_life_days: float) -> np.ndarray:
@@ -112,10 +126,18 @@ def sequence_terms(model: str, labels: Labels, count: int, value: float) -> Iter
 
 
 def _by_labels(model: str, counts: PathCounts) -> Attribution:
+    return label_attribution(model, counts, counts.converting)
+
+
+def label_attribution(
+    model: str, totals: Totals, converting: Mapping[Labels, tuple[int, float]]
+) -> Attribution:
+    """A `LABEL_WEIGHTS` model's credits over the converting paths tallied per label
+    sequence (``converting``: sequence -> (paths, fsum of their values))."""
     terms: dict[str, tuple[list[float], list[float]]] = {}
-    for labels, (count, value) in counts.converting.items():
+    for labels, (count, value) in converting.items():
         for label, conversion_term, value_term in sequence_terms(model, labels, count, value):
             conversion_terms, value_terms = terms.setdefault(label, ([], []))
             conversion_terms.append(conversion_term)
             value_terms.append(value_term)
-    return attribution_from_terms(model, counts, terms)
+    return attribution_from_terms(model, totals, terms)

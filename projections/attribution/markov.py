@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from projections.attribution.path_counts import PathCounts, Totals, attribution_from_shares, fold_paths
+from projections.attribution.path_counts import PathCounts, Totals, attribution_from_shares, collapse, fold_paths
 from projections.attribution.paths import Attribution, Labels, Path
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
@@ -83,13 +83,20 @@ def fit_chain(path_counts: PathCounts) -> MarkovChain:
 
 def transition_counts(path_counts: PathCounts) -> Counter[tuple[State, State]]:
     """How often each transition (between labels and ``*_STATE``) is taken by the collapsed paths."""
-    converting, non_converting = path_counts.collapsed()
+    return sequence_transitions(*path_counts.collapsed())
+
+
+def sequence_transitions(
+    converting: Mapping[Labels, tuple[int, float]], non_converting: Mapping[Labels, int]
+) -> Counter[tuple[State, State]]:
+    """The transition counts of paths tallied per label sequence (as `PathCounts` holds
+    them), each sequence collapsed before it is walked."""
     counts: Counter[tuple[State, State]] = Counter()
     for labels, (n, _) in converting.items():
-        for transition in walk(labels, converted=True):
+        for transition in walk(collapse(labels), converted=True):
             counts[transition] += n
     for labels, n in non_converting.items():
-        for transition in walk(labels, converted=False):
+        for transition in walk(collapse(labels), converted=False):
             counts[transition] += n
     return counts
 

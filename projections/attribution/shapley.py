@@ -56,7 +56,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from projections.attribution.path_counts import PathCounts, Totals, attribution_from_shares, fold_paths
-from projections.attribution.paths import Attribution, Path
+from projections.attribution.paths import Attribution, Labels, Path
 
 MAX_EXACT_CHANNELS = 20
 OTHER = "(other)"
@@ -68,7 +68,7 @@ def shapley_values(paths: Sequence[Path]) -> dict[str, float]:
     Keys are the players: the labels, or the kept ones plus `OTHER` past the exact limit.
     """
     counts = fold_paths(paths)
-    paths_by_set, conversions_by_set = channel_set_counts(counts)
+    paths_by_set, conversions_by_set = channel_set_counts(counts.converting, counts.non_converting)
     players, pooled = _players(counts.labels, paths_by_set)
     if not players:
         return {}
@@ -76,18 +76,21 @@ def shapley_values(paths: Sequence[Path]) -> dict[str, float]:
 
 
 def shapley(counts: PathCounts) -> Attribution:
-    return shapley_of_sets(counts, *channel_set_counts(counts))
+    return shapley_of_sets(counts, *channel_set_counts(counts.converting, counts.non_converting))
 
 
-def channel_set_counts(counts: PathCounts) -> tuple[Counter[frozenset[str]], Counter[frozenset[str]]]:
-    """Paths (converting or not) and conversions per set of labels: all the game reads."""
+def channel_set_counts(
+    converting: Mapping[Labels, tuple[int, float]], non_converting: Mapping[Labels, int]
+) -> tuple[Counter[frozenset[str]], Counter[frozenset[str]]]:
+    """Paths (converting or not) and conversions per set of labels: all the game reads,
+    from the paths tallied per label sequence (as `PathCounts` holds them)."""
     paths_by_set: Counter[frozenset[str]] = Counter()
     conversions_by_set: Counter[frozenset[str]] = Counter()
-    for sequence, (count, _) in counts.converting.items():
+    for sequence, (count, _) in converting.items():
         labels = frozenset(sequence)
         paths_by_set[labels] += count
         conversions_by_set[labels] += count
-    for sequence, count in counts.non_converting.items():
+    for sequence, count in non_converting.items():
         paths_by_set[frozenset(sequence)] += count
     return paths_by_set, conversions_by_set
 

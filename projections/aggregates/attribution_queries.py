@@ -1,0 +1,263 @@
+"""Attribution with any parameters, answered from every group's path held in numpy columns.
+
+Definition: ``projections.multi_touch.attribution_view`` with any parameters: a lookback
+(``lookback_days``), a window (``from``/``to``), ``group_by`` channel or campaign,
+``half_life_days``. The default document is maintained by ``aggregates.attribution``
+(registered first); this aggregate answers the rest.
+
+Each group with an order or a touch keeps one row: whether its path converts, the time
+its path ends (``population.path_end``: the first order, else the last touch), its value,
+and its path's touches (time, and for each labelling the ``SuffixTrie`` node of the
+sequence from that touch on). A query then:
+
+1. selects the rows whose end falls in the window (conversions; prospects too for the
+   models that read them), all in numpy;
+2. applies the lookback: the touches older than ``end - lookback`` are a prefix of each
+   path, counted with one comparison over the selected touches; the node of the first
+   kept touch names the path's label sequence;
+3. tallies paths per sequence (count, and ``fsum`` of the values as the definition's
+   ``fold_paths`` does) and hands them to the models' own code
+   (``projections.attribution``): ``label_attribution``, ``decay_attribution`` over the
+   kept touches' ages, ``markov_of_transitions``, ``shapley_of_sets``.
+
+So a query costs a few vectorised passes over the rows plus Python work per distinct
+label sequence, not per group. Changes cost O(path) (slots and touch runs are reused;
+the runs are compacted when half of them is garbage).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from itertools import chain
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from events.times import to_micros
+from projections import parameters
+from projections.aggregates.base import ContributionAggregate
+from projections.aggregates.columns import MIN_MICROS, Runs, SlotRows, SuffixTrie, ranges
+from projections.attribution import MODELS
+from projections.attribution.heuristic import decay_attribution, label_attribution
+from projections.attribution.markov import markov_of_transitions, sequence_transitions
+from projections.attribution.path_counts import Totals
+from projections.attribution.paths import Attribution, Labels
+from projections.attribution.shapley import channel_set_counts, shapley_of_sets
+from projections.group import GroupSummary
+from projections.multi_touch import READS_NON_CONVERTING, attribution_document
+from projections.parameters import ViewParameterError
+from projections.population import GROUP_BY, NO_CAMPAIGN, path_end
+
+_PARAMETERS = frozenset({"model", "lookback_days", "start", "end", "group_by", "half_life_days"})
+_HEADER = struct.Struct("<?qd")  # converted, end of the path (µs), value
+_DAY_MICROS = 86_400_000_000
+
+
+class Query(NamedTuple):
+    """The parameters of one attribution query, checked as the definition checks them."""
+
+    model: str
+    lookback_days: float | None
+    half_life_days: float
+    group_by: str
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> "Query":
+        model = parameters.choice("model", params.get("model"), MODELS)
+        lookback = parameters.positive_days("lookback_days", params.get("lookback_days"))
+        half_life = parameters.positive_days("half_life_days", params.get("half_life_days", 7.0), optional=False)
+        group_by = parameters.choice("group_by", params.get("group_by", "channel"), GROUP_BY)
+        lower, upper = parameters.window(params.get("start"), params.get("end"))
+        return cls(model, lookback, half_life, group_by, lower, upper)
+
+
+class _Paths(NamedTuple):
+    """The selected paths as columns (touch runs cut by the lookback)."""
+
+    converted: np.ndarray
+    at: np.ndarray
+    values: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    sequences: np.ndarray  # the trie node of each path's label sequence (0: no touch)
+
+
+class AttributionQueries(ContributionAggregate[bytes]):
+    """Every attribution document, from the paths' rows: the queries with parameters."""
+
+    view = "attribution"
+
+    def __init__(self, *, compact_above: int = 65_536) -> None:
+        """``compact_above``: how many released touches (and dead trie nodes) are worth
+        a compaction, at least."""
+        super().__init__()
+        self._compact_above = compact_above
+        self._trie = SuffixTrie()
+        self._rows = SlotRows(
+            {"converted": np.bool_, "at": np.int64, "value": np.float64, "start": np.int64, "length": np.int32}
+        )
+        self._touches = Runs({"at": np.int64, "channel": np.int32, "campaign": np.int32}, compact_above=compact_above)
+
+    def contribution(self, group: GroupSummary) -> bytes | None:
+        """The row, packed: header, then the path's touch times, channel and campaign codes."""
+        if not group.orders and not group.touches:
+            return None
+        converted, cut, at, value = path_end(group)
+        touches = group.touches[:cut]
+        code = self._trie.labels.code
+        return b"".join((
+            _HEADER.pack(converted, to_micros(at), value),
+            array("q", [to_micros(touch[0]) for touch in touches]).tobytes(),
+            array("i", [code(touch[2]) for touch in touches]).tobytes(),
+            array("i", [code(touch[3] or NO_CAMPAIGN) for touch in touches]).tobytes(),
+        ))
+
+    def add(self, contribution: bytes) -> None:
+        converted, at, value = _HEADER.unpack_from(contribution)
+        n = (len(contribution) - _HEADER.size) // 16
+        channels = _HEADER.size + 8 * n
+        campaigns = channels + 4 * n
+        suffixes = self._trie.suffix_bytes
+        start = self._touches.append(
+            at=np.frombuffer(contribution, np.int64, n, _HEADER.size),
+            channel=np.frombuffer(suffixes(contribution[channels:campaigns]), np.int32),
+            campaign=np.frombuffer(suffixes(contribution[campaigns:]), np.int32),
+        )
+        self._rows.add(contribution, converted=converted, at=at, value=value, start=start, length=n)
+
+    def subtract(self, contribution: bytes) -> None:
+        self._rows.remove(contribution)
+        self._touches.release((len(contribution) - _HEADER.size) // 16)
+        if self._touches.needs_compacting():
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the released touch runs, and the trie's nodes no path holds any more."""
+        rows, touches = self._rows, self._touches
+        slots = np.flatnonzero(rows.live)
+        starts = rows.column("start")
+        starts[slots] = touches.compact(starts[slots], rows.column("length")[slots])
+        channels, campaigns = touches.column("channel"), touches.column("campaign")
+        held = np.bincount(np.concatenate((channels, campaigns)), minlength=len(self._trie)) > 0
+        if len(self._trie) > 2 * np.count_nonzero(held) + self._compact_above:  # mostly nodes no path holds
+            self._trie, renumbered = self._trie.compacted(np.flatnonzero(held))
+            channels[:] = renumbered[channels]
+            campaigns[:] = renumbered[campaigns]
+
+    # --- rendering -----------------------------------------------------------------------
+
+    def answers(self, params: Mapping[str, Any]) -> bool:
+        if not set(params) <= _PARAMETERS:
+            return False
+        try:
+            query = Query.of(params)
+            if query.lookback_days is not None:
+                timedelta(days=query.lookback_days)  # the definition's lookback, which may overflow
+        except (ViewParameterError, OverflowError):
+            return False
+        return True
+
+    def document(self, population: Any, params: Mapping[str, Any]) -> dict:
+        query = Query.of(params)
+        result, prospects = self.result(query)
+        return attribution_document(
+            result,
+            lookback_days=query.lookback_days,
+            group_by=query.group_by,
+            start=query.start,
+            end=query.end,
+            half_life_days=query.half_life_days,
+            non_converting_paths=prospects,
+        )
+
+    def result(self, query: Query) -> tuple[Attribution, int]:
+        """The model's credits over the selected paths, and how many prospects' paths it read."""
+        reads_all = query.model in READS_NON_CONVERTING
+        paths = self._paths(query, prospects=reads_all)
+        converting = paths.converted
+        sequences, values = paths.sequences[converting], paths.values[converting]
+        attributed = sequences != 0
+        converting_counts = self._tally(sequences[attributed], values[attributed])
+        non_converting: dict[Labels, int] = {}
+        if reads_all:
+            nodes, counts = np.unique(paths.sequences[~converting], return_counts=True)
+            non_converting = {self._trie.sequence(n): c for n, c in zip(nodes.tolist(), counts.tolist())}
+        labels = set(chain.from_iterable(converting_counts))
+        labels.update(chain.from_iterable(non_converting))
+        attributed_values = values[attributed]
+        totals = Totals(
+            labels=tuple(sorted(labels)),
+            conversions=len(attributed_values),
+            value=math.fsum(attributed_values.tolist()),
+            unattributed_conversions=int(len(values) - len(attributed_values)),
+            unattributed_value=math.fsum(values[~attributed].tolist()),
+        )
+        prospects = int(len(paths.sequences) - np.count_nonzero(converting))
+        if query.model == "markov":
+            return markov_of_transitions(totals, sequence_transitions(converting_counts, non_converting)), prospects
+        if query.model == "shapley":
+            return shapley_of_sets(totals, *channel_set_counts(converting_counts, non_converting)), prospects
+        if query.model == "time_decay":
+            chosen = np.flatnonzero(converting)[attributed]
+            return self._time_decay(totals, paths, chosen, query), prospects
+        return label_attribution(query.model, totals, converting_counts), prospects
+
+    def _paths(self, query: Query, *, prospects: bool) -> _Paths:
+        rows = self._rows
+        at = rows.column("at")
+        selected = rows.live if prospects else rows.live & rows.column("converted")
+        if query.start is not None:
+            selected = selected & (at >= to_micros(query.start))
+        if query.end is not None:
+            selected = selected & (at < to_micros(query.end))
+        slots = np.flatnonzero(selected)
+        at = at[slots]
+        starts, lengths = rows.column("start")[slots], rows.column("length")[slots]
+        if query.lookback_days is not None:
+            window = timedelta(days=query.lookback_days) // timedelta(microseconds=1)
+            if len(at) and int(at.min()) - window < MIN_MICROS:
+                raise OverflowError("date value out of range")  # as the definition's datetimes
+            older = self._touches.column("at")[ranges(starts, lengths)] < np.repeat(at - window, lengths)
+            counted = np.concatenate(([0], np.cumsum(older)))
+            offsets = np.cumsum(lengths) - lengths
+            dropped = counted[offsets + lengths] - counted[offsets]
+            starts, lengths = starts + dropped, lengths - dropped
+        sequences = np.zeros(len(slots), dtype=np.int64)
+        touched = lengths > 0
+        sequences[touched] = self._touches.column(query.group_by)[starts[touched]]
+        return _Paths(rows.column("converted")[slots], at, rows.column("value")[slots], starts, lengths, sequences)
+
+    def _tally(self, sequences: np.ndarray, values: np.ndarray) -> dict[Labels, tuple[int, float]]:
+        """Converting paths per label sequence: (paths, fsum of their values)."""
+        order = np.argsort(sequences, kind="stable")
+        nodes, firsts, counts = np.unique(sequences[order], return_index=True, return_counts=True)
+        ordered = values[order].tolist()
+        sequence = self._trie.sequence
+        return {
+            sequence(node): (count, math.fsum(ordered[first : first + count]))
+            for node, first, count in zip(nodes.tolist(), firsts.tolist(), counts.tolist())
+        }
+
+    def _time_decay(self, totals: Totals, paths: _Paths, chosen: np.ndarray, query: Query) -> Attribution:
+        """The kept touches of the attributed conversions ``chosen``, weighed by age."""
+        lengths = paths.lengths[chosen]
+        touches = ranges(paths.starts[chosen], lengths)
+        ages = (np.repeat(paths.at[chosen], lengths) - self._touches.column("at")[touches]) / _DAY_MICROS
+        codes = self._trie.label_codes(self._touches.column(query.group_by)[touches])
+        index_of = np.zeros(len(self._trie.labels), dtype=np.intp)
+        code = self._trie.labels.code
+        index_of[[code(label) for label in totals.labels]] = np.arange(len(totals.labels))
+        return decay_attribution(
+            totals, lengths, ages, index_of[codes], paths.values[chosen], query.half_life_days
+        )
+
+    def nbytes(self) -> int:
+        """The columns' bytes (the contributions and the trie aside)."""
+        return self._rows.nbytes() + self._touches.nbytes()
+
