@@ -22,6 +22,19 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   vanished reset to the earliest record (the relay republishes the log from
   position 0); a journeys partition whose produce offsets went backwards lost
   its records, so every journey of that partition is produced again.
+* A recreated events topic (another topic id: the relay deleted and recreated
+  it, or a client's metadata request made the broker auto-create it) makes
+  every position and committed offset meaningless: they count records of the
+  previous incarnation. OffsetCommit metadata could name the topic id, but the
+  bundled tansu broker does not keep it (it answers an empty string), so the
+  incarnation is remembered where every broker keeps it: each journey record
+  names, in a header, the events topic id its events came from.
+  While running, the processor compares the topic's id with the one it reads
+  (every ``ASSIGNMENT_CHECK_SECONDS``); on assignment, it compares the id in the
+  last journey of the partition. Another or a missing id, with a position past
+  0, sends the partition back to the beginning, and the beginning is committed
+  before any journey names the new id, so a crash in between cannot trust the
+  old offsets. The events come again as duplicates, which journeys ignore.
 
 Identity links cross partitions; journeys are per identity stream and grouping
 happens in the view server's population, which sees every journey.
@@ -60,6 +73,7 @@ log = logging.getLogger(__name__)
 
 PROCESSOR_GROUP = "touchpoints-journeys"
 H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that produced it
+H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
 
 
 @dataclass
@@ -175,11 +189,12 @@ class JourneyProcessor:
         self._consumer: Any = None
         self._producer: Any = None
         self._admin: Any = None  # kafka-python admin client for the assignment check, opened on first use
+        self._topic_id: str | None = None  # the events topic incarnation being read (None: broker shows no ids)
         self._produced: dict[int, int] = {}  # journeys partition -> last offset acknowledged
         self._counts = {
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
-            "rejoins": 0,
+            "rejoins": 0, "topic_recreations": 0, "rewound_partitions": 0,
         }
         self._last_batch_at: float | None = None
         self._last_error: str | None = None
@@ -190,6 +205,8 @@ class JourneyProcessor:
 
     async def start(self) -> None:
         await self._ensure_topics()
+        described = await asyncio.to_thread(self._describe_events_topic)
+        self._topic_id = described[0] if described else None
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, max_batch_size=1 << 20,
             max_request_size=8 << 20, request_timeout_ms=15000, client_id=self.client_id,
@@ -231,8 +248,10 @@ class JourneyProcessor:
                     await self.process(batches)
                 if time.monotonic() - checked >= ASSIGNMENT_CHECK_SECONDS:
                     checked = time.monotonic()
-                    existing = await asyncio.to_thread(self._events_partitions)
-                    self.rejoin_if_assignment_is_stale(existing)
+                    described = await asyncio.to_thread(self._describe_events_topic)
+                    self.rejoin_if_assignment_is_stale(described[1] if described else None)
+                    async with self._lock:
+                        await self.follow_events_topic(described[0] if described else None)
                 backoff = 0.2
             except KafkaError as error:
                 self._last_error = f"{type(error).__name__}: {error}"
@@ -257,8 +276,41 @@ class JourneyProcessor:
         self._counts["rejoins"] += 1
         return True
 
-    def _events_partitions(self) -> set[int] | None:
-        """The events topic's partitions as the broker describes them (a fresh admin
+    async def follow_events_topic(self, topic_id: str | None) -> bool:
+        """Compare the events topic's id (as described now; None: unknown) with the one
+        being read. Another id means the topic was recreated: every assigned partition
+        goes back to its beginning (committed first), and partitions held but no longer
+        assigned are forgotten, so their next assignment restores and checks them. True
+        if the topic was recreated."""
+        if topic_id is None or topic_id == self._topic_id:
+            return False
+        previous = self._topic_id
+        if previous is not None:
+            log.warning("processor: %s was recreated (id %s is now %s): reading it from the beginning",
+                        self.events_topic, previous, topic_id)
+            assigned = self._consumer.assignment()
+            for partition in [p for p in self.state.partitions if TopicPartition(self.events_topic, p) not in assigned]:
+                self.state.drop(partition)
+            await self._read_from_beginning(sorted(tp for tp in assigned if self.state.owns(tp.partition)))
+            self._counts["topic_recreations"] += 1
+        self._topic_id = topic_id
+        return previous is not None
+
+    async def _read_from_beginning(self, tps: list[TopicPartition]) -> None:
+        """Move ``tps`` to their first record and commit that before anything folded from
+        them is published: a journey naming the current topic id then never stands beside
+        an offset committed into an older incarnation."""
+        if not tps:
+            return
+        if self._committing is not None:
+            await asyncio.wait({self._committing})  # an older commit must not land after this one
+        await self._consumer.seek_to_beginning(*tps)
+        beginnings = {tp: OffsetAndMetadata(await self._consumer.position(tp), "") for tp in tps}
+        await self._consumer.commit(beginnings)
+        self._counts["rewound_partitions"] += len(tps)
+
+    def _describe_events_topic(self) -> tuple[str | None, set[int]] | None:
+        """The events topic's id and partitions as the broker describes them (a fresh admin
         request, not the consumer's cached metadata); None if the broker cannot say."""
         from kafka.errors import KafkaError as SyncKafkaError
 
@@ -273,7 +325,10 @@ class JourneyProcessor:
             log.debug("processor: describing %s failed: %r", self.events_topic, error)
             self._close_admin()
             return None
-        return set(found[self.events_topic][1]) if self.events_topic in found else None
+        if self.events_topic not in found:
+            return None
+        topic_id, partitions = found[self.events_topic]
+        return topic_id, set(partitions)
 
     def _close_admin(self) -> None:
         admin, self._admin = self._admin, None
@@ -302,10 +357,12 @@ class JourneyProcessor:
             self._committing = asyncio.ensure_future(self._commit(commits))
 
     async def _fold_and_publish(self, owned: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> dict:
-        await self._restore([tp.partition for tp in owned if not self.state.owns(tp.partition)])
+        rewound = await self._restore_and_check([tp for tp in owned if not self.state.owns(tp.partition)], batches)
         commits = {}
         pending = []
         for tp in owned:
+            if tp in rewound:  # these records came from a position that meant another incarnation
+                continue
             records = batches[tp]
             result = self.state.fold(tp.partition, ((r.value, r.headers) for r in records))
             self._count(len(records), result)
@@ -358,6 +415,8 @@ class JourneyProcessor:
         cheaper than ``send`` per record); returns each batch's future and size."""
         producer = self._producer
         headers = [(H_SOURCE_OFFSET, str(source_offset).encode())]
+        if self._topic_id is not None:
+            headers.append((H_EVENTS_TOPIC_ID, self._topic_id.encode()))
         sent = []
         batch = producer.create_batch()
         for key, journey in journeys.items():
@@ -397,11 +456,41 @@ class JourneyProcessor:
 
     # --- restore and rebalance ------------------------------------------------------------
 
-    async def _restore(self, partitions: list[int]) -> None:
+    async def _restore_and_check(self, fresh: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> set:
+        """Restore newly assigned partitions; then send back to the beginning every one whose
+        last journey names another incarnation of the events topic (or none) while its
+        batch starts past offset 0: its committed offset counted another topic's records.
+        Returns the partitions sent back (their records in ``batches`` are not folded),
+        including those a recreation noticed now sent back."""
+        if not fresh:
+            return set()
+        described = await asyncio.to_thread(self._describe_events_topic)
+        rewound: set = set()
+        if await self.follow_events_topic(described[0] if described else None):
+            rewound |= {tp for tp in self._consumer.assignment() if self.state.owns(tp.partition)}
+        incarnations = await self._restore([tp.partition for tp in fresh])
+        stale = [tp for tp in fresh if self._topic_id is not None and batches[tp][0].offset > 0
+                 and incarnations[tp.partition] != self._topic_id]
+        if stale:
+            log.warning("processor: partitions %s of %s were last folded from another incarnation of the topic "
+                        "(now %s): reading them from the beginning",
+                        sorted(tp.partition for tp in stale), self.events_topic, self._topic_id)
+            try:
+                await self._read_from_beginning(stale)
+            except BaseException:
+                for tp in stale:  # restored and checked again with their next batch
+                    self.state.drop(tp.partition)
+                raise
+        return rewound | set(stale)
+
+    async def _restore(self, partitions: list[int]) -> dict[int, str | None]:
+        """Restore partitions from the journeys topic; returns, per partition, the events
+        topic id its last journey names (None: no journey, or one without the header)."""
         if not partitions:
-            return
+            return {}
         started = time.monotonic()
         records: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in partitions}
+        incarnations: dict[int, str | None] = dict.fromkeys(partitions)
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   client_id=f"{self.client_id}-restore", fetch_max_wait_ms=50)
         await reader.start()
@@ -413,11 +502,14 @@ class JourneyProcessor:
                 await reader.seek_to_beginning(*tps)
                 for tp, batch in (await read_to_end(reader, tps)).items():
                     records[tp.partition].extend((r.key, r.value) for r in batch)
+                    if batch:
+                        incarnations[tp.partition] = _header_text(batch[-1].headers, H_EVENTS_TOPIC_ID)
         finally:
             await reader.stop()
         restored = {p: self.state.restore(p, records[p]) for p in partitions}
         self._counts["restores"] += len(partitions)
         log.info("restored journeys %s in %.2f s", restored, time.monotonic() - started)
+        return incarnations
 
     async def _journey_partitions(self, reader: Any) -> set[int]:
         partitions = reader.partitions_for_topic(self.journeys_topic)
@@ -468,6 +560,13 @@ class JourneyProcessor:
             "last_batch_at": self._last_batch_at,
             "last_error": self._last_error,
         }
+
+
+def _header_text(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode()
+    return None
 
 
 async def _acknowledged(batches: list[tuple[asyncio.Future, int]]) -> tuple[int, int]:

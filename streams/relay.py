@@ -2,20 +2,35 @@
 
 It reads the store from its checkpoint (``read_all`` pages, then polling for
 new appends: a catch-up subscription with natural batching), publishes each
-page with one producer flush (acks=all), and only then saves the checkpoint.
-So the checkpoint never runs ahead of what the broker acknowledged; after a
-crash the relay resumes from it and re-sends at most one page, duplicates the
-processors ignore (they remember applied event ids).
+page (acks=all) and only then saves the checkpoint. So the checkpoint never
+runs ahead of what the broker acknowledged; after a crash the relay resumes
+from it and re-sends at most one page, duplicates the processors ignore (they
+remember applied event ids).
+
+It publishes with aiokafka's producer on one asyncio loop in the relay's thread:
+each page becomes one record batch per partition, built by aiokafka's C batch
+builder (``create_batch``/``send_batch``); kafka-python's producer encoded each
+record in Python and cost ~45 µs of CPU an event. Records are one event each,
+as ``streams.topics.raw_event_records`` makes them from the stored rows
+(``events.raw.read_raw``: no envelope is decoded on the way), and the key picks
+the partition as Kafka's default partitioner would (``partition_for_key``).
+kafka-python stays for the admin requests. The topic is created with
+``ensure_topics`` before the producer starts; aiokafka's metadata requests
+always allow auto-creation (there is no setting), so a broker that lost the
+topic may recreate it with its own default layout when a client next asks: the
+data-loss check below recreates it before republishing, and the journey
+processor follows the topic id.
 
 A broker that lost data (the memory-only bundled broker restarted, the topic
 deleted or recreated) is detected by comparing the topic with what the
 checkpoint remembers (topic id, per-partition offsets); the relay then
-republishes the whole log from position 0, logs why and counts it in
-``stats()``.
+republishes the whole log from position 0 into the topic created anew, logs
+why and counts it in ``stats()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -23,7 +38,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from events.store import EventStore, RecordedEvent
+from events.raw import read_raw
+from events.store import EventStore
 from streams.checkpoint import Checkpoint, CheckpointStore
 from streams.topics import (
     DEFAULT_PARTITIONS,
@@ -32,10 +48,15 @@ from streams.topics import (
     close_admin,
     describe_topics,
     ensure_topics,
-    event_record,
+    RECORD_COLUMNS,
+    partition_for_key,
+    raw_event_records,
 )
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH_BYTES = 1 << 20  # one record batch per partition and page, up to this size
+KEY_CACHE_SIZE = 200_000  # identity streams whose partition is remembered
 
 
 class RelayError(RuntimeError):
@@ -44,7 +65,8 @@ class RelayError(RuntimeError):
 
 class Relay:
     """Publishes the log to ``topic``; ``run()`` blocks until ``stop()``, ``start()``
-    runs it in a daemon thread. ``stats()`` is safe to call from any thread."""
+    runs it in a daemon thread. ``stats()`` is safe to call from any thread.
+    ``producer_config`` adds or overrides ``AIOKafkaProducer`` settings."""
 
     def __init__(
         self,
@@ -77,6 +99,8 @@ class Relay:
         self._checkpoint = Checkpoint()
         self._producer = None
         self._admin = None
+        self._partition_count = partitions
+        self._partition_cache: dict[bytes, int] = {}  # key -> partition in a topic of _partition_count
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = threading.Condition()
@@ -92,6 +116,9 @@ class Relay:
         """Publish until ``stop()``. Broker and store errors are logged, shown in
         ``stats()['last_error']`` and retried with exponential backoff."""
         self._stopping.clear()
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
         self._checkpoint = self.checkpoints.load(self.topic)
         self._update(running=True, checkpoint=self._checkpoint.position)
         log.info("relay to %s starting after position %s", self.topic, self._checkpoint.position)
@@ -101,33 +128,42 @@ class Relay:
             while not self._stopping.is_set():
                 try:
                     if self._admin is None:
-                        self._connect()
+                        await self._connect()
                         next_check = time.monotonic() + self.check_interval
                     elif time.monotonic() >= next_check:
-                        self._check_for_data_loss()
+                        await self._check_for_data_loss()
                         self._note_head()
                         next_check = time.monotonic() + self.check_interval
                     if self._producer is None:
-                        self._producer = self._new_producer()
+                        self._producer = await self._new_producer()
                         self._update(last_error=None)
-                    batch = self._read_batch()
-                    if batch:
-                        self._publish(batch)
+                    rows, stream_names = self._read_batch()
+                    if rows:
+                        await self._publish(rows, stream_names)
                     else:
                         self._note_head()
-                        self._stopping.wait(self.poll_interval)
+                        await self._pause(self.poll_interval)
                     backoff = 0.1
                 except Exception as error:  # noqa: BLE001 - a relay keeps trying; the error is shown
                     log.warning("relay: %s: %s (retrying in %.1f s)", type(error).__name__, error, backoff,
                                 exc_info=log.isEnabledFor(logging.DEBUG))
                     self._update(last_error=f"{type(error).__name__}: {error}", last_error_at=time.time())
-                    self._disconnect()
-                    self._stopping.wait(backoff * random.uniform(0.5, 1.0))
+                    await self._disconnect()
+                    await self._pause(backoff * random.uniform(0.5, 1.0))
                     backoff = min(backoff * 2, self.max_backoff)
         finally:
-            self._disconnect()
+            await self._disconnect()
             self._update(running=False)
             log.info("relay to %s stopped at position %s", self.topic, self._checkpoint.position)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking within 50 ms of ``stop()`` (called from any thread)."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.05))
 
     def start(self) -> "Relay":
         """Run in a daemon thread."""
@@ -171,33 +207,49 @@ class Relay:
 
     # --- one page ----------------------------------------------------------------------
 
-    def _read_batch(self) -> list[RecordedEvent]:
+    def _read_batch(self) -> tuple[list[tuple], Mapping[int, str]]:
+        """The next page after the checkpoint as stored rows (no envelope per event) and
+        their stream names."""
         after = self._checkpoint.position
-        start = 0 if after is None else after  # read_all is inclusive: skip the checkpoint itself
-        batch: list[RecordedEvent] = []
-        for recorded in self.store.read_all(start, limit=self.batch_size + 1):
-            if after is None or recorded.position > after:
-                batch.append(recorded)
-        return batch[: self.batch_size]
+        pages = read_raw(self.store, 0 if after is None else after + 1, page_size=self.batch_size,
+                         columns=RECORD_COLUMNS)
+        try:
+            return next(pages, ([], {}))
+        finally:
+            pages.close()
 
-    def _publish(self, batch: list[RecordedEvent]) -> None:
-        send = self._producer.send
+    async def _publish(self, rows: list[tuple], stream_names: Mapping[int, str]) -> None:
+        producer = self._producer
         topic = self.topic
-        futures = []
-        for recorded in batch:
-            key, value, headers = event_record(recorded)
-            futures.append(send(topic, key=key, value=value, headers=headers))
-        self._producer.flush(timeout=self._flush_timeout())
+        partition_of = self._partition_of
+        open_batches: dict[int, Any] = {}
+        ready: list[tuple[int, Any]] = []
+        for key, value, headers in raw_event_records(rows, stream_names):
+            partition = partition_of(key)
+            builder = open_batches.get(partition)
+            if builder is None:
+                builder = open_batches[partition] = producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
+                ready.append((partition, builder))
+                builder = open_batches[partition] = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None, headers=headers)  # a first record always fits
+        ready.extend(open_batches.items())
+        futures = [(partition, await producer.send_batch(builder, topic, partition=partition))
+                   for partition, builder in ready]
+        try:
+            written = await asyncio.wait_for(asyncio.gather(*(future for _, future in futures)),
+                                             self._ack_timeout())
+        except asyncio.TimeoutError:
+            raise RelayError(f"the broker did not acknowledge a page within {self._ack_timeout():.0f} s") from None
+        except Exception as error:
+            raise RelayError(f"the broker did not acknowledge a record: {error!r}") from error
         first_offsets: dict[int, int] = {}
-        for future in futures:
-            if not future.succeeded():
-                raise RelayError(f"the broker did not acknowledge a record: {future.exception!r}")
-            metadata = future.value
-            known = first_offsets.get(metadata.partition)
+        for (partition, _), metadata in zip(futures, written):
+            known = first_offsets.get(partition)
             if known is None or metadata.offset < known:
-                first_offsets[metadata.partition] = metadata.offset
+                first_offsets[partition] = metadata.offset
         checkpoint = Checkpoint(
-            position=batch[-1].position,
+            position=rows[-1][0],
             offsets={**self._checkpoint.offsets, **first_offsets},
             topic_id=self._checkpoint.topic_id,
         )
@@ -205,78 +257,126 @@ class Relay:
         with self._progress:
             self._checkpoint = checkpoint
             self._stats["checkpoint"] = checkpoint.position
-            self._stats["sent"] += len(batch)
+            self._stats["sent"] += len(rows)
             self._stats["batches"] += 1
             self._stats["last_published_at"] = time.time()
             if self._stats["head"] is None or self._stats["head"] < checkpoint.position:
                 self._stats["head"] = checkpoint.position
             self._progress.notify_all()
 
-    def _flush_timeout(self) -> float:
-        return self.producer_config.get("delivery_timeout_ms", 15_000) / 1000 + 5
+    def _partition_of(self, key: bytes) -> int:
+        """The partition Kafka's default partitioner picks for ``key`` in the topic as
+        described at connect time (murmur2 in Python costs a few µs: remembered per key)."""
+        partitions = self._partition_cache
+        found = partitions.get(key)
+        if found is None:
+            if len(partitions) >= KEY_CACHE_SIZE:
+                partitions.clear()
+            found = partitions[key] = partition_for_key(key, self._partition_count)
+        return found
+
+    def _ack_timeout(self) -> float:
+        return self.producer_config.get("request_timeout_ms", 15_000) / 1000 + 5
 
     # --- broker connection and data-loss detection ---------------------------------------
 
-    def _connect(self) -> None:
+    async def _connect(self) -> None:
+        """Open the admin client, create or adopt the topic, then check it for data loss.
+        The admin requests block the loop: nothing is in flight between pages."""
         from kafka import KafkaAdminClient
 
         self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000,
                                        bootstrap_timeout_ms=int(self.connect_timeout * 1000),
                                        client_id="touchpoints-relay-admin")
         self._ensure_topic()
-        self._check_for_data_loss()
+        await self._check_for_data_loss()
 
-    def _new_producer(self):
-        from kafka import KafkaProducer
+    async def _new_producer(self):
+        from aiokafka import AIOKafkaProducer
 
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "client_id": "touchpoints-relay",
+            # no idempotence: aiokafka asks for a producer id with InitProducerId v0, which
+            # tansu 0.6 refuses. A retried batch may then be written twice (consumers ignore
+            # events they applied) but order holds: aiokafka keeps one batch in flight a partition.
             "acks": "all",
-            "enable_idempotence": True,  # retries keep per-partition order and add no duplicates
-            "linger_ms": 5,
-            "batch_size": 256 * 1024,
-            "request_timeout_ms": 10_000,
-            "delivery_timeout_ms": 15_000,
-            "max_block_ms": 15_000,
-            "allow_auto_create_topics": False,
+            "max_batch_size": MAX_BATCH_BYTES,
+            "max_request_size": 8 * MAX_BATCH_BYTES,
+            "request_timeout_ms": 15_000,
         }
         config.update(self.producer_config)
-        return KafkaProducer(**config)
+        producer = AIOKafkaProducer(**config)
+        try:
+            await asyncio.wait_for(producer.start(), self.connect_timeout + 5)
+        except BaseException:
+            await self._close_producer(producer)
+            raise
+        return producer
 
-    def _disconnect(self) -> None:
+    async def _close_producer(self, producer) -> None:
+        """Stop a producer and wait until it has: its pending batches are delivered or
+        expire (``request_timeout_ms``). A producer whose metadata predates a broker
+        restart keeps writing into the topic the broker lost (see ``_ensure_topic``), so
+        it must be gone before the topic is created again."""
+        try:
+            await asyncio.wait_for(producer.stop(), self._ack_timeout())
+        except Exception:  # noqa: BLE001 - closing a broken producer may fail; nothing to save
+            log.warning("relay: the producer did not close cleanly", exc_info=log.isEnabledFor(logging.DEBUG))
+
+    async def _disconnect(self) -> None:
         producer, admin = self._producer, self._admin
         self._producer = self._admin = None
         if producer is not None:
-            try:
-                producer.close(timeout=1)
-            except Exception:  # noqa: BLE001 - closing a broken producer may fail; nothing to save
-                log.debug("relay: closing the producer failed", exc_info=True)
+            await self._close_producer(producer)
         close_admin(admin, "relay")
 
-    def _ensure_topic(self, *, fresh: bool = False) -> None:
-        """Create the topic if missing and remember its id. On a fresh start (nothing
-        published by us), a topic with the wrong partition count and no data is
-        recreated: brokers that auto-create topics on produce (tansu does, whatever the
-        client asks) may have made it with their default count."""
+    def _ensure_topic(self, *, fresh: bool = False, lost: bool = False) -> None:
+        """Create the topic if missing and remember its id and partition count. On a fresh
+        start (nothing published by us), a topic with the wrong partition count and no
+        data is recreated: brokers that auto-create topics on a metadata request (tansu
+        does, with four partitions) may have made it with their default count.
+
+        After a data loss (``lost``: the log is republished next) the topic is always
+        deleted and created again, so the republish starts in an empty topic. The bundled
+        tansu 0.6 needs it: after a restart it accepts and acknowledges produce requests
+        for a topic it no longer has (a producer whose metadata predates the restart
+        sends them), keeps those records, and serves them in the topic created later
+        under the same name, where they collide with new writes (the broker refuses a
+        batch at an offset it already holds and leaves offsets no fetch can pass)."""
         ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
         topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
-        if len(partitions) != self.partitions and (fresh or self._checkpoint.position is None):
-            if self._topic_is_empty(partitions):
-                log.warning("relay: %s has %d partitions, %d wanted: recreating it (it is empty)",
-                            self.topic, len(partitions), self.partitions)
-                self._admin.delete_topics([self.topic])
-                self._wait_topic_gone()
-                ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
-                topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
-            else:
-                log.warning("relay: %s has %d partitions, %d configured: keeping the existing layout",
-                            self.topic, len(partitions), self.partitions)
+        wrong_layout = len(partitions) != self.partitions and (fresh or self._checkpoint.position is None)
+        if lost:
+            log.warning("relay: recreating %s before republishing: the broker may keep records written to it "
+                        "while it had lost it", self.topic)
+            topic_id, partitions = self._recreate_topic()
+        elif wrong_layout and self._topic_is_empty(partitions):
+            log.warning("relay: %s has %d partitions, %d wanted: recreating it (it is empty)",
+                        self.topic, len(partitions), self.partitions)
+            topic_id, partitions = self._recreate_topic()
+        elif wrong_layout:
+            log.warning("relay: %s has %d partitions, %d configured: keeping the existing layout",
+                        self.topic, len(partitions), self.partitions)
         if self._checkpoint.topic_id is None and topic_id is not None:
             self._checkpoint = Checkpoint(self._checkpoint.position, self._checkpoint.offsets, topic_id)
+        if len(partitions) != self._partition_count:
+            self._partition_count, self._partition_cache = len(partitions), {}
         self._update(partitions=len(partitions))
 
-    def _check_for_data_loss(self) -> None:
+    def _recreate_topic(self, attempts: int = 3) -> tuple[str | None, list[int]]:
+        """Delete the topic and create it with the configured layout; again if a client's
+        metadata request made the broker auto-create it in between with another layout."""
+        for _ in range(attempts):
+            self._admin.delete_topics([self.topic])
+            self._wait_topic_gone()
+            ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
+            topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
+            if len(partitions) == self.partitions:
+                break
+        return topic_id, partitions
+
+    async def _check_for_data_loss(self) -> None:
         reason = self._data_loss_reason()
         if reason is None:
             return
@@ -284,7 +384,7 @@ class Relay:
             self._checkpoint = Checkpoint()  # nothing was published yet: nothing to republish
             self._ensure_topic(fresh=True)
         else:
-            self._republish(reason)
+            await self._republish(reason)
 
     def _data_loss_reason(self) -> str | None:
         checkpoint = self._checkpoint
@@ -324,13 +424,13 @@ class Relay:
         while self.topic in describe_topics(self._admin, [self.topic]) and time.monotonic() < deadline:
             time.sleep(0.1)
 
-    def _republish(self, reason: str) -> None:
+    async def _republish(self, reason: str) -> None:
         log.warning("relay: broker lost data: %s; republishing the log from position 0", reason)
         producer, self._producer = self._producer, None
-        if producer is not None:  # its pending records belong to the lost topic
-            producer.close(timeout=0)
+        if producer is not None:  # a new producer asks for the new topic's metadata
+            await self._close_producer(producer)
         self._checkpoint = Checkpoint()
-        self._ensure_topic(fresh=True)
+        self._ensure_topic(fresh=True, lost=True)
         # saved before republishing: a crash now resumes from 0, never from the lost checkpoint
         self.checkpoints.save(self.topic, self._checkpoint)
         with self._progress:

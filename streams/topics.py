@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from kafka.partitioner.default import murmur2
 
-from events.times import utc_text
+from events.times import to_micros, utc_text_of_micros
 from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry
 from events.store import RecordedEvent
@@ -184,25 +185,43 @@ def event_record(recorded: RecordedEvent) -> Record:
     return event_records((recorded,))[0]
 
 
+# the stored columns a record is made of (``events.raw``), in the order ``raw_event_records`` reads them
+RECORD_COLUMNS = ("position", "stream_id", "stream_version", "event_id", "type", "schema_version",
+                  "occurred_at", "recorded_at", "data")
+
+
 def event_records(page: Iterable[RecordedEvent]) -> list[Record]:
-    """The records of a page of stored events, in order: the value is the stored body as
-    it is (no re-encoding), the headers its envelope as text. The events of one append
-    share one ``recorded_at``, so its text is made once for them."""
+    """The records of a page of stored events, in order (see ``raw_event_records``)."""
+    rows = [(event.position, event.stream, event.stream_version, event.event_id.bytes, event.type,
+             event.schema_version, to_micros(event.occurred_at), to_micros(event.recorded_at), event.data)
+            for event in page]
+    return raw_event_records(rows, {row[1]: row[1] for row in rows})  # the name stands for the stream id
+
+
+def raw_event_records(rows: Iterable[tuple], stream_names: Mapping[Any, str]) -> list[Record]:
+    """The records of stored rows of ``RECORD_COLUMNS`` (``events.raw.read_raw``; the
+    relay reads the log so), in order, built from the stored values without decoding
+    them: the value is the stored body as it is, the headers its envelope as text. The
+    events of one append share one ``recorded_at``, so its text is made once for them."""
     records: list[Record] = []
-    recorded_at, recorded_text = None, b""
-    for event in page:
-        if event.recorded_at is not recorded_at:
-            recorded_at, recorded_text = event.recorded_at, utc_text(event.recorded_at).encode()
-        stream = event.stream.encode()
-        records.append((stream, event.data, [
-            (H_TYPE, event.type.encode()),
-            (H_SCHEMA_VERSION, b"%d" % event.schema_version),
-            (H_EVENT_ID, str(event.event_id).encode()),
-            (H_POSITION, b"%d" % event.position),
+    recorded_micros, recorded_text = None, b""
+    names: dict[Any, bytes] = {}
+    for position, stream_id, version, event_id, type_, schema_version, occurred, recorded, data in rows:
+        if recorded != recorded_micros:
+            recorded_micros, recorded_text = recorded, utc_text_of_micros(recorded).encode()
+        stream = names.get(stream_id)
+        if stream is None:
+            stream = names[stream_id] = stream_names[stream_id].encode()
+        hex_id = event_id.hex()
+        records.append((stream, data, [
+            (H_TYPE, type_.encode()),
+            (H_SCHEMA_VERSION, b"%d" % schema_version),
+            (H_EVENT_ID, f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}".encode()),
+            (H_POSITION, b"%d" % position),
             (H_RECORDED_AT, recorded_text),
             (H_STREAM, stream),
-            (H_STREAM_VERSION, b"%d" % event.stream_version),
-            (H_OCCURRED_AT, utc_text(event.occurred_at).encode()),
+            (H_STREAM_VERSION, b"%d" % version),
+            (H_OCCURRED_AT, utc_text_of_micros(occurred).encode()),
         ]))
     return records
 

@@ -1,0 +1,208 @@
+"""The journey processor when ``touchpoints.events`` is deleted and recreated (the relay
+does it after a broker lost its data, or a client's metadata request made the broker
+auto-create it with its default layout) and the log is republished from position 0:
+offsets committed into, and positions reached in, the previous incarnation count other
+records, so the processor reads the new topic from its beginning and folds every event.
+
+Real broker, topics and group of each test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from application.demo import generate
+from application.ingest import Ingestor
+from application.replay import replay
+from events.registry import REGISTRY
+from events.sqlite.store import SQLiteEventStore
+from projections.journey import IdentityJourney
+from streams import processors
+from streams.processors import JourneyProcessor
+from streams.topics import describe_topics, event_record, logged_from_record, partition_for_key
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[SQLiteEventStore]:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=4242)])
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def topics(kafka_broker, unique_name) -> dict[str, str]:
+    return {"events_topic": f"{unique_name}.events", "journeys_topic": f"{unique_name}.journeys",
+            "group_id": f"{unique_name}-group"}
+
+
+def processor(bootstrap: str, topics: dict[str, str]) -> JourneyProcessor:
+    return JourneyProcessor(bootstrap, partitions=PARTITIONS, **topics)
+
+
+def publish(bootstrap: str, topic: str, recorded_events) -> int:
+    """Publish stored events as the relay does; returns how many."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    count = 0
+    for recorded in recorded_events:
+        key, value, headers = event_record(recorded)
+        producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def latest_events(store, fraction: float) -> list:
+    """The newest part of the log: what an auto-created topic receives from a relay whose
+    page was in flight when the broker lost its data."""
+    everything = list(store.read_all())
+    return everything[int(len(everything) * (1 - fraction)):]
+
+
+def recreate(bootstrap: str, topic: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        before = describe_topics(admin, [topic])[topic][0]
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 10
+        while topic in describe_topics(admin, [topic]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+        while topic not in describe_topics(admin, [topic]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert describe_topics(admin, [topic])[topic][0] != before
+    finally:
+        admin.close()
+
+
+async def committed(bootstrap: str, topic: str, group_id: str) -> dict[TopicPartition, int]:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return {tp: offset for tp in tps if (offset := await reader.committed(tp))}
+    finally:
+        await reader.stop()
+
+
+async def commit(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit as a member of the group (the bundled broker ignores commits from outside it)."""
+    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+                              session_timeout_ms=6000, heartbeat_interval_ms=1500)
+    await member.start()
+    try:
+        member.subscribe([next(iter(offsets)).topic])
+        deadline = asyncio.get_running_loop().time() + 30
+        while member.assignment() != set(offsets):
+            assert asyncio.get_running_loop().time() < deadline, "the member was not assigned every partition"
+            await member.getmany(timeout_ms=200)
+        await member.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
+    finally:
+        await member.stop()
+
+
+@asynccontextmanager
+async def running(journeys: JourneyProcessor) -> AsyncIterator[JourneyProcessor]:
+    await journeys.start()
+    runner = asyncio.create_task(journeys.run())
+    try:
+        yield journeys
+    finally:
+        await journeys.stop()
+        await runner
+        await journeys.close()
+
+
+async def folded_until(journeys: JourneyProcessor, expected: dict[str, bytes], timeout: float = 60) -> dict:
+    """The processor's journeys once they equal ``expected``, or when ``timeout`` passed."""
+    def folded() -> dict[str, bytes]:
+        return {key: journey.to_bytes() for partition in journeys.state.partitions.values()
+                for key, journey in partition.items()}
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while folded() != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return folded()
+
+
+def journeys_of(recorded_events) -> dict[str, bytes]:
+    """The journeys a fold of just these events gives."""
+    journeys: dict[str, IdentityJourney] = {}
+    for recorded in recorded_events:
+        _, value, headers = event_record(recorded)
+        logged = logged_from_record(value, headers)
+        journeys.setdefault(logged.stream, IdentityJourney(logged.stream)).apply(logged)
+    return {key: journey.to_bytes() for key, journey in journeys.items()}
+
+
+def replayed(store) -> dict[str, bytes]:
+    return {key: journey.to_bytes() for key, journey in replay(store).population.journeys.items()}
+
+
+def test_restarted_processor__offsets_committed_into_a_previous_incarnation_are_ignored(
+    kafka_broker, topics, store
+):
+    bootstrap, events_topic = kafka_broker.bootstrap, topics["events_topic"]
+
+    async def scenario():
+        # given a group that folded the newest events of incarnation A and committed past them
+        async with running(processor(bootstrap, topics)) as first:
+            in_a = latest_events(store, 0.4)
+            publish(bootstrap, events_topic, in_a)
+            assert await folded_until(first, journeys_of(in_a)) == journeys_of(in_a)
+        offsets_in_a = await committed(bootstrap, events_topic, topics["group_id"])
+        assert offsets_in_a, "the first processor committed nothing: nothing was tested"
+
+        # when the topic is recreated, a commit of A's offsets lands after it (as one in
+        # flight does; the broker dropped the group's offsets with the old topic), and the
+        # relay republishes the log from position 0
+        recreate(bootstrap, events_topic)
+        await commit(bootstrap, topics["group_id"], offsets_in_a)
+        assert await committed(bootstrap, events_topic, topics["group_id"]) == offsets_in_a
+        publish(bootstrap, events_topic, store.read_all())
+
+        # then a new processor of the group folds every event of the log
+        async with running(processor(bootstrap, topics)) as second:
+            return await folded_until(second, replayed(store)), second.stats()
+
+    folded, stats = asyncio.run(scenario())
+
+    assert folded == replayed(store)
+    assert stats["rewound_partitions"] >= 1
+
+
+def test_running_processor__a_recreated_topic_is_read_from_its_beginning(kafka_broker, topics, store, monkeypatch):
+    monkeypatch.setattr(processors, "ASSIGNMENT_CHECK_SECONDS", 0.5)
+    bootstrap, events_topic = kafka_broker.bootstrap, topics["events_topic"]
+
+    async def scenario():
+        # given a running processor that folded the newest events of incarnation A
+        async with running(processor(bootstrap, topics)) as journeys:
+            in_a = latest_events(store, 0.4)
+            publish(bootstrap, events_topic, in_a)
+            assert await folded_until(journeys, journeys_of(in_a)) == journeys_of(in_a)
+
+            # when the topic is recreated and the whole log republished into it
+            recreate(bootstrap, events_topic)
+            publish(bootstrap, events_topic, store.read_all())
+
+            # then it folds every event of the log
+            return await folded_until(journeys, replayed(store)), journeys.stats()
+
+    folded, stats = asyncio.run(scenario())
+
+    assert folded == replayed(store)
+    assert stats["topic_recreations"] == 1
