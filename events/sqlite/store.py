@@ -118,6 +118,7 @@ _READ_STREAM = (
 _STREAM_VERSION = (
     "SELECT max(e.stream_version) FROM events e WHERE e.stream_id = (SELECT id FROM streams WHERE name = ?)"
 )
+_NAMES_PER_QUERY = 500  # stream ids per lookup: well under SQLite's limit on bound parameters
 
 def writer_pragmas(cache_mib: int = 256, wal_autocheckpoint: int = 10_000) -> list[str]:
     """The PRAGMAs of the writer connection (also applied by the ingest floor benchmark,
@@ -353,19 +354,29 @@ class SQLiteEventStore:
         sql = f"SELECT {', '.join(columns)} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
         stream = columns.index("stream_id")
         names: dict[int, str] = {}
-        known = 0
+        known = 0  # the highest stream id loaded
         while True:
             rows = self._query(sql, (from_position, page_size))
             if not rows:
                 return
-            top = max(row[stream] for row in rows)
-            if top > known:  # stream ids are handed out in increasing order
-                names.update(self._query("SELECT id, name FROM streams WHERE id > ? AND id <= ?", (known, top)))
-                known = top
+            missing = {row[stream] for row in rows} - names.keys()
+            if missing:
+                lowest, top = min(missing), max(missing)
+                if known and lowest > known:  # only streams newer than any seen: one range (reading along the log)
+                    names.update(self._query("SELECT id, name FROM streams WHERE id > ? AND id <= ?", (known, top)))
+                else:  # only this page's streams: a live tail costs the page, not every stream
+                    self._load_stream_names(sorted(missing), names)
+                known = max(known, top)
             yield rows, names
             if len(rows) < page_size:
                 return
             from_position = rows[-1][0] + 1
+
+    def _load_stream_names(self, ids: Sequence[int], names: dict[int, str]) -> None:
+        for start in range(0, len(ids), _NAMES_PER_QUERY):
+            chunk = ids[start:start + _NAMES_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            names.update(self._query(f"SELECT id, name FROM streams WHERE id IN ({marks})", tuple(chunk)))
 
     def subscribe(self, from_position: int = 0, *, poll_interval: float = 0.05) -> "SQLiteSubscription":
         return SQLiteSubscription(self, from_position, poll_interval)

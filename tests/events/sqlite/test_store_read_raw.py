@@ -45,6 +45,31 @@ def test_read_raw__names_the_stream_of_every_row_yielded(store):
         assert all(names[row[1]].startswith("anonymous-a") for row in page)
 
 
+@pytest.mark.parametrize("start", [0, 9, 20])
+def test_read_raw__from_any_position_names_exactly_the_streams_of_the_rows_read(store, start):
+    # given 25 events over 7 streams, when the log is read from `start` in pages of 3
+    seen: set[int] = set()
+    for page, names in store.read_raw(start, page_size=3):
+        seen |= {row[1] for row in page}
+
+        # then every row's stream is named as stored
+        assert all(names[row[1]] == f"anonymous-a{(row[0] - 1) % 7}" for row in page)
+
+
+def test_read_raw__a_tail_read_loads_the_names_of_its_own_streams_only(tmp_path):
+    # given 100 streams of one event each
+    with SQLiteEventStore(tmp_path / "many.db") as store:
+        store.append_batch([StreamAppend(f"anonymous-s{n}", [new_event(n)], StreamState.ANY) for n in range(100)])
+
+        # when the last 10 events are read (a live tail: what the relay does)
+        pages = list(store.read_raw(91, page_size=5))
+
+    # then the names held are those 10 streams', not the 90 before them
+    streams = {row[1] for page, _ in pages for row in page}
+    assert len(streams) == 10
+    assert set(pages[-1][1]) == streams
+
+
 def test_read_raw__reads_only_the_columns_asked_for_from_a_position(store):
     page, names = next(store.read_raw(20, columns=("position", "stream_id", "data")))
 
