@@ -23,6 +23,17 @@ View documents come from ``projections.views`` and are cached per (view, paramet
   an older one is recomputed by the first reader while concurrent readers of the same
   key get the previous document (single flight).
 
+After a restart (``documents_path`` given, ``restore_documents`` called before the
+feed starts), the default documents saved by the previous process
+(``application.view_documents``) are served at once, each with the position it reflects,
+while the population is rebuilt; queries those documents do not answer raise
+``ViewsNotReady`` (the API answers 503 with Retry-After). The live documents replace
+them only once the shell's ``ready`` signal held (the feed applied everything up to
+where it had to read) before a refresh whose documents all reflect at least the
+restored position: a reader never sees older views than before the restart, nor a
+half-loaded population. Documents of another ``snapshot_version`` are served the same
+way until the rebuilt views catch up.
+
 "Now" for the views that need it (prospects' age, recency) is *data time*: the latest
 ``occurred_at`` the views have seen, unless a clock is given or a request passes
 ``now``. Data time keeps the API, the CLI and an audit replay of the same log equal,
@@ -41,7 +52,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -56,18 +68,33 @@ from projections.attribution import MODELS
 from projections.journey import IdentityJourney
 from projections.parameters import ViewParameterError
 
-from application import exports
+from application import exports, view_documents
 from application.fold import LogFold, journey_extent
 from application.collector import collector_paused
 
 Clock = Callable[[], datetime]
 SNAPSHOT_FORMAT = 1
+PROGRESS_SECONDS = 10.0  # how often the log says how far the live views came while restored ones are served
 
 log = logging.getLogger(__name__)
 
 
 class UnknownView(KeyError):
     """No view of that name."""
+
+
+class ViewsNotReady(Exception):
+    """The live population is still being rebuilt after a restart: only the restored
+    default documents can be served yet."""
+
+    retry_after = 2  # seconds
+
+    def __init__(self, what: str, restored_position: int | None, identities: int):
+        self.restored_position = restored_position
+        super().__init__(
+            f"{what} needs the live views, which are still loading after a restart ({identities:,} identities "
+            f"so far); the default documents are served as restored at position {restored_position}: retry shortly"
+        )
 
 
 @dataclass(frozen=True)
@@ -176,6 +203,8 @@ class LiveViews:
         cache_size: int = 256,
         background: bool = True,
         maintain_views: bool = True,
+        documents_path: Path | None = None,
+        save_interval: float = 5.0,
     ):
         self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
         if maintain_views:
@@ -201,6 +230,16 @@ class LiveViews:
         self._background = background
         self._refresher: threading.Thread | None = None
         self._closed = threading.Event()
+        self._documents_path = documents_path  # where the default documents are saved (None: nowhere)
+        self.save_interval = save_interval
+        self._saved_at = 0.0  # time.monotonic() of the last save
+        self._unsaved = False  # a refresh made documents the file does not hold yet
+        self._save_lock = threading.Lock()  # the refresher and close() may both save
+        self._restored: dict[ViewKey, CachedView] | None = None  # served until the live views catch up
+        self._restored_from: view_documents.SavedDocuments | None = None
+        self._restored_ready: Callable[[], bool] = lambda: True
+        self._restored_since = 0.0
+        self._progress_logged = 0.0  # time.monotonic() of the last progress line while restored
 
     # --- state ---------------------------------------------------------------------
 
@@ -216,6 +255,8 @@ class LiveViews:
         readers keep the previous documents, so this trails ``position``; without the
         refresher (or before a document was computed) a reader's document is computed
         from the fold, at ``position``."""
+        if self._restored_from is not None:
+            return self._restored_from.position
         position = self._log.position
         if self._refresher is None:
             return position
@@ -315,6 +356,12 @@ class LiveViews:
         return spec.key(params)
 
     def _servable(self, key: ViewKey) -> CachedView | None:
+        restored = self._restored
+        if restored is not None:
+            entry = restored.get(key)
+            if entry is None:
+                raise self._not_ready(f"the {key[0]} view with these parameters")
+            return entry
         entry = self._cache.get(key)
         if entry is None:
             return None
@@ -394,6 +441,8 @@ class LiveViews:
         """The timeline document of the customer ``identity`` resolves to (any linked id,
         customer id or stream name), or None if unknown. ``read_events(streams)`` reads
         the member streams' events from the store; it runs without the lock."""
+        if self._restored is not None:
+            raise self._not_ready("a customer's timeline")
         with self._lock, collector_paused():  # the first query after a bulk fold summarises every group
             root = population_module.resolve(self._log.population, identity)
             if root is None:
@@ -415,6 +464,7 @@ class LiveViews:
     def refresh(self) -> float:
         """Recompute every precomputed view now (in the caller's thread); seconds taken."""
         started = time.perf_counter()
+        ready = self._restored is not None and self._restored_ready()  # before: these documents then hold it
         version = self._version
         for key in self._precomputed:
             if self._closed.is_set():
@@ -425,6 +475,11 @@ class LiveViews:
         self._last_refresh_seconds = time.perf_counter() - started
         self._refreshed_version = version
         self._counts["refreshes"] += 1
+        if ready:
+            self._take_over_if_caught_up()
+        self._log_progress()
+        self._unsaved = True
+        self._save_if_due()
         return self._last_refresh_seconds
 
     def start(self) -> "LiveViews":
@@ -450,6 +505,7 @@ class LiveViews:
             if self._closed.is_set():
                 return
             if self._version == self._refreshed_version:
+                self._when_idle()
                 continue
             self._closed.wait(self.refresh_delay)  # let a burst of changes land first
             try:
@@ -458,6 +514,14 @@ class LiveViews:
                 self._refreshed_version = self._version
                 log.exception("refreshing the precomputed views failed")
 
+    def _when_idle(self) -> None:
+        """The refresher's check while nothing changes: the shell's signal may come after
+        the last refresh (the documents then already hold everything applied)."""
+        if self._restored is not None and self._restored_ready() and self._refreshed_version == self._version:
+            self._take_over_if_caught_up()
+        self._log_progress()
+        self._save_if_due()
+
     def close(self) -> None:
         self._closed.set()
         with self._changed:
@@ -465,12 +529,130 @@ class LiveViews:
         refresher = self._refresher
         if refresher is not None and refresher is not threading.current_thread():
             refresher.join(5.0)
+        self._save_if_due(force=True)
 
     def __enter__(self) -> "LiveViews":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- documents saved across restarts -----------------------------------------------------
+
+    def restore_documents(self, *, head: int | None, ready: Callable[[], bool] = lambda: True) -> int:
+        """Serve the default documents the previous process saved (``documents_path``)
+        until the live views caught up with them; returns how many are served (0: none,
+        the views start empty as before). Call it before the feed starts.
+
+        ``head`` is the store's head position: documents reflecting a later position
+        come from another log (or one that lost events) and are ignored. ``ready`` is
+        the feed's signal that the views hold what they had to read (e.g. the journeys
+        topic applied to its end): the live documents take over at the first refresh
+        that starts with it true and whose documents all reflect at least the
+        restored position (``application.store_feed``'s fold is a watermark: it
+        needs no signal)."""
+        if self._documents_path is None:
+            return 0
+        saved = view_documents.read_documents(self._documents_path)
+        if saved is None:
+            return 0
+        if saved.position is not None and (head is None or head < saved.position):
+            log.warning("view documents %s reflect position %s but the log's head is %s: ignored, the views rebuild",
+                        self._documents_path, saved.position, head)
+            return 0
+        restored = {}
+        for item in saved.documents:
+            key = (item.key[0], item.key[1])
+            if key in self._precomputed_set:
+                restored[key] = CachedView(key, -1, time.monotonic(), 0.0, item.document, item.position,
+                                           _json=item.encoded)
+        if not restored:
+            return 0
+        self._restored_ready = ready
+        self._restored_from = saved
+        self._restored_since = self._progress_logged = time.monotonic()
+        self._restored = restored
+        if self._background:
+            self.start()  # refresh once even if nothing changes: an empty log needs no more to take over
+        current = self.snapshot_version()
+        if saved.version == current:
+            log.info("serving %d restored view documents at position %s (saved %s) while the live views load",
+                     len(restored), saved.position, saved.saved_at)
+        else:
+            log.warning("serving %d restored view documents of version %s at position %s (saved %s) while the "
+                        "views of version %s rebuild", len(restored), saved.version, saved.position,
+                        saved.saved_at, current)
+        return len(restored)
+
+    def restored_status(self) -> dict[str, Any] | None:
+        """What is served while the live views load (None: the live views serve)."""
+        saved = self._restored_from
+        if saved is None:
+            return None
+        return {
+            "position": saved.position,
+            "version": saved.version,
+            "views_version": self.snapshot_version(),
+            "saved_at": saved.saved_at,
+            "data_time": saved.data_time,
+            "documents": len(self._restored or ()),
+            "seconds": round(time.monotonic() - self._restored_since, 1),
+        }
+
+    def _take_over_if_caught_up(self) -> None:
+        saved = self._restored_from
+        if saved is None:
+            return
+        live = [self._cache.get(key) for key in self._precomputed]
+        if any(entry is None or _before(entry.position, saved.position) for entry in live):
+            return
+        position = min((entry.position for entry in live if entry.position is not None), default=None)
+        self._restored = None
+        self._restored_from = None
+        log.info("the live views took over from the restored documents after %.1f s: position %s (restored: %s%s)",
+                 time.monotonic() - self._restored_since, position, saved.position,
+                 "" if saved.version == self.snapshot_version()
+                 else f", rebuilt from version {saved.version} to {self.snapshot_version()}")
+
+    def _log_progress(self) -> None:
+        """A line every ``PROGRESS_SECONDS`` while restored documents are served."""
+        saved = self._restored_from
+        now = time.monotonic()
+        if saved is None or now - self._progress_logged < PROGRESS_SECONDS:
+            return
+        self._progress_logged = now
+        log.info("live views loading for %.0f s: %s identities, position %s; restored documents at %s",
+                 now - self._restored_since, f"{len(self._log.population.journeys):,}", self._log.position,
+                 saved.position)
+
+    def _not_ready(self, what: str) -> ViewsNotReady:
+        saved = self._restored_from
+        return ViewsNotReady(what, saved.position if saved is not None else None, len(self._log.population.journeys))
+
+    def _save_if_due(self, *, force: bool = False) -> None:
+        """Write the default documents if a refresh made new ones and ``save_interval``
+        passed (``force``: now). Never while restored documents are served: the live
+        ones are incomplete then, and the file holds what is being served."""
+        if self._documents_path is None or not self._unsaved or self._restored is not None:
+            return
+        if not force and time.monotonic() - self._saved_at < self.save_interval:
+            return
+        with self._save_lock:
+            entries = [self._cache.get(key) for key in self._precomputed]
+            if any(entry is None for entry in entries):
+                return
+            data_time = self._log.data_time
+            self._unsaved = False
+            self._saved_at = time.monotonic()
+            try:
+                view_documents.write_documents(
+                    self._documents_path, version=self.snapshot_version(),
+                    data_time=data_time.isoformat() if data_time is not None else None,
+                    saved_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    documents=[(entry.key, entry.position, entry.json_bytes()) for entry in entries],
+                )
+            except OSError as error:
+                log.warning("could not save the view documents to %s: %s", self._documents_path, error)
 
     # --- observation and snapshots ---------------------------------------------------------
 
@@ -488,6 +670,7 @@ class LiveViews:
             "precomputed_views": len(self._precomputed),
             "maintained_views": len(self._log.population.summaries.maintained or ()),
             "last_refresh_seconds": round(self._last_refresh_seconds, 4),
+            "restored": self.restored_status(),
         }
 
     @staticmethod

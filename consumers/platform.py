@@ -8,6 +8,11 @@ reaches only this process, which stops them in order: the relay
 (``touchpoints relay``) and one Faust worker (``touchpoints worker``). A child that
 dies is started again (at-least-once everywhere, so a restart loses nothing).
 Children also get SIGKILL if this process dies without stopping them.
+
+The live views save their default documents under ``<data>/views/`` (throttled, and on
+stop); a restarted platform serves those at once, marked ``restored`` in ``/healthz``,
+and lets the live views take over once the pipeline caught up with the position they
+reflect (``Platform.live_views_caught_up``).
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ class Platform:
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._kafka_health: tuple[float, dict[str, Any]] | None = None
+        self._feed_applied_to_end = threading.Event()
 
     # --- start ----------------------------------------------------------------------------
 
@@ -157,6 +163,7 @@ class Platform:
         from consumers.api.server import base_url, bind_socket, make_server
         from application.demo import load_demo_if_empty
         from application.live_views import LiveViews
+        from application.view_documents import documents_path
         from events.factory import open_store
         from events.registry import REGISTRY
         from streams.broker import BundledBroker
@@ -183,8 +190,9 @@ class Platform:
             self.worker = self._child("worker", worker)
             self.relay.start()
             self.worker.start()
-            self.views = LiveViews()
-            self.feed = ViewFeed(self.bootstrap, self.views).start()
+            self.views = LiveViews(documents_path=documents_path(settings.data))
+            self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
+            self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
             app = create_app(store=self.store, settings=settings, views=self.views,
                              health_checks=self.health_checks())
             self.server = make_server(app, log_level=settings.log_level)
@@ -196,6 +204,7 @@ class Platform:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
             self._supervisor.start()
             self._wait_for_api()
+            self.feed.start()  # after the API: restored documents are served without waiting behind the load
         except BaseException:
             self.stop()
             raise
@@ -346,6 +355,15 @@ class Platform:
         stats the worker writes every second."""
         from consumers.api.app import views_health
 
+        if self.views.restored_status() is not None:  # the saved documents are served meanwhile
+            report = views_health(self.views, self.store)
+            worker = self.worker_health()
+            processor = worker.get("processor") or {}
+            report["live"].update(
+                relay_checkpoint=self._relay_checkpoint(), processor_assigned=sorted(processor.get("assigned") or ()),
+                processor_lag=processor.get("lag"), view_feed_lag=self.feed.lag() if self.feed is not None else None,
+            )
+            return report
         worker = self.worker_health()
         processor = worker.get("processor") or {}
         assigned = sorted(processor.get("assigned") or ())
@@ -365,6 +383,31 @@ class Platform:
         if report["status"] == "ok" and not (relayed and processor_lag == 0 and feed_lag == 0):
             report["status"] = "catching_up"
         return report
+
+    def _note_feed_applied(self, items: Any) -> None:
+        # In the feed's thread, after the batch was applied: its positions are what the views hold.
+        if self.feed is not None and self.feed.lag() == 0:
+            self._feed_applied_to_end.set()
+
+    def live_views_caught_up(self) -> bool:
+        """The live views hold everything up to the restored documents' position: what
+        ``views_health`` calls caught up, with that position in place of the head (the
+        relay's checkpoint reached it, every partition assigned to the processor and no
+        lag in it, the view feed applied a batch that left it at the end of the journeys
+        topic and no lag since). ``LiveViews`` adds that its documents reflect it."""
+        restored = self.views.restored_status() if self.views is not None else None
+        if restored is None or restored["position"] is None:  # documents of an empty log: nothing to reach
+            return True
+        if not self._feed_applied_to_end.is_set() or self.feed is None or self.feed.lag() != 0:
+            return False
+        worker = self.worker_health()
+        processor = worker.get("processor") or {}
+        assigned = set(processor.get("assigned") or ())
+        if worker.get("status") != "ok" or not set(range(self.settings.partitions)) <= assigned:
+            return False
+        checkpoint = self._relay_checkpoint()
+        relayed = checkpoint is not None and checkpoint >= restored["position"]
+        return relayed and (processor.get("lag") or 0) == 0
 
     def worker_health(self) -> dict[str, Any]:
         report = self.worker.health() if self.worker is not None else {"status": "down"}

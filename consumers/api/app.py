@@ -31,7 +31,9 @@ HealthCheck = Callable[[], Mapping[str, Any]]
 
 # Statuses of a component on its way to "ok" (the views catching up with the log, a worker
 # joining its group): nothing is broken, so /healthz's status stays "ok", but not ready yet.
-PROGRESS_STATUSES = frozenset({"catching_up", "starting"})
+# "restored" and "rebuilding": the default documents saved before a restart are served while the live
+# views load (or rebuild, after a version change).
+PROGRESS_STATUSES = frozenset({"catching_up", "starting", "restored", "rebuilding"})
 
 # Pages of the log (GET /v1/events) are read on this many threads, not the default pool of
 # 40: a page is CPU under the GIL, and 16 at once took turns unfairly (p99 1.0 s against
@@ -122,9 +124,23 @@ def views_health(views: Any, store: EventStore) -> dict[str, Any]:
     """Whether the views a reader gets hold the log up to the store's head: ``ok`` when
     they do, else ``catching_up`` with how far behind (``views_readiness``). ``position``
     is what the served default documents reflect (``LiveViews.documents_position``),
-    ``folded`` what the fold reached."""
+    ``folded`` what the fold reached.
+
+    While the documents saved before a restart are served (``LiveViews.restore_documents``):
+    ``restored`` (``rebuilding`` when they are of another version than these views), with
+    their position and how far the live population has come (``live``); ``at_head`` says
+    the restored documents already reflect the store's head (nothing was appended
+    meanwhile: they are the correct views). Never ``ok`` then: other queries wait."""
     head = store.head_position()  # read first: views that move on meanwhile only pass it
-    return views_readiness(head, views.documents_position, folded=views.position)
+    restored = views.restored_status()
+    if restored is None:
+        return views_readiness(head, views.documents_position, folded=views.position)
+    report = views_readiness(head, restored["position"], folded=views.position)
+    report["status"] = "restored" if restored["version"] == restored["views_version"] else "rebuilding"
+    report["at_head"] = report["behind"] == 0 and report["status"] == "restored"
+    report["restored"] = restored
+    report["live"] = {"position": views.position, "identities": len(views.population.journeys)}
+    return report
 
 
 def views_readiness(head: int | None, position: int | None, **details: Any) -> dict[str, Any]:

@@ -10,7 +10,10 @@ Bad parameters get 422 naming each parameter, unknown customers 404. Responses c
 an ``ETag`` (the view's version) so a poller that sends ``If-None-Match`` gets 304, and
 ``X-Touchpoints-Position``: the log position the document reflects (the fold's when it was
 computed; -1 before any event), JSON and CSV alike, so a reader can compare it with the
-head ``/healthz`` reports. The documents themselves stay what ``projections.views`` makes:
+head ``/healthz`` reports. Right after a restart the default documents are the ones the
+previous process saved (``LiveViews.restore_documents``: their own positions in the header,
+``/healthz`` says ``restored``); what they do not answer (other parameters, timelines) gets
+503 with ``Retry-After`` until the live views took over. The documents themselves stay what ``projections.views`` makes:
 the same bytes a replay of the log gives.
 
 Point in time: ``as_of`` (events that occurred up to T) and ``known_at`` (events the
@@ -44,7 +47,7 @@ from consumers.api.metrics import (
     health_check_families,
 )
 from application.exports import NotAListView
-from application.live_views import CachedView, LiveViews, UnknownView
+from application.live_views import CachedView, LiveViews, UnknownView, ViewsNotReady
 from application.replay import DATE_HELP as POINT_IN_TIME_HELP
 from application.replay import point_in_time
 from application.store_feed import read_member_events
@@ -117,6 +120,7 @@ def install_views(
     )
     app.add_exception_handler(ViewParameterError, _invalid_parameter)
     app.add_exception_handler(PointInTimeUnavailable, _point_in_time_unavailable)
+    app.add_exception_handler(ViewsNotReady, _views_not_ready)
     app.add_api_route(
         "/metrics", _metrics_endpoint, methods=["GET"], tags=["health"], include_in_schema=True,
         summary="Prometheus metrics", response_class=Response,
@@ -396,7 +400,7 @@ def _csv(document: dict[str, Any], rows: str) -> str:
 
 def _etag(entry: CachedView, csv: bool) -> str:
     digest = hashlib.blake2s(repr(entry.key).encode(), digest_size=6).hexdigest()
-    return f'W/"{entry.version}-{digest}{"-csv" if csv else ""}"'
+    return f'W/"{entry.version}-{_position_header(entry.position)}-{digest}{"-csv" if csv else ""}"'
 
 
 def _safe_filename(text: str) -> str:
@@ -421,6 +425,13 @@ def _error(status: int, error: str, reason: str, *, parameter: str, where: str) 
 async def _invalid_parameter(request: Request, error: Exception) -> Response:
     assert isinstance(error, ViewParameterError)
     return _error(422, "invalid_parameters", error.reason, parameter=error.param, where="query")
+
+
+async def _views_not_ready(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ViewsNotReady)
+    document = {"error": "views_loading", "detail": str(error), "restored_position": error.restored_position}
+    return Response(_json(document), status_code=503, media_type="application/json",
+                    headers={"Retry-After": str(error.retry_after), "Cache-Control": "no-store"})
 
 
 async def _point_in_time_unavailable(request: Request, error: Exception) -> Response:

@@ -48,6 +48,7 @@ def serve(settings: Settings) -> int:
     )
     from application.demo import load_demo_if_empty
     from application.live_views import LiveViews
+    from application.view_documents import documents_path
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -73,8 +74,12 @@ def serve(settings: Settings) -> int:
         if loaded:
             print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
                   flush=True)
-        views = stack.enter_context(LiveViews())
-        checks = {"view_feed": _feed(stack, settings, store, views)}
+        views = stack.enter_context(LiveViews(documents_path=documents_path(settings.data)))
+        feed = _feed(settings, store, views)
+        checks = {"view_feed": feed.stats}
+        # The documents saved before a restart are served until the feed caught up with them: a
+        # store feed's fold is a watermark, the Kafka view feed says when it read the journeys to the end.
+        views.restore_documents(head=store.head_position(), ready=lambda: feed.stats().get("caught_up", True))
         if settings.kafka:
             checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
         app = create_app(store=store, settings=settings, views=views, health_checks=checks)
@@ -82,6 +87,7 @@ def serve(settings: Settings) -> int:
         stack.callback(app.state.body_decoder.close)
         app.state.body_decoder.start()
         tune_gc_for_throughput()
+        stack.enter_context(feed)  # once the app is built: its imports do not wait for the GIL behind the fold
         url = base_url(sock)
         try:
             print(f"touchpoints API listening on {url} (docs: {url}/docs, health: {url}/healthz)", flush=True)
@@ -91,14 +97,12 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _feed(stack: ExitStack, settings: Settings, store, views):
-    """Start the feed of the live views; returns its health check."""
+def _feed(settings: Settings, store, views):
+    """The feed of the live views (not started: a context manager that starts it)."""
     if settings.kafka:
         from streams.view_feed import ViewFeed
 
-        feed = ViewFeed(settings.kafka, views).start()
-        stack.callback(feed.stop)
-        return feed.stats
+        return ViewFeed(settings.kafka, views)
     from application.store_feed import StoreFeed
 
-    return stack.enter_context(StoreFeed(store, views)).stats
+    return StoreFeed(store, views)
