@@ -35,6 +35,36 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   0, sends the partition back to the beginning, and the beginning is committed
   before any journey names the new id, so a crash in between cannot trust the
   old offsets. The events come again as duplicates, which journeys ignore.
+* A changed journey format (``projections.journey.VERSION``) is part of the same
+  incarnation: each journey record also names, in a header, the format version it
+  was written in. Restoring drops journeys this code cannot read (counted in
+  ``unreadable_journeys``), so a partition whose last journey names another version
+  (or none) while its position is past 0 is rebuilt: read again from the beginning
+  of the events topic, committed first, exactly as for a recreated topic. Once a
+  journey of the new version is on the topic, every event below the committed
+  offset was folded again since that commit, so a processor that restarts in the
+  middle of a rebuild continues from its commits. ``stats()["rebuilding"]`` shows
+  each rebuild's offsets and progress (and ``lag`` counts what it has left); a log
+  line marks its start and its end.
+* A rebuild needs the partition's events from offset 0. Where Kafka deleted some
+  (retention, or ``streams.retention.RecordTrimmer`` below every group's commits on
+  a broker that honours DeleteRecords) and the restored journeys do not hold them
+  (some were unreadable, or there were none), the processor rebuilds what is left,
+  logs an error naming the partition and the offsets missing, and counts it in
+  ``rebuilds_missing_events``: the views lack those events until the log is
+  republished into the topic (``touchpoints relay --reset``; see
+  docs/ARCHITECTURE.md).
+
+Why the same consumer group and changelog, not one per version: a new group finds
+the events the trimmer deleted below the old group's commits gone (a republish
+would be needed on every upgrade), and the old group's commits would pin the topic
+until someone deleted it; a changelog per version would double what the bundled
+broker holds in memory until the old topic were deleted, and the view feed would
+have to find and switch topics. Rewinding the group commits the beginning first,
+which also stops the trimmer deleting what the rebuild still reads, and the API
+keeps serving its saved view documents (``application.view_documents``) until the
+rebuilt journeys have caught up. The price: workers of two versions in one group
+rebuild each other's partitions, so an upgrade stops every worker of the old version.
 
 Identity links cross partitions; journeys are per identity stream and grouping
 happens in the view server's population, which sees every journey.
@@ -55,6 +85,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
+from projections import journey as journey_module
 from projections.journey import IdentityJourney, JourneyFormatError
 
 from streams.topics import (
@@ -74,6 +105,7 @@ log = logging.getLogger(__name__)
 PROCESSOR_GROUP = "touchpoints-journeys"
 H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that produced it
 H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
+H_JOURNEY_VERSION = "journey_version"  # header: the journey format version the record was written in
 
 
 @dataclass
@@ -92,32 +124,42 @@ class JourneyState:
     def __init__(self, registry: EventRegistry = REGISTRY):
         self.registry = registry
         self.partitions: dict[int, dict[str, IdentityJourney]] = {}
+        self.unreadable: dict[int, int] = {}  # partition -> journeys its restore left out
 
     def owns(self, partition: int) -> bool:
         return partition in self.partitions
 
     def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
         """Rebuild a partition from its journeys changelog (oldest first; the last record
-        of a key wins, ``None`` deletes). Unreadable journeys are left out: the events
-        the processor reads next (and a republish) rebuild them."""
+        of a key wins, ``None`` deletes); returns how many journeys it holds. Unreadable
+        journeys (another format version, or damaged) are left out and counted in
+        ``unreadable``: only their events can rebuild them."""
         journeys: dict[str, IdentityJourney] = {}
+        unreadable: dict[str, JourneyFormatError] = {}
         for key, value in records:
             if key is None:
                 continue
             name = key.decode()
+            unreadable.pop(name, None)
             if value is None:
                 journeys.pop(name, None)
                 continue
             try:
                 journeys[name] = IdentityJourney.from_bytes(value)
             except JourneyFormatError as error:
-                log.warning("journey %s on partition %d unreadable (%s): left out", name, partition, error)
+                unreadable[name] = error
                 journeys.pop(name, None)
+        if unreadable:
+            name, error = next(iter(unreadable.items()))
+            log.warning("%d journeys on partition %d unreadable (e.g. %s: %s): left out",
+                        len(unreadable), partition, name, error)
         self.partitions[partition] = journeys
+        self.unreadable[partition] = len(unreadable)
         return len(journeys)
 
     def drop(self, partition: int) -> None:
         self.partitions.pop(partition, None)
+        self.unreadable.pop(partition, None)
 
     def fold(self, partition: int, records: Iterable[tuple[bytes, Any]]) -> FoldResult:
         """Fold ``(value, headers)`` records of ``touchpoints.events`` into the partition's
@@ -148,6 +190,23 @@ class JourneyState:
 
     def identity_count(self) -> int:
         return sum(len(journeys) for journeys in self.partitions.values())
+
+
+@dataclass
+class Rebuild:
+    """A partition read again from the beginning of the events topic: why, the offsets
+    it refolds (``start`` up to ``end``, the high watermark when it started), how far it
+    got, and when it started (``time.monotonic()``)."""
+
+    reason: str
+    start: int
+    end: int
+    started: float
+    position: int = 0
+
+    def progress(self, partition: int) -> dict[str, Any]:
+        return {"partition": partition, "reason": self.reason, "from": self.start, "to": self.end,
+                "at": max(self.position, self.start), "seconds": round(time.monotonic() - self.started, 1)}
 
 
 ASSIGNMENT_CHECK_SECONDS = 5.0  # how often run() compares the assignment with the topic
@@ -195,7 +254,9 @@ class JourneyProcessor:
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
             "rejoins": 0, "topic_recreations": 0, "rewound_partitions": 0,
+            "unreadable_journeys": 0, "rebuilds_started": 0, "rebuilds_completed": 0, "rebuilds_missing_events": 0,
         }
+        self._rebuilds: dict[int, Rebuild] = {}  # partition -> its rebuild in progress
         self._last_batch_at: float | None = None
         self._last_error: str | None = None
         self._committing: asyncio.Future | None = None
@@ -246,6 +307,8 @@ class JourneyProcessor:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self.max_records)
                 if batches:
                     await self.process(batches)
+                else:
+                    await self.restore_idle()
                 if time.monotonic() - checked >= ASSIGNMENT_CHECK_SECONDS:
                     checked = time.monotonic()
                     described = await asyncio.to_thread(self._describe_events_topic)
@@ -291,23 +354,26 @@ class JourneyProcessor:
             assigned = self._consumer.assignment()
             for partition in [p for p in self.state.partitions if TopicPartition(self.events_topic, p) not in assigned]:
                 self.state.drop(partition)
+            self._rebuilds.clear()  # their offsets counted the previous topic's records
             await self._read_from_beginning(sorted(tp for tp in assigned if self.state.owns(tp.partition)))
             self._counts["topic_recreations"] += 1
         self._topic_id = topic_id
         return previous is not None
 
-    async def _read_from_beginning(self, tps: list[TopicPartition]) -> None:
+    async def _read_from_beginning(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Move ``tps`` to their first record and commit that before anything folded from
-        them is published: a journey naming the current topic id then never stands beside
-        an offset committed into an older incarnation."""
+        them is published: a journey naming the current topic id and format then never
+        stands beside an offset committed into an older incarnation. Returns each one's
+        first offset (above 0 where Kafka deleted the records below)."""
         if not tps:
-            return
+            return {}
         if self._committing is not None:
             await asyncio.wait({self._committing})  # an older commit must not land after this one
         await self._consumer.seek_to_beginning(*tps)
-        beginnings = {tp: OffsetAndMetadata(await self._consumer.position(tp), "") for tp in tps}
-        await self._consumer.commit(beginnings)
+        beginnings = {tp: await self._consumer.position(tp) for tp in tps}
+        await self._consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in beginnings.items()})
         self._counts["rewound_partitions"] += len(tps)
+        return beginnings
 
     def _describe_events_topic(self) -> tuple[str | None, set[int]] | None:
         """The events topic's id and partitions as the broker describes them (a fresh admin
@@ -357,9 +423,12 @@ class JourneyProcessor:
             self._committing = asyncio.ensure_future(self._commit(commits))
 
     async def _fold_and_publish(self, owned: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> dict:
-        rewound = await self._restore_and_check([tp for tp in owned if not self.state.owns(tp.partition)], batches)
+        fresh = {tp: (batches[tp][0].offset, batches[tp][-1].offset + 1) for tp in owned
+                 if not self.state.owns(tp.partition)}
+        rewound = await self._restore_and_check(fresh)
         commits = {}
         pending = []
+        rebuilt = []
         for tp in owned:
             if tp in rewound:  # these records came from a position that meant another incarnation
                 continue
@@ -372,7 +441,14 @@ class JourneyProcessor:
             high = self._consumer.highwater(tp)
             if high is not None:
                 self._lag[tp.partition] = max(high - records[-1].offset - 1, 0)
+            rebuild = self._rebuilds.get(tp.partition)
+            if rebuild is not None:
+                rebuild.position = records[-1].offset + 1
+                if rebuild.position >= rebuild.end:
+                    rebuilt.append(tp.partition)
         await self._publish(pending)
+        for partition in rebuilt:  # their journeys are on the topic now
+            self._finish_rebuild(partition)
         return commits
 
     def _rewind(self, owned: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> None:
@@ -414,7 +490,8 @@ class JourneyProcessor:
         (the producer's batch API: no future and no metadata object per record, ~3x
         cheaper than ``send`` per record); returns each batch's future and size."""
         producer = self._producer
-        headers = [(H_SOURCE_OFFSET, str(source_offset).encode())]
+        headers = [(H_SOURCE_OFFSET, str(source_offset).encode()),
+                   (H_JOURNEY_VERSION, str(journey_module.VERSION).encode())]
         if self._topic_id is not None:
             headers.append((H_EVENTS_TOPIC_ID, self._topic_id.encode()))
         sent = []
@@ -456,12 +533,24 @@ class JourneyProcessor:
 
     # --- restore and rebalance ------------------------------------------------------------
 
-    async def _restore_and_check(self, fresh: list[TopicPartition], batches: dict[Any, Sequence[Any]]) -> set:
-        """Restore newly assigned partitions; then send back to the beginning every one whose
-        last journey names another incarnation of the events topic (or none) while its
-        batch starts past offset 0: its committed offset counted another topic's records.
-        Returns the partitions sent back (their records in ``batches`` are not folded),
-        including those a recreation noticed now sent back."""
+    async def restore_idle(self) -> None:
+        """Restore and check the assigned partitions that had nothing to fetch (their
+        committed offset is at the end): after an upgrade, a partition of another journey
+        format must rebuild without waiting for a new event."""
+        async with self._lock:
+            idle = [tp for tp in self._consumer.assignment() if not self.state.owns(tp.partition)]
+            if idle:
+                positions = {tp: await self._consumer.committed(tp) or 0 for tp in idle}
+                await self._restore_and_check({tp: (offset, offset) for tp, offset in positions.items()})
+
+    async def _restore_and_check(self, fresh: dict[TopicPartition, tuple[int, int]]) -> set:
+        """Restore newly assigned partitions (``fresh``: the offsets of the first record to
+        fold and after the last fetched); then rebuild, from the beginning, every one
+        whose last journey names another incarnation (events topic id or journey format
+        version; or none) while its position is past offset 0: its committed offset
+        counted another topic's records, or its journeys were folded in a format this
+        code cannot continue. Returns the partitions sent back (their fetched records are
+        not folded), including those a recreation noticed now sent back."""
         if not fresh:
             return set()
         described = await asyncio.to_thread(self._describe_events_topic)
@@ -469,28 +558,70 @@ class JourneyProcessor:
         if await self.follow_events_topic(described[0] if described else None):
             rewound |= {tp for tp in self._consumer.assignment() if self.state.owns(tp.partition)}
         incarnations = await self._restore([tp.partition for tp in fresh])
-        stale = [tp for tp in fresh if self._topic_id is not None and batches[tp][0].offset > 0
-                 and incarnations[tp.partition] != self._topic_id]
+        stale = {tp: reason for tp, (position, _) in fresh.items() if position > 0
+                 and (reason := self._stale_reason(*incarnations[tp.partition]))}
         if stale:
-            log.warning("processor: partitions %s of %s were last folded from another incarnation of the topic "
-                        "(now %s): reading them from the beginning",
-                        sorted(tp.partition for tp in stale), self.events_topic, self._topic_id)
             try:
-                await self._read_from_beginning(stale)
+                await self._rebuild(stale, {tp: fresh[tp][1] for tp in stale})
             except BaseException:
                 for tp in stale:  # restored and checked again with their next batch
                     self.state.drop(tp.partition)
                 raise
         return rewound | set(stale)
 
-    async def _restore(self, partitions: list[int]) -> dict[int, str | None]:
+    def _stale_reason(self, topic_id: str | None, version: str | None) -> str | None:
+        """Why journeys naming ``topic_id`` and format ``version`` (None: not named) cannot
+        be continued from the committed offset; None if they can."""
+        current = str(journey_module.VERSION)
+        if version != current:
+            return f"journeys of format version {version or '(unnamed)'}, this processor writes {current}"
+        if self._topic_id is not None and topic_id != self._topic_id:
+            return f"journeys folded from events topic id {topic_id or '(unnamed)'}, now {self._topic_id}"
+        return None
+
+    async def _rebuild(self, stale: dict[TopicPartition, str], fetched_to: dict[TopicPartition, int]) -> None:
+        """Read ``stale`` partitions again from the beginning (committed first), each
+        tracked as a ``Rebuild`` up to its high watermark now (at least ``fetched_to``).
+        One whose beginning is past 0 and whose restored journeys do not hold the
+        deleted events is reported: those events must come from a republish."""
+        beginnings = await self._read_from_beginning(sorted(stale))
+        for tp, reason in sorted(stale.items()):
+            start, partition = beginnings[tp], tp.partition
+            end = max(self._consumer.highwater(tp) or 0, fetched_to[tp])
+            self._rebuilds[partition] = Rebuild(reason, start, end, time.monotonic())
+            self._lag[partition] = max(end - start, 0)
+            self._counts["rebuilds_started"] += 1
+            log.warning("processor: rebuilding partition %d of %s (%s): refolding offsets %d to %d",
+                        partition, self.events_topic, reason, start, end)
+            unreadable = self.state.unreadable.get(partition, 0)
+            if start > 0 and (unreadable or not self.state.journeys(partition)):
+                self._counts["rebuilds_missing_events"] += 1
+                self._last_error = (
+                    f"partition {partition} of {self.events_topic} is rebuilt from offset {start}: the events "
+                    f"below were deleted from Kafka and its restored journeys do not hold them ({unreadable} "
+                    f"unreadable); the views lack them until the log is republished (touchpoints relay --reset)")
+                log.error("processor: %s", self._last_error)
+            if end <= start:  # nothing left to refold
+                self._finish_rebuild(partition)
+
+    def _finish_rebuild(self, partition: int) -> None:
+        rebuild = self._rebuilds.pop(partition, None)
+        if rebuild is None:
+            return
+        self._counts["rebuilds_completed"] += 1
+        log.warning("processor: partition %d of %s rebuilt (%s): offsets %d to %d refolded in %.1f s",
+                    partition, self.events_topic, rebuild.reason, rebuild.start, rebuild.position,
+                    time.monotonic() - rebuild.started)
+
+    async def _restore(self, partitions: list[int]) -> dict[int, tuple[str | None, str | None]]:
         """Restore partitions from the journeys topic; returns, per partition, the events
-        topic id its last journey names (None: no journey, or one without the header)."""
+        topic id and the journey format version its last journey names (None: no journey,
+        or one without the header)."""
         if not partitions:
             return {}
         started = time.monotonic()
         records: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in partitions}
-        incarnations: dict[int, str | None] = dict.fromkeys(partitions)
+        incarnations: dict[int, tuple[str | None, str | None]] = dict.fromkeys(partitions, (None, None))
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   client_id=f"{self.client_id}-restore", fetch_max_wait_ms=50)
         await reader.start()
@@ -503,11 +634,14 @@ class JourneyProcessor:
                 for tp, batch in (await read_to_end(reader, tps)).items():
                     records[tp.partition].extend((r.key, r.value) for r in batch)
                     if batch:
-                        incarnations[tp.partition] = _header_text(batch[-1].headers, H_EVENTS_TOPIC_ID)
+                        headers = batch[-1].headers
+                        incarnations[tp.partition] = (_header_text(headers, H_EVENTS_TOPIC_ID),
+                                                      _header_text(headers, H_JOURNEY_VERSION))
         finally:
             await reader.stop()
         restored = {p: self.state.restore(p, records[p]) for p in partitions}
         self._counts["restores"] += len(partitions)
+        self._counts["unreadable_journeys"] += sum(self.state.unreadable[p] for p in partitions)
         log.info("restored journeys %s in %.2f s", restored, time.monotonic() - started)
         return incarnations
 
@@ -527,6 +661,8 @@ class JourneyProcessor:
                 self.state.drop(partition)
                 self._produced.pop(partition, None)
                 self._lag.pop(partition, None)
+                if self._rebuilds.pop(partition, None) is not None:  # its next owner continues from the commits
+                    log.info("processor: partition %d revoked during its rebuild", partition)
 
     async def _ensure_topics(self) -> None:
         specs = [TopicSpec(self.events_topic, self.partitions),
@@ -542,8 +678,8 @@ class JourneyProcessor:
     # --- health --------------------------------------------------------------------
 
     def lag(self) -> int | None:
-        """Records of the owned partitions not folded yet, as of each one's last batch
-        (None before the first batch)."""
+        """Records of the owned partitions not folded yet, as of each one's last batch or
+        the start of its rebuild (None before the first batch)."""
         owned = [self._lag[p] for p in self.state.partitions if p in self._lag]
         return sum(owned) if owned else None
 
@@ -557,6 +693,7 @@ class JourneyProcessor:
             "restored": sorted(self.state.partitions),
             "identities": self.state.identity_count(),
             "lag": self.lag(),
+            "rebuilding": [rebuild.progress(partition) for partition, rebuild in sorted(self._rebuilds.items())],
             "last_batch_at": self._last_batch_at,
             "last_error": self._last_error,
         }
@@ -617,8 +754,9 @@ async def read_to_end(
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Drops revoked partitions' state; assigned ones are restored lazily before their
-    first batch, so a restore that fails (broker away) is simply tried again."""
+    """Drops revoked partitions' state; assigned ones are restored lazily, before their
+    first batch or at the first fetch that brought nothing, so a restore that fails
+    (broker away) is simply tried again."""
 
     def __init__(self, processor: JourneyProcessor):
         self.processor = processor

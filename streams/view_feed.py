@@ -42,6 +42,7 @@ def decode_journeys(records: Iterable[Any]) -> tuple[JourneyItems, int]:
         latest.pop(key, None)  # keep arrival order of the last record per key
         latest[key] = record.value
     items: JourneyItems = []
+    unreadable: list[tuple[str, JourneyFormatError]] = []
     for key, value in latest.items():
         if value is None:
             items.append((key, None))
@@ -49,9 +50,11 @@ def decode_journeys(records: Iterable[Any]) -> tuple[JourneyItems, int]:
         try:
             items.append((key, IdentityJourney.from_bytes(value)))
         except JourneyFormatError as error:
-            bad += 1
-            log.warning("view feed: journey %s unreadable (%s): skipped", key, error)
-    return items, bad
+            unreadable.append((key, error))
+    if unreadable:  # one line a batch: after a format change every old journey is unreadable
+        log.warning("view feed: %d journeys unreadable (e.g. %s: %s): skipped; the journey processor rebuilds "
+                    "journeys of another format", len(unreadable), *unreadable[0])
+    return items, bad + len(unreadable)
 
 
 class ViewFeed:

@@ -106,6 +106,16 @@ def test_restore__an_unreadable_journey_is_left_out_to_be_rebuilt_from_the_event
     assert set(state.journeys(0)) == {"customer-y"}
 
 
+def test_restore__journeys_a_later_record_replaces_are_not_counted_unreadable():
+    state = JourneyState()
+
+    state.restore(1, [(b"customer-x", b"{\"version\": 1}"), (b"customer-x", IdentityJourney("customer-x").to_bytes()),
+                      (b"customer-z", b"{\"version\": 1}")])
+
+    assert set(state.journeys(1)) == {"customer-x"}
+    assert state.unreadable == {1: 1}
+
+
 # --- the Kafka shell (real broker) ---------------------------------------------------------------
 
 

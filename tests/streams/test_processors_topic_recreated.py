@@ -10,28 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from application.demo import generate
 from application.ingest import Ingestor
-from application.replay import replay
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections.journey import IdentityJourney
 from streams import processors
-from streams.processors import JourneyProcessor
-from streams.topics import describe_topics, event_record, logged_from_record, partition_for_key
+from streams.topics import describe_topics, event_record, logged_from_record
+from tests.streams.processor_runs import (
+    PARTITIONS, commit, committed, folded_until, processor, publish, replayed, running,
+)
 
 pytestmark = pytest.mark.slow
-
-PARTITIONS = 3
 
 
 @pytest.fixture
@@ -46,23 +42,6 @@ def store(tmp_path) -> Iterator[SQLiteEventStore]:
 def topics(kafka_broker, unique_name) -> dict[str, str]:
     return {"events_topic": f"{unique_name}.events", "journeys_topic": f"{unique_name}.journeys",
             "group_id": f"{unique_name}-group"}
-
-
-def processor(bootstrap: str, topics: dict[str, str]) -> JourneyProcessor:
-    return JourneyProcessor(bootstrap, partitions=PARTITIONS, **topics)
-
-
-def publish(bootstrap: str, topic: str, recorded_events) -> int:
-    """Publish stored events as the relay does; returns how many."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    count = 0
-    for recorded in recorded_events:
-        key, value, headers = event_record(recorded)
-        producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
-        count += 1
-    producer.flush()
-    producer.close()
-    return count
 
 
 def latest_events(store, fraction: float) -> list:
@@ -88,56 +67,6 @@ def recreate(bootstrap: str, topic: str) -> None:
         admin.close()
 
 
-async def committed(bootstrap: str, topic: str, group_id: str) -> dict[TopicPartition, int]:
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return {tp: offset for tp in tps if (offset := await reader.committed(tp))}
-    finally:
-        await reader.stop()
-
-
-async def commit(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:
-    """Commit as a member of the group (the bundled broker ignores commits from outside it)."""
-    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-                              session_timeout_ms=6000, heartbeat_interval_ms=1500)
-    await member.start()
-    try:
-        member.subscribe([next(iter(offsets)).topic])
-        deadline = asyncio.get_running_loop().time() + 30
-        while member.assignment() != set(offsets):
-            assert asyncio.get_running_loop().time() < deadline, "the member was not assigned every partition"
-            await member.getmany(timeout_ms=200)
-        await member.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
-    finally:
-        await member.stop()
-
-
-@asynccontextmanager
-async def running(journeys: JourneyProcessor) -> AsyncIterator[JourneyProcessor]:
-    await journeys.start()
-    runner = asyncio.create_task(journeys.run())
-    try:
-        yield journeys
-    finally:
-        await journeys.stop()
-        await runner
-        await journeys.close()
-
-
-async def folded_until(journeys: JourneyProcessor, expected: dict[str, bytes], timeout: float = 60) -> dict:
-    """The processor's journeys once they equal ``expected``, or when ``timeout`` passed."""
-    def folded() -> dict[str, bytes]:
-        return {key: journey.to_bytes() for partition in journeys.state.partitions.values()
-                for key, journey in partition.items()}
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while folded() != expected and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.1)
-    return folded()
-
-
 def journeys_of(recorded_events) -> dict[str, bytes]:
     """The journeys a fold of just these events gives."""
     journeys: dict[str, IdentityJourney] = {}
@@ -146,10 +75,6 @@ def journeys_of(recorded_events) -> dict[str, bytes]:
         logged = logged_from_record(value, headers)
         journeys.setdefault(logged.stream, IdentityJourney(logged.stream)).apply(logged)
     return {key: journey.to_bytes() for key, journey in journeys.items()}
-
-
-def replayed(store) -> dict[str, bytes]:
-    return {key: journey.to_bytes() for key, journey in replay(store).population.journeys.items()}
 
 
 def test_restarted_processor__offsets_committed_into_a_previous_incarnation_are_ignored(
