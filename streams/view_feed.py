@@ -15,6 +15,7 @@ and the journeys the processors publish again replace it key by key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -142,52 +143,62 @@ class ViewFeed:
     # --- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        from kafka.errors import KafkaError
+        # aiokafka parses fetched records in C: 3.5-3.7 µs of CPU a journey record here,
+        # where kafka-python's consumer took 9.2-9.3 (measured alternately on the bundled
+        # broker); this thread runs in the API process, beside ingestion and the views
+        asyncio.run(self._run_async())
+
+    async def _run_async(self) -> None:
+        from aiokafka.errors import KafkaError
 
         backoff = 0.2
         while not self._stop.is_set():
             consumer = None
             try:
-                consumer = self._connect()
+                consumer = await self._connect()
                 backoff = 0.2
-                self._follow(consumer)
-            except (KafkaError, OSError, ValueError) as error:
+                await self._follow(consumer)
+            except (KafkaError, OSError, ValueError, asyncio.TimeoutError) as error:
                 self._counts["errors"] += 1
                 self._last_error = f"{type(error).__name__}: {error}"
                 log.warning("view feed: %s; reconnecting in %.1f s", self._last_error, backoff)
-                self._stop.wait(backoff)
+                await asyncio.to_thread(self._stop.wait, backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
                 self._connected = False
                 if consumer is not None:
                     try:
-                        consumer.close(autocommit=False)
+                        await consumer.stop()
                     except Exception as error:  # the broker may be gone: nothing to flush
                         log.debug("view feed: close: %r", error)
 
-    def _connect(self) -> Any:
-        from kafka import KafkaConsumer
+    async def _connect(self) -> Any:
+        from aiokafka import AIOKafkaConsumer
 
-        return KafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=20, request_timeout_ms=10_000,
             metadata_max_age_ms=2000, client_id="touchpoints-view-feed", max_partition_fetch_bytes=8 << 20,
         )
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
 
-    def _follow(self, consumer: Any) -> None:
-        from kafka import TopicPartition
-
+    async def _follow(self, consumer: Any) -> None:
         assigned: list[Any] = []
         last_check = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             if now - last_check >= self.check_interval or not assigned:
                 last_check = now
-                assigned = self._assign(consumer, assigned, TopicPartition)
+                assigned = await self._assign(consumer, assigned)
                 if not assigned:
-                    self._stop.wait(self.check_interval)
+                    await asyncio.to_thread(self._stop.wait, self.check_interval)
                     continue
-            fetched = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            fetched = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
             self._connected = True
             batch = []
             for tp, records in fetched.items():
@@ -200,13 +211,15 @@ class ViewFeed:
             if batch:
                 self._apply(batch)
 
-    def _assign(self, consumer: Any, assigned: list[Any], topic_partition: Any) -> list[Any]:
+    async def _assign(self, consumer: Any, assigned: list[Any]) -> list[Any]:
         """(Re)assign every partition of the topic; rewind those that lost data."""
+        from aiokafka import TopicPartition
+
+        await consumer.topics()  # fresh metadata: the topic may have been (re)created meanwhile
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
-            consumer.topics()  # refresh metadata: the topic may be (re)created meanwhile
             return []
-        wanted = [topic_partition(self.topic, p) for p in sorted(partitions)]
+        wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         if wanted != assigned:
             consumer.assign(wanted)
             new = [tp for tp in wanted if tp.partition not in self._positions]
@@ -214,7 +227,7 @@ class ViewFeed:
                 if tp.partition in self._positions:
                     consumer.seek(tp, self._positions[tp.partition])
             if new:
-                consumer.seek_to_beginning(*new)
+                await consumer.seek_to_beginning(*new)
             return wanted
         for tp in wanted:
             position = self._positions.get(tp.partition, 0)
@@ -225,7 +238,7 @@ class ViewFeed:
                 self._counts["resets"] += 1
                 self._positions[tp.partition] = 0
                 self._highwater[tp.partition] = high
-                consumer.seek_to_beginning(tp)
+                await consumer.seek_to_beginning(tp)
         return wanted
 
     def _apply(self, records: list[Any]) -> None:
