@@ -88,7 +88,8 @@ def run(scale: float) -> list[Row]:
         }
         rows.append(Row("maintained", f"aggregates: every default document after {changed:,} identities changed",
                         seconds * 1000, "ms", "definitions", recompute * 1000))
-    query_rows, queries_same = _queries_with_parameters(maintained, data_time)
+    query_rows, queries_same = _queries_with_parameters(maintained, data_time,
+                                                        at_full_size=customers >= FULL_CUSTOMERS)
     rows += query_rows
     same = same and queries_same
     rows.append(Row("maintained", "maintained documents equal the definitions'", 1.0 if same else 0.0, "bool",
@@ -97,10 +98,11 @@ def run(scale: float) -> list[Row]:
     return rows
 
 
-def _queries_with_parameters(views, data_time) -> tuple[list[Row], bool]:
+def _queries_with_parameters(views, data_time, *, at_full_size: bool) -> tuple[list[Row], bool]:
     """Queries with parameters (a 30-day lookback in a one-year window, a first-contact
     window), answered by the columnar aggregates beside their definitions; what a changed
-    group costs those aggregates, and their bootstrap."""
+    group costs those aggregates, and their bootstrap. The 1 s target is the issue's at
+    1,000,000 customers: judged only at that size."""
     from datetime import timedelta
 
     from application.collector import collector_paused
@@ -134,7 +136,8 @@ def _queries_with_parameters(views, data_time) -> tuple[list[Row], bool]:
         query = ", ".join([name, *(f"{k}={v}" for k, v in given.items() if k not in year), "one year from/to"])
         log(f"{query}: {type(aggregate).__name__} {seconds * 1000:.0f} ms, definition {definition * 1000:.0f} ms")
         rows.append(Row("maintained", f"columns: {query}", seconds * 1000, "ms",
-                        "definition", definition * 1000, "< 1000 ms at 1M"))
+                        "definition", definition * 1000, "< 1000 ms at 1M",
+                        seconds < 1.0 if at_full_size else None))
     groups = population.groups()
     sample = random.Random(SEED).sample(groups, min(10_000, len(groups)))
     for aggregate in (AttributionQueries(), FirstContactQueries()):
