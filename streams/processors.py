@@ -8,7 +8,7 @@ target is 3x the per-event agent, so the processor reads batches straight from
 aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
 ``mode`` service the Faust app starts and stops) and keeps its state as follows:
 
-* State: an in-memory dict ``identity stream -> IdentityJourney`` per assigned
+* State (``streams.journey_state``): an in-memory dict ``identity stream -> IdentityJourney`` per assigned
   partition. The journeys topic IS its changelog: after each batch every
   touched journey is produced (one record per identity per batch) to the same
   partition number of ``touchpoints.journeys``; on assignment a partition's
@@ -76,7 +76,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -84,20 +84,20 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from events.registry import REGISTRY, EventRegistry, InvalidEvent
+from events.registry import REGISTRY, EventRegistry
 from projections import journey as journey_module
-from projections.journey import IdentityJourney, JourneyFormatError
+from projections.journey import IdentityJourney
 
+from streams.journey_state import FoldResult, JourneyState
+from streams.reading import read_to_end
 from streams.topics import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
     JOURNEYS_TOPIC,
-    MalformedRecord,
     TopicSpec,
     close_admin,
     describe_topics,
     ensure_topics,
-    record_decoder,
 )
 
 log = logging.getLogger(__name__)
@@ -106,90 +106,6 @@ PROCESSOR_GROUP = "touchpoints-journeys"
 H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that produced it
 H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
 H_JOURNEY_VERSION = "journey_version"  # header: the journey format version the record was written in
-
-
-@dataclass
-class FoldResult:
-    touched: dict[str, IdentityJourney] = field(default_factory=dict)
-    applied: int = 0  # events that changed a journey
-    duplicates: int = 0  # events a journey had already applied
-    undecodable: list[str] = field(default_factory=list)  # why records were skipped
-
-
-class JourneyState:
-    """The journeys of the partitions this worker owns: ``partition -> {key: journey}``.
-
-    Pure apart from decoding: no Kafka here, so tests and the bench fold records directly."""
-
-    def __init__(self, registry: EventRegistry = REGISTRY):
-        self.registry = registry
-        self.partitions: dict[int, dict[str, IdentityJourney]] = {}
-        self.unreadable: dict[int, int] = {}  # partition -> journeys its restore left out
-
-    def owns(self, partition: int) -> bool:
-        return partition in self.partitions
-
-    def restore(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-        """Rebuild a partition from its journeys changelog (oldest first; the last record
-        of a key wins, ``None`` deletes); returns how many journeys it holds. Unreadable
-        journeys (another format version, or damaged) are left out and counted in
-        ``unreadable``: only their events can rebuild them."""
-        journeys: dict[str, IdentityJourney] = {}
-        unreadable: dict[str, JourneyFormatError] = {}
-        for key, value in records:
-            if key is None:
-                continue
-            name = key.decode()
-            unreadable.pop(name, None)
-            if value is None:
-                journeys.pop(name, None)
-                continue
-            try:
-                journeys[name] = IdentityJourney.from_bytes(value)
-            except JourneyFormatError as error:
-                unreadable[name] = error
-                journeys.pop(name, None)
-        if unreadable:
-            name, error = next(iter(unreadable.items()))
-            log.warning("%d journeys on partition %d unreadable (e.g. %s: %s): left out",
-                        len(unreadable), partition, name, error)
-        self.partitions[partition] = journeys
-        self.unreadable[partition] = len(unreadable)
-        return len(journeys)
-
-    def drop(self, partition: int) -> None:
-        self.partitions.pop(partition, None)
-        self.unreadable.pop(partition, None)
-
-    def fold(self, partition: int, records: Iterable[tuple[bytes, Any]]) -> FoldResult:
-        """Fold ``(value, headers)`` records of ``touchpoints.events`` into the partition's
-        journeys; returns the journeys touched (changed or redelivered)."""
-        journeys = self.partitions.setdefault(partition, {})
-        result = FoldResult()
-        touched = result.touched
-        decode = record_decoder(self.registry)
-        for value, headers in records:
-            try:
-                logged = decode(value, headers)
-            except (MalformedRecord, InvalidEvent) as error:
-                result.undecodable.append(str(error))
-                continue
-            key = logged.stream
-            journey = journeys.get(key)
-            if journey is None:
-                journey = journeys[key] = IdentityJourney(key)
-            if journey.apply(logged):
-                result.applied += 1
-            else:
-                result.duplicates += 1
-            touched[key] = journey
-        return result
-
-    def journeys(self, partition: int) -> dict[str, IdentityJourney]:
-        return self.partitions.get(partition, {})
-
-    def identity_count(self) -> int:
-        return sum(len(journeys) for journeys in self.partitions.values())
 
 
 @dataclass
@@ -210,7 +126,6 @@ class Rebuild:
 
 
 ASSIGNMENT_CHECK_SECONDS = 5.0  # how often run() compares the assignment with the topic
-STALLED_POLLS = 25  # fetches (200 ms each) without progress below the watermark before read_to_end gives up
 
 
 class JourneyProcessor:
@@ -712,45 +627,6 @@ async def _acknowledged(batches: list[tuple[asyncio.Future, int]]) -> tuple[int,
     written = [(metadata.offset, size) for metadata, (_, size) in
                zip(await asyncio.gather(*(future for future, _ in batches)), batches)]
     return min(base for base, _ in written), max(base + size - 1 for base, size in written)
-
-
-async def read_to_end(
-    reader: AIOKafkaConsumer, tps: list[TopicPartition], *, idle_polls: int = 3, stalled_polls: int = STALLED_POLLS
-) -> dict:
-    """Every record from the current positions to the end of the given partitions.
-
-    The end is the high watermark of fetch responses, not ``end_offsets()``: the
-    bundled broker answers ListOffsets with the base offset of the last record batch
-    plus one, short of the real end. A partition that never reports a watermark
-    counts as empty after ``idle_polls`` fetches that returned nothing. One that stays
-    below its watermark for ``stalled_polls`` fetches in a row counts as ended there,
-    with a warning: a broker that lost data in a restart can report records it no
-    longer has (a produce that failed half-way), and waiting for them would stop the
-    caller for good (the processor's restore, and with it every view)."""
-    records: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
-    remaining = set(tps)
-    stalled = dict.fromkeys(tps, 0)
-    idle = 0
-    while remaining:
-        fetched = await reader.getmany(*remaining, timeout_ms=200)
-        for tp, batch in fetched.items():
-            records[tp].extend(batch)
-        idle = 0 if fetched else idle + 1
-        for tp in list(remaining):
-            high = reader.highwater(tp)
-            stalled[tp] = 0 if fetched.get(tp) else stalled[tp] + 1
-            if high is None:
-                if idle >= idle_polls:
-                    remaining.discard(tp)
-                continue
-            position = await reader.position(tp)
-            if position >= high:
-                remaining.discard(tp)
-            elif stalled[tp] >= stalled_polls:
-                log.warning("%s-%d: no record from offset %d up to the reported end %d after %d fetches: "
-                            "reading it as ended there", tp.topic, tp.partition, position, high, stalled_polls)
-                remaining.discard(tp)
-    return records
 
 
 class _Rebalance(ConsumerRebalanceListener):

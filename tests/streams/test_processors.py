@@ -17,7 +17,9 @@ from application.replay import replay
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections.journey import IdentityJourney
-from streams.processors import JourneyProcessor, JourneyState, read_to_end
+from streams.journey_state import JourneyState
+from streams.processors import JourneyProcessor
+from streams.reading import read_to_end
 from streams.topics import event_record, partition_for_key
 from streams.view_feed import ViewFeed
 from tests.streams.conftest import wait_until

@@ -21,7 +21,8 @@ from application.demo import generate
 from events.encoded import encode_events
 from events.registry import REGISTRY
 from events.store import RecordedEvent
-from streams.processors import JourneyProcessor, read_to_end
+from streams.processors import JourneyProcessor
+from streams.reading import read_to_end
 from streams.topics import event_record
 
 JOURNEYS = "touchpoints.journeys"
