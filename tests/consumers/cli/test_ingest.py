@@ -201,7 +201,9 @@ def test_progress_bar__shown_on_a_terminal_for_large_files(tmp_path, db_url):
 @pytest.mark.slow
 def test_interrupted_load__exits_130_keeps_committed_batches_and_a_rerun_completes(tmp_path, db_url):
     source = tmp_path / "history.ndjson"
-    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(4000, seed=4)))
+    # ~125k lines: long enough (over a second here) that the interrupt lands mid-load
+    # even when the machine is busy and the first commit is seen late
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(12000, seed=4)))
     total = source.read_bytes().count(b"\n")
     command = [sys.executable, "-m", "consumers.cli.main", "ingest", str(source), "--store", db_url,
                "--batch-size", "500", "--quiet"]
