@@ -19,6 +19,7 @@ subtractions, so a maintained view equals a replay bit for bit.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from itertools import chain
@@ -191,7 +192,7 @@ class SortedValues:
         return list(chain.from_iterable(self._blocks))
 
 
-class ContributionAggregate(Generic[C]):
+class ContributionAggregate(ABC, Generic[C]):
     """One maintained view: ``contribution`` (pure) extracts what a group adds,
     ``add``/``subtract`` keep the totals, ``document`` renders them.
 
@@ -205,24 +206,26 @@ class ContributionAggregate(Generic[C]):
 
     # --- what a subclass defines ------------------------------------------------------
 
+    @abstractmethod
     def contribution(self, group: GroupSummary) -> C | None:
         """What ``group`` adds to the totals (None: nothing). Immutable, pure."""
-        raise NotImplementedError
 
+    @abstractmethod
     def add(self, contribution: C) -> None:
-        raise NotImplementedError
+        """Add a contribution to the totals."""
 
+    @abstractmethod
     def subtract(self, contribution: C) -> None:
-        raise NotImplementedError
+        """Take a contribution ``add`` was given out of the totals."""
 
+    @abstractmethod
     def answers(self, params: Mapping[str, Any]) -> bool:
         """Whether ``document`` can render the view with these parameters (the
         merged parameters of the view, ``now`` included where the view takes one)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def document(self, population: Any, params: Mapping[str, Any]) -> dict:
         """The view's document: equal to ``projections.views``' function with ``params``."""
-        raise NotImplementedError
 
     # --- the shell's side ---------------------------------------------------------------
 
