@@ -46,7 +46,7 @@ def run(scale: float) -> list[Row]:
     built, events, how = build_views(customers, SEED, snapshot)
     log(f"{customers:,} customers ({events:,} events) from {how} in {time.perf_counter() - started:.0f} s")
     journeys = list(built.population.journeys.items())
-    position, data_time, _ = built.position, built.now(), None
+    position, data_time = built.position, built.now()
     del built
 
     plain = LiveViews(background=False, maintain_views=False)

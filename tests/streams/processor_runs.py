@@ -13,11 +13,27 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from kafka import KafkaProducer
 
+from application.demo import generate
+from application.ingest import Ingestor
 from application.replay import replay
+from events.registry import REGISTRY
+from events.sqlite.store import SQLiteEventStore
 from streams.processors import JourneyProcessor
 from streams.topics import event_record, partition_for_key
 
 PARTITIONS = 3
+
+
+def demo_store(path, seed: int, customers: int = 80) -> SQLiteEventStore:
+    """A SQLite store holding ``customers`` demo journeys."""
+    store = SQLiteEventStore(path)
+    Ingestor(store).append([REGISTRY.validate(item) for item in generate(customers, seed=seed)])
+    return store
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    """The events topic, journeys topic and group a test's processor uses, named apart."""
+    return {"events_topic": f"{prefix}.events", "journeys_topic": f"{prefix}.journeys", "group_id": f"{prefix}-group"}
 
 
 def processor(bootstrap: str, topics: dict[str, str], **settings) -> JourneyProcessor:

@@ -14,14 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from application.demo import generate
-from application.ingest import Ingestor
-from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections import journey as journey_module
 from streams.view_feed import decode_journeys
 from tests.streams.processor_runs import (
-    PARTITIONS, folded, folded_until, partition_ends, processor, publish, replayed, running, wait_committed,
+    PARTITIONS, demo_store, folded, folded_until, partition_ends, processor, publish, replayed, running,
+    topic_names, wait_committed
 )
 
 pytestmark = pytest.mark.slow
@@ -31,16 +29,14 @@ CURRENT = journey_module.VERSION
 
 @pytest.fixture
 def store(tmp_path) -> Iterator[SQLiteEventStore]:
-    store = SQLiteEventStore(tmp_path / "events.db")
-    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=1414)])
+    store = demo_store(tmp_path / "events.db", seed=1414)
     yield store
     store.close()
 
 
 @pytest.fixture
 def topics(kafka_broker, unique_name) -> dict[str, str]:
-    return {"events_topic": f"{unique_name}.events", "journeys_topic": f"{unique_name}.journeys",
-            "group_id": f"{unique_name}-group"}
+    return topic_names(unique_name)
 
 
 async def fold_in_the_older_format(bootstrap: str, topics: dict[str, str], store, monkeypatch) -> None:

@@ -16,15 +16,13 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from application.demo import generate
-from application.ingest import Ingestor
-from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections.journey import IdentityJourney
 from streams import processors
 from streams.topics import describe_topics, event_record, logged_from_record
 from tests.streams.processor_runs import (
-    PARTITIONS, commit, committed, folded_until, processor, publish, replayed, running,
+    PARTITIONS, commit, committed, demo_store, folded_until, processor, publish, replayed, running,
+    topic_names
 )
 
 pytestmark = pytest.mark.slow
@@ -32,16 +30,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def store(tmp_path) -> Iterator[SQLiteEventStore]:
-    store = SQLiteEventStore(tmp_path / "events.db")
-    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=4242)])
+    store = demo_store(tmp_path / "events.db", seed=4242)
     yield store
     store.close()
 
 
 @pytest.fixture
 def topics(kafka_broker, unique_name) -> dict[str, str]:
-    return {"events_topic": f"{unique_name}.events", "journeys_topic": f"{unique_name}.journeys",
-            "group_id": f"{unique_name}-group"}
+    return topic_names(unique_name)
 
 
 def latest_events(store, fraction: float) -> list:
