@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast bench bench-quick browser clean
+.PHONY: setup run test test-fast bench bench-quick browser test-sdks clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ run: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+# The tracking SDKs the tests drive (npm), into tests/.sdk/ (git-ignored; the fixtures also install on demand).
+test-sdks:
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	@test -d tests/.sdk/node/node_modules/@segment/analytics-node || npm install -s --prefix tests/.sdk/node --no-audit --no-fund @segment/analytics-node@2
+	@test -d tests/.sdk/browser/node_modules/@segment/analytics-next || npm install -s --prefix tests/.sdk/browser --no-audit --no-fund @segment/analytics-next@1
+
+test: setup browser test-sdks
 	$(BIN)/python -m pytest -q
 
 test-fast: setup

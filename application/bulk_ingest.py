@@ -255,7 +255,7 @@ def _decode_slice(lines: list[bytes], registry: EventRegistry, first_line: int, 
         batch.rejects += [
             RejectedLine(numbers[item.index], filled[item.index].rstrip(b"\r"), item.errors) for item in decoded.invalid
         ]
-    batch.encoded.extend(decoded.events)
+    batch.encoded.extend(registry.ingest_ready(decoded.events))
 
 
 # --- decoding in a thread ---------------------------------------------------------------

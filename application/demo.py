@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from application.ingest import Ingestor
+from application.privacy.mode import settle
+from application.privacy.policy import ingest_registry
 from application.settings import Settings
 from events.models import Event
 from events.registry import REGISTRY
@@ -375,7 +377,8 @@ def load_demo_if_empty(store: EventStore, settings: Settings, *, seed: int = DEF
     event and ``settings.demo`` is on; returns the number of events stored (0 if skipped)."""
     if not settings.demo or store.head_position() is not None:
         return 0
-    ingestor = Ingestor(store)
+    settings = settle(settings, store)  # a new log: the settings' sealing mode, or the default
+    ingestor = Ingestor(store, ingest_registry(REGISTRY, settings.sealing, data=settings.data))
     stored = 0
     batch: list[Event] = []
     for item in generate(settings.demo_customers, seed):

@@ -47,7 +47,7 @@ from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from events.store import EventStore
 from events.times import EPOCH, from_micros, to_micros
 from projections import population as population_module
-from projections.parameters import ViewParameterError
+from projections.parameters import ViewParameterError, in_utc
 from projections.population import Population
 
 from application.collector import collector_paused
@@ -79,7 +79,7 @@ def point_in_time(param: str, value: object) -> datetime | None:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ViewParameterError(param, "must be timezone-aware")
-        return value.astimezone(timezone.utc)
+        return in_utc(param, value)
     if isinstance(value, date):
         return _end_of_day(value)
     if not isinstance(value, str):
@@ -96,7 +96,7 @@ def point_in_time(param: str, value: object) -> datetime | None:
         raise ViewParameterError(param, f"not an RFC 3339 time or a date: {value!r}") from None
     if parsed.tzinfo is None:
         raise ViewParameterError(param, f"a time needs an offset (Z or +hh:mm): {value!r}")
-    return parsed.astimezone(timezone.utc)
+    return in_utc(param, parsed)
 
 
 def _end_of_day(day: date) -> datetime:

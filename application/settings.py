@@ -14,6 +14,17 @@ Nothing connects or touches the disk when settings are read.
 | ``TOUCHPOINTS_KAFKA`` | empty | Kafka bootstrap servers (``host:port,host:port``, optionally ``kafka://``-prefixed); empty starts the bundled broker |
 | ``TOUCHPOINTS_PARTITIONS`` | ``6`` | partitions of the ``touchpoints.events`` and ``touchpoints.journeys`` topics |
 | ``TOUCHPOINTS_MAX_BODY_BYTES`` | ``16777216`` (16 MiB) | largest ``POST /v1/events`` body accepted (larger: 413) |
+| ``TOUCHPOINTS_INGEST_MAX_PENDING_BYTES`` | ``16777216`` (16 MiB) | bytes of ingestion bodies admitted and not yet answered; a request beyond it gets 429 with ``Retry-After`` (``consumers.api.admission``) |
+| ``TOUCHPOINTS_INGEST_MAX_QUEUE_SECONDS`` | ``1`` | longest a request may expect to wait behind those admitted before it (their bytes at the writer's recent rate); beyond it, 429 |
+| ``TOUCHPOINTS_ADMIN_KEY`` | empty | at first start (no admin key in ``<data>/access.db``) this becomes the admin key instead of a new one printed once; format ``tp_<8 hex>_<32+ of A-Z a-z 0-9 - _>`` |
+| ``TOUCHPOINTS_ALLOWED_HOSTS`` | empty | ``Host`` names the HTTP API answers besides ``localhost``, ``TOUCHPOINTS_HOST``, IP addresses and names without a dot (comma-separated ``name``, ``name:port``, or ``*`` for any); others get 421 (DNS rebinding, ``consumers.api.guards``) |
+| ``TOUCHPOINTS_HEADER_TIMEOUT`` | ``10`` | seconds a client has to send a request's headers (from connecting, or from its first byte on a kept-alive connection) |
+| ``TOUCHPOINTS_BODY_TIMEOUT`` | ``30`` | seconds a client has to send a ``POST /v1/events`` body (408 after); any other request body: this plus 5 s, then the connection is closed |
+| ``TOUCHPOINTS_KEEP_ALIVE_TIMEOUT`` | ``5`` | seconds an idle kept-alive connection stays open |
+| ``TOUCHPOINTS_MAX_CONNECTIONS`` | ``256`` | connections and requests in flight the HTTP API takes at once; beyond, 503 |
+| ``TOUCHPOINTS_SEAL_PERSONAL_DATA`` | the log's mode; a new data folder: ``0`` (``SEAL_PERSONAL_DATA_DEFAULT``) | seal personal fields at ingestion (``events.personal``): the log keeps pseudonyms and ciphertext, keys in ``<data>/keys.db``; ``touchpoints erase`` destroys a person's keys. Fixed by the log's first append (``application.privacy.mode``): a value contradicting it stops every command that appends or reads personal data |
+| ``TOUCHPOINTS_SEAL_CUSTOMER_IDS`` | the log's mode; a new data folder: ``0`` | with sealing on, customer ids are personal too (fixed by the first append, as above) |
+| ``TOUCHPOINTS_API_KEY`` | empty | the key commands that call a running API send (``touchpoints verify --views --api URL``: ``read``) |
 | ``TOUCHPOINTS_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` |
 | ``TOUCHPOINTS_EVENTSTORE_URL`` | empty | tests only: a KurrentDB server the contract suite also runs against |
 """
@@ -23,8 +34,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from application.access.keys import KEY_FORMAT_HELP, KeyFormatError, key_prefix
+
+if TYPE_CHECKING:
+    from application.privacy.policy import Sealing
 
 PREFIX = "TOUCHPOINTS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -41,6 +58,10 @@ class SettingsError(ValueError):
         self.reason = reason
         super().__init__(f"{variable}: {reason}")
 
+
+# Whether a new data folder (an empty log, no recorded mode) seals personal data when
+# TOUCHPOINTS_SEAL_PERSONAL_DATA is unset; a log with events keeps its own mode whatever this says.
+SEAL_PERSONAL_DATA_DEFAULT = False
 
 # Processes that decode large POST /v1/events bodies beside the server's own (0: decode inline).
 DEFAULT_INGEST_WORKERS = max(1, min(2, os.cpu_count() or 1))
@@ -60,9 +81,41 @@ class Settings(BaseModel):
     kafka: str = ""
     partitions: int = 6
     max_body_bytes: int = 16 * 1024 * 1024
+    ingest_max_pending_bytes: int = 16 * 1024 * 1024
+    ingest_max_queue_seconds: float = 1.0
     ingest_workers: int = DEFAULT_INGEST_WORKERS
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 256
     log_level: str = "INFO"
     eventstore_url: str = ""
+    seal_personal_data: bool | None = None  # None: unset, decided by ``application.privacy.mode.settle``
+    seal_customer_ids: bool | None = None
+    admin_key: SecretStr | None = None  # never shown: repr and logs print **********
+    api_key: SecretStr | None = None
+
+    @property
+    def sealing(self) -> "Sealing | None":
+        """How ingestion seals personal data here (None: it does not). Only for settings settled
+        against the log (``application.privacy.mode.settle``): unset, the mode is the log's."""
+        if self.seal_personal_data is None:
+            raise RuntimeError(
+                "TOUCHPOINTS_SEAL_PERSONAL_DATA is unset: settle the settings against the log "
+                "(application.privacy.mode.settle) before asking how it is sealed"
+            )
+        if not self.seal_personal_data:
+            return None
+        from application.privacy.policy import Sealing  # cryptography only where sealing is on
+
+        return Sealing.in_folder(self.data, customer_ids=bool(self.seal_customer_ids))
+
+    @property
+    def new_logs_sealed(self) -> bool:
+        """Whether an empty log with no recorded mode is sealed when TOUCHPOINTS_SEAL_PERSONAL_DATA
+        is unset: ``SEAL_PERSONAL_DATA_DEFAULT``, read when asked."""
+        return SEAL_PERSONAL_DATA_DEFAULT
 
     @property
     def kafka_bootstrap(self) -> list[str]:
@@ -83,9 +136,20 @@ class Settings(BaseModel):
             kafka=reader.kafka("KAFKA"),
             partitions=reader.integer("PARTITIONS", 6, low=1, high=10_000),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 16 * 1024 * 1024, low=1),
+            ingest_max_pending_bytes=reader.integer("INGEST_MAX_PENDING_BYTES", 16 * 1024 * 1024, low=1),
+            ingest_max_queue_seconds=reader.seconds("INGEST_MAX_QUEUE_SECONDS", 1.0),
             ingest_workers=reader.integer("INGEST_WORKERS", DEFAULT_INGEST_WORKERS, low=0, high=64),
+            allowed_hosts=reader.names("ALLOWED_HOSTS"),
+            header_timeout=reader.seconds("HEADER_TIMEOUT", 10.0),
+            body_timeout=reader.seconds("BODY_TIMEOUT", 30.0),
+            keep_alive_timeout=reader.seconds("KEEP_ALIVE_TIMEOUT", 5.0),
+            max_connections=reader.integer("MAX_CONNECTIONS", 256, low=1),
             log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
             eventstore_url=reader.raw("EVENTSTORE_URL"),
+            seal_personal_data=reader.optional_boolean("SEAL_PERSONAL_DATA"),
+            seal_customer_ids=reader.optional_boolean("SEAL_CUSTOMER_IDS"),
+            admin_key=reader.api_key("ADMIN_KEY"),
+            api_key=reader.api_key("API_KEY"),
         )
 
 
@@ -118,10 +182,35 @@ class _Reader:
             raise SettingsError(PREFIX + name, f"must be {bounds}, got {number}")
         return number
 
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.raw(name).lower()
+    def seconds(self, name: str, default: float) -> float:
+        value = self.raw(name)
         if not value:
             return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(PREFIX + name, f"expected a number of seconds, got {value!r}") from None
+        if not 0 < number <= 86_400:
+            raise SettingsError(PREFIX + name, f"must be more than 0 and at most 86400 seconds, got {value!r}")
+        return number
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        names = tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        for entry in names:
+            if entry != "*" and (any(c.isspace() or c in "/@?#" for c in entry)):
+                raise SettingsError(PREFIX + name, f"expected host names (name or name:port) or *, got {entry!r}")
+        return names
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional_boolean(name)
+        return default if value is None else value
+
+    def optional_boolean(self, name: str) -> bool | None:
+        """None when unset: the caller decides (a log's recorded sealing mode)."""
+        value = self.raw(name).lower()
+        if not value:
+            return None
         if value in _TRUE:
             return True
         if value in _FALSE:
@@ -147,6 +236,16 @@ class _Reader:
         if not rest.strip("/"):
             raise SettingsError(PREFIX + name, f"the URL {value!r} names no database path or host")
         return value
+
+    def api_key(self, name: str) -> SecretStr | None:
+        value = self.raw(name)
+        if not value:
+            return None
+        try:
+            key_prefix(value)
+        except KeyFormatError:  # the message must not repeat the value: it is a secret
+            raise SettingsError(PREFIX + name, f"not an API key: expected {KEY_FORMAT_HELP}") from None
+        return SecretStr(value)
 
     def kafka(self, name: str) -> str:
         value = self.raw(name).removeprefix("kafka://")

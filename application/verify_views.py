@@ -107,15 +107,17 @@ def compare_with_cli_views(store: EventStore, snapshot_dir: Path | None) -> View
     return compare_with_live_views(store, views, source=f"CLI views (snapshot in {snapshot_dir})", attempts=1)
 
 
-def compare_with_api(store: EventStore, url: str, *, attempts: int = 5, wait: float = 1.0,
-                     timeout: float = 120.0) -> ViewsComparison:
-    """Compare the documents a running server serves with a replay of the same store."""
+def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None, attempts: int = 5,
+                     wait: float = 1.0, timeout: float = 120.0) -> ViewsComparison:
+    """Compare the documents a running server serves (read with ``api_key``, a ``read`` key)
+    with a replay of the same store."""
     import httpx
 
     base = url.rstrip("/")
     comparison = ViewsComparison(base, None)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(base_url=base, timeout=timeout) as client:
+        with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
             for attempt in range(1, attempts + 1):
                 status = _status(client)
                 if status["refreshed_version"] not in (status["version"], -1):

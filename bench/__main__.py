@@ -9,7 +9,7 @@ import time
 
 from bench.common import format_table
 
-ALL = ["ingest", "projections", "stream", "views", "maintained", "restart", "replay", "pipeline"]
+ALL = ["ingest", "projections", "stream", "views", "maintained", "restart", "replay", "pipeline", "tracking", "sealing"]
 
 
 def main() -> int:

@@ -4,15 +4,42 @@ as its previous one was answered.
 
 The generator shares the machine's cores with the server it measures, so it only joins
 bytes already encoded and reads one field of each answer.
+
+Access: a bench gives every server it starts ``BENCH_ADMIN_KEY`` as its admin key
+(``bench_env()`` sets ``TOUCHPOINTS_ADMIN_KEY`` for ``touchpoints up`` and the benches' own
+server processes, which call ``bench_access``) and its clients send ``BENCH_HEADERS``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
+
+from application.access.keys import new_key
+
+BENCH_ADMIN_KEY = new_key()
+BENCH_HEADERS = {"authorization": f"Bearer {BENCH_ADMIN_KEY}"}
+
+
+def bench_env(**variables: str) -> dict[str, str]:
+    """The environment of a server process a bench starts: its admin key is ``BENCH_ADMIN_KEY``."""
+    return {**os.environ, "TOUCHPOINTS_ADMIN_KEY": BENCH_ADMIN_KEY, **variables}
+
+
+def bench_access(data: Path) -> Any:
+    """In a bench's server process: the access store of ``data`` (a fresh folder), whose admin
+    key is the one the bench passed in ``TOUCHPOINTS_ADMIN_KEY``."""
+    from application.access import open_access
+
+    access = open_access(data)
+    access.ensure_admin_key(os.environ["TOUCHPOINTS_ADMIN_KEY"])
+    return access
 
 
 def json_arrays(lines: list[bytes], size: int) -> list[bytes]:
@@ -30,7 +57,8 @@ def post_concurrently(url: str, bodies: list[bytes], *, clients: int) -> int:
 
     def client_loop() -> None:
         accepted = 0
-        with httpx.Client(base_url=url, timeout=120, headers={"content-type": "application/json"}) as client:
+        with httpx.Client(base_url=url, timeout=120,
+                          headers={"content-type": "application/json", **BENCH_HEADERS}) as client:
             while True:
                 with lock:
                     body = next(pending, None)

@@ -45,7 +45,7 @@ import httpx
 import orjson
 
 from bench.common import Row
-from bench.http_load import json_arrays, post_concurrently
+from bench.http_load import BENCH_HEADERS, bench_access, bench_env, json_arrays, post_concurrently
 from bench.ingest_floor import _remove_database, floor_rows, measure_bare_floor, measure_floor, measure_store
 from application.demo import generate
 from events.encoded import encode_events
@@ -236,13 +236,13 @@ def _http(lines: list[bytes], database: Path) -> tuple[float, float, float]:
     bodies = json_arrays(lines, HTTP_BATCH)
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.ingest", "server", str(database)],
-        stdout=subprocess.PIPE, cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, cwd=ROOT, text=True, env=bench_env(),
     )
     try:
         url = server.stdout.readline().strip()  # type: ignore[union-attr]
         if not url.startswith("http"):
             raise RuntimeError(f"the bench server did not start: {url!r}")
-        with httpx.Client(base_url=url, timeout=60) as client:  # warm up: connections, first transaction
+        with httpx.Client(base_url=url, timeout=60, headers=BENCH_HEADERS) as client:  # warm up: connections, first transaction
             client.get("/healthz").raise_for_status()
         workers_peak = _ChildrenPeak(server.pid).start()
         started, cpu_started = time.perf_counter(), _tree_cpu_seconds(server.pid)
@@ -276,11 +276,12 @@ def _read_back(database: Path, count: int) -> tuple[float, float, float]:
     if read != count:
         raise RuntimeError(f"the log holds {read} events, expected {count}")
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.ingest", "server", str(database)], stdout=subprocess.PIPE, cwd=ROOT, text=True
+        [sys.executable, "-m", "bench.ingest", "server", str(database)], stdout=subprocess.PIPE, cwd=ROOT, text=True,
+        env=bench_env(),
     )
     try:
         url = server.stdout.readline().strip()  # type: ignore[union-attr]
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=BENCH_HEADERS) as client:
             client.get("/healthz").raise_for_status()
             started, position, seen = time.perf_counter(), 0, 0
             while True:
@@ -304,7 +305,7 @@ def _concurrent_page_latencies(url: str, count: int, pages_each: int = 20) -> li
     latencies: list[float] = []
 
     def client_loop(k: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=BENCH_HEADERS) as client:
             for n in range(pages_each):
                 position = (k * pages_each + n) * READ_SMALL_PAGE % max(1, count - READ_SMALL_PAGE)
                 started = time.perf_counter()
@@ -351,9 +352,9 @@ def server_main(database: str) -> None:
 
     workers = os.environ.get("TOUCHPOINTS_INGEST_WORKERS")  # to compare pool sizes by hand
     settings = Settings.from_env({"TOUCHPOINTS_DEMO": "0", **({"TOUCHPOINTS_INGEST_WORKERS": workers} if workers else {})})
-    with SQLiteEventStore(database) as store:
+    with SQLiteEventStore(database) as store, tempfile.TemporaryDirectory(prefix="bench-access-") as data:
         sock = bind_socket("127.0.0.1", 0)
-        app = create_app(store=store, settings=settings)
+        app = create_app(store=store, settings=settings, access=bench_access(Path(data)))
         server = make_server(app, log_level="warning")
         app.state.body_decoder.start()  # as `touchpoints serve` does
         tune_gc_for_throughput()

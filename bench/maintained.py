@@ -116,7 +116,8 @@ def _queries_with_parameters(views, data_time, *, at_full_size: bool) -> tuple[l
     cases = [("attribution", {"model": model, "lookback_days": 30, **year})
              for model in ("linear", "time_decay", "markov", "shapley")]
     cases += [("attribution", {"model": "linear", "group_by": "campaign", "lookback_days": 30, **year}),
-              ("first_contact", year)]
+              ("attribution", {"model": "linear", "group_by": "source", "lookback_days": 30, **year}),
+              ("first_contact", year), ("first_contact", {"group_by": "source", **year})]
     rows, same = [], True
     some_identity = next(iter(population.journeys))
     for name, given in cases:

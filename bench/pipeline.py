@@ -51,7 +51,7 @@ import httpx
 import orjson
 
 from bench.common import Row
-from bench.http_load import json_arrays, post_concurrently
+from bench.http_load import BENCH_ADMIN_KEY, BENCH_HEADERS, bench_env, json_arrays, post_concurrently
 
 BENCH = "pipeline"
 SMALL_CUSTOMERS, LARGE_CUSTOMERS = 10_000, 100_000
@@ -126,7 +126,7 @@ def measure_platform(customers: int) -> PlatformRun:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder, _Up(Path(folder)) as up:
         store = open_store(default_sqlite_url(up.data))
         try:
-            with httpx.Client(base_url=up.url, timeout=60) as client:
+            with httpx.Client(base_url=up.url, timeout=60, headers=BENCH_HEADERS) as client:
                 post_concurrently(up.url, bodies[:WARM_UP_ARRAYS], clients=WARM_UP_ARRAYS)
                 _wait_views_equal(client, up.url, store, timeout=180, sample=lambda: None)
                 before = platform_processes(up.pid)
@@ -167,7 +167,7 @@ def _wait_views_equal(client: httpx.Client, url: str, store: Any, *, timeout: fl
             elif now - seen[1] >= STILL_SECONDS and status != compared:
                 compared = status
                 try:
-                    comparison = compare_with_api(store, url, attempts=1)
+                    comparison = compare_with_api(store, url, api_key=BENCH_ADMIN_KEY, attempts=1)
                 except LiveViewsUnavailable:
                     compared = None  # they moved while read: compare again
                     continue
@@ -210,14 +210,14 @@ class _Up:
         return self.process.pid
 
     def __enter__(self) -> "_Up":
-        env = {**os.environ, "TOUCHPOINTS_DATA": str(self.data), "TOUCHPOINTS_DEMO": "0", "TOUCHPOINTS_PORT": "0",
-               "TOUCHPOINTS_HOST": "127.0.0.1", "TOUCHPOINTS_KAFKA": "", "TOUCHPOINTS_STORE": ""}
+        env = bench_env(TOUCHPOINTS_DATA=str(self.data), TOUCHPOINTS_DEMO="0", TOUCHPOINTS_PORT="0",
+                        TOUCHPOINTS_HOST="127.0.0.1", TOUCHPOINTS_KAFKA="", TOUCHPOINTS_STORE="")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "up"], cwd=ROOT, env=env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
             self.url = self._wait_for(self._listening_url, 60, "to print where it listens")
-            with httpx.Client(base_url=self.url, timeout=10) as client:
+            with httpx.Client(base_url=self.url, timeout=10, headers=BENCH_HEADERS) as client:
                 self._wait_for(lambda: self._healthy(client), 120, "to report every component ok on /healthz")
         except BaseException:
             self.__exit__()

@@ -17,7 +17,6 @@ head. Target (issue 14): a restart serves correct views within 10 s.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Row
+from bench.http_load import BENCH_HEADERS, bench_env
 
 FULL_CUSTOMERS = 100_000
 ROUNDS = 2
@@ -92,14 +92,14 @@ def start_and_time(store: Path, data: Path, port: int, reference: bytes | None) 
 
     with SQLiteEventStore(store) as opened:
         head = opened.head_position()
-    env = {**os.environ, "TOUCHPOINTS_DATA": str(data), "TOUCHPOINTS_DEMO": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING"}
+    env = bench_env(TOUCHPOINTS_DATA=str(data), TOUCHPOINTS_DEMO="0", TOUCHPOINTS_LOG_LEVEL="WARNING")
     argv = [sys.executable, "-m", "consumers.cli.main", "serve", "--store", f"sqlite:///{store}",
             "--port", str(port), "--no-demo"]
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = live = None
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=BENCH_HEADERS) as client:
             while live is None:
                 if time.perf_counter() - started > TIMEOUT:
                     raise RuntimeError(f"touchpoints serve did not serve the live views within {TIMEOUT:.0f} s")

@@ -42,6 +42,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.common import Row
+from bench.http_load import BENCH_HEADERS, bench_access, bench_env
+
+AUTHORIZATION = BENCH_HEADERS["authorization"]
 
 FULL_CUSTOMERS = 1_000_000
 SEED = 11
@@ -88,7 +91,7 @@ def run(scale: float) -> list[Row]:
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.views", "--serve", "--customers", str(customers), "--seed", str(SEED),
          "--store", str(store_path), "--snapshot", str(snapshot)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent, env=bench_env(),
     )
     try:
         ensure_store(store_path, customers)  # in parallel with the server's own fold
@@ -196,7 +199,8 @@ async def load(host: str, port: int, paths: list[str], *, rate: float | None, du
                     await asyncio.sleep(intended - now)
                 send_at = intended if rate else time.perf_counter()
                 path = paths[rng.randrange(len(paths))]
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n".encode())
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
+                             f"Authorization: {AUTHORIZATION}\r\n\r\n".encode())
                 status = await read_response(reader)
                 done = time.perf_counter()
                 latencies.append(done - send_at)
@@ -219,7 +223,7 @@ async def warm(host: str, port: int, paths: list[str]) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         try:
             for path in pending:
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTHORIZATION}\r\n\r\n".encode())
                 await read_response(reader)
         finally:
             writer.close()
@@ -367,7 +371,7 @@ def serve(args: argparse.Namespace) -> int:
     gc.freeze()  # the population is long-lived: keep it out of every later collection
     data = Path(tempfile.mkdtemp(prefix="touchpoints-bench-views-"))
     settings = Settings(data=data, store_url=f"sqlite:///{args.store}", demo=False)
-    app = create_app(store=store, settings=settings, views=views)
+    app = create_app(store=store, settings=settings, views=views, access=bench_access(data))
     sock = bind_socket("127.0.0.1", 0)
     server = make_server(app, log_level="warning")
     print(json.dumps({"url": base_url(sock), "events": events, "build_seconds": build_seconds, "built_from": how,

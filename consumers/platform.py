@@ -17,7 +17,6 @@ reflect (``Platform.live_views_caught_up``).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -31,25 +30,19 @@ from typing import Any
 import orjson
 
 from application.settings import Settings
+from streams.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it dies
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+CHILD_STOP_TIMEOUT = 15.0  # seconds a child has to exit after SIGTERM before it is killed
 
 
 class ChildProcess:
     """One supervised child: started, restarted with backoff if it dies, stopped with
     SIGTERM (then SIGKILL after ``stop_timeout``)."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, stop_timeout: float = 15.0):
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, stop_timeout: float = CHILD_STOP_TIMEOUT):
         self.name = name
         self.argv = argv
         self.env = env
@@ -77,7 +70,7 @@ class ChildProcess:
             self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent(),
         )
         self._started_at = time.monotonic()
         log.info("started %s (pid %d, log %s)", self.name, self.process.pid, self.log_path)
@@ -141,6 +134,8 @@ class Platform:
         self.python = python
         self.run_dir = Path(settings.data) / "run"
         self.store: Any = None
+        self.access: Any = None
+        self.first_start: list[str] = []  # the admin key made at first start, to print once
         self.broker: Any = None
         self.bootstrap = ""
         self.views: Any = None
@@ -159,10 +154,13 @@ class Platform:
     # --- start ----------------------------------------------------------------------------
 
     def start(self) -> "Platform":
+        from application.access import open_access
         from consumers.api.app import create_app
         from consumers.api.server import base_url, bind_socket, make_server
+        from consumers.cli.keys import first_start_lines
         from application.demo import load_demo_if_empty
         from application.live_views import LiveViews
+        from application.privacy.mode import settle
         from application.view_documents import documents_path
         from events.factory import open_store
         from events.registry import REGISTRY
@@ -176,6 +174,9 @@ class Platform:
         try:
             sock = bind_socket(settings.host, settings.port)
             self.store = open_store(settings.store_url)
+            self.settings = settings = settle(settings, self.store)  # the log's sealing mode, or refuse to start
+            self.access = open_access(settings.data)
+            self.first_start = first_start_lines(self.access, settings)
             if settings.kafka:
                 self.bootstrap = settings.kafka.removeprefix("kafka://")
             else:
@@ -194,7 +195,7 @@ class Platform:
             self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
             self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
             app = create_app(store=self.store, settings=settings, views=self.views,
-                             health_checks=self.health_checks())
+                             health_checks=self.health_checks(), access=self.access)
             self.server = make_server(app, log_level=settings.log_level)
             self.base_url = base_url(sock)
             self._server_thread = threading.Thread(
@@ -219,7 +220,7 @@ class Platform:
 
     def _child(self, name: str, command: list[str]) -> ChildProcess:
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "TOUCHPOINTS_ADMIN_KEY"},
             "TOUCHPOINTS_KAFKA": self.bootstrap,
             "TOUCHPOINTS_DATA": str(self.settings.data),
             "TOUCHPOINTS_STORE": self.settings.store_url,
@@ -264,6 +265,14 @@ class Platform:
             for child in (self.relay, self.worker):
                 if child is not None and not self._stopping.is_set():
                     child.check()
+        # The parent-death signal follows the thread that started a child: a child this thread
+        # restarted would get SIGKILL as it ends, so stop them gracefully (SIGTERM) before that.
+        self._stop_children()
+
+    def _stop_children(self) -> None:
+        for child in (self.worker, self.relay):
+            if child is not None:
+                child.stop()
 
     # --- stop -----------------------------------------------------------------------------
 
@@ -274,10 +283,9 @@ class Platform:
             self.server.should_exit = True
             self._server_thread.join(15)
         if self._supervisor is not None:
-            self._supervisor.join(5)
-        for child in (self.worker, self.relay):
-            if child is not None:
-                child.stop()
+            self._supervisor.join(5 + 2 * CHILD_STOP_TIMEOUT)
+        if self._supervisor is None or not self._supervisor.is_alive():
+            self._stop_children()  # a no-op for children the supervisor stopped
         if self.feed is not None:
             self.feed.stop()
         if self.views is not None:
@@ -287,6 +295,9 @@ class Platform:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.access is not None:
+            self.access.close()
+            self.access = None
 
     def __enter__(self) -> "Platform":
         return self.start()
@@ -428,7 +439,10 @@ class Platform:
 
 
 def run_platform(settings: Settings) -> int:
-    """``touchpoints up``: start, print where everything listens, run until SIGINT/SIGTERM."""
+    """``touchpoints up``: start, print where everything listens (and, at first start, the
+    admin key; always a one-time dashboard login link), run until SIGINT/SIGTERM."""
+    from consumers.cli.keys import login_link_line
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -448,6 +462,9 @@ def run_platform(settings: Settings) -> int:
             print(f"loaded {platform.demo_loaded} demo events ({settings.demo_customers} customers)", flush=True)
         kind = "bundled broker" if platform.broker is not None else "Kafka"
         print(f"{kind} at {platform.bootstrap}", flush=True)
+        for line in platform.first_start:
+            print(line, flush=True)
+        print(login_link_line(platform.access, platform.base_url), flush=True)
         print(f"touchpoints API listening on {platform.base_url} "
               f"(dashboard: {platform.base_url}/, health: {platform.base_url}/healthz)", flush=True)
         print("Ctrl-C stops everything", flush=True)

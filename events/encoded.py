@@ -126,15 +126,22 @@ class EncodedOutcomes:
 
 @runtime_checkable
 class EncodedAppender(Protocol):
-    """A store with a native bulk path (the SQLite adapter)."""
+    """A store with a native bulk path (the SQLite adapter). ``refuse_duplicates``: raise
+    ``events.store.DuplicatesFound`` and write nothing if any id is stored or repeated."""
 
-    def append_encoded(self, batch: EncodedBatch) -> EncodedOutcomes: ...
+    def append_encoded(self, batch: EncodedBatch, *, refuse_duplicates: bool = False) -> EncodedOutcomes: ...
 
 
-def append_encoded(store: EventStore, batch: EncodedBatch) -> EncodedOutcomes:
+def append_encoded(store: EventStore, batch: EncodedBatch, *, refuse_duplicates: bool = False) -> EncodedOutcomes:
     """Append ``batch`` (semantics and order in the module docstring): the store's own
-    ``append_encoded``, else one ``append_batch`` call. Every ingestion appends here."""
+    ``append_encoded``, else one ``append_batch`` call. Every ingestion appends here.
+    ``refuse_duplicates`` (stores with their own ``append_encoded`` only; others append and
+    report duplicates as usual): ``DuplicatesFound`` and nothing written when the batch holds
+    an id already stored or repeated, so a caller can compare contents before anything is
+    stored (``application.ingest``), at no cost to a batch without duplicates."""
     if isinstance(store, EncodedAppender):
+        if refuse_duplicates:
+            return store.append_encoded(batch, refuse_duplicates=True)
         return store.append_encoded(batch)
     return _append_through_port(store, batch)
 

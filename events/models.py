@@ -17,13 +17,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-Kind = Literal["touch", "order", "refund", "identity", "consent"]
+Kind = Literal["touch", "order", "refund", "identity", "consent", "erasure"]
 
 IdentityId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 ChannelName = Annotated[
@@ -32,6 +34,43 @@ ChannelName = Annotated[
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+SealedToken = Annotated[str, StringConstraints(pattern=r"^pii1\.[A-Za-z0-9_\-]{22}$")]
+SealedValue = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+TIME_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]"  # a calendar date and a time follow: never epoch digits
+TIME_TEXT_REASON = "must be an RFC 3339 date-time with an offset, e.g. 2024-05-02T09:30:00Z (not epoch seconds)"
+
+
+class RFC3339Text:
+    """Annotation of an aware datetime sent as text: ``YYYY-MM-DDTHH:MM:SS`` plus an offset.
+    Pydantic alone also reads a number, or a string of digits (``"1712000000"``), as epoch
+    seconds; an emitter that means milliseconds or a counter then stores a wrong time
+    without a word. The check runs inside pydantic-core (no call back into Python, so the
+    ingest hot path keeps its speed); datetime objects pass, for code that builds events."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        moment = handler(source)
+        text = core_schema.str_schema(pattern=TIME_TEXT, strict=True)
+        json_input = _refused_as(text)
+        python_input = _refused_as(core_schema.union_schema([text, core_schema.is_instance_schema(datetime)]))
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([json_input, moment]),
+            python_schema=core_schema.chain_schema([python_input, moment]),
+            serialization=moment.get("serialization"),
+        )
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time"}
+
+
+def _refused_as(schema: CoreSchema) -> CoreSchema:
+    return core_schema.custom_error_schema(
+        schema, custom_error_type="datetime_text", custom_error_message=TIME_TEXT_REASON
+    )
+
+
+OccurredAt = Annotated[AwareDatetime, RFC3339Text()]
 
 
 def field_error(field: str, reason: str) -> PydanticCustomError:
@@ -61,18 +100,25 @@ class Event(BaseModel):
 
     event_id: UUID
     type: str
-    occurred_at: AwareDatetime
+    occurred_at: OccurredAt
     customer_id: IdentityId | None = None
     anonymous_id: IdentityId | None = None
     channel: ChannelName | None = None
     campaign: ShortText | None = None
     source: ShortText | None = None
     data: NoData = NoData()
+    # Set by ingestion where personal fields are sealed (``events.personal``): the token of
+    # each personal value but identities (a handle, a ticket's text) -> that value encrypted
+    # with its person's key (``application.privacy``; identities' values stay with their keys).
+    sealed: dict[SealedToken, SealedValue] | None = Field(default=None, max_length=16)
 
     @field_validator("occurred_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(timezone.utc)
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC: bad input, not a crash
+            raise PydanticCustomError("datetime_range", "is outside years 1-9999 once converted to UTC") from None
 
     @model_validator(mode="after")
     def _identity_present(self) -> "Event":
@@ -272,6 +318,35 @@ class CustomersMerged(Event):
         return self
 
 
+class TrackedData(Payload):
+    name: ShortText
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventTracked(Touch):
+    """A touch named by the emitter (a tracking SDK's ``track``) that maps to no other type:
+    kept, under its own ``name``, rather than dropped."""
+
+    TYPE: ClassVar[str] = "event_tracked"
+    type: Literal["event_tracked"] = "event_tracked"
+    data: TrackedData
+
+
+class GroupData(Payload):
+    group_id: IdentityId
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class GroupAssociated(Event):
+    """The identity belongs to a group (an account, a company): a tracking SDK's ``group``.
+    Stored for the record; the identity graph does not fold it."""
+
+    TYPE: ClassVar[str] = "group_associated"
+    KIND: ClassVar[Kind] = "identity"
+    type: Literal["group_associated"] = "group_associated"
+    data: GroupData
+
+
 class ConsentData(Payload):
     purpose: ShortText
     granted: bool
@@ -282,6 +357,23 @@ class ConsentChanged(Event):
     KIND: ClassVar[Kind] = "consent"
     type: Literal["consent_changed"] = "consent_changed"
     data: ConsentData
+
+
+class ErasureData(Payload):
+    identities: Annotated[list[IdentityId], Field(min_length=1, max_length=10_000)]
+    keys_destroyed: Annotated[int, Field(ge=0)]
+
+
+class CustomerErased(Event):
+    """A person's keys were destroyed (``touchpoints erase``): their sealed fields are
+    unreadable from now on. Names only stored forms (pseudonyms), never a plaintext value.
+    ``occurred_at`` is the person's last event's, so the views' "now" does not move;
+    ``recorded_at`` says when the erasure happened."""
+
+    TYPE: ClassVar[str] = "customer_erased"
+    KIND: ClassVar[Kind] = "erasure"
+    type: Literal["customer_erased"] = "customer_erased"
+    data: ErasureData
 
 
 CORE_EVENT_TYPES: tuple[type[Event], ...] = (
@@ -301,6 +393,10 @@ CORE_EVENT_TYPES: tuple[type[Event], ...] = (
     CustomersMerged,
     ConsentChanged,
 )
+# Written by the tracking API (Segment spec, ``application.tracking``) beside the core types.
+TRACKING_EVENT_TYPES: tuple[type[Event], ...] = (EventTracked, GroupAssociated)
+# Written by the platform itself when a person is erased (``application.privacy.erasure``).
+PRIVACY_EVENT_TYPES: tuple[type[Event], ...] = (CustomerErased,)
 
 
 def json_default(value: Any) -> Any:

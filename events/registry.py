@@ -19,7 +19,7 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import SchemaValidator
 
-from events.models import CORE_EVENT_TYPES, Event
+from events.models import CORE_EVENT_TYPES, PRIVACY_EVENT_TYPES, TRACKING_EVENT_TYPES, Event
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -60,10 +60,25 @@ class EventRegistry:
     _current: dict[str, tuple[Callable[[bytes], Event], int]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # What ingestion does to validated events before encoding them (``ingest_ready``).
+    _ingest_step: Callable[[list[Event]], list[Event]] | None = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None, "_fast_list": None,
-                "_current": {}}
+                "_current": {}, "_ingest_step": self._ingest_step}
+
+    def with_ingest_step(self, step: Callable[[list[Event]], list[Event]]) -> "EventRegistry":
+        """A registry sharing this one's types whose ``ingest_ready`` runs ``step`` (sealing
+        personal data: ``application.privacy``). It travels with the registry to the
+        processes that decode ingestion, so every ingestion path applies it, once."""
+        copy = EventRegistry(self._models, self._upcasters)
+        copy._ingest_step = step
+        return copy
+
+    def ingest_ready(self, events: list[Event]) -> list[Event]:
+        """Validated events as ingestion encodes them: through the ingest step, if any.
+        Called once per event, right before encoding (``EncodedBatch.extend``)."""
+        return events if self._ingest_step is None else self._ingest_step(events)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -425,9 +440,9 @@ def _upcast_order_placed_v1(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_registry() -> EventRegistry:
-    """A registry with the core touchpoint types and their upcasters."""
+    """A registry with the core touchpoint types, the tracking API's and their upcasters."""
     registry = EventRegistry()
-    for model in CORE_EVENT_TYPES:
+    for model in (*CORE_EVENT_TYPES, *TRACKING_EVENT_TYPES, *PRIVACY_EVENT_TYPES):
         registry.register(model)
     registry.upcaster("order_placed", 1)(_upcast_order_placed_v1)
     return registry

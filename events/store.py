@@ -113,6 +113,22 @@ class StoreUnavailable(EventStoreError):
     """The store cannot be reached or opened."""
 
 
+class DuplicatesFound(EventStoreError):
+    """An append told to refuse duplicates met some (``events.encoded.append_encoded`` with
+    ``refuse_duplicates``): nothing was written. ``stored``: index in the batch -> position of
+    the stored event with that id; ``repeated``: index -> index of its first copy in the batch."""
+
+    def __init__(self, stored: dict[int, int], repeated: dict[int, int]):
+        self.stored = stored
+        self.repeated = repeated
+        super().__init__(f"{len(stored)} event ids already stored, {len(repeated)} repeated in the batch")
+
+
+class StoreFull(StoreUnavailable):
+    """The store has no room for the write (its disk, a quota or a size limit is full):
+    nothing of the append was written. Appends work again once room is made."""
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """The port. Every adapter passes ``tests/events/contract.py``."""

@@ -23,7 +23,7 @@ from projections.figures import BUCKET_RULE, BUCKETS, DayValues, day_stats_of, d
 from projections.population import Population, label_index, touch_label
 
 VERSION = 1
-GROUP_BY = ("first_channel", "first_campaign")
+GROUP_BY = ("first_channel", "first_campaign", "first_source")
 
 
 def conversion_time_view(population: Population, *, now: object, group_by: str = "first_channel") -> dict:

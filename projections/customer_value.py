@@ -7,6 +7,9 @@
   ``by`` revenue, orders or rfm (sum of the three scores), ties by net revenue,
   then identity.
 * ``prospects_view``: groups with a touch and no order, most recently active first.
+* Both list only people who may be named (``projections.consent``: not those whose
+  analytics consent is withdrawn); ``customers``/``prospects``, ``revenue`` and the scores
+  count everyone, and ``consent_withdrawn`` says how many of them are not listed.
 * ``funnel_view``: reached -> converted (first order after first contact) ->
   repeat buyers (of those, two orders or more).
 
@@ -23,13 +26,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from projections import parameters
+from projections.consent import listed
 from projections.figures import days, elapsed_days, iso, money, quintile_scores, rate
 from projections.group import GroupSummary
 
 if TYPE_CHECKING:  # the maintained views import the rows from here, and the population imports them
     from projections.population import Population
 
-VERSION = 1
+VERSION = 2  # 2: people whose analytics consent is withdrawn are not listed
 RANK_BY = ("revenue", "orders", "rfm")
 
 
@@ -47,11 +51,15 @@ def top_customers_view(population: Population, *, now: object, by: str = "revenu
         )
     else:
         order = sorted(range(len(customers)), key=lambda i: (-sum(scores[i]), -customers[i].net_e4, customers[i].root))
-    rows = [customer_row(customers[i], scores[i], at) for i in order[:limit]]
-    return top_customers_document(by, limit, at, len(customers), sum(group.net_e4 for group in customers), rows)
+    shown = [i for i in order if listed(customers[i])]
+    rows = [customer_row(customers[i], scores[i], at) for i in shown[:limit]]
+    revenue_e4 = sum(group.net_e4 for group in customers)
+    return top_customers_document(by, limit, at, len(customers), revenue_e4, len(customers) - len(shown), rows)
 
 
-def top_customers_document(by: str, limit: int, now: datetime, customers: int, revenue_e4: int, rows: list) -> dict:
+def top_customers_document(
+    by: str, limit: int, now: datetime, customers: int, revenue_e4: int, withdrawn: int, rows: list
+) -> dict:
     """The top customers document around its rows (also rendered by the maintained view)."""
     return {
         "by": by,
@@ -59,6 +67,7 @@ def top_customers_document(by: str, limit: int, now: datetime, customers: int, r
         "now": iso(now),
         "customers": customers,
         "revenue": money(revenue_e4),
+        "consent_withdrawn": withdrawn,
         "rows": rows,
     }
 
@@ -100,15 +109,20 @@ def prospects_view(population: Population, *, now: object, limit: object = 100, 
         for group in population.groups()
         if group.touches and not group.orders and (channel is None or group.touches[0][2] == channel)
     ]
+    shown = [group for group in prospects if listed(group)]
     # groups come in root order and nlargest is stable: ties (never in a real log,
     # where positions differ) keep that order
-    latest = heapq.nlargest(limit, prospects, key=lambda group: group.touches[-1][:2])
-    return prospects_document(at, channel, limit, len(prospects), [prospect_row(group, at) for group in latest])
+    latest = heapq.nlargest(limit, shown, key=lambda group: group.touches[-1][:2])
+    rows = [prospect_row(group, at) for group in latest]
+    return prospects_document(at, channel, limit, len(prospects), len(prospects) - len(shown), rows)
 
 
-def prospects_document(now: datetime, channel: str | None, limit: int, prospects: int, rows: list) -> dict:
+def prospects_document(
+    now: datetime, channel: str | None, limit: int, prospects: int, withdrawn: int, rows: list
+) -> dict:
     """The prospects document around its rows (also rendered by the maintained view)."""
-    return {"now": iso(now), "channel": channel, "limit": limit, "prospects": prospects, "rows": rows}
+    return {"now": iso(now), "channel": channel, "limit": limit, "prospects": prospects,
+            "consent_withdrawn": withdrawn, "rows": rows}
 
 
 def prospect_row(group: GroupSummary, now: datetime) -> dict:

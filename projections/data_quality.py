@@ -17,23 +17,30 @@
   currencies as they are, so ``mixed_currencies`` warns when there are several.
 
 Each section has the full ``count`` and at most ``limit`` example rows, in a
-stable order. A query over the population.
+stable order. Rows name people, so a row naming anyone whose analytics consent is
+withdrawn (``projections.consent``) is left out: a group's own findings, or a conflict or
+cycle one of whose identities belongs to such a group. ``count`` and the amounts still
+count them. A query over the population.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from projections import parameters
+from projections.consent import listed
 from projections.figures import iso, money
 from projections.group import GroupSummary
 from projections.identity import Conflict, IdentityGraph
 from projections.journey import OrderFact, RefundFact
 from projections.population import Population
 
-VERSION = 1
+VERSION = 2  # 2: rows naming people whose analytics consent is withdrawn are left out
+# the sections whose rows are a group's own findings
+GROUP_SECTIONS = ("refunds_for_unknown_orders", "over_refunded_orders", "duplicate_order_ids",
+                  "orders_without_identity_link")
 
 
 class Findings(NamedTuple):
@@ -51,6 +58,12 @@ class Findings(NamedTuple):
     def has_rows(self) -> bool:
         """Whether the group shows up in a section's rows (most groups do not)."""
         return bool(self.unknown_refunds or self.over_refunded or self.duplicate_orders or self.anonymous_orders)
+
+    def rows_per_section(self) -> tuple[tuple[str, int], ...]:
+        """How many rows the group has in each of ``GROUP_SECTIONS``."""
+        sections = (self.unknown_refunds, self.over_refunded, self.duplicate_orders)
+        counts = [len(section) for section in sections] + [int(self.anonymous_orders is not None)]
+        return tuple(zip(GROUP_SECTIONS, counts))
 
 
 def findings(group: GroupSummary) -> Findings | None:
@@ -84,6 +97,8 @@ def _currencies(orders: Sequence[OrderFact]) -> tuple[tuple[str, int], ...]:
 def data_quality_view(population: Population, *, limit: object = 100) -> dict:
     limit = parameters.positive_int("limit", limit)
     unknown_refunds, over_refunded, duplicates, anonymous_orders = [], [], [], []
+    unknown_refunds_e4 = anonymous_order_count = 0
+    withdrawn: Counter[str] = Counter()  # rows not listed, per section
     currencies: Counter[str] = Counter()
     without_touch = 0
     for group in population.groups():
@@ -93,7 +108,11 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
         for currency, orders in found.currencies:
             currencies[currency] += orders
         without_touch += found.without_touch
-        if found.has_rows:
+        unknown_refunds_e4 += sum(refund[3] for refund in found.unknown_refunds)
+        anonymous_order_count += 0 if found.anonymous_orders is None else found.anonymous_orders[0]
+        if found.has_rows and not listed(group):
+            withdrawn.update(dict(found.rows_per_section()))
+        elif found.has_rows:
             root = group.root
             unknown_refunds.extend((root, refund) for refund in found.unknown_refunds)
             over_refunded.extend((root, over) for over in found.over_refunded)
@@ -103,20 +122,33 @@ def data_quality_view(population: Population, *, limit: object = 100) -> dict:
     return data_quality_document(
         population.graph,
         limit,
+        identity_listed(population),
         unknown_refunds=unknown_refunds,
-        unknown_refunds_e4=sum(refund[3] for _, refund in unknown_refunds),
+        unknown_refunds_e4=unknown_refunds_e4,
         over_refunded=over_refunded,
         duplicate_orders=duplicates,
         anonymous_orders=anonymous_orders,
-        anonymous_order_count=sum(row[1] for row in anonymous_orders),
+        anonymous_order_count=anonymous_order_count,
+        withdrawn=withdrawn,
         without_touch=without_touch,
         currencies=currencies,
     )
 
 
+def identity_listed(population: Population) -> Callable[[str], bool]:
+    """Whether rows may name the identity stream given: its group may be listed."""
+
+    def named(identity: str) -> bool:
+        group = population.group(population.graph.root_of(identity))
+        return group is None or listed(group)
+
+    return named
+
+
 def data_quality_document(
     graph: IdentityGraph,
     limit: int,
+    named: Callable[[str], bool],
     *,
     unknown_refunds: Sequence[tuple[str, RefundFact]],
     unknown_refunds_e4: int,
@@ -124,18 +156,24 @@ def data_quality_document(
     duplicate_orders: Sequence[tuple[str, OrderFact]],
     anonymous_orders: Sequence[tuple[str, int, int]],
     anonymous_order_count: int,
+    withdrawn: Mapping[str, int],
     without_touch: int,
     currencies: Mapping[str, int],
 ) -> dict:
     """The document from the graph's conflicts and the groups' findings, each section's
     in the order of its rows: ``(root, fact)`` in root order, then the group's order (also
-    rendered by the maintained view). Only the first ``limit`` rows of a section are read."""
+    rendered by the maintained view). The findings' rows are those that may be listed,
+    ``withdrawn`` counts the others per section; conflicts and cycles are listed where
+    ``named`` allows every identity they name. Only the first ``limit`` rows of a section are read."""
+    link_conflicts, merge_conflicts = graph.link_conflicts(), graph.merge_conflicts()
     cycles = graph.merge_cycles()
     return {
         "limit": limit,
-        "identity_conflicts": _section([_conflict(c, "anonymous", "customer") for c in graph.link_conflicts()], limit),
-        "merge_conflicts": _section([_conflict(c, "duplicate", "survivor") for c in graph.merge_conflicts()], limit),
-        "merge_cycles": _section(
+        "identity_conflicts": _named_section([_conflict(c, "anonymous", "customer") for c in link_conflicts
+                                              if _names_listed(named, c)], len(link_conflicts), limit),
+        "merge_conflicts": _named_section([_conflict(c, "duplicate", "survivor") for c in merge_conflicts
+                                           if _names_listed(named, c)], len(merge_conflicts), limit),
+        "merge_cycles": _named_section(
             [
                 {
                     "customers": list(cycle.members),
@@ -147,11 +185,13 @@ def data_quality_document(
                     },
                 }
                 for cycle in cycles
+                if all(map(named, cycle.members))
             ],
+            len(cycles),
             limit,
         ),
         "refunds_for_unknown_orders": {
-            "count": len(unknown_refunds),
+            "count": len(unknown_refunds) + withdrawn.get("refunds_for_unknown_orders", 0),
             "amount": money(unknown_refunds_e4),
             "rows": [
                 {
@@ -165,21 +205,21 @@ def data_quality_document(
             ],
         },
         "over_refunded_orders": {
-            "count": len(over_refunded),
+            "count": len(over_refunded) + withdrawn.get("over_refunded_orders", 0),
             "rows": [
                 {"identity": root, "order_id": order_id, "revenue": money(revenue), "refunds": money(refunds)}
                 for root, (order_id, revenue, refunds) in over_refunded[:limit]
             ],
         },
         "duplicate_order_ids": {
-            "count": len(duplicate_orders),
+            "count": len(duplicate_orders) + withdrawn.get("duplicate_order_ids", 0),
             "rows": [
                 {"identity": root, "order_id": order[2], "occurred_at": iso(order[0]), "position": order[1]}
                 for root, order in duplicate_orders[:limit]
             ],
         },
         "orders_without_identity_link": {
-            "count": len(anonymous_orders),
+            "count": len(anonymous_orders) + withdrawn.get("orders_without_identity_link", 0),
             "orders": anonymous_order_count,
             "rows": [
                 {"identity": root, "orders": orders, "revenue": money(net_e4)}
@@ -192,8 +232,12 @@ def data_quality_document(
     }
 
 
-def _section(rows: list[dict], limit: int) -> dict:
-    return {"count": len(rows), "rows": rows[:limit]}
+def _named_section(rows: list[dict], count: int, limit: int) -> dict:
+    return {"count": count, "rows": rows[:limit]}
+
+
+def _names_listed(named: Callable[[str], bool], conflict: Conflict) -> bool:
+    return named(conflict.node) and named(conflict.winner[3]) and all(named(loser[3]) for loser in conflict.losers)
 
 
 def _conflict(conflict: Conflict, node_key: str, target_key: str) -> dict:

@@ -1,9 +1,10 @@
-"""First-contact attribution: which channel (or campaign) first reached each group.
+"""First-contact attribution: which channel (or campaign, or source) first reached each group.
 
 First contact = the earliest touch of a group (by occurred_at, then position).
 Per first-contact label: ``reached`` groups, ``converted`` (their first order came
 after the first contact), ``conversion_rate`` and ``revenue`` (net lifetime
-revenue of the converted: orders minus refunds). ``from``/``to`` filter groups
+revenue of the converted: orders minus refunds). A first touch without a campaign (or
+a source) counts under ``"(none)"`` (``population.NO_LABEL``). ``from``/``to`` filter groups
 by the time of their first contact, ``[from, to)``. A query over the population.
 """
 

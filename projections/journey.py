@@ -31,15 +31,15 @@ import orjson
 from events.logged import LoggedEvent
 from events.models import CORE_EVENT_TYPES, anonymous_stream, customer_stream
 
-VERSION = 2
+VERSION = 3  # 3: a touch fact also holds the touch's source
 HANDLES: frozenset[str] = frozenset(model.TYPE for model in CORE_EVENT_TYPES)
 """Event types folded; any other registered type whose ``KIND`` is ``touch`` is a touch too."""
 
 DAY = timedelta(days=1)
 MONEY_SCALE = 10_000
 
-# (occurred_at, position, channel, campaign | None, type)
-TouchFact = tuple[datetime, int, str, "str | None", str]
+# (occurred_at, position, channel, campaign | None, type, source | None)
+TouchFact = tuple[datetime, int, str, "str | None", str, "str | None"]
 # (occurred_at, position, order_id, revenue_e4, currency)
 OrderFact = tuple[datetime, int, str, int, str]
 # (occurred_at, position, order_id, amount_e4, currency | None)
@@ -127,13 +127,14 @@ class IdentityJourney:
             return None
         kind = event.KIND
         if kind == "touch":
-            campaign = event.campaign
+            campaign, source = event.campaign, event.source
             index[event_id] = (
                 event.occurred_at,
                 logged.position,
                 _intern(event.channel),
                 campaign if campaign is None else _intern(campaign),
                 event.TYPE,
+                source if source is None else _intern(source),
             )
             return kind
         if kind == "order":
@@ -159,9 +160,11 @@ class IdentityJourney:
                 self.merges = [*self.merges, merge_fact(logged)]
             else:
                 return None
-        elif kind == "consent":
-            stamp = (event.occurred_at, logged.position, event.data.granted)
-            purpose = event.data.purpose
+        elif kind == "consent" or kind == "erasure":  # an erasure: every purpose withdrawn, kept as "erasure"
+            if kind == "erasure":
+                stamp, purpose = (event.occurred_at, logged.position, False), "erasure"
+            else:
+                stamp, purpose = (event.occurred_at, logged.position, event.data.granted), event.data.purpose
             current = self.consents.get(purpose)
             if current is None or stamp[:2] > current[:2]:
                 if self.consents is _NO_CONSENTS:
@@ -240,9 +243,10 @@ class IdentityJourney:
             index = journey.index
             for event_id in _ids(doc["others"]):
                 index[event_id] = None
-            for text, at, pos, channel, campaign, kind in doc["touches"]:
+            for text, at, pos, channel, campaign, kind, source in doc["touches"]:
                 index[_id(text)] = (
-                    _time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign), _intern(kind)
+                    _time(at), pos, _intern(channel), campaign if campaign is None else _intern(campaign),
+                    _intern(kind), source if source is None else _intern(source),
                 )
             journey.orders = [(_time(at), *rest) for at, *rest in doc["orders"]]  # type: ignore[misc]
             journey.refunds = [(_time(at), *rest) for at, *rest in doc["refunds"]]  # type: ignore[misc]

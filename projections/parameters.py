@@ -38,14 +38,23 @@ def moment(param: str, value: object, *, required: bool = False) -> datetime | N
             raise ViewParameterError(param, f"not an ISO 8601 date or time: {value!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+        return in_utc(param, parsed)
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ViewParameterError(param, "must be timezone-aware")
-        return value.astimezone(timezone.utc)
+        return in_utc(param, value)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     raise ViewParameterError(param, f"expected a date or time, got {type(value).__name__}")
+
+
+def in_utc(param: str, moment: datetime) -> datetime:
+    """``moment`` in UTC; a time that leaves years 1-9999 on the way (0001-01-01T00:00+14:00)
+    is a bad parameter, not a crash."""
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ViewParameterError(param, f"{moment.isoformat()} is outside years 1-9999 in UTC") from None
 
 
 def window(start: object, end: object) -> tuple[datetime | None, datetime | None]:

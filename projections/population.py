@@ -32,8 +32,8 @@ from projections.journey import HANDLES as JOURNEY_HANDLES
 
 VERSION = 1
 HANDLES = JOURNEY_HANDLES
-GROUP_BY = ("channel", "campaign")
-NO_CAMPAIGN = "(none)"  # the campaign label of touches that name none
+GROUP_BY = ("channel", "campaign", "source")
+NO_LABEL = "(none)"  # the campaign (or source) label of touches that name none
 
 
 class Population:
@@ -137,12 +137,14 @@ def label_index(group_by: str) -> int:
         return 2
     if group_by == "campaign":
         return 3
+    if group_by == "source":
+        return 5
     raise ValueError(f"group_by: must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
 
 
 def touch_label(touch: tuple, index: int) -> str:
     label = touch[index]
-    return NO_CAMPAIGN if label is None else label
+    return NO_LABEL if label is None else label
 
 
 def conversion_paths(
@@ -213,7 +215,7 @@ def group_path(group: GroupSummary, index: int, window: timedelta | None) -> Pat
     if index == 2:  # every touch names its channel
         labelled = [(touch[2], (at - touch[0]) / DAY) for touch in touches[first:cut]]
     else:
-        labelled = [(touch[index] or NO_CAMPAIGN, (at - touch[0]) / DAY) for touch in touches[first:cut]]
+        labelled = [(touch[index] or NO_LABEL, (at - touch[0]) / DAY) for touch in touches[first:cut]]
     return Path(tuple(labelled), converted, value)
 
 

@@ -5,6 +5,10 @@ The shell resolves the identity, reads the member streams from the store
 by ``(occurred_at, position)`` (an event seen twice is listed once) and sums
 them up with the same definitions as every other view (``projections.group``),
 computed from the events given, so the list and its summary always agree.
+
+A person whose analytics consent is withdrawn (``projections.consent``) may not be shown:
+``withdrawn_at`` tells the shell, which refuses the timeline (the document itself is still
+made: erasure finds the person's identities through it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable
 
 from events.logged import LoggedEvent
 
+from projections.consent import ANALYTICS
 from projections.figures import iso, money
 from projections.group import GroupSummary, summarize
 from projections.journey import IdentityJourney
@@ -46,6 +51,13 @@ def timeline_view(population: Population, identity: str, events: Iterable[Logged
         **_summary(group),
         "events": [_event_row(logged) for logged in ordered],
     }
+
+
+def withdrawn_at(document: dict) -> str | None:
+    """When the person of a timeline document withdrew analytics consent (its ``consents``
+    are the group's latest stamps), None if they have not."""
+    stamp = document["consents"].get(ANALYTICS)
+    return None if stamp is None or stamp["granted"] else stamp["occurred_at"]
 
 
 def _summary(group: GroupSummary) -> dict:

@@ -17,6 +17,9 @@ import faust
 from mode import Service
 
 from application.ingest import Ingestor
+from application.privacy.mode import settle
+from application.privacy.policy import ingest_registry
+from events.registry import REGISTRY
 from events.store import EventStore
 from streams.inbound import InboundHandler, register_inbound
 from streams.processors import PROCESSOR_GROUP, JourneyProcessor
@@ -100,7 +103,8 @@ def create_app(
     )
     if store is not None:
         app.inbound = register_inbound(
-            app, Ingestor(store), inbound_topic=inbound_topic, deadletter_topic=deadletter_topic
+            app, Ingestor(store, _ingest_registry(settings, store)),
+            inbound_topic=inbound_topic, deadletter_topic=deadletter_topic,
         )
     if processors:
         processor = JourneyProcessor(
@@ -110,6 +114,12 @@ def create_app(
         app.processor = processor
         app.service(_processor_service(processor))
     return app
+
+
+def _ingest_registry(settings: Any, store: EventStore) -> Any:
+    """What the inbound agent ingests with: sealing as the log was started (``settle``)."""
+    settled = settle(settings, store)
+    return ingest_registry(REGISTRY, settled.sealing, data=settled.data)
 
 
 def _processor_service(processor: JourneyProcessor) -> type[Service]:

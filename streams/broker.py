@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from streams.parent_death import die_with_parent
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -92,6 +94,8 @@ def broker_answers(bootstrap: str, timeout: float = 2.0) -> bool:
 
 class BundledBroker:
     """One ``tansu`` broker process on ``host:port`` (a free port if ``port`` is None).
+    It gets SIGKILL when the thread that started it ends (``streams.parent_death``): a
+    supervisor killed without stopping it does not leave it running.
 
     ``start()`` returns once the broker answers Kafka metadata requests.
     ``restart()`` kills it and starts a new one on the same port: like a crash,
@@ -226,6 +230,7 @@ class BundledBroker:
             stderr=subprocess.STDOUT,
             # its own session: a terminal's Ctrl-C reaches only the parent, which stops it in order
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # and a parent killed without stopping it takes it along
         )
 
     def _wait_ready(self) -> None:

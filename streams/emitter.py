@@ -7,22 +7,26 @@ keeps the event once however often it was sent.
 
     from streams.emitter import HttpEmitter
 
-    with HttpEmitter("http://127.0.0.1:8000") as emitter:
+    # api_key: an `emit` key (touchpoints keys create --scope emit --name my-service)
+    with HttpEmitter("http://127.0.0.1:8000", api_key="tp_ab12cd34_...") as emitter:
         emitter.emit({
             "type": "ad_clicked", "occurred_at": "2024-05-02T09:30:00Z",
             "anonymous_id": "cookie:3f9a", "channel": "google_ads", "campaign": "spring",
         })
     # leaving the block flushes; batches of 500, retried on 429/5xx/connection errors
+    # (a 429 is waited out as its Retry-After says, up to max_overload_wait seconds a batch)
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +40,8 @@ from streams.topics import INBOUND_TOPIC
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 507})
+OVERLOADED = 429  # the server is behind: waited out (Retry-After), not counted against max_retries
 
 
 class EmitError(Exception):
@@ -85,6 +90,8 @@ class EmitterStats:
     rejected: int = 0
     requests: int = 0
     retries: int = 0
+    overloaded: int = 0  # 429 answers waited out
+    overload_wait: float = 0.0  # seconds spent waiting them out
 
 
 def with_event_id(event: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
@@ -125,8 +132,13 @@ class HttpEmitter:
     rest; leaving a ``with`` block flushes. Connection errors, timeouts, 408/425/429
     and 5xx answers are retried up to ``max_retries`` times with exponential backoff
     (``backoff`` doubling up to ``max_backoff`` seconds, with jitter; a ``Retry-After``
-    header is honoured). A 413 splits the batch. Other 4xx answers are not retried:
+    header is honoured). A 429 (the server is behind) is retried after the ``Retry-After``
+    it names (plus up to a fifth more, so clients told the same second spread out) for as
+    long as the batch has waited less than ``max_overload_wait`` seconds in all; it does not
+    count against ``max_retries``. Past either bound ``EmitFailed`` is raised and the events
+    stay pending: nothing is dropped. A 413 splits the batch. Other 4xx answers are not retried:
     ``EventsRejected`` carries the server's field and reason for each bad event.
+    ``api_key`` (an ``emit`` key) is sent as ``Authorization: Bearer``.
     """
 
     def __init__(
@@ -137,8 +149,10 @@ class HttpEmitter:
         max_retries: int = 5,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
+        max_overload_wait: float = 300.0,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -147,9 +161,12 @@ class HttpEmitter:
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.max_overload_wait = max_overload_wait
         self.stats = EmitterStats()
         self._pending: list[dict[str, Any]] = []
-        self._client = httpx.Client(timeout=timeout, headers={"content-type": "application/json", **(headers or {})})
+        authorization = {"authorization": f"Bearer {api_key}"} if api_key else {}  # an `emit` key
+        self._client = httpx.Client(
+            timeout=timeout, headers={"content-type": "application/json", **authorization, **(headers or {})})
 
     @property
     def pending(self) -> int:
@@ -217,6 +234,8 @@ class HttpEmitter:
             return EventsRejected(rejected, 413) if rejected else None
         if response.status_code == 422:
             return self._split_invalid(batch, response)
+        if response.status_code == 409:
+            return self._split_conflicting(batch, response)
         detail = _document(response).get("detail") or response.text[:500]
         errors = [FieldError("", f"HTTP {response.status_code}: {detail}")]
         return EventsRejected([RejectedEvent(b.get("event_id"), b, errors) for b in batch], response.status_code, detail)
@@ -232,17 +251,39 @@ class HttpEmitter:
         if not reasons:  # an answer we cannot map to events: refuse the whole batch
             detail = document.get("detail") or response.text[:500]
             reasons = {i: [FieldError("", detail)] for i in range(len(batch))}
+        return self._resend_others(batch, reasons, 422, document.get("detail", ""))
+
+    def _split_conflicting(self, batch: list[dict[str, Any]], response: httpx.Response) -> EventsRejected:
+        """A 409 (an event_id sent again with other content) stores nothing of the request:
+        refuse the events it names and resend the others (a conflict it did not list comes
+        back in the next answer)."""
+        document = _document(response)
+        reasons: dict[int, list[FieldError]] = {}
+        for item in document.get("conflicts", []):
+            index = item.get("index")
+            if isinstance(index, int) and 0 <= index < len(batch):
+                where = (f"position {item['position']}" if "position" in item
+                         else f"item {item.get('first_index')} of the same batch")
+                reasons[index] = [FieldError("event_id", f"sent again with other content; the original is at {where}")]
+        if not reasons:
+            detail = document.get("detail") or response.text[:500]
+            reasons = {i: [FieldError("", detail)] for i in range(len(batch))}
+        return self._resend_others(batch, reasons, 409, document.get("detail", ""))
+
+    def _resend_others(self, batch: list[dict[str, Any]], reasons: dict[int, list[FieldError]], status: int,
+                       detail: str) -> EventsRejected:
         rejected = [RejectedEvent(batch[i].get("event_id"), batch[i], errors) for i, errors in sorted(reasons.items())]
-        valid = [body for i, body in enumerate(batch) if i not in reasons]
-        if valid:
-            again = self._deliver(valid)
+        others = [body for i, body in enumerate(batch) if i not in reasons]
+        if others:
+            again = self._deliver(others)
             if again is not None:
                 rejected.extend(again.rejected)
-        return EventsRejected(rejected, 422, document.get("detail", ""))
+        return EventsRejected(rejected, status, detail)
 
     def _post_with_retries(self, batch: Sequence[dict[str, Any]]) -> httpx.Response:
         body = orjson.dumps(list(batch), default=json_default)
-        attempt = 0
+        attempt = 0  # failures other than 429
+        overloads, waited = 0, 0.0  # 429 answers to this batch, and the seconds waited on them
         while True:
             self.stats.requests += 1
             retry_after = None
@@ -255,6 +296,10 @@ class HttpEmitter:
                     return response
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 retry_after = _retry_after(response)
+                if response.status_code == OVERLOADED:
+                    waited += self._wait_out_overload(retry_after, overloads, waited, problem)
+                    overloads += 1
+                    continue
             if attempt >= self.max_retries:
                 raise EmitFailed(f"POST {self.url} failed {attempt + 1} times; last: {problem}", len(self._pending))
             delay = backoff_delay(attempt, self.backoff, self.max_backoff)
@@ -264,6 +309,25 @@ class HttpEmitter:
             time.sleep(delay)
             attempt += 1
             self.stats.retries += 1
+
+    def _wait_out_overload(self, retry_after: float | None, overloads: int, waited: float, problem: str) -> float:
+        """Sleep as a 429 asks (its Retry-After, else the backoff), within what is left of
+        ``max_overload_wait``; the seconds slept. ``EmitFailed`` once nothing is left."""
+        left = self.max_overload_wait - waited
+        if left <= 0:
+            raise EmitFailed(f"POST {self.url}: the server stayed overloaded through {waited:.1f} s of waiting "
+                             f"(max_overload_wait); last: {problem}", len(self._pending))
+        if retry_after is None:
+            delay = backoff_delay(overloads, self.backoff, self.max_backoff)
+        else:  # at least the backoff: a server answering "0" still gets a moment, and the bound is reached
+            delay = max(retry_after, self.backoff)
+        delay = min(delay * random.uniform(1.0, 1.2), left)
+        log.info("emitter: server overloaded (429); retrying in %.2f s", delay)
+        time.sleep(delay)
+        self.stats.retries += 1
+        self.stats.overloaded += 1
+        self.stats.overload_wait += delay
+        return delay
 
     def _count(self, response: httpx.Response) -> None:
         document = _document(response)
@@ -372,4 +436,11 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:  # the other form HTTP allows: a date
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

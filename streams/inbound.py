@@ -124,7 +124,7 @@ def sort_batch(records: Sequence[InboundRecord], registry: EventRegistry) -> Sor
     decoded = decode_documents(values, registry)
     errors.update((present[item.index], item.errors) for item in decoded.invalid)
     result = Sorted(dead=[DeadLetter(records[index], errors[index]) for index in sorted(errors)])
-    result.batch.extend(decoded.events)
+    result.batch.extend(registry.ingest_ready(decoded.events))
     return result
 
 

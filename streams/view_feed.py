@@ -171,6 +171,12 @@ class ViewFeed:
                         await consumer.stop()
                     except Exception as error:  # the broker may be gone: nothing to flush
                         log.debug("view feed: close: %r", error)
+                    except asyncio.CancelledError:
+                        # aiokafka's fetcher, closed while it waits to retry a fetch from a broker
+                        # that is down, lets the cancel of that wait out: it must not end the feed
+                        if asyncio.current_task().cancelling():
+                            raise
+                        log.debug("view feed: close: a fetch retry was cancelled")
 
     async def _connect(self) -> Any:
         from aiokafka import AIOKafkaConsumer

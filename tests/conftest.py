@@ -3,8 +3,15 @@
 ``store``: a real SQLite store in the test's temp folder. ``make_event`` (``wire_event``):
 a valid wire-format event, keyword arguments overriding or adding fields. ``settings``
 pointing at the same temp folder; ``api``: the HTTP API over ``store`` (in-process
-client); ``serve_app``: ``with serve_app(app) as url:`` runs an app on a real uvicorn
-server; ``demo_store_path``: a demo store file built once per session (read it only).
+client, sending ``auth_headers``); ``serve_app``: ``with serve_app(app) as url:`` runs an
+app on a real uvicorn server; ``demo_store_path``: a demo store file built once per session
+(read it only).
+
+Access control: every route but ``/healthz`` and ``/login`` needs a key. ``admin_key`` is
+an admin key (admin implies every scope) in ``settings.data``'s ``access.db``, which
+``create_app`` opens by default; ``auth_headers`` is ``{"Authorization": "Bearer <it>"}``;
+``make_key(data, "read", ...)`` makes a key of other scopes (or narrowed) in a data folder,
+``admin_headers(data)`` the headers of a new admin key there.
 
 ``kafka_broker``: ONE bundled tansu broker for the whole test session, on a free
 loopback port. It yields the ``streams.broker.BundledBroker`` itself:
@@ -78,13 +85,44 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})
 
 
+def make_key(data: Path, *scopes: str, name: str = "test", source: str | None = None,
+             types: frozenset[str] | None = None) -> str:
+    """A new key of ``scopes`` in the data folder's access store (what ``touchpoints keys create`` does)."""
+    from application.access import open_access, parse_scopes
+
+    access = open_access(data)
+    try:
+        return access.create_key(name=name, scopes=parse_scopes(list(scopes)), source=source, types=types)[0]
+    finally:
+        access.close()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin_headers(data: Path) -> dict[str, str]:
+    """Headers carrying a new admin key of the data folder."""
+    return bearer(make_key(data, "admin", name="test admin"))
+
+
 @pytest.fixture
-def api(store: SQLiteEventStore, settings: Settings) -> Iterator[Any]:
+def admin_key(settings: Settings) -> str:
+    return make_key(settings.data, "admin", name="test admin")
+
+
+@pytest.fixture
+def auth_headers(admin_key: str) -> dict[str, str]:
+    return bearer(admin_key)
+
+
+@pytest.fixture
+def api(store: SQLiteEventStore, settings: Settings, auth_headers: dict[str, str]) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from consumers.api.app import create_app
 
-    with TestClient(create_app(store=store, settings=settings)) as client:
+    with TestClient(create_app(store=store, settings=settings), headers=auth_headers) as client:
         yield client
 
 

@@ -33,7 +33,8 @@ from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from streams.emitter import HttpEmitter, KafkaEmitter, identity_key, with_event_id
 from streams.topics import INBOUND_TOPIC
-from tests.consumers.helpers import start_serve, stop, wait_for_url
+from tests.conftest import make_key
+from tests.consumers.helpers import SERVE_HEADERS, start_serve, stop, wait_for_url
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -195,11 +196,15 @@ def test_readme__has_python_examples():
 
 
 @pytest.fixture(scope="module")
-def served_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``touchpoints serve`` as a user starts it: a subprocess on an empty temp store."""
-    process = start_serve(tmp_path_factory.mktemp("readme_serve"), TOUCHPOINTS_DEMO="0")
+def served_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """``touchpoints serve`` as a user starts it: a subprocess on an empty temp store; its
+    address and an ``emit`` key made with ``touchpoints keys create`` (what the examples read
+    from ``TOUCHPOINTS_API_KEY``)."""
+    folder = tmp_path_factory.mktemp("readme_serve")
+    process = start_serve(folder, TOUCHPOINTS_DEMO="0")
     try:
-        yield wait_for_url(process, timeout=60)[0]
+        url = wait_for_url(process, timeout=60)[0]
+        yield url, make_key(folder / "data", "emit", name="readme examples")
     finally:
         stop(process)
 
@@ -233,7 +238,8 @@ def json_or_none(raw: bytes | None) -> Any:
 def stored_events(api: str) -> list[dict[str, Any]]:
     events, position = [], 0
     while True:
-        page = httpx.get(f"{api}/v1/events", params={"from_position": position, "limit": 1000}, timeout=10).json()
+        page = httpx.get(f"{api}/v1/events", params={"from_position": position, "limit": 1000},
+                         headers=SERVE_HEADERS, timeout=10).json()
         events += [document["event"] for document in page["events"]]
         if not page["has_more"]:
             return events
@@ -242,7 +248,10 @@ def stored_events(api: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("code", PYTHON_BLOCKS, ids=[f"python-block-{i}" for i in range(len(PYTHON_BLOCKS))])
-def test_readme__python_example_delivers_its_events(code, served_api, kafka_broker, emitted, read_topic):
+def test_readme__python_example_delivers_its_events(code, served_api, kafka_broker, emitted, read_topic,
+                                                    monkeypatch):
+    served_api, emit_key = served_api
+    monkeypatch.setenv("TOUCHPOINTS_API_KEY", emit_key)
     runnable = code.replace(README_API, served_api).replace(README_KAFKA, kafka_broker.bootstrap)
 
     exec(compile(runnable, "README.md (python block)", "exec"), {"__name__": "readme_example"})  # noqa: S102 -- running the README is the point

@@ -17,15 +17,33 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from consumers.api.docs import Health
+from consumers.api.admission import install_admission
+from consumers.api.auth import (
+    ACCESS_RESPONSES,
+    CREDENTIALS_IN_SCHEMA,
+    AccessGate,
+    Forbidden,
+    forbidden_handler,
+    principal_of,
+    unauthorized_handler,
+)
+from consumers.api.docs import Health, install_openapi
+from consumers.api.guards import HostGuard, allowed_hosts
 from consumers.api.event_routes import json_response
+from consumers.api.erasure_routes import router as erasure_router
 from consumers.api.event_routes import router as event_router
 from consumers.api.view_routes import install_views
+from consumers.api.tracking_routes import install_tracking
 from consumers.api.ingest_decode import BodyDecoder
+from consumers.api.key_routes import router as key_router
+from consumers.api.login import router as login_router
+from application.access import Access, Scope, Unauthorized, open_access
 from application.ingest import Ingestor
+from application.privacy.mode import settle
+from application.privacy.policy import ingest_registry
 from application.settings import Settings
 from events.registry import REGISTRY, EventRegistry
-from events.store import EventStore, StoreUnavailable
+from events.store import EventStore, StoreFull, StoreUnavailable
 
 HealthCheck = Callable[[], Mapping[str, Any]]
 
@@ -48,6 +66,11 @@ DESCRIPTION = """Every customer touchpoint as an immutable event.
 * `GET /v1/events` reads the log in global order; `GET /v1/schemas` lists the JSON Schema of every type.
 * `GET /healthz` reports each component; `ready` is true once every one is `ok`, the views caught up
   with the log's head included.
+
+Every route but `/healthz` needs an API key, `Authorization: Bearer KEY` (or HTTP Basic with the key
+as user name and an empty password), with a scope: `emit` (POST /v1/events), `read` (views, schemas,
+/metrics, /healthz details), `audit` (GET /v1/events, `as_of`/`known_at`), `admin` (keys; implies all).
+No key or a revoked one: 401; a key without the scope: 403.
 """
 
 
@@ -58,19 +81,34 @@ def create_app(
     views: Any = None,
     registry: EventRegistry = REGISTRY,
     health_checks: Mapping[str, HealthCheck] | None = None,
+    access: Access | None = None,
 ) -> FastAPI:
     """Build the API over an open store. ``views`` is the live-views holder the view routes
     serve (None: ingestion only); ``/healthz`` then reports a ``views`` component (their
     position against the store's head, ``views_health``). ``health_checks`` adds (or, by
     name, replaces) components: each callable returns a dict whose ``status`` ("ok" unless
-    said otherwise) decides health."""
-    app = FastAPI(title="touchpoints", version="0.1.0", description=DESCRIPTION)
+    said otherwise) decides health.
+
+    Every route needs a key or the dashboard's session (``consumers.api.auth``) but
+    ``/healthz`` and ``/login``; ``access`` holds the keys (None: the data folder's
+    ``access.db``, opened here and closed at shutdown)."""
+    app = FastAPI(title="touchpoints", version="0.1.0", description=DESCRIPTION,
+                  dependencies=CREDENTIALS_IN_SCHEMA, responses=ACCESS_RESPONSES)
+    settings = settle(settings, store)  # the log's sealing mode; SealingModeError if the settings contradict it
     app.state.store = store
     app.state.settings = settings
     app.state.registry = registry
-    app.state.ingestor = Ingestor(store, registry)
-    app.state.body_decoder = BodyDecoder(registry, workers=settings.ingest_workers)
+    app.state.sealing = settings.sealing  # personal data sealed at ingestion, opened for readers
+    ingest = ingest_registry(registry, app.state.sealing, data=settings.data)
+    app.state.ingestor = Ingestor(store, ingest)
+    app.state.body_decoder = BodyDecoder(ingest, workers=settings.ingest_workers)
     app.router.on_shutdown.append(app.state.body_decoder.close)
+    install_admission(app, settings)
+    if access is None:
+        access = open_access(settings.data)
+        app.router.on_shutdown.append(access.close)
+    app.state.access = access
+    app.add_middleware(AccessGate, access=access)  # after admission: outside it, so strangers cost no budget
     app.state.log_reads = log_reads = ThreadPoolExecutor(LOG_READ_THREADS, thread_name_prefix="log-read")
     app.router.on_shutdown.append(lambda: log_reads.shutdown(wait=False, cancel_futures=True))
     app.state.views = views
@@ -81,7 +119,13 @@ def create_app(
 
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(Unauthorized, unauthorized_handler)
+    app.add_exception_handler(Forbidden, forbidden_handler)
     app.include_router(event_router)
+    install_tracking(app)  # the Segment-spec tracking API (consumers/api/tracking_routes.py)
+    app.include_router(key_router)
+    app.include_router(erasure_router)
+    app.include_router(login_router)
     app.add_api_route(
         "/healthz", healthz, methods=["GET"], summary="State of every component", tags=["health"],
         response_model=None, responses={200: {"model": Health}},
@@ -89,16 +133,23 @@ def create_app(
 
     # --- live views: the views helper's routes (consumers/api/view_routes.py) go here ---
     install_views(app, store=store, views=views, registry=registry)
+    app.add_middleware(HostGuard, allowed=allowed_hosts(settings.host, settings.allowed_hosts))  # outermost
+    install_openapi(app)
 
     return app
 
 
 async def healthz(request: Request) -> Response:
+    """Public: the status of the whole and of each component. With a ``read`` key (or the
+    dashboard's session) each component's details too: paths, pids, positions, URLs."""
     checks: dict[str, HealthCheck] = request.app.state.health_checks
     components = await run_in_threadpool(run_health_checks, checks)
     statuses = [component.get("status") for component in components.values()]
     healthy = all(status == "ok" or status in PROGRESS_STATUSES for status in statuses)
     ready = all(status == "ok" for status in statuses)
+    principal = principal_of(request)
+    if principal is None or not principal.allows(Scope.READ):
+        components = {name: {"status": component["status"]} for name, component in components.items()}
     return json_response({"status": "ok" if healthy else "degraded", "ready": ready, "components": components})
 
 
@@ -176,8 +227,10 @@ async def _invalid_parameters(request: Request, error: Exception) -> Response:
 
 async def _store_unavailable(request: Request, error: Exception) -> Response:
     log.error("event store unavailable: %s", error)
-    document: dict[str, Any] = {"error": "store_unavailable", "detail": f"the event store is unavailable: {error}"}
+    full = isinstance(error, StoreFull)  # 507 Insufficient Storage: room must be made, retrying alone will not do
+    document: dict[str, Any] = {"error": "store_full" if full else "store_unavailable",
+                                "detail": f"the event store is {'full' if full else 'unavailable'}: {error}"}
     if request.method == "POST":
         document["accepted"] = 0
-    return json_response(document, 503)
+    return json_response(document, 507 if full else 503)
 

@@ -1,4 +1,4 @@
-"""Reading ``POST /v1/events`` bodies: media type, size limit and content encoding.
+"""Reading ``POST /v1/events`` bodies: media type, size limit, time limit and content encoding.
 
 The body is read as raw bytes (FastAPI body models would cost more than validation
 itself) and parsed by ``application.decode``. Every failure here is a ``BodyError``
@@ -8,6 +8,7 @@ never becomes a 500.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,25 +27,34 @@ class BodyError(Exception):
 
 
 def media_type(content_type: str | None) -> str:
-    """``application/json`` for a missing header, else the lower-cased type without parameters."""
+    """The lower-cased type without parameters; empty for a missing header."""
     if not content_type:
-        return "application/json"
+        return ""
     return content_type.split(";", 1)[0].strip().lower()
 
 
 def check_media_type(kind: str) -> bool:
-    """True for NDJSON, False for JSON; ``BodyError`` 415 for anything else."""
+    """True for NDJSON, False for JSON; ``BodyError`` 415 for anything else, a missing
+    type included. A web page can send a body cross-site without a CORS preflight only as
+    ``text/plain``, a form type, or with no type at all: refusing them keeps any page a
+    user visits from writing events through the user's browser (the tracking API's
+    ``text/plain`` routes carry their write key in the body instead)."""
     if kind in NDJSON_TYPES:
         return True
     if kind in JSON_TYPES or kind.endswith("+json"):
         return False
     accepted = ", ".join(JSON_TYPES + NDJSON_TYPES)
-    raise BodyError(415, "unsupported_media_type", f"Content-Type {kind!r} is not accepted; use one of {accepted}")
+    shown = f"Content-Type {kind!r} is not accepted" if kind else "the Content-Type header is missing"
+    raise BodyError(415, "unsupported_media_type", f"{shown}; use one of {accepted}")
 
 
-async def read_limited(chunks: AsyncIterator[bytes], declared_length: str | None, limit: int) -> bytes:
+async def read_limited(
+    chunks: AsyncIterator[bytes], declared_length: str | None, limit: int, *, timeout: float | None = None
+) -> bytes:
     """The whole body, refusing (413) a declared or actual size above ``limit`` bytes
-    without buffering more than ``limit`` of it."""
+    without buffering more than ``limit`` of it, and (408) a body that has not arrived
+    within ``timeout`` seconds: a client trickling a byte a second holds a connection and
+    a buffer for as long as it likes otherwise."""
     if declared_length is not None:
         try:
             declared = int(declared_length)
@@ -53,12 +63,18 @@ async def read_limited(chunks: AsyncIterator[bytes], declared_length: str | None
         if declared > limit:
             raise _too_large(limit, declared)
     parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, None)
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            size = 0
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit, None)
+                parts.append(chunk)
+    except TimeoutError:
+        received = sum(map(len, parts))
+        raise BodyError(408, "body_timeout", f"the body did not arrive within {timeout:g} s ({received} bytes came); "
+                        "send it at once (TOUCHPOINTS_BODY_TIMEOUT)", received=received) from None
     return b"".join(parts)
 
 

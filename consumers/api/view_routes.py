@@ -48,6 +48,8 @@ from consumers.api.metrics import (
 )
 from application.exports import NotAListView
 from application.live_views import CachedView, LiveViews, UnknownView, ViewsNotReady
+from application.privacy.reading import ConsentWithdrawn
+from application.privacy.reading import timeline as person_timeline
 from application.replay import DATE_HELP as POINT_IN_TIME_HELP
 from application.replay import point_in_time
 from application.store_feed import read_member_events
@@ -61,7 +63,7 @@ from projections.parameters import ViewParameterError
 ViewsAt = Callable[[datetime | None, datetime | None], LiveViews]
 
 Model = Literal[MODELS]  # type: ignore[valid-type]  # an enum in the OpenAPI schema, which the dashboard reads
-GroupBy = Literal["channel", "campaign"]
+GroupBy = Literal["channel", "campaign", "source"]  # an enum in the OpenAPI schema
 Format = Literal["json", "csv"]
 
 TIME_HELP = (
@@ -74,12 +76,27 @@ KNOWN_AT_QUERY = Query(None, description="Point in time: only events the log had
                        "(inclusive), i.e. what could have been seen then. " + POINT_IN_TIME_HELP + ".")
 FROM_HELP = "Window start (inclusive). " + TIME_HELP
 TO_HELP = "Window end (exclusive). " + TIME_HELP
+GROUP_BY_HELP = ("A touch without a campaign (or source) counts under `(none)`. A touch's source is the utm source "
+                 "or referrer host for the tracking API (`/v1/track`...), what the emitter sent for `POST /v1/events`.")
 NOW_HELP = ("The moment ages and recency are measured to. Default: the time of the newest event the views "
             "hold (data time), so answers do not drift with the wall clock. " + TIME_HELP)
-LOOKBACK_HELP = "Only touches within this many days before the conversion count (default: no limit)."
+MAX_LOOKBACK_DAYS = 36_525  # 100 years: beyond any journey, and far from the calendar's edge (year 1)
+LOOKBACK_HELP = (f"Only touches within this many days before the conversion count (default: no limit; "
+                 f"at most {MAX_LOOKBACK_DAYS:,}, 100 years).")
 
 VIEW_TAG = ["views"]
 POSITION_HEADER = "X-Touchpoints-Position"
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}}
+VIEW_RESPONSES: dict[int | str, dict[str, Any]] = {  # what every view route may answer, for the OpenAPI document
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+          "description": "The view (CSV for list views with `format=csv` or `Accept: text/csv`)",
+          "headers": {POSITION_HEADER: {"description": "The log position the document reflects (-1: no event yet).",
+                                        "schema": {"type": "integer"}}}},
+    304: {"description": "Not modified since the `ETag` sent in `If-None-Match`"},
+    406: {"content": _ERROR, "description": "CSV asked of a view without a list of rows"},
+    501: {"content": _ERROR, "description": "`as_of`/`known_at` on a server without the audit replay"},
+    503: {"content": _ERROR, "description": "The views are loading after a restart; retry after `Retry-After`"},
+}
 
 
 class PointInTimeUnavailable(Exception):
@@ -154,9 +171,7 @@ def create_view_router(
 ) -> APIRouter:
     """The view routes. ``timeline_reads`` runs timelines (store reads plus the views lock);
     None: the default thread pool."""
-    router = APIRouter(prefix="/v1", tags=VIEW_TAG, responses={200: {"headers": {POSITION_HEADER: {
-        "description": "The log position the document reflects (-1: no event yet).", "schema": {"type": "integer"},
-    }}}})
+    router = APIRouter(prefix="/v1", tags=VIEW_TAG, responses=VIEW_RESPONSES)
 
     async def source(
         request: Request, as_of: str | None, known_at: str | None
@@ -184,11 +199,11 @@ def create_view_router(
     async def attribution(
         request: Request,
         model: Model = Query("linear", description="Attribution model."),
-        lookback_days: float | None = Query(None, gt=0, description=LOOKBACK_HELP),
+        lookback_days: float | None = Query(None, gt=0, le=MAX_LOOKBACK_DAYS, description=LOOKBACK_HELP),
         from_: str | None = Query(None, alias="from", description="Conversions from (inclusive, by occurred_at). "
                                   + TIME_HELP),
         to: str | None = Query(None, description="Conversions before (exclusive). " + TIME_HELP),
-        group_by: GroupBy = Query("channel", description="Credit channels or campaigns."),
+        group_by: GroupBy = Query("channel", description="Credit channels, campaigns or sources. " + GROUP_BY_HELP),
         half_life_days: float = Query(7.0, gt=0, description="time_decay only: days for a touch's weight to halve."),
         format: Format | None = FORMAT_QUERY,
         as_of: str | None = AS_OF_QUERY,
@@ -207,7 +222,9 @@ def create_view_router(
     @router.get("/first-contact", summary="First contacts per channel: reached, converted, revenue")
     async def first_contact(
         request: Request,
-        group_by: GroupBy = Query("channel", description="Group by the first contact's channel or campaign."),
+        group_by: GroupBy = Query(
+            "channel", description="Group by the first contact's channel, campaign or source. " + GROUP_BY_HELP
+        ),
         from_: str | None = Query(None, alias="from", description="First contacts from (inclusive). " + TIME_HELP),
         to: str | None = Query(None, description="First contacts before (exclusive). " + TIME_HELP),
         format: Format | None = FORMAT_QUERY,
@@ -222,7 +239,9 @@ def create_view_router(
     @router.get("/conversion-time", summary="Time from first contact to conversion per first channel")
     async def conversion_time(
         request: Request,
-        group_by: Literal["first_channel", "first_campaign"] = Query("first_channel", description="Grouping."),
+        group_by: Literal["first_channel", "first_campaign", "first_source"] = Query(
+            "first_channel", description="Group by the first contact's channel, campaign or source. " + GROUP_BY_HELP
+        ),
         now: str | None = Query(None, description=NOW_HELP),
         format: Format | None = FORMAT_QUERY,
         as_of: str | None = AS_OF_QUERY,
@@ -238,8 +257,8 @@ def create_view_router(
         request: Request,
         top: int = Query(20, ge=1, le=10_000, description="How many paths."),
         collapse_repeats: bool = Query(True, description="Count instagram > instagram > email as instagram > email."),
-        lookback_days: float | None = Query(None, gt=0, description=LOOKBACK_HELP),
-        group_by: GroupBy = Query("channel", description="Paths of channels or of campaigns."),
+        lookback_days: float | None = Query(None, gt=0, le=MAX_LOOKBACK_DAYS, description=LOOKBACK_HELP),
+        group_by: GroupBy = Query("channel", description="Paths of channels, campaigns or sources. " + GROUP_BY_HELP),
         from_: str | None = Query(None, alias="from", description=FROM_HELP),
         to: str | None = Query(None, description=TO_HELP),
         format: Format | None = FORMAT_QUERY,
@@ -306,7 +325,10 @@ def create_view_router(
 
     @router.get(
         "/customers/{id}/timeline", summary="Every event of a customer across all linked identities",
-        responses={404: {"description": "No customer or identity of that id."}},
+        responses={404: {"description": "No customer or identity of that id."},
+                   451: {"content": _ERROR, "description": "The person withdrew analytics consent "
+                         "(`consent_withdrawn`): not shown from that moment on; `as_of` before it shows the "
+                         "timeline as it was."}},
     )
     async def timeline(
         request: Request,
@@ -324,10 +346,15 @@ def create_view_router(
             return read_member_events(store, streams, registry, as_of=occurred, known_at=recorded)
 
         position = holder.position  # before the fold may move on: the document reflects at least it
-        if timeline_reads is None:
-            document = await run_in_threadpool(holder.timeline, id, read)
-        else:
-            document = await asyncio.get_running_loop().run_in_executor(timeline_reads, holder.timeline, id, read)
+        sealing = getattr(request.app.state, "sealing", None)
+        try:
+            if timeline_reads is None:
+                document = await run_in_threadpool(person_timeline, holder, id, read, sealing)
+            else:
+                document = await asyncio.get_running_loop().run_in_executor(
+                    timeline_reads, person_timeline, holder, id, read, sealing)
+        except ConsentWithdrawn as withdrawn:
+            return _error(451, "consent_withdrawn", str(withdrawn), parameter="id", where="path")
         if document is None:
             return _error(404, "unknown_customer", f"no customer or identity {id!r}", parameter="id", where="path")
         entry = CachedView(("timeline", ()), holder.version, 0.0, 0.0, document, position)

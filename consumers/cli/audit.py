@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--views", action="store_true",
                         help="compare the live views with a fresh replay, digest by digest, instead")
     verify.add_argument("--api", metavar="URL",
-                        help="with --views: the server whose views to compare (default: the views the CLI "
-                        "serves from its snapshot of this store)")
+                        help="with --views: the server whose views to compare, read with the key in "
+                        "TOUCHPOINTS_API_KEY (default: the views the CLI serves from its snapshot of this store)")
     verify.add_argument("--format", choices=("text", "json"), default="text", help="output (default text)")
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(handler=lambda args: _run(args, "verify", _verify))
@@ -175,7 +175,8 @@ def _verify_views(args: argparse.Namespace, store: Any, settings: Settings) -> i
         raise UsageError("--expect-head checks the chain; run it without --views")
     try:
         if args.api:
-            comparison = verify_views.compare_with_api(store, args.api)
+            key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+            comparison = verify_views.compare_with_api(store, args.api, api_key=key)
         else:
             from consumers.cli.views import snapshot_folder
 

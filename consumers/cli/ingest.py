@@ -21,6 +21,9 @@ from application.bulk_ingest import (
     bulk_load,
 )
 from application.ingest import Ingestor
+from application.privacy.keys import KeyStoreError
+from application.privacy.mode import settle
+from application.privacy.policy import Sealing, ingest_registry
 from application.settings import Settings, SettingsError
 from events.registry import REGISTRY
 from events.store import EventStore, EventStoreError
@@ -63,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        url = args.store or Settings.from_env().store_url
+        settings = Settings.from_env()
+        url = args.store or settings.store_url
     except SettingsError as error:
         return _usage(str(error))
     from events.factory import open_store
@@ -82,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         except (EventStoreError, ValueError) as error:
             return _usage(f"cannot open the store {url}: {error}")
         stack.callback(store.close)
+        try:
+            settings = settle(settings, store)  # the log's sealing mode
+        except KeyStoreError as error:
+            return _usage(str(error))
         progress = _progress_bar(total, quiet=args.quiet or args.json)
         if progress is not None:
             stack.callback(progress.close)
@@ -90,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             report = ingest_file(source, store, size_hint=total, batch_size=args.batch_size,
-                                 on_reject=rejects.write, on_progress=on_progress)
+                                 on_reject=rejects.write, on_progress=on_progress, sealing=settings.sealing,
+                                 data=settings.data)
         except OSError as error:
             reason = (f"cannot write rejects to {rejects_path}" if rejects.failed else f"cannot read {args.file}")
             return _stopped(f"{reason}: {error.strerror or error}", committed[0], EXIT_USAGE)
-        except (EventStoreError, RuntimeError) as error:
+        except (EventStoreError, KeyStoreError, RuntimeError) as error:
             return _stopped(f"the load failed: {error}", committed[0], EXIT_STORE)
         except KeyboardInterrupt:
             return _stopped("interrupted", committed[0], EXIT_INTERRUPTED)
@@ -103,9 +112,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if report.rejected else EXIT_OK
 
 
-def ingest_file(source: IO[bytes], store: EventStore, *, size_hint: int | None = None, **options: Any) -> BulkReport:
-    """What the command does once its input and store are open (benchmarks call this)."""
-    return bulk_load(_chunks(source), Ingestor(store), size_hint=size_hint, **options)
+def ingest_file(
+    source: IO[bytes], store: EventStore, *, size_hint: int | None = None, sealing: Sealing | None = None,
+    data: Path | None = None, **options: Any,
+) -> BulkReport:
+    """What the command does once its input and store are open (benchmarks call this);
+    ``sealing``: how personal data is sealed (``TOUCHPOINTS_SEAL_PERSONAL_DATA``); ``data``:
+    the data folder whose key store records the mode (``application.privacy.policy.ingest_registry``)."""
+    ingestor = Ingestor(store, ingest_registry(REGISTRY, sealing, data=data))
+    return bulk_load(_chunks(source), ingestor, size_hint=size_hint, **options)
 
 
 def _chunks(source: IO[bytes]) -> Iterator[bytes]:

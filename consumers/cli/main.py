@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "up",
     "views",
     "audit",
+    "keys",
+    "privacy",
 ]
 
 

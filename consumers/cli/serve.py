@@ -4,7 +4,9 @@ Where its live views come from depends on ``TOUCHPOINTS_KAFKA``: unset, they are
 straight from the store (``application.store_feed``); set (production, compose), they follow
 the journeys the stream processors publish (``streams.view_feed``), so the API serves what
 the workers maintain and no relay or worker is started here (``touchpoints up`` does that).
-An empty store gets the demo data set first unless ``TOUCHPOINTS_DEMO=0``.
+An empty store gets the demo data set first unless ``TOUCHPOINTS_DEMO=0``. As ``touchpoints up``,
+it prints the admin key at first start (unless ``TOUCHPOINTS_ADMIN_KEY`` is set) and a one-time
+dashboard login link.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings) -> int:
+    from application.access import open_access
+    from application.access.store import AccessStoreError
     from consumers.api.app import create_app
+    from consumers.cli.keys import first_start_lines, login_link_line
     from consumers.api.server import (
         base_url,
         bind_socket,
@@ -48,6 +53,8 @@ def serve(settings: Settings) -> int:
     )
     from application.demo import load_demo_if_empty
     from application.live_views import LiveViews
+    from application.privacy.keys import KeyStoreError
+    from application.privacy.mode import settle
     from application.view_documents import documents_path
     from events.factory import open_store
     from events.registry import REGISTRY
@@ -70,6 +77,18 @@ def serve(settings: Settings) -> int:
             print(f"touchpoints serve: cannot open the store {settings.store_url}: {error}", file=sys.stderr)
             return 2
         stack.callback(store.close)
+        try:
+            settings = settle(settings, store)  # the log's sealing mode
+        except KeyStoreError as error:
+            print(f"touchpoints serve: {error}", file=sys.stderr)
+            return 2
+        try:
+            access = open_access(settings.data)
+            stack.callback(access.close)
+            first_start = first_start_lines(access, settings)
+        except (AccessStoreError, ValueError) as error:
+            print(f"touchpoints serve: {error}", file=sys.stderr)
+            return 2
         loaded = load_demo_if_empty(store, settings)
         if loaded:
             print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
@@ -82,7 +101,7 @@ def serve(settings: Settings) -> int:
         views.restore_documents(head=store.head_position(), ready=lambda: feed.stats().get("caught_up", True))
         if settings.kafka:
             checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
-        app = create_app(store=store, settings=settings, views=views, health_checks=checks)
+        app = create_app(store=store, settings=settings, views=views, health_checks=checks, access=access)
         server = make_server(app, log_level=settings.log_level)
         stack.callback(app.state.body_decoder.close)
         app.state.body_decoder.start()
@@ -90,6 +109,9 @@ def serve(settings: Settings) -> int:
         stack.enter_context(feed)  # once the app is built: its imports do not wait for the GIL behind the fold
         url = base_url(sock)
         try:
+            for line in first_start:
+                print(line, flush=True)
+            print(login_link_line(access, url), flush=True)
             print(f"touchpoints API listening on {url} (docs: {url}/docs, health: {url}/healthz)", flush=True)
             server.run(sockets=[sock])
         except KeyboardInterrupt:

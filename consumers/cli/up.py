@@ -5,6 +5,10 @@ The SQLite store, the bundled Kafka broker on a free loopback port (unless
 (unless ``TOUCHPOINTS_DEMO=0``), the relay and a Faust worker as child processes
 (restarted if they die), and the HTTP API with live views fed from
 ``touchpoints.journeys``. Ctrl-C or SIGTERM stops everything and exits 0.
+
+At first start (no admin key in ``<data>/access.db``) it makes the admin key and prints it
+once (or registers ``TOUCHPOINTS_ADMIN_KEY``); every start prints a one-time dashboard login
+link (``consumers.cli.keys``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole live platform: store, broker, relay, worker, API",
         description="Run the event store, a Kafka-protocol broker (the bundled tansu on a free loopback port "
         "unless TOUCHPOINTS_KAFKA is set), the relay, a Faust worker and the HTTP API with live views. "
-        "An empty store gets the demo data set unless TOUCHPOINTS_DEMO=0. Ctrl-C stops everything.",
+        "An empty store gets the demo data set unless TOUCHPOINTS_DEMO=0. The first start prints the admin key "
+        "once (or takes TOUCHPOINTS_ADMIN_KEY); every start prints a one-time dashboard login link. "
+        "Ctrl-C stops everything.",
     )
     add_server_flags(parser, what="API listen")
     parser.set_defaults(handler=run)

@@ -7,7 +7,7 @@ returns for the same parameters. A snapshot of the folded journeys is kept in
 ``<TOUCHPOINTS_DATA>/cache/views/`` (keyed by the store URL, checked against the log)
 so the next command folds only the events appended since; ``--no-cache`` skips it.
 
-Exit codes: 0 success, 1 unknown customer (``timeline``), 2 bad arguments or
+Exit codes: 0 success, 1 unknown customer or analytics consent withdrawn (``timeline``), 2 bad arguments or
 parameters, unusable settings or an unreachable store.
 """
 
@@ -54,19 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _window(attribution, "conversions")
     attribution.add_argument("--lookback-days", type=float, metavar="N",
                              help="only touches within N days before the conversion count")
-    attribution.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
-                             help="credit channels or campaigns (default channel)")
+    attribution.add_argument("--group-by", choices=("channel", "campaign", "source"), default="channel",
+                             help="credit channels, campaigns or sources (default channel)")
     attribution.add_argument("--half-life-days", type=float, default=7.0, metavar="D",
                              help="time_decay: days for a touch's weight to halve (default 7)")
 
     first = add("first-contact", "First contact per channel: reached, converted, revenue", _first_contact)
-    first.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
-                       help="group by the first contact's channel or campaign (default channel)")
+    first.add_argument("--group-by", choices=("channel", "campaign", "source"), default="channel",
+                       help="group by the first contact's channel, campaign or source (default channel)")
     _window(first, "first contacts")
 
     conversion = add("conversion-time", "Days from first contact to conversion per first channel", _conversion_time)
-    conversion.add_argument("--group-by", choices=("first_channel", "first_campaign"), default="first_channel",
-                            help="group by the first contact's channel or campaign (default first_channel)")
+    conversion.add_argument("--group-by", choices=("first_channel", "first_campaign", "first_source"),
+                            default="first_channel",
+                            help="group by the first contact's channel, campaign or source (default first_channel)")
     _now(conversion)
 
     paths = add("paths", "Top conversion paths", _paths)
@@ -75,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="keep consecutive repeats (instagram > instagram)")
     paths.add_argument("--lookback-days", type=float, metavar="N",
                        help="only touches within N days before the conversion (default: no limit)")
-    paths.add_argument("--group-by", choices=("channel", "campaign"), default="channel",
-                       help="paths of channels or of campaigns (default channel)")
+    paths.add_argument("--group-by", choices=("channel", "campaign", "source"), default="channel",
+                       help="paths of channels, campaigns or sources (default channel)")
     _window(paths, "conversions")
 
     timeline = add("timeline", "Every event of a customer across all linked identities", _timeline)
@@ -99,7 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 EPILOG = "Reads the event store directly; exit 0 ok, 2 bad arguments or store."
-TIMELINE_EPILOG = "Reads the event store directly; exit 0 ok, 1 unknown customer, 2 bad arguments or store."
+TIMELINE_EPILOG = ("Reads the event store directly; exit 0 ok, 1 unknown customer or analytics consent withdrawn, "
+                   "2 bad arguments or store.")
 
 
 def _window(parser: argparse.ArgumentParser, what: str) -> None:
@@ -152,10 +154,12 @@ def _data_quality(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _timeline(args: argparse.Namespace) -> dict[str, Any] | None:
+    from application.privacy.reading import timeline
     from application.store_feed import read_member_events
 
     views, store, as_of, known_at = args.loaded
-    return views.timeline(args.id, lambda streams: read_member_events(store, streams, as_of=as_of, known_at=known_at))
+    return timeline(views, args.id, lambda streams: read_member_events(store, streams, as_of=as_of, known_at=known_at),
+                    args.sealing)
 
 
 def _view(args: argparse.Namespace, name: str, **params: Any) -> dict[str, Any]:
@@ -173,6 +177,9 @@ def _moment(param: str, value: str | None) -> datetime | None:
 
 
 def run(args: argparse.Namespace, command: Callable[[argparse.Namespace], dict[str, Any] | None], name: str) -> int:
+    from application.privacy.keys import KeyStoreError
+    from application.privacy.mode import settle
+    from application.privacy.reading import ConsentWithdrawn
     from projections.parameters import ViewParameterError
 
     prog = f"touchpoints {name}"
@@ -184,14 +191,18 @@ def run(args: argparse.Namespace, command: Callable[[argparse.Namespace], dict[s
     try:
         with open_store(args.store or settings.store_url) as store:
             args.loaded = _load(args, store, settings)
+            args.sealing = settle(settings, store).sealing  # timelines opened where keys exist
             document = command(args)
             if document is None:
                 print(f"{prog}: no customer or identity {args.id!r}", file=sys.stderr)
                 return 1
             output = render(document, args.format, name)
-    except (UsageError, ViewParameterError) as error:
+    except (UsageError, ViewParameterError, KeyStoreError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
+    except ConsentWithdrawn as error:  # as for an unknown customer: nothing to show
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
     sys.stdout.write(output)
     return 0
 

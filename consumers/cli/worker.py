@@ -61,6 +61,8 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     import faust
     from kafka.errors import KafkaError
 
+    from application.privacy.keys import KeyStoreError
+    from application.privacy.mode import settle
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -81,6 +83,12 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
             store = open_store(store_url)
         except (EventStoreError, ValueError) as error:
             print(f"touchpoints worker: cannot open the store {store_url}: {error}", file=sys.stderr)
+            return 2
+        try:
+            settings = settle(settings, store)  # the inbound agent seals as the log was started
+        except KeyStoreError as error:
+            store.close()
+            print(f"touchpoints worker: {error}", file=sys.stderr)
             return 2
     processor_group, app_id = group or PROCESSOR_GROUP, f"touchpoints-{group}" if group else "touchpoints"
     app = create_app(settings, bootstrap=bootstrap, store=store, processors=processors,

@@ -1,7 +1,8 @@
 """The marketing dashboard: one static page (``static/index.html``) over the read API.
 
 The page polls ``GET /v1/views/status`` every two seconds and reloads the views when
-their version changes. The attribution models it offers are the enum of the ``model``
+their version changes. It reads with the session cookie ``/login`` set (scope ``read``,
+``consumers.api.auth``); an answer of 401 (the session ended) sends it to ``/login``. The attribution models it offers are the enum of the ``model``
 parameter in the API's OpenAPI schema (``GET /openapi.json``), which is built from
 ``projections.attribution.MODELS``. Charts use Chart.js 4 (MIT licence, vendored as
 ``static/chart.umd.min.js`` from the npm package ``chart.js``, its licence beside it in

@@ -22,6 +22,7 @@ from events.encoded import EncodedBatch, EncodedOutcomes
 from events.sqlite.batch import StreamHeads
 from events.times import from_micros, to_micros, utc_text
 from events.sqlite.ids import IdPlaces, keys_of
+from events.store import DuplicatesFound
 
 
 @dataclass(slots=True)
@@ -40,7 +41,7 @@ class EncodedPlan:
 class EncodedRequest:
     """One ``append_encoded`` call, with its recorded_at (microseconds since the epoch)."""
 
-    def __init__(self, batch: EncodedBatch, recorded: int):
+    def __init__(self, batch: EncodedBatch, recorded: int, *, refuse_duplicates: bool = False):
         columns = (batch.streams, batch.types, batch.versions, batch.occurred, batch.data)
         columns += (batch.canonical_head, batch.canonical_tail)
         if any(len(column) != len(batch.ids) for column in columns):
@@ -49,6 +50,7 @@ class EncodedRequest:
         self.recorded = recorded
         self.ids = batch.ids
         self.repeat_of = _repeats(batch.ids)
+        self.refuse_duplicates = refuse_duplicates
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,6 +73,9 @@ class EncodedRequest:
         """Positions, versions and hashes for the events to write. ``stored``: event id ->
         (position, version) already in the log; ``streams``: holds every stream receiving
         an event (its versions are updated in place)."""
+        if self.refuse_duplicates and (stored or self.repeat_of):
+            found = {i: stored[event_id][0] for i, event_id in enumerate(self.ids) if event_id in stored}
+            raise DuplicatesFound(found, dict(self.repeat_of))
         batch = self.batch
         columns = (batch.streams, batch.ids, batch.types, batch.versions, batch.occurred, batch.data)
         columns += (batch.canonical_head, batch.canonical_tail)

@@ -283,11 +283,12 @@ class SQLiteEventStore:
         self._ensure_open()
         return self._writer.submit(batch)
 
-    def append_encoded(self, batch: EncodedBatch) -> EncodedOutcomes:
+    def append_encoded(self, batch: EncodedBatch, *, refuse_duplicates: bool = False) -> EncodedOutcomes:
         """The bulk path (semantics in ``events.encoded``): every event to its stream with
         ``StreamState.ANY``, positions in input order, duplicates report the original's
-        place. One transaction, shared with concurrent appends like ``append_batch``."""
-        request = EncodedRequest(batch, to_micros(self._clock()))
+        place (or, ``refuse_duplicates``, raise ``DuplicatesFound``). One transaction, shared
+        with concurrent appends like ``append_batch``."""
+        request = EncodedRequest(batch, to_micros(self._clock()), refuse_duplicates=refuse_duplicates)
         self._ensure_open()
         if not len(request):
             return EncodedOutcomes()

@@ -25,7 +25,7 @@ from events.sqlite.batch import NO_VERSION, Plan, PreparedBatch, StreamHeads
 from events.times import from_micros
 from events.sqlite.encoded import EncodedPlan, EncodedRequest
 from events.sqlite.ids import IdIndex, IdPlaces, IdPositions
-from events.store import AppendResult, EventStoreError, StoreUnavailable
+from events.store import AppendResult, EventStoreError, StoreFull, StoreUnavailable
 
 INSERT_EVENT = (
     "INSERT INTO events(position, stream_id, stream_version, event_id, id_key, type, schema_version,"
@@ -44,6 +44,14 @@ _UNKNOWN_HEAD = -1
 _FOREIGN_DELTA_PATCH_LIMIT = 20_000
 # A group stops growing past this many events (a bigger single request still runs alone).
 MAX_GROUP_EVENTS = 50_000
+# What an SQLite error code means for whoever must fix it (sqlite3.Error.sqlite_errorname).
+_CAUSES = {
+    "SQLITE_FULL": "the disk or the database's size limit is full",
+    "SQLITE_READONLY": "the database file cannot be written (read-only file, folder or file system)",
+    "SQLITE_BUSY": "another connection held the write lock past busy_timeout",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+    "SQLITE_IOERR": "the disk reported an I/O error",
+}
 
 
 @dataclass(eq=False)
@@ -155,7 +163,8 @@ class SQLiteWriter:
                     request.error = self._translated(error)
                     continue
                 finally:
-                    conn.execute("RELEASE request")
+                    if conn.in_transaction:  # a full disk may have rolled it all back: keep that error
+                        conn.execute("RELEASE request")
                 applied.append((request, plan))
                 heads.position, heads.chain = plan.head, plan.chain_head
                 if plan.count:
@@ -260,5 +269,9 @@ class SQLiteWriter:
         if isinstance(error, sqlite3.IntegrityError):
             return EventStoreError(f"event store {self.path}: integrity violation: {error}")
         if isinstance(error, sqlite3.Error):
-            return StoreUnavailable(f"event store {self.path}: append failed: {error}")
+            primary = "_".join((getattr(error, "sqlite_errorname", None) or "").split("_")[:2])  # IOERR_WRITE: IOERR
+            kind = StoreFull if primary == "SQLITE_FULL" else StoreUnavailable
+            cause = _CAUSES.get(primary)
+            shown = f"{error} ({cause})" if cause else str(error)
+            return kind(f"event store {self.path}: append failed: {shown}; nothing of it was written")
         return error

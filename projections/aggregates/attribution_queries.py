@@ -1,7 +1,7 @@
 """Attribution with any parameters, answered from every group's path held in numpy columns.
 
 Definition: ``projections.multi_touch.attribution_view`` with any parameters: a lookback
-(``lookback_days``), a window (``from``/``to``), ``group_by`` channel or campaign,
+(``lookback_days``), a window (``from``/``to``), ``group_by`` channel, campaign or source,
 ``half_life_days``. The default document is maintained by ``aggregates.attribution``
 (registered first); this aggregate answers the rest.
 
@@ -50,11 +50,12 @@ from projections.attribution.shapley import channel_set_counts, shapley_of_sets
 from projections.group import GroupSummary
 from projections.multi_touch import READS_NON_CONVERTING, attribution_document
 from projections.parameters import ViewParameterError
-from projections.population import GROUP_BY, NO_CAMPAIGN, path_end
+from projections.population import GROUP_BY, NO_LABEL, path_end
 
 _PARAMETERS = frozenset({"model", "lookback_days", "start", "end", "group_by", "half_life_days"})
 _HEADER = struct.Struct("<?qd")  # converted, end of the path (µs), value
 _DAY_MICROS = 86_400_000_000
+_TOUCH_BYTES = 20  # a touch in a row: its time (8), then its channel, campaign and source codes (4 each)
 
 
 class Query(NamedTuple):
@@ -102,10 +103,12 @@ class AttributionQueries(ContributionAggregate[bytes]):
         self._rows = SlotRows(
             {"converted": np.bool_, "at": np.int64, "value": np.float64, "start": np.int64, "length": np.int32}
         )
-        self._touches = Runs({"at": np.int64, "channel": np.int32, "campaign": np.int32}, compact_above=compact_above)
+        self._touches = Runs(
+            {"at": np.int64, "channel": np.int32, "campaign": np.int32, "source": np.int32}, compact_above=compact_above
+        )
 
     def contribution(self, group: GroupSummary) -> bytes | None:
-        """The row, packed: header, then the path's touch times, channel and campaign codes."""
+        """The row, packed: header, then the path's touch times, channel, campaign and source codes."""
         if not group.orders and not group.touches:
             return None
         converted, cut, at, value = path_end(group)
@@ -115,25 +118,28 @@ class AttributionQueries(ContributionAggregate[bytes]):
             _HEADER.pack(converted, to_micros(at), value),
             array("q", [to_micros(touch[0]) for touch in touches]).tobytes(),
             array("i", [code(touch[2]) for touch in touches]).tobytes(),
-            array("i", [code(touch[3] or NO_CAMPAIGN) for touch in touches]).tobytes(),
+            array("i", [code(touch[3] or NO_LABEL) for touch in touches]).tobytes(),
+            array("i", [code(touch[5] or NO_LABEL) for touch in touches]).tobytes(),
         ))
 
     def add(self, contribution: bytes) -> None:
         converted, at, value = _HEADER.unpack_from(contribution)
-        n = (len(contribution) - _HEADER.size) // 16
+        n = (len(contribution) - _HEADER.size) // _TOUCH_BYTES
         channels = _HEADER.size + 8 * n
         campaigns = channels + 4 * n
+        sources = campaigns + 4 * n
         suffixes = self._trie.suffix_bytes
         start = self._touches.append(
             at=np.frombuffer(contribution, np.int64, n, _HEADER.size),
             channel=np.frombuffer(suffixes(contribution[channels:campaigns]), np.int32),
-            campaign=np.frombuffer(suffixes(contribution[campaigns:]), np.int32),
+            campaign=np.frombuffer(suffixes(contribution[campaigns:sources]), np.int32),
+            source=np.frombuffer(suffixes(contribution[sources:]), np.int32),
         )
         self._rows.add(contribution, converted=converted, at=at, value=value, start=start, length=n)
 
     def subtract(self, contribution: bytes) -> None:
         self._rows.remove(contribution)
-        self._touches.release((len(contribution) - _HEADER.size) // 16)
+        self._touches.release((len(contribution) - _HEADER.size) // _TOUCH_BYTES)
         if self._touches.needs_compacting():
             self._compact()
 
@@ -143,12 +149,12 @@ class AttributionQueries(ContributionAggregate[bytes]):
         slots = np.flatnonzero(rows.live)
         starts = rows.column("start")
         starts[slots] = touches.compact(starts[slots], rows.column("length")[slots])
-        channels, campaigns = touches.column("channel"), touches.column("campaign")
-        held = np.bincount(np.concatenate((channels, campaigns)), minlength=len(self._trie)) > 0
+        labellings = [touches.column(group_by) for group_by in GROUP_BY]
+        held = np.bincount(np.concatenate(labellings), minlength=len(self._trie)) > 0
         if len(self._trie) > 2 * np.count_nonzero(held) + self._compact_above:  # mostly nodes no path holds
             self._trie, renumbered = self._trie.compacted(np.flatnonzero(held))
-            channels[:] = renumbered[channels]
-            campaigns[:] = renumbered[campaigns]
+            for nodes in labellings:
+                nodes[:] = renumbered[nodes]
 
     # --- rendering -----------------------------------------------------------------------
 

@@ -2,17 +2,18 @@
 sort key, so the shown rows come from the top of an ordered list, not a walk of the groups.
 
 ``TopCustomers`` (``top_customers`` by revenue): each customer adds ``(-net revenue, root,
-orders, last order time)``, kept sorted, so the first ``limit`` contributions are the rows
-in the definition's order. A row's RFM scores are quintiles over every customer
-(``figures.quintile_scores``: the count of values strictly below a value); they are read
-off order statistics for the shown rows only: recency from the sorted last order times,
-frequency from a count of customers per order count, monetary from the revenue order
-itself. Days since the last order depend on ``now`` for the shown rows only.
+orders, last order time, listed)``, kept sorted in one of two rankings: of those who may be
+listed (``projections.consent``), whose first ``limit`` are the rows in the definition's
+order, and of those whose analytics consent is withdrawn. A row's RFM scores are quintiles
+over every customer (``figures.quintile_scores``: the count of values strictly below a
+value); they are read off order statistics for the shown rows only: recency from the
+sorted last order times, frequency from a count of customers per order count, monetary
+from both revenue rankings. Days since the last order depend on ``now`` for the shown rows only.
 
 ``Prospects`` (``prospects``, every channel): each prospect adds ``(last touch time, last
-touch position, root)``, kept sorted; the latest come off its end. Rows read the group's
-summary through ``population.group`` (one look-up per shown row), so the contributions
-stay three fields long.
+touch position, root, listed)``; those listed are kept sorted, the latest coming off its end,
+the others only counted. Rows read the group's summary through ``population.group`` (one
+look-up per shown row), so the contributions stay four fields long.
 
 Rows are rendered by the definitions' own ``customer_row`` and ``prospect_row``.
 """
@@ -26,15 +27,16 @@ from typing import Any
 
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, SortedValues
+from projections.consent import listed
 from projections.customer_value import customer_row, prospect_row, prospects_document, top_customers_document
 from projections.figures import quintile_score
 from projections.group import GroupSummary
 from projections.parameters import ViewParameterError
 
-# (-net revenue e4, root, orders, last order time): sorted, the revenue ranking itself
-CustomerValue = tuple[int, str, int, datetime]
-# (last touch time, last touch position, root): sorted, latest last
-LastTouch = tuple[datetime, int, str]
+# (-net revenue e4, root, orders, last order time, listed): sorted, the revenue ranking itself
+CustomerValue = tuple[int, str, int, datetime, bool]
+# (last touch time, last touch position, root, listed): sorted, latest last
+LastTouch = tuple[datetime, int, str, bool]
 
 
 class TopCustomers(ContributionAggregate[CustomerValue]):
@@ -44,7 +46,8 @@ class TopCustomers(ContributionAggregate[CustomerValue]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._ranking = SortedValues()  # contributions by (-net revenue, root)
+        self._ranking = SortedValues()  # listed contributions by (-net revenue, root)
+        self._withdrawn = SortedValues()  # the others, by the same order
         self._last_orders = SortedValues()  # every customer's last order time
         self._order_counts: Counter[int] = Counter()  # customers per order count: few distinct counts
         self._net_e4 = 0
@@ -52,16 +55,19 @@ class TopCustomers(ContributionAggregate[CustomerValue]):
     def contribution(self, group: GroupSummary) -> CustomerValue | None:
         if not group.orders:
             return None
-        return (-group.net_e4, group.root, len(group.orders), group.orders[-1][0])
+        return (-group.net_e4, group.root, len(group.orders), group.orders[-1][0], listed(group))
+
+    def _ranking_of(self, contribution: CustomerValue) -> SortedValues:
+        return self._ranking if contribution[4] else self._withdrawn
 
     def add(self, contribution: CustomerValue) -> None:
-        self._ranking.add(contribution)
+        self._ranking_of(contribution).add(contribution)
         self._last_orders.add(contribution[3])
         self._order_counts[contribution[2]] += 1
         self._net_e4 -= contribution[0]
 
     def subtract(self, contribution: CustomerValue) -> None:
-        self._ranking.remove(contribution)
+        self._ranking_of(contribution).remove(contribution)
         self._last_orders.remove(contribution[3])
         counts = self._order_counts
         counts[contribution[2]] -= 1
@@ -82,15 +88,17 @@ class TopCustomers(ContributionAggregate[CustomerValue]):
             customer_row(population.group(value[1]), self._scores(value), at)
             for value in self._ranking[:limit]
         ]
-        return top_customers_document("revenue", limit, at, len(self._ranking), self._net_e4, rows)
+        withdrawn = len(self._withdrawn)
+        return top_customers_document("revenue", limit, at, len(self._ranking) + withdrawn, self._net_e4, withdrawn,
+                                      rows)
 
     def _scores(self, value: CustomerValue) -> tuple[int, int, int]:
-        n = len(self._ranking)
-        negated_net, _, orders, last_order = value
+        n = len(self._ranking) + len(self._withdrawn)
+        negated_net, _, orders, last_order, _ = value
         recency = _below(self._last_orders, last_order)
         frequency = sum(count for orders_of, count in self._order_counts.items() if orders_of < orders)
         # net revenue strictly below: the contributions ranked from (1 - net,) on, as -net is an integer
-        monetary = n - _below(self._ranking, (negated_net + 1,))
+        monetary = n - _below(self._ranking, (negated_net + 1,)) - _below(self._withdrawn, (negated_net + 1,))
         return quintile_score(recency, n), quintile_score(frequency, n), quintile_score(monetary, n)
 
 
@@ -101,19 +109,26 @@ class Prospects(ContributionAggregate[LastTouch]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._latest = SortedValues()
+        self._latest = SortedValues()  # the listed prospects
+        self._withdrawn = 0  # prospects whose analytics consent is withdrawn
 
     def contribution(self, group: GroupSummary) -> LastTouch | None:
         if group.orders or not group.touches:
             return None
         last = group.touches[-1]
-        return (last[0], last[1], group.root)
+        return (last[0], last[1], group.root, listed(group))
 
     def add(self, contribution: LastTouch) -> None:
-        self._latest.add(contribution)
+        if contribution[3]:
+            self._latest.add(contribution)
+        else:
+            self._withdrawn += 1
 
     def subtract(self, contribution: LastTouch) -> None:
-        self._latest.remove(contribution)
+        if contribution[3]:
+            self._latest.remove(contribution)
+        else:
+            self._withdrawn -= 1
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if set(params) - {"now", "limit", "channel"} or params.get("channel") is not None:
@@ -125,7 +140,7 @@ class Prospects(ContributionAggregate[LastTouch]):
         limit = parameters.positive_int("limit", params.get("limit", 100))
         population.summaries.refresh()  # the look-ups below must not change the order
         rows = [prospect_row(population.group(root), at) for root in self._latest_roots(limit)]
-        return prospects_document(at, None, limit, len(self._latest), rows)
+        return prospects_document(at, None, limit, len(self._latest) + self._withdrawn, self._withdrawn, rows)
 
     def _latest_roots(self, limit: int) -> list[str]:
         """The ``limit`` latest by last touch; equal last touches in root order, as the

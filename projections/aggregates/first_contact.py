@@ -1,10 +1,10 @@
 """First contact, maintained: integer tallies that every group with a touch adds to.
 
-``FirstContact`` (``first_contact`` by channel and by campaign, no ``from``/``to``): each
-group with a touch adds its first touch's channel and campaign, whether it converted
-after that touch, and if so its net revenue; the aggregate keeps ``(reached, converted,
-revenue_e4)`` per label for both labellings, so one aggregate renders both precomputed
-documents. A window (``from``/``to``) is left to the definition.
+``FirstContact`` (``first_contact`` by channel, by campaign and by source, no
+``from``/``to``): each group with a touch adds its first touch's channel, campaign and
+source, whether it converted after that touch, and if so its net revenue; the aggregate
+keeps ``(reached, converted, revenue_e4)`` per label for every labelling, so one aggregate
+renders every ``group_by``'s document. A window (``from``/``to``) is left to the definition.
 
 Rendered in O(labels log labels) by the definition's own ``first_contact_document``;
 exact, since every figure is an integer sum.
@@ -20,8 +20,8 @@ from projections.first_contact import first_contact_document
 from projections.group import GroupSummary
 from projections.population import GROUP_BY, label_index, touch_label
 
-# (channel, campaign label, converted after the first touch, net revenue e4 if converted else 0)
-Contact = tuple[str, str, bool, int]
+# (channel, campaign label, source label, converted after the first touch, net revenue e4 if converted else 0)
+Contact = tuple[str, str, str, bool, int]
 
 _LABEL_INDEXES = tuple(label_index(group_by) for group_by in GROUP_BY)
 
@@ -41,14 +41,14 @@ class FirstContact(ContributionAggregate[Contact]):
         first = group.first_touch
         if first is None:
             return None
-        channel, campaign = (touch_label(first, index) for index in _LABEL_INDEXES)
+        channel, campaign, source = (touch_label(first, index) for index in _LABEL_INDEXES)
         if group.converted_after_touch:
-            return (channel, campaign, True, group.net_e4)
-        contribution = (channel, campaign, False, 0)
+            return (channel, campaign, source, True, group.net_e4)
+        contribution = (channel, campaign, source, False, 0)
         return self._shared.setdefault(contribution, contribution)
 
     def add(self, contribution: Contact) -> None:
-        converted, revenue_e4 = contribution[2], contribution[3]
+        converted, revenue_e4 = contribution[3], contribution[4]
         for group_by, label in zip(GROUP_BY, contribution):
             tallies = self._tallies[group_by]
             tally = tallies.get(label)
@@ -60,7 +60,7 @@ class FirstContact(ContributionAggregate[Contact]):
                 tally[2] += revenue_e4
 
     def subtract(self, contribution: Contact) -> None:
-        converted, revenue_e4 = contribution[2], contribution[3]
+        converted, revenue_e4 = contribution[3], contribution[4]
         for group_by, label in zip(GROUP_BY, contribution):
             tallies = self._tallies[group_by]
             tally = tallies[label]

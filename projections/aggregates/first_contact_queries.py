@@ -4,8 +4,8 @@ Definition: ``projections.first_contact.first_contact_view`` with any parameters
 default documents are maintained by ``aggregates.first_contact`` (registered first); this
 aggregate answers the windows.
 
-Each group with a touch keeps one row: its first touch's time and its channel's and
-campaign's codes, whether it converted after that touch, and its net revenue. A query
+Each group with a touch keeps one row: its first touch's time and its channel's,
+campaign's and source's codes, whether it converted after that touch, and its net revenue. A query
 selects the rows whose first touch is in the window and counts them per label with
 ``np.bincount`` (O(groups) in numpy, no Python object per group); the definition's own
 ``first_contact_document`` renders the tallies. Revenue is summed in float64, exact while
@@ -30,9 +30,9 @@ from projections.group import GroupSummary
 from projections.parameters import ViewParameterError
 from projections.population import GROUP_BY, label_index, touch_label
 
-_ROW = struct.Struct("<qii?q")  # first touch (µs), channel code, campaign code, converted, net revenue e4
+_ROW = struct.Struct("<qiii?q")  # first touch (µs), channel, campaign and source codes, converted, net revenue e4
 _EXACT_FLOAT_INTEGERS = 1 << 53
-_CHANNEL, _CAMPAIGN = label_index("channel"), label_index("campaign")
+_CHANNEL, _CAMPAIGN, _SOURCE = label_index("channel"), label_index("campaign"), label_index("source")
 
 
 class FirstContactQueries(ContributionAggregate[bytes]):
@@ -44,7 +44,8 @@ class FirstContactQueries(ContributionAggregate[bytes]):
         super().__init__()
         self._labels = Interned()
         self._rows = SlotRows(
-            {"first": np.int64, "channel": np.int32, "campaign": np.int32, "converted": np.bool_, "net_e4": np.int64}
+            {"first": np.int64, "channel": np.int32, "campaign": np.int32, "source": np.int32, "converted": np.bool_,
+             "net_e4": np.int64}
         )
         self._revenue_magnitude = 0  # the sum of |net revenue e4| of the converted rows
 
@@ -58,20 +59,22 @@ class FirstContactQueries(ContributionAggregate[bytes]):
             to_micros(first[0]),
             code(touch_label(first, _CHANNEL)),
             code(touch_label(first, _CAMPAIGN)),
+            code(touch_label(first, _SOURCE)),
             converted,
             group.net_e4 if converted else 0,
         )
 
     def add(self, contribution: bytes) -> None:
-        first, channel, campaign, converted, net_e4 = _ROW.unpack(contribution)
+        first, channel, campaign, source, converted, net_e4 = _ROW.unpack(contribution)
         self._rows.add(
-            contribution, first=first, channel=channel, campaign=campaign, converted=converted, net_e4=net_e4
+            contribution, first=first, channel=channel, campaign=campaign, source=source, converted=converted,
+            net_e4=net_e4,
         )
         self._revenue_magnitude += abs(net_e4)
 
     def subtract(self, contribution: bytes) -> None:
         self._rows.remove(contribution)
-        self._revenue_magnitude -= abs(_ROW.unpack(contribution)[4])
+        self._revenue_magnitude -= abs(_ROW.unpack(contribution)[5])
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if not set(params) <= {"group_by", "start", "end"} or self._revenue_magnitude >= _EXACT_FLOAT_INTEGERS:

@@ -25,6 +25,7 @@ from application.store_feed import StoreFeed, load_views
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections.parameters import ViewParameterError
+from tests.conftest import admin_headers
 
 MARCH_1 = datetime(2024, 3, 1, 10, 0, tzinfo=timezone.utc)
 MARCH_5 = datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)
@@ -200,7 +201,8 @@ def test_point_in_time__refuses_ambiguous_or_bad_values_naming_the_parameter(tex
 @pytest.fixture
 def client(two_batches, tmp_path):
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})
-    with TestClient(create_app(store=two_batches, settings=settings, views=load_views(two_batches))) as api:
+    with TestClient(create_app(store=two_batches, settings=settings, views=load_views(two_batches)),
+                    headers=admin_headers(settings.data)) as api:
         yield api
 
 

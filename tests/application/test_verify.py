@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from consumers.api.app import create_app
+from tests.conftest import make_key
 from application.ingest import Ingestor
 from application.live_views import LiveViews
 from application.replay_report import VIEW_NAMES
@@ -172,8 +173,10 @@ def test_api_routes__cover_every_view_the_replay_writes():
 
 
 @pytest.mark.slow
-def test_verify_views_cli__a_running_server_serves_the_replayed_views(capsys, demo, serve_app, tmp_path):
+def test_verify_views_cli__a_running_server_serves_the_replayed_views(capsys, demo, serve_app, tmp_path,
+                                                                       monkeypatch):
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})
+    monkeypatch.setenv("TOUCHPOINTS_API_KEY", make_key(tmp_path, "read"))
     with LiveViews(refresh_delay=0.05) as live, StoreFeed(demo, live, poll_interval=0.01) as feed:
         assert feed.wait_until_caught_up(30)
         with serve_app(create_app(store=demo, settings=settings, views=live)) as url:
@@ -184,8 +187,10 @@ def test_verify_views_cli__a_running_server_serves_the_replayed_views(capsys, de
 
 
 @pytest.mark.slow
-def test_verify_views_cli__a_server_whose_views_differ_exits_1_naming_them(capsys, demo, serve_app, tmp_path):
+def test_verify_views_cli__a_server_whose_views_differ_exits_1_naming_them(capsys, demo, serve_app, tmp_path,
+                                                                            monkeypatch):
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})
+    monkeypatch.setenv("TOUCHPOINTS_API_KEY", make_key(tmp_path, "read"))
     live = load_views(demo, background=True, refresh_delay=0.05)
     stray = REGISTRY.validate({"event_id": str(uuid.uuid4()), "type": "ad_clicked", "anonymous_id": "cookie:stray",
                                "occurred_at": "2023-05-01T00:00:00Z", "channel": "tiktok"})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from application.access.keys import new_key
 from consumers.cli.main import main
 from events.sqlite.store import SQLiteEventStore
 
@@ -38,11 +39,18 @@ def cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The admin key ``start_serve`` gives a first start (TOUCHPOINTS_ADMIN_KEY), and its headers.
+SERVE_ADMIN_KEY = new_key()
+SERVE_HEADERS = {"Authorization": f"Bearer {SERVE_ADMIN_KEY}"}
+
+
 def start_serve(folder: Path, **env: str) -> subprocess.Popen:
     """``touchpoints serve`` as a user starts it: a subprocess on a temp data folder, a free port,
-    views from the store (TOUCHPOINTS_STORE and TOUCHPOINTS_KAFKA unset)."""
+    views from the store (TOUCHPOINTS_STORE and TOUCHPOINTS_KAFKA unset), ``SERVE_ADMIN_KEY``
+    as its admin key (send ``SERVE_HEADERS``)."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "TOUCHPOINTS_DATA": str(folder / "data"),
-                   "TOUCHPOINTS_PORT": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING"}
+                   "TOUCHPOINTS_PORT": "0", "TOUCHPOINTS_LOG_LEVEL": "WARNING",
+                   "TOUCHPOINTS_ADMIN_KEY": SERVE_ADMIN_KEY}
     for variable in ("TOUCHPOINTS_STORE", "TOUCHPOINTS_KAFKA"):
         environment.pop(variable, None)
     environment.update(env)

@@ -12,7 +12,7 @@ import pytest
 from application.demo import generate
 from application.view_documents import documents_path
 from consumers.platform import Platform
-from tests.streams.conftest import append_events, platform_settings, wait_until
+from tests.streams.conftest import PLATFORM_HEADERS, append_events, platform_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_
     # given a platform that served the views of a log and stopped (saving its documents)
     kafka_broker.restart()
     settings = platform_settings(tmp_path, kafka_broker.bootstrap)
-    with Platform(settings) as first, httpx.Client(base_url=first.base_url, timeout=10) as api:
+    with Platform(settings) as first, httpx.Client(base_url=first.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
         first.wait_ready()
         append_events(first, list(generate(60, seed=91)))
         wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
@@ -36,7 +36,7 @@ def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_
     # when it starts again on a broker that lost everything (the bundled broker's restart)
     kafka_broker.restart()
     with caplog.at_level(logging.INFO, logger="application.live_views"), Platform(settings) as second, \
-            httpx.Client(base_url=second.base_url, timeout=10) as api:
+            httpx.Client(base_url=second.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
         at_once = api.get("/v1/funnel")
         restored = api.get("/healthz").json()["components"]["views"]
         waiting = api.get("/v1/attribution", params={"lookback_days": 3})

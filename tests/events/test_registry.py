@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import orjson
 import pytest
 
-from events.models import CORE_EVENT_TYPES, Payload, ShortText, Touch
+from events.models import CORE_EVENT_TYPES, PRIVACY_EVENT_TYPES, TRACKING_EVENT_TYPES, Payload, ShortText, Touch
 from events.registry import (
     PLUGIN_ENTRY_POINT_GROUP,
     REGISTRY,
@@ -293,7 +293,7 @@ def test_plugins__a_plugin_reusing_a_core_name_is_refused(monkeypatch):
 def test_json_schemas__cover_every_type_with_its_version():
     schemas = REGISTRY.json_schemas()
 
-    assert set(schemas) == {model.TYPE for model in CORE_EVENT_TYPES}
+    assert set(schemas) == {model.TYPE for model in (*CORE_EVENT_TYPES, *TRACKING_EVENT_TYPES, *PRIVACY_EVENT_TYPES)}
     assert schemas["order_placed"]["x-schema-version"] == 2
     assert "revenue" in orjson.dumps(schemas["order_placed"]).decode()
     assert "occurred_at" in schemas["page_viewed"]["required"]

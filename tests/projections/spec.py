@@ -56,8 +56,8 @@ def event(type: str, *, at: str, customer: str | None = None, anon: str | None =
 
 
 def touch(channel: str, *, at: str, anon: str | None = None, customer: str | None = None,
-          campaign: str | None = None, type: str = "page_viewed") -> Event:
-    return event(type, at=at, anon=anon, customer=customer, channel=channel, campaign=campaign)
+          campaign: str | None = None, type: str = "page_viewed", source: str | None = None) -> Event:
+    return event(type, at=at, anon=anon, customer=customer, channel=channel, campaign=campaign, source=source)
 
 
 def order(order_id: str, revenue: str, *, at: str, customer: str | None = None, anon: str | None = None,

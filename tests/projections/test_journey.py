@@ -18,14 +18,19 @@ def fold_one(*events):
     return state
 
 
-def test_journey__touch_is_kept_with_time_position_channel_campaign_and_type():
-    state = fold_one(
-        touch("instagram", at="2024-01-01T10:00", anon="ig:@anna", campaign="spring", type="social_followed")
-    )
+def test_journey__touch_is_kept_with_time_position_channel_campaign_type_and_source():
+    state = fold_one(touch("instagram", at="2024-01-01T10:00", anon="ig:@anna", campaign="spring",
+                           type="social_followed", source="l.instagram.com"))
 
     assert state.touches == [
-        (datetime(2024, 1, 1, 10, tzinfo=timezone.utc), 10, "instagram", "spring", "social_followed")
+        (datetime(2024, 1, 1, 10, tzinfo=timezone.utc), 10, "instagram", "spring", "social_followed", "l.instagram.com")
     ]
+
+
+def test_journey__touch_without_a_source_keeps_none():
+    state = fold_one(touch("email", at="2024-01-01", customer="42"))
+
+    assert state.touches[0][5] is None
 
 
 def test_journey__the_same_event_applied_twice_changes_nothing():
@@ -66,7 +71,7 @@ def test_journey__latest_consent_per_purpose_wins_whatever_the_arrival_order():
 
 def test_journey__round_trips_through_bytes_exactly():
     state = fold_one(
-        touch("instagram", at="2024-01-01T10:00:00.123456", customer="42", campaign="spring"),
+        touch("instagram", at="2024-01-01T10:00:00.123456", customer="42", campaign="spring", source="ig.me"),
         touch("email", at="2024-01-02", customer="42"),
         order("o-1", "120.50", at="2024-01-03", customer="42"),
         refund("o-1", "20", at="2024-01-04", customer="42"),
@@ -103,8 +108,10 @@ def test_journey__bytes_of_another_format_version_are_refused():
 
 
 @pytest.mark.parametrize(
-    "raw", [b"not json", b"[]", b'{"version":2}', b'{"version":2,"key":"k","others":"abc"}',
-            b'{"version":2,"key":"k","others":"","touches":[["AAAA","2024-01-01T00:00:00Z",1,"x",null,"t"]]}'],
+    "raw", [b"not json", b"[]"] + [text % journey.VERSION for text in (  # of the current version, else malformed
+        b'{"version":%d}', b'{"version":%d,"key":"k","others":"abc"}',
+        b'{"version":%d,"key":"k","others":"","touches":[["AAAA","2024-01-01T00:00:00Z",1,"x",null,"t",null]]}',
+    )],
 )
 def test_journey__bytes_that_are_no_journey_are_refused(raw):
     with pytest.raises(JourneyFormatError):

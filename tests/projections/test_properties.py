@@ -31,7 +31,8 @@ def event_logs(draw, min_size=1, max_size=16):
         kind = draw(st.sampled_from(["touch", "touch", "touch", "order", "refund", "link", "merge", "consent"]))
         if kind == "touch":
             campaign = draw(st.sampled_from([None, "spring", "autumn"]))
-            events.append(touch(draw(st.sampled_from(CHANNELS)), at=at, campaign=campaign, **who))
+            source = draw(st.sampled_from([None, "google", "newsletter"]))
+            events.append(touch(draw(st.sampled_from(CHANNELS)), at=at, campaign=campaign, source=source, **who))
         elif kind == "order":
             order_id = draw(st.sampled_from(["o1", "o2", "o3"]))
             revenue = draw(st.sampled_from(["10", "25.5", "99.99"]))
@@ -44,7 +45,7 @@ def event_logs(draw, min_size=1, max_size=16):
             duplicate, survivor = draw(st.lists(st.sampled_from(CUSTOMERS), min_size=2, max_size=2, unique=True))
             events.append(merge(duplicate, survivor, at=at))
         else:
-            events.append(consent("marketing", draw(st.booleans()), at=at, **who))
+            events.append(consent(draw(st.sampled_from(["marketing", "analytics"])), draw(st.booleans()), at=at, **who))
     return events
 
 

@@ -3,7 +3,8 @@
 ``live_platform`` runs ``consumers.platform.Platform`` on the session broker: the API
 and view feed in this process, the relay and a Faust worker as real child
 processes. The broker is restarted first, so a module starts from empty topics,
-groups and offsets whatever ran before it on the shared broker.
+groups and offsets whatever ran before it on the shared broker. Its admin key is
+``PLATFORM_ADMIN_KEY``; the ``api`` client sends it (``PLATFORM_HEADERS``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from application.access.keys import new_key
 from application.ingest import Ingestor
 from application.replay import replay
 from application.verify_views import compare_with_live_views
@@ -29,10 +32,15 @@ from consumers.platform import Platform
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
+# The admin key every test platform gets at its first start (TOUCHPOINTS_ADMIN_KEY), and its headers.
+PLATFORM_ADMIN_KEY = new_key()
+PLATFORM_HEADERS = {"Authorization": f"Bearer {PLATFORM_ADMIN_KEY}"}
+
+
 def platform_settings(data: Path, bootstrap: str, *, partitions: int = 3) -> Settings:
     return Settings(
         data=data, host="127.0.0.1", port=0, demo=False, store_url=f"sqlite:///{data / 'events.db'}",
-        kafka=bootstrap, partitions=partitions, log_level="INFO",
+        kafka=bootstrap, partitions=partitions, log_level="INFO", admin_key=SecretStr(PLATFORM_ADMIN_KEY),
     )
 
 
@@ -51,7 +59,7 @@ def live_platform(kafka_broker: Any, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def api(live_platform: Platform) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_platform.base_url, timeout=10) as client:
+    with httpx.Client(base_url=live_platform.base_url, headers=PLATFORM_HEADERS, timeout=10) as client:
         yield client
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from application.demo import generate
-from tests.streams.conftest import assert_views_converge, wait_until
+from tests.streams.conftest import PLATFORM_ADMIN_KEY, PLATFORM_HEADERS, assert_views_converge, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -96,12 +96,13 @@ def test_touchpoints_up__serves_a_posted_event_and_stops_cleanly_on_ctrl_c(tmp_p
 
     port = free_port()
     env = {**os.environ, "TOUCHPOINTS_DATA": str(tmp_path / "data"), "TOUCHPOINTS_PORT": str(port),
-           "TOUCHPOINTS_DEMO": "0", "TOUCHPOINTS_KAFKA": "", "TOUCHPOINTS_STORE": ""}
+           "TOUCHPOINTS_DEMO": "0", "TOUCHPOINTS_KAFKA": "", "TOUCHPOINTS_STORE": "",
+           "TOUCHPOINTS_ADMIN_KEY": PLATFORM_ADMIN_KEY}
     up = subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "up"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=5) as client:
+        with httpx.Client(base_url=base, headers=PLATFORM_HEADERS, timeout=5) as client:
             def healthy():
                 try:
                     return client.get("/healthz").json()
@@ -125,5 +126,7 @@ def test_touchpoints_up__serves_a_posted_event_and_stops_cleanly_on_ctrl_c(tmp_p
     assert up.returncode == 0, output[-3000:]
     assert f"listening on http://127.0.0.1:{port}" in output
     assert "bundled broker at 127.0.0.1:" in output
+    assert f"TOUCHPOINTS_ADMIN_KEY is the admin key tp_{PLATFORM_ADMIN_KEY.split('_')[1]}" in output
+    assert f"http://127.0.0.1:{port}/login?token=" in output and PLATFORM_ADMIN_KEY.split("_", 2)[2] not in output
     survivors = [pid for pid in children if _alive(pid)]
     assert survivors == []

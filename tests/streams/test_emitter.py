@@ -14,6 +14,7 @@ import pytest
 
 from consumers.api.app import create_app
 from consumers.api.server import base_url, bind_socket, make_server
+from tests.conftest import make_key
 from application.settings import Settings
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
@@ -71,6 +72,7 @@ class Api:
     url: str
     gate: Gate
     store: SQLiteEventStore
+    key: str  # an emit key
 
     def stored_ids(self) -> list[str]:
         return [str(recorded.event_id) for recorded in self.store.read_all()]
@@ -89,7 +91,7 @@ def api(tmp_path):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.started, "uvicorn did not start"
-    yield Api(base_url(sock), gate, store)
+    yield Api(base_url(sock), gate, store, make_key(tmp_path, "emit", name="emitter test"))
     server.should_exit = True
     thread.join(15)
     sock.close()
@@ -101,10 +103,11 @@ def touch(n: int = 0, **overrides) -> dict:
             "anonymous_id": f"cookie:{n}", "channel": "google_ads", "campaign": "spring", **overrides}
 
 
-def quick(url: str, **options) -> HttpEmitter:
+def quick(api: Api, **options) -> HttpEmitter:
     options.setdefault("backoff", 0.01)
     options.setdefault("max_backoff", 0.05)
-    return HttpEmitter(url, **options)
+    options.setdefault("api_key", api.key)
+    return HttpEmitter(api.url, **options)
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
@@ -112,7 +115,7 @@ def test_server_failing_the_first_requests__emitter_retries_with_the_same_event_
     api.gate.fail_next(2, status)
     events = [touch(n) for n in range(3)]
 
-    with quick(api.url) as emitter:
+    with quick(api) as emitter:
         emitter.emit_many(events)
 
     assert len(api.gate.attempts) == 3
@@ -125,7 +128,7 @@ def test_answer_lost_after_the_server_stored__retry_stores_nothing_twice(api):
     api.gate.fail_next(1, 503, after_storing=True)
     events = [touch(n) for n in range(4)]
 
-    with quick(api.url) as emitter:
+    with quick(api) as emitter:
         emitter.emit_many(events)
 
     assert sorted(api.stored_ids()) == sorted(e["event_id"] for e in events)
@@ -137,7 +140,7 @@ def test_event_without_an_id__gets_one_before_the_first_attempt_and_keeps_it(api
     event = touch()
     del event["event_id"]
 
-    with quick(api.url) as emitter:
+    with quick(api) as emitter:
         event_id = emitter.emit(event)
 
     assert uuid.UUID(event_id)
@@ -148,7 +151,7 @@ def test_event_without_an_id__gets_one_before_the_first_attempt_and_keeps_it(api
 
 def test_invalid_event__raises_with_the_servers_field_and_reason_and_the_valid_ones_are_stored(api):
     good, bad = touch(1), touch(2, occurred_at="2024-05-02T09:30:00")
-    emitter = quick(api.url)
+    emitter = quick(api)
     emitter.emit_many([good, bad])
 
     with pytest.raises(EventsRejected) as raised:
@@ -162,9 +165,28 @@ def test_invalid_event__raises_with_the_servers_field_and_reason_and_the_valid_o
     assert sum(bad["event_id"] in attempt for attempt in api.gate.attempts) == 1
 
 
+def test_event_id_sent_again_with_other_content__is_refused_and_the_others_are_stored(api):
+    original = touch(1)
+    first = quick(api)
+    first.emit(original)
+    first.flush()
+    changed, fresh = {**original, "channel": "changed"}, touch(2)
+    emitter = quick(api)
+    emitter.emit_many([changed, fresh])
+
+    with pytest.raises(EventsRejected) as raised:
+        emitter.flush()
+
+    rejected = raised.value.rejected
+    assert [(r.event_id, [e.field for e in r.errors]) for r in rejected] == [(original["event_id"], ["event_id"])]
+    assert "other content" in rejected[0].errors[0].reason
+    assert raised.value.status == 409 and emitter.pending == 0
+    assert api.stored_ids() == [original["event_id"], fresh["event_id"]]
+
+
 def test_other_client_error__is_not_retried(api):
     api.gate.fail_next(1, 400)
-    emitter = quick(api.url)
+    emitter = quick(api)
     emitter.emit(touch())
 
     with pytest.raises(EventsRejected) as raised:
@@ -177,7 +199,7 @@ def test_other_client_error__is_not_retried(api):
 def test_server_failing_past_max_retries__emit_failed_and_events_stay_pending_for_a_later_flush(api):
     api.gate.fail_next(3)
     events = [touch(n) for n in range(5)]
-    emitter = quick(api.url, max_retries=2)
+    emitter = quick(api, max_retries=2)
     emitter.emit_many(events)
 
     with pytest.raises(EmitFailed, match="HTTP 503"):
@@ -195,7 +217,7 @@ def test_body_too_large__batch_is_split_until_the_server_takes_it(api):
     api.gate.rules.extend([lambda items: (413, False) if len(items) > 2 else None] * 10)
     events = [touch(n) for n in range(6)]
 
-    with quick(api.url) as emitter:
+    with quick(api) as emitter:
         emitter.emit_many(events)
 
     assert sorted(api.stored_ids()) == sorted(e["event_id"] for e in events)
@@ -203,7 +225,7 @@ def test_body_too_large__batch_is_split_until_the_server_takes_it(api):
 
 
 def test_full_batches__are_sent_as_they_fill_and_the_rest_on_close(api):
-    emitter = quick(api.url, batch_size=10)
+    emitter = quick(api, batch_size=10)
 
     emitter.emit_many(touch(n) for n in range(25))
 
@@ -212,8 +234,21 @@ def test_full_batches__are_sent_as_they_fill_and_the_rest_on_close(api):
     assert [len(a) for a in api.gate.attempts] == [10, 10, 5] and len(api.stored_ids()) == 25
 
 
+def test_api_key__is_sent_as_a_bearer_token_and_without_one_the_batch_is_refused_not_retried(api):
+    with quick(api) as emitter:
+        emitter.emit(touch(1))
+    keyless = quick(api, api_key=None)
+    keyless.emit(touch(2))
+
+    with pytest.raises(EventsRejected) as raised:
+        keyless.flush()
+
+    assert len(api.stored_ids()) == 1
+    assert raised.value.status == 401 and len(api.gate.attempts) == 2
+
+
 def test_unreachable_server__connection_errors_are_retried_then_reported():
-    emitter = quick(f"http://127.0.0.1:{free_port()}", max_retries=2, timeout=1)
+    emitter = HttpEmitter(f"http://127.0.0.1:{free_port()}", max_retries=2, timeout=1, backoff=0.01, max_backoff=0.05)
     emitter.emit(touch())
 
     with pytest.raises(EmitFailed, match="failed 3 times") as raised:

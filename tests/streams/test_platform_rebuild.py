@@ -21,7 +21,7 @@ from streams.checkpoint import SqliteCheckpointStore
 from streams.processors import PROCESSOR_GROUP
 from streams.relay import Relay
 from streams.topics import EVENTS_TOPIC
-from tests.streams.conftest import assert_views_converge, platform_settings, wait_until
+from tests.streams.conftest import PLATFORM_HEADERS, assert_views_converge, platform_settings, wait_until
 from tests.streams.processor_runs import (
     PARTITIONS, folded_until, partition_ends, processor, replayed, running, wait_committed,
 )
@@ -83,7 +83,7 @@ def test_platform_upgraded_to_another_journey_format__rebuilds_and_views_equal_a
         assert_views_converge(platform, timeout=90)
         # and /healthz shows the worker's rebuild of every partition, finished, nothing missing
         def rebuilt() -> dict | None:
-            with httpx.Client(base_url=platform.base_url, timeout=10) as client:
+            with httpx.Client(base_url=platform.base_url, headers=PLATFORM_HEADERS, timeout=10) as client:
                 processor = client.get("/healthz").json()["components"]["worker"].get("processor") or {}
             return processor if processor.get("rebuilds_completed") == PARTITIONS else None
 

@@ -77,6 +77,9 @@
 
   async function getJSON(url) {
     const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (response.status === 401) {  // the session cookie ended: the login page says how to get a new link
+      window.location.assign("/login");
+    }
     if (!response.ok) {
       let body = null;
       try { body = await response.json(); } catch (_) { body = null; }

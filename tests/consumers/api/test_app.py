@@ -12,6 +12,7 @@ from application.ingest import Ingestor
 from application.live_views import LiveViews
 from application.store_feed import StoreFeed
 from consumers.api.app import LOG_READ_THREADS, create_app, redact_url
+from tests.conftest import bearer, make_key
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from tests.conftest import wire_event
@@ -30,13 +31,13 @@ def test_healthz__ok_with_the_store_count_and_head(api, make_event):
     assert body["components"]["store"]["head_position"] == api.get("/v1/events").json()["events"][-1]["position"]
 
 
-def test_healthz__registered_components_are_reported_and_a_failing_one_degrades(store, settings):
+def test_healthz__registered_components_are_reported_and_a_failing_one_degrades(store, settings, auth_headers):
     def broken():
         raise ConnectionError("broker unreachable")
 
     checks = {"kafka": lambda: {"bootstrap": "127.0.0.1:9092"}, "relay": lambda: {"status": "degraded", "lag": 9},
               "worker": broken}
-    api = TestClient(create_app(store=store, settings=settings, health_checks=checks))
+    api = TestClient(create_app(store=store, settings=settings, health_checks=checks), headers=auth_headers)
 
     body = api.get("/healthz").json()
 
@@ -107,7 +108,8 @@ def serving_views(store, settings, *, poll_interval: float = 0.05, **live_views_
     feed = StoreFeed(store, views, poll_interval=poll_interval).start()
     try:
         with TestClient(create_app(store=store, settings=settings, views=views,
-                                   health_checks={"view_feed": feed.stats})) as client:
+                                   health_checks={"view_feed": feed.stats}),
+                        headers=bearer(make_key(settings.data, "read"))) as client:
             yield client, views, feed
     finally:
         feed.stop()
@@ -187,9 +189,9 @@ def test_healthz__an_empty_log_is_caught_up_by_views_that_hold_nothing(store, se
     assert body["ready"] is True
 
 
-def test_healthz__a_starting_component_keeps_the_status_ok_but_not_ready(store, settings):
+def test_healthz__a_starting_component_keeps_the_status_ok_but_not_ready(store, settings, auth_headers):
     checks = {"views": lambda: {"status": "starting", "waiting_for": "the journey processor"}}
-    api = TestClient(create_app(store=store, settings=settings, health_checks=checks))
+    api = TestClient(create_app(store=store, settings=settings, health_checks=checks), headers=auth_headers)
 
     body = api.get("/healthz").json()
 

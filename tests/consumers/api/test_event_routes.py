@@ -7,8 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
+from tests.conftest import admin_headers
 
 NDJSON = {"content-type": "application/x-ndjson"}
+JSON = {"content-type": "application/json"}
 
 
 def post_ndjson(api, items, separator=b"\n"):
@@ -182,7 +184,8 @@ def test_unsupported_content_type__is_a_415_naming_the_accepted_types(api, make_
 
 
 def make_small_api(store, settings, limit):
-    return TestClient(create_app(store=store, settings=settings.model_copy(update={"max_body_bytes": limit})))
+    return TestClient(create_app(store=store, settings=settings.model_copy(update={"max_body_bytes": limit})),
+                      headers=admin_headers(settings.data))
 
 
 def test_body_over_the_limit__is_a_413_and_nothing_is_stored(store, settings, make_event):
@@ -264,8 +267,8 @@ def test_gzip_body_inflating_past_the_limit__is_a_413(store, settings):
 
 
 def test_corrupt_gzip__is_a_400_and_unknown_encoding_a_415(api):
-    corrupt = api.post("/v1/events", content=b"not gzip", headers={"content-encoding": "gzip"})
-    brotli = api.post("/v1/events", content=b"{}", headers={"content-encoding": "br"})
+    corrupt = api.post("/v1/events", content=b"not gzip", headers={"content-encoding": "gzip", **JSON})
+    brotli = api.post("/v1/events", content=b"{}", headers={"content-encoding": "br", **JSON})
 
     assert corrupt.status_code == 400 and corrupt.json()["error"] == "bad_content_encoding"
     assert brotli.status_code == 415

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from consumers.api.app import create_app
 from events.registry import REGISTRY, EventRegistry
+from tests.conftest import admin_headers
 
 
 def fill(api, make_event, count):
@@ -125,9 +126,11 @@ def test_any_body__never_answers_a_server_error(api, body, ndjson):
 
 
 def test_read_log__an_event_of_a_type_no_longer_registered_is_shown_as_stored(store, settings, make_event):
-    TestClient(create_app(store=store, settings=settings)).post("/v1/events", json=make_event(channel="email"))
+    TestClient(create_app(store=store, settings=settings),
+               headers=admin_headers(settings.data)).post("/v1/events", json=make_event(channel="email"))
     without_types = EventRegistry()
-    api = TestClient(create_app(store=store, settings=settings, registry=without_types))
+    api = TestClient(create_app(store=store, settings=settings, registry=without_types),
+                     headers=admin_headers(settings.data))
 
     response = api.get("/v1/events")
 

@@ -13,6 +13,7 @@ from consumers.api.ingest_decode import POOL_MIN_BYTES, BodyDecoder
 from application.decoder_priority import DECODER_NICENESS
 from events.registry import default_registry
 from events.sqlite.store import SQLiteEventStore
+from tests.conftest import admin_headers
 
 NDJSON = {"content-type": "application/x-ndjson"}
 
@@ -28,7 +29,8 @@ def clients(tmp_path_factory):
         for name, store, workers in (("pool", pooled, 1), ("inline", inline, 0)):
             settings = Settings.from_env({"TOUCHPOINTS_DATA": str(folder), "TOUCHPOINTS_DEMO": "0"})
             settings = settings.model_copy(update={"ingest_workers": workers})
-            opened[name] = TestClient(create_app(store=store, settings=settings)).__enter__()
+            opened[name] = TestClient(create_app(store=store, settings=settings),
+                                      headers=admin_headers(settings.data)).__enter__()
         try:
             yield opened["pool"], opened["inline"]
         finally:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consumers.api.app import create_app
+from tests.conftest import admin_headers
 from consumers.api.metrics import MetricFamily, render
 from application.settings import Settings
 from application.live_views import LiveViews
@@ -61,7 +62,7 @@ def client(demo_store_path: Path, tmp_path_factory: pytest.TempPathFactory):
         "view_feed": feed.stats,
     }
     app = create_app(store=store, settings=settings, views=views, health_checks=checks)
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=admin_headers(settings.data)) as test_client:
         yield test_client, store
     feed.stop()
     views.close()

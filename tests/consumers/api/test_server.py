@@ -18,11 +18,11 @@ def url(store, settings, serve_app):
         yield base
 
 
-def test_concurrent_clients__every_event_stored_once_with_distinct_positions(url, store, make_event):
+def test_concurrent_clients__every_event_stored_once_with_distinct_positions(url, auth_headers, store, make_event):
     batches = [[make_event(anonymous_id=f"cookie:{n % 7}") for _ in range(50)] for n in range(12)]
 
     def post(batch):
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=auth_headers, timeout=30) as client:
             return client.post("/v1/events", json=batch)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -35,9 +35,9 @@ def test_concurrent_clients__every_event_stored_once_with_distinct_positions(url
     assert stored_ids == {event["event_id"] for batch in batches for event in batch}
 
 
-def test_retry_after_success__reports_duplicates_with_the_original_positions(url, make_event):
+def test_retry_after_success__reports_duplicates_with_the_original_positions(url, auth_headers, make_event):
     batch = [make_event() for _ in range(5)]
-    with httpx.Client(base_url=url) as client:
+    with httpx.Client(base_url=url, headers=auth_headers) as client:
         first = client.post("/v1/events", json=batch).json()
         retry = client.post("/v1/events", json=batch).json()
 
@@ -45,10 +45,10 @@ def test_retry_after_success__reports_duplicates_with_the_original_positions(url
     assert [r["position"] for r in retry["results"]] == [r["position"] for r in first["results"]]
 
 
-def test_ndjson_then_read_back__the_log_holds_the_events_in_wire_form(url, make_event):
+def test_ndjson_then_read_back__the_log_holds_the_events_in_wire_form(url, auth_headers, make_event):
     events = [make_event(customer_id="c-7", anonymous_id=None) for _ in range(3)]
     body = b"\n".join(orjson.dumps(e) for e in events)
-    with httpx.Client(base_url=url) as client:
+    with httpx.Client(base_url=url, headers=auth_headers) as client:
         posted = client.post("/v1/events", content=body, headers={"content-type": "application/x-ndjson"})
         page = client.get("/v1/events", params={"limit": 10}).json()
 
@@ -57,8 +57,8 @@ def test_ndjson_then_read_back__the_log_holds_the_events_in_wire_form(url, make_
     assert [e["stream_version"] for e in page["events"]] == [0, 1, 2]
 
 
-def test_declared_body_over_the_limit__is_refused_with_413_before_it_is_read(url, store):
-    with httpx.Client(base_url=url) as client:
+def test_declared_body_over_the_limit__is_refused_with_413_before_it_is_read(url, auth_headers, store):
+    with httpx.Client(base_url=url, headers=auth_headers) as client:
         response = client.post("/v1/events", content=b"[" + b" " * (300 * 1024) + b"]",
                                headers={"content-type": "application/json"})
 
@@ -66,8 +66,8 @@ def test_declared_body_over_the_limit__is_refused_with_413_before_it_is_read(url
     assert store.head_position() is None
 
 
-def test_invalid_request_over_the_wire__422_and_nothing_stored(url, store, make_event):
-    with httpx.Client(base_url=url) as client:
+def test_invalid_request_over_the_wire__422_and_nothing_stored(url, auth_headers, store, make_event):
+    with httpx.Client(base_url=url, headers=auth_headers) as client:
         response = client.post("/v1/events", json=[make_event(), make_event(event_id="nope")])
 
     assert response.status_code == 422
@@ -75,8 +75,8 @@ def test_invalid_request_over_the_wire__422_and_nothing_stored(url, store, make_
     assert store.head_position() is None
 
 
-def test_healthz_and_docs__served(url):
-    with httpx.Client(base_url=url) as client:
+def test_healthz_and_docs__served(url, auth_headers):
+    with httpx.Client(base_url=url, headers=auth_headers) as client:
         health = client.get("/healthz")
         docs = client.get("/docs")
 

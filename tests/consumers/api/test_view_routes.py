@@ -19,6 +19,7 @@ from events.registry import decode_recorded
 from events.sqlite.store import SQLiteEventStore
 from projections import views as projection_views
 from projections.attribution import MODELS
+from tests.conftest import admin_headers
 
 LIST_ROUTES = {
     "/v1/attribution": "rows",
@@ -43,7 +44,8 @@ def demo(demo_store_path: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def api(demo):
     store, views, settings = demo
-    with TestClient(create_app(store=store, settings=settings, views=views)) as client:
+    with TestClient(create_app(store=store, settings=settings, views=views),
+                    headers=admin_headers(settings.data)) as client:
         yield client
 
 
@@ -89,6 +91,28 @@ def test_attribution__group_by_campaign_names_campaigns(api):
     rows = api.get("/v1/attribution", params={"model": "linear", "group_by": "campaign"}).json()["rows"]
 
     assert rows and all("campaign" in row and "channel" not in row for row in rows)
+
+
+@pytest.mark.parametrize(("route", "params", "key"), [
+    ("/v1/attribution", {"model": "linear", "group_by": "source"}, "source"),
+    ("/v1/first-contact", {"group_by": "source"}, "source"),
+    ("/v1/conversion-time", {"group_by": "first_source"}, "first_source"),
+])
+def test_group_by_source_answers_the_projections_document_by_source(api, demo, route, params, key):
+    views = demo[1]
+
+    body = api.get(route, params=params).json()
+
+    with views.locked():
+        population = views.population
+        expected = {
+            "/v1/attribution": lambda: projection_views.attribution_view(population, model="linear", group_by="source"),
+            "/v1/first-contact": lambda: projection_views.first_contact_view(population, group_by="source"),
+            "/v1/conversion-time": lambda: projection_views.conversion_time_view(
+                population, now=views.now(), group_by="first_source"),
+        }[route]()
+    assert body == expected
+    assert body["rows"] and all(key in row and "channel" not in row for row in body["rows"])
 
 
 def test_attribution__from_and_to_keep_only_conversions_in_the_window(api):
@@ -255,7 +279,8 @@ def test_timeline__runs_on_the_small_timeline_pool_and_answers_concurrent_reques
 
     views.timeline = recording_timeline
     try:
-        with TestClient(create_app(store=store, settings=settings, views=views)) as client:
+        with TestClient(create_app(store=store, settings=settings, views=views),
+                        headers=admin_headers(settings.data)) as client:
             alone = client.get(f"/v1/customers/{customer}/timeline").json()
             with ThreadPoolExecutor(12) as requests:
                 together = list(requests.map(lambda _: client.get(f"/v1/customers/{customer}/timeline"), range(24)))
@@ -282,7 +307,7 @@ def test_as_of_with_the_replay_hook_removed_is_501_naming_it(demo):
     store, live, settings = demo
     app = create_app(store=store, settings=settings, views=live)
     app.state.views_at = None  # install_views defaults it to the audit replay
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(settings.data)) as client:
         response = client.get("/v1/funnel", params={"as_of": "2024-01-01"})
 
     assert response.status_code == 501
@@ -301,7 +326,7 @@ def test_as_of_selects_the_views_the_hook_rebuilds(demo):
 
     app = create_app(store=store, settings=settings, views=live)
     app.state.views_at = views_at
-    with TestClient(app) as client:
+    with TestClient(app, headers=admin_headers(settings.data)) as client:
         then = client.get("/v1/funnel", params={"as_of": "2023-01-01"}).json()
         now = client.get("/v1/funnel").json()
 
@@ -319,6 +344,18 @@ def test_openapi_documents_every_view_parameter(api):
         parameters = paths[route]["get"]["parameters"]
         assert parameters, route
         assert all(parameter.get("description") for parameter in parameters), route
+
+
+def test_openapi_lists_the_group_by_values_of_each_view(api):
+    paths = api.get("/openapi.json").json()["paths"]
+
+    def values(route: str) -> list[str]:
+        [parameter] = [p for p in paths[route]["get"]["parameters"] if p["name"] == "group_by"]
+        return parameter["schema"]["enum"]
+
+    for route in ("/v1/attribution", "/v1/first-contact", "/v1/paths"):
+        assert values(route) == ["channel", "campaign", "source"], route
+    assert values("/v1/conversion-time") == ["first_channel", "first_campaign", "first_source"]
 
 
 def test_views_status_reports_position_and_version(api, demo):
@@ -371,7 +408,8 @@ def test_the_position_of_every_view_route_is_documented_in_openapi(api):
 
 
 def test_views_over_an_empty_log_answer_position_minus_one(store, settings):
-    with TestClient(create_app(store=store, settings=settings, views=LiveViews(background=False))) as client:
+    with TestClient(create_app(store=store, settings=settings, views=LiveViews(background=False)),
+                    headers=admin_headers(settings.data)) as client:
         response = client.get("/v1/funnel")
 
     assert response.headers["X-Touchpoints-Position"] == "-1"

@@ -15,6 +15,7 @@ from application.store_feed import StoreFeed, load_views
 from application.view_documents import documents_path, read_documents, write_documents
 from consumers.api.app import create_app
 from events.sqlite.store import SQLiteEventStore
+from tests.conftest import admin_headers
 
 POSITION = "X-Touchpoints-Position"
 
@@ -43,7 +44,7 @@ def saved(store, settings) -> Path:
 
 def restarted_api(store, settings, views: LiveViews) -> TestClient:
     views.restore_documents(head=store.head_position())
-    return TestClient(create_app(store=store, settings=settings, views=views))
+    return TestClient(create_app(store=store, settings=settings, views=views), headers=admin_headers(settings.data))
 
 
 def test_restarted_api__serves_the_saved_documents_at_their_position_before_the_views_load(store, settings, saved):

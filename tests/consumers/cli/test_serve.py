@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.consumers.helpers import start_serve, stop, wait_for_url
+from tests.consumers.helpers import SERVE_HEADERS, start_serve, stop, wait_for_url
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,8 @@ def test_serve__loads_demo_into_an_empty_store_prints_the_address_and_stops_on_c
     process = start_serve(tmp_path, TOUCHPOINTS_DEMO="1", TOUCHPOINTS_DEMO_CUSTOMERS="40")
     try:
         url, lines = wait_for_url(process)
-        health = httpx.get(f"{url}/healthz", timeout=10).json()
-        posted = httpx.post(f"{url}/v1/events", json=make_event(), timeout=10)
+        health = httpx.get(f"{url}/healthz", headers=SERVE_HEADERS, timeout=10).json()
+        posted = httpx.post(f"{url}/v1/events", json=make_event(), headers=SERVE_HEADERS, timeout=10)
     finally:
         code = stop(process)
 
@@ -34,7 +34,8 @@ def test_serve__demo_off_leaves_the_store_empty(tmp_path):
     process = start_serve(tmp_path, TOUCHPOINTS_DEMO="0")
     try:
         url, lines = wait_for_url(process)
-        head = httpx.get(f"{url}/healthz", timeout=10).json()["components"]["store"]["head_position"]
+        health = httpx.get(f"{url}/healthz", headers=SERVE_HEADERS, timeout=10).json()
+        head = health["components"]["store"]["head_position"]
     finally:
         stop(process)
 

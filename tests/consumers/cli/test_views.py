@@ -19,6 +19,7 @@ from events.registry import decode_recorded
 from events.sqlite.store import SQLiteEventStore
 from projections.attribution import MODELS
 from tests.consumers.helpers import cli
+from tests.conftest import admin_headers
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,8 @@ def data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def api(demo_store_path: Path, tmp_path_factory: pytest.TempPathFactory):
     store = SQLiteEventStore(demo_store_path)
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path_factory.mktemp("cli_api")), "TOUCHPOINTS_DEMO": "0"})
-    with TestClient(create_app(store=store, settings=settings, views=load_views(store))) as client:
+    with TestClient(create_app(store=store, settings=settings, views=load_views(store)),
+                    headers=admin_headers(settings.data)) as client:
         yield client
     store.close()
 
@@ -58,6 +60,9 @@ SAME_DOCUMENT = [
     (["first-contact", "--group-by", "campaign", "--from", "2023-01-01"],
      "/v1/first-contact?group_by=campaign&from=2023-01-01"),
     (["conversion-time"], "/v1/conversion-time"),
+    (["first-contact", "--group-by", "source"], "/v1/first-contact?group_by=source"),
+    (["conversion-time", "--group-by", "first_source"], "/v1/conversion-time?group_by=first_source"),
+    (["paths", "--group-by", "source", "--lookback-days", "30"], "/v1/paths?group_by=source&lookback_days=30"),
     (["paths", "--top", "5", "--no-collapse-repeats"], "/v1/paths?top=5&collapse_repeats=false"),
     (["customers", "--by", "rfm", "--limit", "7"], "/v1/customers/top?by=rfm&limit=7"),
     (["prospects", "--limit", "9", "--channel", "instagram", "--now", "2025-06-01"],

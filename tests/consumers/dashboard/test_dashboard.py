@@ -16,11 +16,13 @@ import pytest
 
 from consumers.api.app import create_app
 from consumers.api.server import base_url, bind_socket, make_server
+from consumers.cli.keys import login_url
 from application.live_views import LiveViews
 from application.settings import Settings
 from application.store_feed import StoreFeed
 from events.registry import decode_recorded
 from events.sqlite.store import SQLiteEventStore
+from tests.conftest import bearer, make_key
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,8 @@ def server(demo_store_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     while not uvicorn_server.started:
         assert thread.is_alive(), "uvicorn did not start"
         time.sleep(0.02)
-    yield {"url": base_url(sock), "store": store}
+    yield {"url": base_url(sock), "store": store, "access": app.state.access,
+           "headers": bearer(make_key(folder, "admin"))}
     uvicorn_server.should_exit = True
     thread.join(10)
     sock.close()
@@ -79,11 +82,15 @@ def page(browser, server) -> Iterator[Any]:
     problems: list[str] = []
     opened.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    opened.goto(server["url"])
+    opened.goto(login_link(server))  # as the user does with the link `touchpoints up` printed
     opened.wait_for_selector("body[data-loaded=true]", timeout=30_000)
     opened.problems = problems
     yield opened
     context.close()
+
+
+def login_link(server: dict[str, Any]) -> str:
+    return login_url(server["url"], server["access"].login_token())
 
 
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
@@ -107,6 +114,31 @@ def test_dashboard__loads_without_console_errors(page):
     assert page.title().startswith("Touchpoints")
 
 
+def test_dashboard__the_login_link_leaves_the_address_bar_for_a_strict_httponly_read_cookie(page, server):
+    (cookie,) = page.context.cookies()
+
+    assert page.url == f"{server['url']}/"
+    assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("touchpoints_session", True, "Strict")
+    assert page.evaluate("Object.keys(localStorage).length + Object.keys(sessionStorage).length") == 0
+    posted = page.request.post(f"{server['url']}/v1/events", data=[], headers={"content-type": "application/json"})
+    assert posted.status == 401  # the cookie only reads: a write carrying it alone carries no credentials
+
+
+def test_dashboard__a_used_login_link_does_not_log_in_another_browser(browser, server):
+    link = login_link(server)
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        first.new_page().goto(link)
+        again = second.new_page()
+        answer = again.goto(link)
+
+        assert answer.status == 401 and "touchpoints login-link" in again.content()
+        assert again.goto(server["url"]).status == 401 and second.cookies() == []
+    finally:
+        first.close()
+        second.close()
+
+
 def test_dashboard__every_chart_renders_with_data(page):
     for canvas in CANVASES:
         assert sum(chart_values(page, canvas)) > 0, canvas
@@ -115,7 +147,7 @@ def test_dashboard__every_chart_renders_with_data(page):
 
 
 def test_dashboard__attribution_shows_the_api_numbers(page, server):
-    api = httpx.get(f"{server['url']}/v1/attribution", params={"model": "first_touch"}).json()
+    api = httpx.get(f"{server['url']}/v1/attribution", params={"model": "first_touch"}, headers=server["headers"]).json()
     labels = page.evaluate("Chart.getChart('attribution-chart').data.labels")
 
     shown = dict(zip(labels, chart_values(page, "attribution-chart")))
@@ -125,7 +157,7 @@ def test_dashboard__attribution_shows_the_api_numbers(page, server):
 
 def test_dashboard__the_model_switch_changes_the_numbers(page, server):
     before = column_a(page)
-    expected = httpx.get(f"{server['url']}/v1/attribution", params={"model": "last_touch"}).json()
+    expected = httpx.get(f"{server['url']}/v1/attribution", params={"model": "last_touch"}, headers=server["headers"]).json()
 
     page.select_option("[data-testid=model-a]", "last_touch")
     page.wait_for_function("document.getElementById('col-a').textContent === 'Last touch'")
@@ -142,7 +174,7 @@ def test_dashboard__the_model_switch_changes_the_numbers(page, server):
 
 def test_dashboard__customer_search_opens_the_timeline(page, server):
     anonymous, customer = linked_identity(server["store"])
-    expected = httpx.get(f"{server['url']}/v1/customers/{customer}/timeline").json()
+    expected = httpx.get(f"{server['url']}/v1/customers/{customer}/timeline", headers=server["headers"]).json()
 
     page.fill("#search-input", anonymous)
     page.click("#search button")
@@ -166,7 +198,7 @@ def test_dashboard__refreshes_live_when_an_event_is_posted(page, server):
     newcomer = {"event_id": str(uuid.uuid4()), "type": "page_viewed", "occurred_at": "2024-12-31T23:00:00Z",
                 "anonymous_id": f"cookie:{uuid.uuid4().hex[:16]}", "channel": "direct"}
 
-    posted = httpx.post(f"{server['url']}/v1/events", json=[fresh, newcomer])
+    posted = httpx.post(f"{server['url']}/v1/events", json=[fresh, newcomer], headers=server["headers"])
 
     assert posted.status_code in (200, 201)
     arrived = page.wait_for_selector(f"[data-event-id='{event_id}']", timeout=15_000)

@@ -44,6 +44,13 @@ def test_attribution_queries__campaigns_with_a_half_life_over_a_demo_log_equal_t
     assert_like_defined(params, demo_log(300, 4), seed=4)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_attribution_queries__sources_in_a_window_over_a_demo_log_equal_the_definition(model):
+    params = query(model, group_by="source", lookback_days=20, start="2023-03-01", end="2024-09-01")
+
+    assert_like_defined(params, demo_log(300, 6), seed=6)
+
+
 @pytest.mark.parametrize("model", ["linear", "time_decay", "markov"])
 def test_attribution_queries__compacted_after_every_change_still_equal_the_definition(model):
     params = query(model, group_by="campaign", lookback_days=45, end="2024-06-01")
@@ -55,7 +62,7 @@ def test_attribution_queries__compacted_after_every_change_still_equal_the_defin
 @given(
     events=event_logs(max_size=24),
     model=st.sampled_from(MODELS),
-    group_by=st.sampled_from(["channel", "campaign"]),
+    group_by=st.sampled_from(["channel", "campaign", "source"]),
     lookback_days=st.one_of(st.none(), st.floats(0.001, 120)),
     half_life_days=st.floats(0.01, 30),
     window=st.tuples(st.integers(-5, 95), st.integers(1, 100)),

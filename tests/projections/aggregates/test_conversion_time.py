@@ -40,6 +40,12 @@ def test_conversion_time__maintained_by_first_campaign_equals_the_definition():
     assert_maintained_like_defined(ConversionTime("first_campaign"), conversion_time_view, params, demo_log(200, 8))
 
 
+def test_conversion_time__maintained_by_first_source_equals_the_definition():
+    params = {"group_by": "first_source", "now": NOW}
+
+    assert_maintained_like_defined(ConversionTime("first_source"), conversion_time_view, params, demo_log(200, 9))
+
+
 @PROPERTY
 @given(events=event_logs(max_size=24), now_minutes=st.integers(0, 120 * 24 * 60))
 def test_conversion_time__maintained_over_merges_and_orders_equals_the_definition(events, now_minutes):

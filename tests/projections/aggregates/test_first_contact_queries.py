@@ -21,7 +21,7 @@ def assert_like_defined(params, log, *, seed=0, batches=8):
     assert_maintained_like_defined(FirstContactQueries(), first_contact_view, params, log, seed=seed, batches=batches)
 
 
-@pytest.mark.parametrize("group_by", ["channel", "campaign"])
+@pytest.mark.parametrize("group_by", ["channel", "campaign", "source"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_first_contact_queries__a_window_over_a_demo_log_equals_the_definition(group_by, seed):
     params = {"group_by": group_by, "start": "2023-01-01", "end": "2024-07-01"}
@@ -37,7 +37,7 @@ def test_first_contact_queries__a_window_open_on_one_side_equals_the_definition(
 @PROPERTY
 @given(
     events=event_logs(max_size=24),
-    group_by=st.sampled_from(["channel", "campaign"]),
+    group_by=st.sampled_from(["channel", "campaign", "source"]),
     window=st.tuples(st.integers(-5, 95), st.integers(1, 100)),
 )
 def test_first_contact_queries__any_window_over_merges_orders_and_refunds_equals_the_definition(
