@@ -22,7 +22,7 @@ Nothing connects or touches the disk when settings are read.
 | ``TOUCHPOINTS_BODY_TIMEOUT`` | ``30`` | seconds a client has to send a ``POST /v1/events`` body (408 after); any other request body: this plus 5 s, then the connection is closed |
 | ``TOUCHPOINTS_KEEP_ALIVE_TIMEOUT`` | ``5`` | seconds an idle kept-alive connection stays open |
 | ``TOUCHPOINTS_MAX_CONNECTIONS`` | ``256`` | connections and requests in flight the HTTP API takes at once; beyond, 503 |
-| ``TOUCHPOINTS_SEAL_PERSONAL_DATA`` | the log's mode; a new data folder: ``0`` (``SEAL_PERSONAL_DATA_DEFAULT``) | seal personal fields at ingestion (``events.personal``): the log keeps pseudonyms and ciphertext, keys in ``<data>/keys.db``; ``touchpoints erase`` destroys a person's keys. Fixed by the log's first append (``application.privacy.mode``): a value contradicting it stops every command that appends or reads personal data |
+| ``TOUCHPOINTS_SEAL_PERSONAL_DATA`` | the log's mode; a new data folder: ``1`` (``SEAL_PERSONAL_DATA_DEFAULT``) | seal personal fields at ingestion (``events.personal``): the log keeps pseudonyms and ciphertext, keys in ``<data>/keys.db``; ``touchpoints erase`` destroys a person's keys. Fixed by the log's first append (``application.privacy.mode``): a value contradicting it stops every command that appends or reads personal data |
 | ``TOUCHPOINTS_SEAL_CUSTOMER_IDS`` | the log's mode; a new data folder: ``0`` | with sealing on, customer ids are personal too (fixed by the first append, as above) |
 | ``TOUCHPOINTS_API_KEY`` | empty | the key commands that call a running API send (``touchpoints verify --views --api URL``: ``read``) |
 | ``TOUCHPOINTS_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` |
@@ -61,7 +61,9 @@ class SettingsError(ValueError):
 
 # Whether a new data folder (an empty log, no recorded mode) seals personal data when
 # TOUCHPOINTS_SEAL_PERSONAL_DATA is unset; a log with events keeps its own mode whatever this says.
-SEAL_PERSONAL_DATA_DEFAULT = False
+# On: privacy by default. A log sealed from its first event can honour every erasure; one that
+# starts unsealed never can for what it already holds (the mode cannot change later).
+SEAL_PERSONAL_DATA_DEFAULT = True
 
 # Processes that decode large POST /v1/events bodies beside the server's own (0: decode inline).
 DEFAULT_INGEST_WORKERS = max(1, min(2, os.cpu_count() or 1))

@@ -80,6 +80,25 @@ def make_event() -> Callable[..., dict[str, Any]]:
     return wire_event
 
 
+def stored_stream(data: Path, stream: str) -> str:
+    """The name a plaintext identity ``stream`` (``anonymous-cookie:1``) has in the log of the
+    data folder ``data``: its pseudonymous form where that log seals personal data (the
+    default for a new folder), else itself."""
+    from application.privacy.mode import recorded_mode
+    from application.privacy.policy import Sealing
+    from application.privacy.pseudonyms import ANONYMOUS, ANONYMOUS_STREAM, CUSTOMER, CUSTOMER_STREAM, pseudonym
+
+    mode = recorded_mode(data)
+    if mode is None or not mode.sealed:
+        return stream
+    pepper = Sealing.in_folder(data, customer_ids=mode.customer_ids).keys().pepper()
+    if stream.startswith(ANONYMOUS_STREAM):
+        return ANONYMOUS_STREAM + pseudonym(pepper, ANONYMOUS, stream[len(ANONYMOUS_STREAM):])
+    if stream.startswith(CUSTOMER_STREAM) and mode.customer_ids:
+        return CUSTOMER_STREAM + pseudonym(pepper, CUSTOMER, stream[len(CUSTOMER_STREAM):])
+    return stream
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})

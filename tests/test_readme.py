@@ -235,12 +235,20 @@ def json_or_none(raw: bytes | None) -> Any:
         return None
 
 
+def opened(document: dict[str, Any]) -> dict[str, Any]:
+    """A logged event as it was sent: its sealed personal values (pseudonyms, the default)
+    replaced by the values the page lists under ``personal``."""
+    personal = document.get("personal", {})
+    return {name: personal.get(value, value) if isinstance(value, str) else value
+            for name, value in document["event"].items()}
+
+
 def stored_events(api: str) -> list[dict[str, Any]]:
     events, position = [], 0
     while True:
         page = httpx.get(f"{api}/v1/events", params={"from_position": position, "limit": 1000},
                          headers=SERVE_HEADERS, timeout=10).json()
-        events += [document["event"] for document in page["events"]]
+        events += [opened(document) for document in page["events"]]
         if not page["has_more"]:
             return events
         position = page["next_position"]

@@ -83,7 +83,8 @@ def open_log_page(documents: list[dict[str, Any]], records: list[RecordedEvent],
     """Add ``personal`` (token -> value, or ``erased:<token>``) to each document of a page
     of the log whose event holds tokens; the event itself stays as stored, so a reader can
     still check its hash."""
-    logged = [decode_recorded(record, registry) for record in records if PREFIX.encode() in record.data]
+    logged = [item for item in (_decoded(record, registry) for record in records if PREFIX.encode() in record.data)
+              if item is not None]
     tokens_at = {item.position: tokens_of(item.event) for item in logged}
     wanted = {token for tokens in tokens_at.values() for token in tokens}
     if not wanted:
@@ -93,3 +94,12 @@ def open_log_page(documents: list[dict[str, Any]], records: list[RecordedEvent],
         tokens = tokens_at.get(document["position"])
         if tokens:
             document["personal"] = {token: values[token] for token in tokens}
+
+
+def _decoded(record: RecordedEvent, registry: EventRegistry) -> LoggedEvent | None:
+    """The event, or None for a row that no longer decodes (a type no longer registered, a
+    damaged body): the page shows such a row as stored, with the reason, and opens nothing."""
+    try:
+        return decode_recorded(record, registry)
+    except ValueError:  # InvalidEvent or a damaged body: the read-back shows every row as stored
+        return None

@@ -18,6 +18,7 @@ from schemathesis.checks import (
 )
 
 from application.live_views import LiveViews
+from application.store_feed import StoreFeed
 from consumers.api.app import create_app
 
 EXAMPLES_PER_OPERATION = 12
@@ -26,8 +27,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture
 def fuzzed_app(store, settings) -> Iterator[Any]:
-    app = create_app(store=store, settings=settings, views=LiveViews(background=False))
-    yield app
+    """The API as ``touchpoints serve`` runs it: live views fed from the store (an erasure
+    waits for them to reach the log's head)."""
+    views = LiveViews(background=False)
+    app = create_app(store=store, settings=settings, views=views)
+    with StoreFeed(store, views):
+        yield app
 
 
 @pytest.mark.timeout(300)  # no hang: a request that never answers fails the test
