@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 
+from tests.consumers.helpers import headless_chromium
 from tests.consumers.api.test_tracking_sdks import LANDING, access, assert_journey_found, platform, read_views
 
 __all__ = ["access", "platform", "read_views"]  # fixtures shared with the other SDK tests
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 BROWSER_FOLDER = Path(__file__).resolve().parents[2] / ".sdk" / "browser"
 BROWSER_PACKAGE = "@segment/analytics-next@1"
 BUNDLES = BROWSER_FOLDER / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
@@ -60,14 +59,8 @@ def analytics_next() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with headless_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_analytics_next__in_chromium_sends_a_journey_the_views_show(browser, analytics_next, platform, read_views):
