@@ -18,6 +18,13 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   journeys already hold everything up to the committed offset (and maybe
   more); redelivered events are ignored because a journey remembers the ids of
   the events it applied.
+* Rebalances: a member restores, folds and publishes only the partitions of its
+  current assignment, from a restore made after that assignment. Between the
+  revocation of its partitions and its next assignment, aiokafka's consumer still
+  names the previous partitions while the group may give them to other members: the
+  processor then holds none (``_owned``), and on assignment it forgets every journey
+  it still held, so a partition that comes back after another member folded it is
+  restored with what that member published, never continued from an older state.
 * Broker data loss (the memory-only bundled broker restarted): offsets that
   vanished reset to the earliest record (the relay republishes the log from
   position 0); a journeys partition whose produce offsets went backwards lost
@@ -53,7 +60,7 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   logs an error naming the partition and the offsets missing, and counts it in
   ``rebuilds_missing_events``: the views lack those events until the log is
   republished into the topic (``touchpoints relay --reset``; see
-  docs/ARCHITECTURE.md).
+  docs/DECISIONS.md).
 
 Why the same consumer group and changelog, not one per version: a new group finds
 the events the trimmer deleted below the old group's commits gone (a republish
@@ -165,6 +172,7 @@ class JourneyProcessor:
         self._admin: Any = None  # kafka-python admin client for the assignment check, opened on first use
         self._topic_id: str | None = None  # the events topic incarnation being read (None: broker shows no ids)
         self._produced: dict[int, int] = {}  # journeys partition -> last offset acknowledged
+        self._reassigning = False  # partitions revoked, the next assignment not announced yet
         self._counts = {
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
@@ -266,7 +274,7 @@ class JourneyProcessor:
         if previous is not None:
             log.warning("processor: %s was recreated (id %s is now %s): reading it from the beginning",
                         self.events_topic, previous, topic_id)
-            assigned = self._consumer.assignment()
+            assigned = self._owned()
             for partition in [p for p in self.state.partitions if TopicPartition(self.events_topic, p) not in assigned]:
                 self.state.drop(partition)
             self._rebuilds.clear()  # their offsets counted the previous topic's records
@@ -322,8 +330,10 @@ class JourneyProcessor:
         of it fails, the batch is read again: its events are then duplicates, and a
         duplicate still publishes its journey, so nothing folded is left unpublished."""
         async with self._lock:
-            assigned = self._consumer.assignment()
+            assigned = self._owned()
             owned = [tp for tp in batches if tp in assigned]
+            # fetched for an assignment not announced yet: fetched again once it is
+            self._rewind([tp for tp in batches if tp not in assigned], batches)
             try:
                 commits = await self._fold_and_publish(owned, batches)
             except BaseException:
@@ -453,7 +463,7 @@ class JourneyProcessor:
         committed offset is at the end): after an upgrade, a partition of another journey
         format must rebuild without waiting for a new event."""
         async with self._lock:
-            idle = [tp for tp in self._consumer.assignment() if not self.state.owns(tp.partition)]
+            idle = [tp for tp in self._owned() if not self.state.owns(tp.partition)]
             if idle:
                 positions = {tp: await self._consumer.committed(tp) or 0 for tp in idle}
                 await self._restore_and_check({tp: (offset, offset) for tp, offset in positions.items()})
@@ -471,7 +481,7 @@ class JourneyProcessor:
         described = await asyncio.to_thread(self._describe_events_topic)
         rewound: set = set()
         if await self.follow_events_topic(described[0] if described else None):
-            rewound |= {tp for tp in self._consumer.assignment() if self.state.owns(tp.partition)}
+            rewound |= {tp for tp in self._owned() if self.state.owns(tp.partition)}
         incarnations = await self._restore([tp.partition for tp in fresh])
         stale = {tp: reason for tp, (position, _) in fresh.items() if position > 0
                  and (reason := self._stale_reason(*incarnations[tp.partition]))}
@@ -570,14 +580,34 @@ class JourneyProcessor:
             partitions = reader.partitions_for_topic(self.journeys_topic) or set()
         return set(partitions)
 
+    def _owned(self) -> set[TopicPartition]:
+        """The partitions this member may restore, fold and publish: its assignment, but
+        none between a revocation and the next assignment (the consumer still names the
+        previous partitions then, while the group may give them to other members)."""
+        return set() if self._reassigning else set(self._consumer.assignment())
+
     async def on_revoked(self, partitions: Iterable[int]) -> None:
         async with self._lock:
+            self._reassigning = True
             for partition in partitions:
-                self.state.drop(partition)
-                self._produced.pop(partition, None)
-                self._lag.pop(partition, None)
-                if self._rebuilds.pop(partition, None) is not None:  # its next owner continues from the commits
-                    log.info("processor: partition %d revoked during its rebuild", partition)
+                self._forget(partition)
+
+    async def on_assigned(self, partitions: Iterable[int]) -> None:
+        """A new assignment: forget every journey still held, restored before it (another
+        member may have folded those partitions since); each assigned partition is
+        restored before its first batch."""
+        async with self._lock:
+            for partition in list(self.state.partitions):
+                self._forget(partition)
+            self._reassigning = False
+        log.info("processor assigned partitions %s", sorted(partitions))
+
+    def _forget(self, partition: int) -> None:
+        self.state.drop(partition)
+        self._produced.pop(partition, None)
+        self._lag.pop(partition, None)
+        if self._rebuilds.pop(partition, None) is not None:  # its next owner continues from the commits
+            log.info("processor: partition %d revoked during its rebuild", partition)
 
     async def _ensure_topics(self) -> None:
         specs = [TopicSpec(self.events_topic, self.partitions),
@@ -632,7 +662,8 @@ async def _acknowledged(batches: list[tuple[asyncio.Future, int]]) -> tuple[int,
 class _Rebalance(ConsumerRebalanceListener):
     """Drops revoked partitions' state; assigned ones are restored lazily, before their
     first batch or at the first fetch that brought nothing, so a restore that fails
-    (broker away) is simply tried again."""
+    (broker away) is simply tried again. Nothing is restored, folded or published from
+    the revocation until the next assignment is announced here."""
 
     def __init__(self, processor: JourneyProcessor):
         self.processor = processor
@@ -641,4 +672,4 @@ class _Rebalance(ConsumerRebalanceListener):
         await self.processor.on_revoked(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned):
-        log.info("processor assigned partitions %s", sorted(tp.partition for tp in assigned))
+        await self.processor.on_assigned(tp.partition for tp in assigned)
