@@ -17,7 +17,8 @@ the serial part, gets a core whenever it can use one. They are forked, so they s
 once with the registry in memory (a fresh interpreter, where the platform cannot fork,
 first spends ~0.3 s importing and then reads the pickled registry). A child decodes its
 block ``DECODE_SLICE`` lines at a time so that the events being encoded are still in the
-core's cache. ``decoder="thread"`` decodes in a thread of this process (it overlaps only
+core's cache (sealing personal data, it seals and encodes the whole block at once instead:
+``decode_block``). ``decoder="thread"`` decodes in a thread of this process (it overlaps only
 the store's I/O); it serves small inputs, where starting a process costs more than it
 saves, and registries that cannot be sent to a child.
 """
@@ -44,6 +45,7 @@ from application.decode import decode_documents
 from application.decoder_priority import lower_decoder_priority
 from application.ingest import Ingestor
 from events.encoded import ENCODE_SLICE, EncodedBatch
+from events.models import Event
 from events.registry import EventRegistry, FieldError
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -237,16 +239,27 @@ def decode_batches(
 
 
 def decode_block(lines: list[bytes], registry: EventRegistry, first_line: int) -> _Batch:
-    """One batch from a block of lines, decoded ``DECODE_SLICE`` lines at a time."""
+    """One batch from a block of lines, validated ``DECODE_SLICE`` lines at a time. Each slice
+    is made ready and encoded at once, while its events are in the core's cache; unless the
+    registry's ingest step prefers large batches (sealing: the block's new keys then cost one
+    key store transaction, not one per slice, ~1 µs an event less than slice by slice on
+    the demo data, where encoding a whole block costs ~0.8 µs an event more)."""
     batch = _Batch(lines=len(lines), size=sum(map(len, lines)) + len(lines))
-    for start in range(0, len(lines), DECODE_SLICE):
-        _decode_slice(lines[start : start + DECODE_SLICE], registry, first_line + start, batch)
+    slices = range(0, len(lines), DECODE_SLICE)
+    if not registry.ingest_step_prefers_large_batches:
+        for start in slices:
+            batch.encoded.extend(registry.ingest_ready(
+                _decode_slice(lines[start : start + DECODE_SLICE], registry, first_line + start, batch)))
+        return batch
+    events = [event for start in slices
+              for event in _decode_slice(lines[start : start + DECODE_SLICE], registry, first_line + start, batch)]
+    batch.encoded.extend(registry.ingest_ready(events))
     return batch
 
 
-def _decode_slice(lines: list[bytes], registry: EventRegistry, first_line: int, batch: _Batch) -> None:
-    """Validate and encode a few lines onto ``batch`` (``application.decode``): blank lines
-    are counted, invalid ones rejected with their number and reasons."""
+def _decode_slice(lines: list[bytes], registry: EventRegistry, first_line: int, batch: _Batch) -> list[Event]:
+    """Validate a few lines (``application.decode``): blank lines are counted on ``batch``,
+    invalid ones rejected there with their number and reasons; the valid ones are returned."""
     filled = [line for line in lines if line.strip()]
     batch.blank += len(lines) - len(filled)
     decoded = decode_documents(filled, registry)
@@ -255,7 +268,7 @@ def _decode_slice(lines: list[bytes], registry: EventRegistry, first_line: int, 
         batch.rejects += [
             RejectedLine(numbers[item.index], filled[item.index].rstrip(b"\r"), item.errors) for item in decoded.invalid
         ]
-    batch.encoded.extend(registry.ingest_ready(decoded.events))
+    return decoded.events
 
 
 # --- decoding in a thread ---------------------------------------------------------------

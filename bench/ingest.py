@@ -15,7 +15,8 @@ NDJSON file first. Every figure is measured in this run on fresh database files:
 - the CLI path: ``consumers.cli.ingest.ingest_file`` on the file, in a fresh process so its
   peak memory is its own (decoder processes and decoder thread variants), with its CPU
   time per event, children included (a figure that holds up better than events/s on a busy
-  shared machine);
+  shared machine); with personal data not sealed, and sealed (the default for a new data
+  folder: ``application.privacy``), each beside floors of its own rounds;
 - the HTTP batch endpoint: a real uvicorn server in a subprocess, 4 concurrent clients
   posting pre-encoded 1,000-event arrays; the CPU time per event and the summed peak RSS
   of the server and its decoding workers;
@@ -31,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -79,6 +81,11 @@ def run(scale: float) -> list[Row]:
             lambda: _cli_in_fresh_process(source, work / "cli.db", decoder="auto"),
             key="events_per_second",
         )
+        (floor_sealed,), cli_sealed = _rounds(
+            [lambda: measure_floor(rows_for_floor, work / "floor_sealed.db", batch_size=CLI_BATCH)],
+            lambda: _cli_in_fresh_process(source, work / "cli_sealed.db", decoder="auto", sealed=True),
+            key="events_per_second",
+        )
         cli_thread = _cli_in_fresh_process(source, work / "cli_thread.db", decoder="thread")
         (floor_http, bare_http), http = _rounds(
             [lambda: measure_floor(rows_for_floor, work / "floor_http.db", batch_size=HTTP_BATCH),
@@ -103,6 +110,11 @@ def run(scale: float) -> list[Row]:
         Row("ingest", f"touchpoints ingest FILE (decoder: {cli['decoder']}, batches of {CLI_BATCH:,})",
             cli["events_per_second"], "events/s", floor_cli_name, floor_cli, ">= 0.5x",
             cli["events_per_second"] >= 0.5 * floor_cli),
+        Row("ingest", f"touchpoints ingest FILE, personal data sealed (the default; decoder: {cli_sealed['decoder']})",
+            cli_sealed["events_per_second"], "events/s", floor_cli_name, floor_sealed, ">= 0.5x",
+            cli_sealed["events_per_second"] >= 0.5 * floor_sealed),
+        Row("ingest", "touchpoints ingest CPU per event, sealed (parent + decoder children)",
+            cli_sealed["cpu_us_per_event"], "us/event"),
         Row("ingest", "touchpoints ingest FILE (decoder: thread)", cli_thread["events_per_second"], "events/s",
             floor_cli_name, floor_cli),
         Row("ingest", "touchpoints ingest CPU per event (parent + decoder children)", cli["cpu_us_per_event"],
@@ -149,24 +161,29 @@ def _decode(lines: list[bytes]) -> list[tuple[str, NewEvent]]:
 # --- the CLI path, in a fresh process ------------------------------------------------------
 
 
-def _cli_in_fresh_process(source: Path, database: Path, *, decoder: str) -> dict:
+def _cli_in_fresh_process(source: Path, database: Path, *, decoder: str, sealed: bool = False) -> dict:
     _remove_database(database)
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.ingest", "cli", str(source), str(database), decoder],
+        [sys.executable, "-m", "bench.ingest", "cli", str(source), str(database), decoder, "1" if sealed else "0"],
         capture_output=True, cwd=ROOT, check=True, timeout=1800,
     )
     return json.loads(finished.stdout)
 
 
-def cli_main(source: str, database: str, decoder: str) -> None:
+def cli_main(source: str, database: str, decoder: str, sealed: str = "0") -> None:
+    from application.privacy.policy import Sealing
     from consumers.cli.ingest import ingest_file
     from events.sqlite.store import SQLiteEventStore
 
+    keys = Path(database).with_suffix(".keys")  # a data folder of its own: a fresh key store
+    if sealed == "1":
+        shutil.rmtree(keys, ignore_errors=True)
+    sealing = Sealing.in_folder(keys) if sealed == "1" else None
     children_peak = _ChildrenPeak().start()
     with SQLiteEventStore(database) as store, open(source, "rb") as handle:
         started, cpu_started = time.perf_counter(), _cpu_seconds()
         report = ingest_file(handle, store, size_hint=os.path.getsize(source), batch_size=CLI_BATCH,
-                             decoder=decoder)
+                             decoder=decoder, sealing=sealing)
         elapsed, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
     children_peak.stop()
     print(json.dumps({

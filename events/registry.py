@@ -62,18 +62,28 @@ class EventRegistry:
     )
     # What ingestion does to validated events before encoding them (``ingest_ready``).
     _ingest_step: Callable[[list[Event]], list[Event]] | None = field(default=None, init=False, repr=False)
+    _ingest_step_batches: bool = field(default=False, init=False, repr=False)  # see ``with_ingest_step``
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_models": self._models, "_upcasters": self._upcasters, "_fast": None, "_fast_list": None,
-                "_current": {}, "_ingest_step": self._ingest_step}
+                "_current": {}, "_ingest_step": self._ingest_step, "_ingest_step_batches": self._ingest_step_batches}
 
-    def with_ingest_step(self, step: Callable[[list[Event]], list[Event]]) -> "EventRegistry":
+    def with_ingest_step(
+        self, step: Callable[[list[Event]], list[Event]], *, large_batches: bool = False
+    ) -> "EventRegistry":
         """A registry sharing this one's types whose ``ingest_ready`` runs ``step`` (sealing
         personal data: ``application.privacy``). It travels with the registry to the
-        processes that decode ingestion, so every ingestion path applies it, once."""
+        processes that decode ingestion, so every ingestion path applies it, once.
+        ``large_batches``: the step costs less per event on larger batches (sealing commits the
+        new identities' keys once per call), so a bulk decoder hands it whole blocks."""
         copy = EventRegistry(self._models, self._upcasters)
         copy._ingest_step = step
+        copy._ingest_step_batches = large_batches
         return copy
+
+    @property
+    def ingest_step_prefers_large_batches(self) -> bool:
+        return self._ingest_step_batches
 
     def ingest_ready(self, events: list[Event]) -> list[Event]:
         """Validated events as ingestion encodes them: through the ingest step, if any.

@@ -71,7 +71,7 @@ def ingest_registry(
     (``mode.UnsealedPin``; a ``Sealer`` records the sealed mode itself), or ``registry``
     itself when neither is asked."""
     if sealing is not None:
-        return registry.with_ingest_step(sealing.seal)
+        return registry.with_ingest_step(sealing.seal, large_batches=True)
     if data is not None:
         return registry.with_ingest_step(UnsealedPin(str(Path(data) / KEYS_FILE)))
     return registry

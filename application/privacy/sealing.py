@@ -13,7 +13,11 @@ the first time. The associated data binds a ciphertext to its key id and token, 
 opens only as the value of its own token.
 
 One ``Sealer`` per process; it caches pseudonyms, keys and ciphertexts, and drops the
-keys and ciphertexts when the store's erasure count moves (another process erased).
+keys and ciphertexts when the store's erasure count moves (an erasure, in this process or
+another, destroyed keys: nothing sealed with a destroyed key may be stored after it, so the
+person's next event gets a new key). The count is read before a batch and again once it is
+sealed; a batch during which it moved is sealed again: a batch handed on after an erasure
+committed holds no key that erasure destroyed.
 """
 
 from __future__ import annotations
@@ -100,6 +104,12 @@ class Sealer:
 
     def _seal(self, events: Sequence[Event]) -> list[Event]:
         self._forget_erased()
+        while True:
+            sealed = self._seal_once(events)
+            if not self._forget_erased():  # an erasure committed while sealing: seal again, with no old key
+                return sealed
+
+    def _seal_once(self, events: Sequence[Event]) -> list[Event]:
         plans = [self._plan(event) for event in events]
         self._load_keys([plan for plan in plans if plan is not None])
         return [
@@ -142,9 +152,10 @@ class Sealer:
                     missing[token] = value
         if not missing:
             return
+        random = os.urandom(KEY_BYTES * len(missing))  # one system call for all the new keys
         new = {}
-        for key_id, value in missing.items():
-            key = os.urandom(KEY_BYTES)
+        for start, (key_id, value) in zip(range(0, len(random), KEY_BYTES), missing.items()):
+            key = random[start : start + KEY_BYTES]
             new[key_id] = (key, seal_identity(key, key_id, value))
         cached.update(self.keys.ensure(new))
 
@@ -174,9 +185,12 @@ class Sealer:
         envelope["sealed"] = sealed or None
         return replaced(event, envelope)
 
-    def _forget_erased(self) -> None:
+    def _forget_erased(self) -> bool:
+        """Drop the cached keys and ciphertexts if an erasure happened since the last look (True then)."""
         generation = self.keys.generation()
-        if generation != self._generation:
-            self._generation = generation
-            self._keys.clear()
-            self._ciphertexts.clear()
+        if generation == self._generation:
+            return False
+        self._generation = generation
+        self._keys.clear()
+        self._ciphertexts.clear()
+        return True
