@@ -39,6 +39,11 @@ way until the rebuilt views catch up.
 ``now``. Data time keeps the API, the CLI and an audit replay of the same log equal,
 and it is never behind a live log by more than the time since its newest event.
 
+With ``journeys_folder`` (what ``touchpoints up`` and ``serve`` give: the data folder's
+``views/``), the population's journeys live in a SQLite file there and its group cache keeps
+only the recent summaries (``application.journey_spill``): the views' memory per customer is
+then the identity graph and the maintained aggregates.
+
 The population is mutated in place by its fold, so folds and view computations take
 one lock; cached documents are immutable and read without it.
 """
@@ -70,6 +75,7 @@ from projections.parameters import ViewParameterError
 
 from application import exports, view_documents
 from application.fold import LogFold, journey_extent
+from application.journey_spill import SpilledJourneys
 from application.collector import collector_paused
 
 Clock = Callable[[], datetime]
@@ -205,7 +211,14 @@ class LiveViews:
         maintain_views: bool = True,
         documents_path: Path | None = None,
         save_interval: float = 5.0,
+        journeys_folder: Path | None = None,
     ):
+        """``journeys_folder``: keep the journeys in a SQLite file there
+        (``application.journey_spill``) rather than in memory; only with no ``population`` given."""
+        if journeys_folder is not None:
+            if population is not None:
+                raise ValueError("journeys_folder: only for a population these live views create")
+            population = population_module.Population(SpilledJourneys(journeys_folder))
         self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
         if maintain_views:
             self._log.population.summaries.maintain(MaintainedViews.default())

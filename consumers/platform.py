@@ -161,6 +161,7 @@ class Platform:
         from application.demo import load_demo_if_empty
         from application.live_views import LiveViews
         from application.privacy.mode import settle
+        from application.journey_spill import views_journeys_folder
         from application.view_documents import documents_path
         from events.factory import open_store
         from events.registry import REGISTRY
@@ -191,7 +192,8 @@ class Platform:
             self.worker = self._child("worker", worker)
             self.relay.start()
             self.worker.start()
-            self.views = LiveViews(documents_path=documents_path(settings.data))
+            self.views = LiveViews(documents_path=documents_path(settings.data),
+                                   journeys_folder=views_journeys_folder(settings))
             self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
             self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
             app = create_app(store=self.store, settings=settings, views=self.views,

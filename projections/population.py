@@ -19,6 +19,7 @@ and queries.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 
 from events.logged import LoggedEvent
@@ -34,15 +35,22 @@ VERSION = 1
 HANDLES = JOURNEY_HANDLES
 GROUP_BY = ("channel", "campaign", "source")
 NO_LABEL = "(none)"  # the campaign (or source) label of touches that name none
+SUMMARIES_KEPT = 10_000  # group summaries kept at hand when the journeys are not in memory
 
 
 class Population:
     __slots__ = ("journeys", "graph", "summaries")
 
-    def __init__(self) -> None:
-        self.journeys: dict[str, IdentityJourney] = {}
+    def __init__(self, journeys: MutableMapping[str, IdentityJourney] | None = None) -> None:
+        """``journeys``: where the journeys are kept (a dict if not given). It is told of
+        every change (``journeys[key] = journey`` also after a change in place), so it may
+        keep them elsewhere than in memory (``application.journey_spill``); one with
+        ``identity_facts(key)`` (the links and merges of the journey held) spares reading
+        a whole journey to replace it."""
+        self.journeys: MutableMapping[str, IdentityJourney] = {} if journeys is None else journeys
         self.graph = IdentityGraph()
-        self.summaries = GroupCache(self.journeys, self.graph)
+        # journeys kept out of memory: their facts are not kept in every group's summary either
+        self.summaries = GroupCache(self.journeys, self.graph, keep=None if journeys is None else SUMMARIES_KEPT)
 
     def __repr__(self) -> str:
         return f"Population(identities={len(self.journeys)})"
@@ -51,9 +59,12 @@ class Population:
         """Replace the journey of ``key``; the population owns ``journey`` from now on."""
         if journey.key != key:
             raise ValueError(f"journey: belongs to {journey.key!r}, not {key!r}")
-        old = self.journeys.get(key)
-        old_links = set(old.links) if old else set()
-        old_merges = set(old.merges) if old else set()
+        facts_of = getattr(self.journeys, "identity_facts", None)
+        if facts_of is None:
+            old = self.journeys.get(key)
+            old_links, old_merges = (set(old.links), set(old.merges)) if old else (set(), set())
+        else:
+            old_links, old_merges = map(set, facts_of(key))
         new_links, new_merges = set(journey.links), set(journey.merges)
         for fact in old_links - new_links:
             self.graph.remove_link(fact)
@@ -99,11 +110,13 @@ def initial_state() -> Population:
 def evolve(population: Population, logged: LoggedEvent) -> Population:
     """Fold one event into its stream's journey; identity facts also go to the graph."""
     key = logged.stream
-    journey = population.journeys.get(key)
+    journeys = population.journeys
+    journey = journeys.get(key)
     if journey is None:
-        journey = population.journeys[key] = IdentityJourney(key)
+        journey = journeys[key] = IdentityJourney(key)
     kind = journey.apply(logged)
     if kind is not None:
+        journeys[key] = journey  # changed in place: tell the mapping
         population.summaries.stale.add(key)
         if kind == "identity":
             if logged.event.TYPE == "identity_linked":

@@ -55,6 +55,7 @@ def serve(settings: Settings) -> int:
     from application.live_views import LiveViews
     from application.privacy.keys import KeyStoreError
     from application.privacy.mode import settle
+    from application.journey_spill import views_journeys_folder
     from application.view_documents import documents_path
     from events.factory import open_store
     from events.registry import REGISTRY
@@ -93,7 +94,8 @@ def serve(settings: Settings) -> int:
         if loaded:
             print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
                   flush=True)
-        views = stack.enter_context(LiveViews(documents_path=documents_path(settings.data)))
+        views = stack.enter_context(LiveViews(documents_path=documents_path(settings.data),
+                                              journeys_folder=views_journeys_folder(settings)))
         feed = _feed(settings, store, views)
         checks = {"view_feed": feed.stats}
         # The documents saved before a restart are served until the feed caught up with them: a

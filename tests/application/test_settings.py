@@ -19,6 +19,13 @@ def test_defaults__empty_environment_gives_the_documented_defaults():
     assert settings.log_level == "INFO"
 
 
+def test_views_journeys_on_disk__off_unless_asked():
+    # given no variable, then a true one
+    # then the journeys stay in memory by default and go to a file when asked
+    assert Settings.from_env({}).views_journeys_on_disk is False
+    assert Settings.from_env({"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1"}).views_journeys_on_disk is True
+
+
 def test_store_url__follows_the_data_folder_when_not_set(tmp_path):
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path)})
 

@@ -37,10 +37,12 @@ PLATFORM_ADMIN_KEY = new_key()
 PLATFORM_HEADERS = {"Authorization": f"Bearer {PLATFORM_ADMIN_KEY}"}
 
 
-def platform_settings(data: Path, bootstrap: str, *, partitions: int = 3) -> Settings:
+def platform_settings(data: Path, bootstrap: str, *, partitions: int = 3,
+                      views_journeys_on_disk: bool = False) -> Settings:
     return Settings(
         data=data, host="127.0.0.1", port=0, demo=False, store_url=f"sqlite:///{data / 'events.db'}",
         kafka=bootstrap, partitions=partitions, log_level="INFO", admin_key=SecretStr(PLATFORM_ADMIN_KEY),
+        views_journeys_on_disk=views_journeys_on_disk,
     )
 
 

@@ -1,7 +1,9 @@
 """Aggregation across workers is commutative: one log gives byte-identical live views
 whether 1, 3 or 6 worker processes share its partitions, a worker killed mid-stream and
 the group rebalancing included (each processor owns the journeys of its partitions; the
-view server groups and aggregates them, so who folded which partition cannot show)."""
+view server groups and aggregates them, so who folded which partition cannot show). The
+runs with several workers keep the API's journeys on disk (TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK)
+and the one-worker run in memory, so the same bytes also show the two agree."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import orjson
 import pytest
 
 from application.demo import generate
+from application.journey_spill import SpilledJourneys
 from application.replay_report import digest
 from consumers.platform import Platform
 from tests.streams.conftest import append_events, assert_views_converge, platform_settings, wait_until
@@ -29,7 +32,7 @@ def fresh_platform(one_worker_digests: dict[str, str], kafka_broker: Any,
     # after one_worker_digests: each restarts the shared broker, so they must not overlap
     kafka_broker.restart()
     platform = Platform(platform_settings(tmp_path_factory.mktemp("scaling"), kafka_broker.bootstrap,
-                                          partitions=PARTITIONS))
+                                          partitions=PARTITIONS, views_journeys_on_disk=True))
     platform.start()
     try:
         platform.wait_ready()
@@ -91,9 +94,10 @@ def one_worker_digests(kafka_broker: Any, tmp_path_factory: pytest.TempPathFacto
 @pytest.mark.parametrize("workers", [3, 6])
 def test_workers_sharing_the_partitions__serve_the_same_bytes_as_one_worker(one_worker_digests, fresh_platform,
                                                                             workers):
-    # given the log one worker folded into `one_worker_digests`
-    # when `workers` processes share the partitions and one is killed mid-stream
+    # given the log one worker folded into `one_worker_digests` (the API's journeys in memory)
+    # when `workers` processes share the partitions and one is killed mid-stream (journeys on disk)
     digests = run_with_workers(fresh_platform, workers, kill_one=True)
 
     # then every served document is byte-identical to one worker's
+    assert isinstance(fresh_platform.views.population.journeys, SpilledJourneys)
     assert digests == one_worker_digests

@@ -1,0 +1,190 @@
+"""Every identity's journey, kept in a SQLite file instead of the process's memory.
+
+The live views need an identity's journey only when its group is summarised again
+(``projections.group_cache``), which happens only for the groups that changed. So the
+population's journeys can live on disk: ``SpilledJourneys`` is the mapping a
+``Population`` holds them in. The ``HELD`` journeys last used stay decoded in memory
+(a fold mutates them in place, the next refresh reads them, and a journey the feed delivers
+many times in a row is written once); past that the least recently used are let go, those
+changed written in one transaction as ``IdentityJourney.to_bytes``. Held in memory per
+identity: nothing.
+
+The file is this process's cache of the journeys its feed delivered, not a log (the feed
+delivers every journey again at start): it is made in the given folder under a name of its
+own and unlinked at once, so two processes never share one and none is left behind, even
+after a SIGKILL. Not thread-safe: the live views call it under their lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from projections.journey import IdentityJourney, LinkFact, MergeFact
+
+if TYPE_CHECKING:
+    from application.settings import Settings
+
+HELD = 10_000  # journeys kept decoded, the most recently used
+WRITE_BATCH = 2_000  # journeys let go at once when more are held (those changed are written in one transaction)
+_NUMBERS = itertools.count()
+
+
+def spill_folder(data: Path) -> Path:
+    """Where a process whose data folder is ``data`` keeps its journeys' file."""
+    return Path(data) / "views"
+
+
+def views_journeys_folder(settings: "Settings") -> Path | None:
+    """Where the API's live views keep their journeys: a file in the data folder with
+    ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK`` on, else nowhere (in memory: faster, larger)."""
+    return spill_folder(settings.data) if settings.views_journeys_on_disk else None
+
+
+class SpilledJourneys(MutableMapping[str, IdentityJourney]):
+    """Identity key -> journey, in a file of its own in ``folder``."""
+
+    def __init__(
+        self, folder: Path, *, held: int | None = None, write_batch: int | None = None, cache_kib: int = 16_384
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"journeys-{os.getpid()}-{next(_NUMBERS)}.sqlite"
+        self.held = HELD if held is None else held
+        self.write_batch = WRITE_BATCH if write_batch is None else write_batch
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")  # a cache rebuilt at every start: no journal, no fsync
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(f"PRAGMA cache_size=-{cache_kib}")
+        self._db.execute("DROP TABLE IF EXISTS journeys")  # (creates the file)
+        path.unlink()  # open, it stays usable; closed (or killed), it is gone
+        # identity: the journey's links and merges alone, as a journey (NULL: none), what replacing it
+        # must take out of the identity graph
+        self._db.execute("CREATE TABLE journeys (key TEXT PRIMARY KEY, journey BLOB NOT NULL, identity BLOB)")
+        self._held: OrderedDict[str, IdentityJourney] = OrderedDict()  # decoded, last used last
+        self._unwritten: set[str] = set()  # held journeys changed since they were written (or never written)
+        self._fresh: set[str] = set()  # unwritten keys the file has no row of
+        self._looked_up: tuple[object, tuple | None] = (None, None)  # the last key's row: asked twice in a row
+        self._stored = 0  # rows in the file
+
+    # --- the mapping --------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> IdentityJourney:
+        journey = self.get(key)
+        if journey is None:
+            raise KeyError(key)
+        return journey
+
+    def get(self, key: str, default: IdentityJourney | None = None) -> IdentityJourney | None:  # type: ignore[override]
+        held = self._held
+        journey = held.get(key)
+        if journey is not None:
+            held.move_to_end(key)
+            return journey
+        row = self._db.execute("SELECT journey FROM journeys WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return default
+        journey = held[key] = IdentityJourney.from_bytes(row[0])
+        self._let_go_if_full()
+        return journey
+
+    def __setitem__(self, key: str, journey: IdentityJourney) -> None:
+        """Hold ``journey`` as ``key``'s (also to say a journey ``get`` returned was changed in place)."""
+        held = self._held
+        if key not in self._unwritten:
+            if key not in held and self._row(key) is None:
+                self._fresh.add(key)
+            self._unwritten.add(key)
+        held[key] = journey
+        held.move_to_end(key)
+        self._let_go_if_full()
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("journeys are replaced, never removed (an empty journey forgets an identity)")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._held or self._row(key) is not None
+
+    def __len__(self) -> int:
+        return self._stored + len(self._fresh)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys as of the call (reading journeys meanwhile may write some)."""
+        keys = [key for (key,) in self._db.execute("SELECT key FROM journeys ORDER BY rowid")]
+        keys.extend(self._fresh)
+        return iter(keys)
+
+    # --- what the population asks beside the mapping -----------------------------------------
+
+    def identity_facts(self, key: str) -> tuple[Sequence[LinkFact], Sequence[MergeFact]]:
+        """The links and merges of the journey held for ``key`` (none if none is held)."""
+        journey = self._held.get(key)
+        if journey is None:
+            row = self._row(key)
+            if row is None or row[0] is None:
+                return (), ()
+            journey = IdentityJourney.from_bytes(row[0])
+        return journey.links, journey.merges
+
+    def flush(self) -> int:
+        """Write every changed journey to the file (they stay held); how many."""
+        return self._write(list(self._unwritten))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _let_go_if_full(self) -> None:
+        """Past ``held + write_batch`` journeys, let the ``write_batch`` least recently used
+        go, writing those changed."""
+        held = self._held
+        if len(held) <= self.held + self.write_batch:
+            return
+        going = [held.popitem(last=False) for _ in range(self.write_batch)]
+        unwritten = self._unwritten
+        self._write([key for key, _ in going if key in unwritten], dict(going))
+
+    def _write(self, keys: list[str], journeys: Mapping[str, IdentityJourney] | None = None) -> int:
+        if not keys:
+            return 0
+        source = self._held if journeys is None else journeys
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO journeys (key, journey, identity) VALUES (?, ?, ?)",
+                [(key, (journey := source[key]).to_bytes(), _identity_of(journey)) for key in keys],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        fresh = self._fresh
+        for key in keys:
+            self._unwritten.discard(key)
+            if key in fresh:
+                fresh.discard(key)
+                self._stored += 1
+        self._looked_up = (None, None)
+        return len(keys)
+
+    def _row(self, key: object) -> tuple | None:
+        """The file's ``(identity,)`` of ``key`` (None: no row): asked twice in a row when a
+        journey is replaced, read once."""
+        asked, row = self._looked_up
+        if asked != key:
+            row = self._db.execute("SELECT identity FROM journeys WHERE key = ?", (key,)).fetchone()
+            self._looked_up = (key, row)
+        return row
+
+
+def _identity_of(journey: IdentityJourney) -> bytes | None:
+    """A journey of ``journey``'s links and merges alone (None: it has none)."""
+    if not journey.links and not journey.merges:
+        return None
+    facts = IdentityJourney(journey.key)
+    facts.links, facts.merges = journey.links, journey.merges
+    return facts.to_bytes()

@@ -1,0 +1,139 @@
+"""Journeys kept in a SQLite file (application.journey_spill): the live views serve the same
+documents as with every journey in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from application import journey_spill
+from application.demo import generate
+from application.journey_spill import SpilledJourneys
+from application.live_views import LiveViews
+from events.logged import LoggedEvent
+from projections import journey as journey_module
+from projections import population as population_module
+from tests.application.test_live_views import logged
+
+
+@pytest.fixture(scope="module")
+def demo_events() -> list[LoggedEvent]:
+    return logged(generate(150, 5))
+
+
+@pytest.fixture
+def little_memory(monkeypatch):
+    """Few changed journeys held before they are written, few summaries kept: every path runs."""
+    monkeypatch.setattr(journey_spill, "HELD", 3)
+    monkeypatch.setattr(journey_spill, "WRITE_BATCH", 2)
+    monkeypatch.setattr(population_module, "SUMMARIES_KEPT", 5)
+
+
+def journeys_of(events: list[LoggedEvent]) -> dict[str, journey_module.IdentityJourney]:
+    journeys: dict[str, journey_module.IdentityJourney] = {}
+    for event in events:
+        journey_module.evolve(journeys.setdefault(event.stream, journey_module.initial_state(event.stream)), event)
+    return journeys
+
+
+def some_documents(views: LiveViews) -> dict:
+    """Every default document, and views the definitions answer (they walk every group)."""
+    now = views.now()
+    return {
+        **views.all_documents(),
+        "paths_30_days": views.view("paths", lookback_days=30).document,
+        "prospects_instagram": views.view("prospects", channel="instagram", now=now).document,
+        "conversion_time_by_campaign": views.view("conversion_time", group_by="first_campaign", now=now).document,
+    }
+
+
+def test_spilled_journeys__a_written_journey_reads_back_equal(tmp_path: Path, demo_events):
+    journeys = journeys_of(demo_events)
+    spilled = SpilledJourneys(tmp_path, held=4, write_batch=3)
+
+    for key, journey in journeys.items():
+        spilled[key] = journey
+    spilled.flush()
+
+    assert len(spilled) == len(journeys)
+    assert set(spilled) == set(journeys)
+    assert all(spilled[key] == journey and key in spilled for key, journey in journeys.items())
+    assert "anonymous-nobody" not in spilled and spilled.get("anonymous-nobody") is None
+
+
+def test_spilled_journeys__leave_no_file_behind(tmp_path: Path):
+    spilled = SpilledJourneys(tmp_path)
+
+    spilled["customer-a"] = journey_module.initial_state("customer-a")
+    spilled.flush()
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_live_views__journeys_in_a_file_give_the_documents_of_journeys_in_memory(tmp_path, demo_events, little_memory):
+    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+
+    for start in range(0, len(demo_events), 400):  # documents computed between batches: groups change
+        batch = demo_events[start:start + 400]
+        in_memory.apply_events(batch)
+        in_file.apply_events(batch)
+        assert some_documents(in_file) == some_documents(in_memory)
+
+    assert len(in_file.population.journeys) == len(in_memory.population.journeys)
+
+
+def test_live_views__replaced_journeys_in_a_file_give_the_documents_of_journeys_in_memory(
+    tmp_path, demo_events, little_memory
+):
+    # given the journeys of the first half of the log, then of all of it (links and merges move groups)
+    halfway, everything = journeys_of(demo_events[: len(demo_events) // 2]), journeys_of(demo_events)
+    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+    for journeys in (halfway, everything):
+        in_memory.apply_journeys(journeys.items())
+        in_file.apply_journeys(journeys.items())
+
+        assert some_documents(in_file) == some_documents(in_memory)
+
+
+def test_live_views__timeline_reads_a_group_from_the_file(tmp_path, demo_events, little_memory):
+    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+    in_memory.apply_events(demo_events)
+    in_file.apply_events(demo_events)
+    in_file.all_documents()
+    linked = next(event.event.anonymous_id for event in demo_events if event.event.TYPE == "identity_linked")
+
+    def read(streams: list[str]) -> list[LoggedEvent]:
+        return [event for event in demo_events if event.stream in streams]
+
+    assert in_file.timeline(linked, read) == in_memory.timeline(linked, read)
+
+
+def test_spilled_journeys__a_replaced_journey_counts_once(tmp_path: Path, demo_events):
+    journeys = journeys_of(demo_events)
+    spilled = SpilledJourneys(tmp_path, held=0, write_batch=1)
+    for key, journey in journeys.items():
+        spilled[key] = journey
+    spilled.flush()
+    key = next(iter(journeys))
+
+    spilled[key] = journey_module.initial_state(key)  # replaced, not written yet
+
+    assert len(spilled) == len(journeys)
+    assert sorted(spilled) == sorted(journeys)
+    assert spilled[key] == journey_module.initial_state(key)
+
+
+def test_live_views__a_journeys_snapshot_of_journeys_in_a_file_restores_the_same_documents(
+    tmp_path, demo_events, little_memory
+):
+    views = LiveViews(background=False, journeys_folder=tmp_path)
+    views.apply_events(demo_events)
+    position, data_time, journeys = views.journeys_snapshot()
+    restored = LiveViews(background=False)
+
+    restored.restore([(j.key, j) for j in map(journey_module.IdentityJourney.from_bytes, journeys)],
+                     position=position, data_time=data_time)
+
+    assert len(journeys) == len(views.population.journeys)
+    assert restored.all_documents() == views.all_documents()
