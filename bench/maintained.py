@@ -37,11 +37,10 @@ def log(message: str) -> None:
 def run(scale: float) -> list[Row]:
     from application.live_views import LiveViews
     from application.replay_report import digest
-    from bench.views import build_views, cache_dir
+    from bench.views import build_views, population_snapshot
 
     customers = max(1000, int(FULL_CUSTOMERS * scale))
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    snapshot = cache_dir() / f"maintained-{customers}-{SEED}.journeys"
+    snapshot = population_snapshot(customers, SEED)
     started = time.perf_counter()
     built, events, how = build_views(customers, SEED, snapshot)
     log(f"{customers:,} customers ({events:,} events) from {how} in {time.perf_counter() - started:.0f} s")

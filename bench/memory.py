@@ -34,11 +34,10 @@ def log(message: str) -> None:
 
 
 def run(scale: float) -> list[Row]:
-    from bench.views import build_views, cache_dir
+    from bench.views import build_views, population_snapshot
 
     customers = max(1000, int(FULL_CUSTOMERS * scale))
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    snapshot = cache_dir() / f"maintained-{customers}-{SEED}.journeys"
+    snapshot = population_snapshot(customers, SEED)
     if not snapshot.exists():
         build_views(customers, SEED, snapshot)  # folds and saves the snapshot (in this process: then exits)
     rows = []

@@ -74,6 +74,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TOUCHPOINTS_BENCH_CACHE", "/tmp/touchpoints-bench"))
 
 
+def population_snapshot(customers: int, seed: int) -> Path:
+    """Where the journeys of ``customers`` demo customers are cached for bench/maintained and
+    bench/memory (``build_views`` makes the file when it is missing)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    return cache_dir() / f"maintained-{customers}-{seed}.journeys"
+
+
 def log(message: str) -> None:
     print(f"  [views] {message}", file=sys.stderr, flush=True)
 
