@@ -19,8 +19,9 @@ and queries.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from events.logged import LoggedEvent
 from events.models import anonymous_stream, customer_stream
@@ -28,7 +29,7 @@ from projections.attribution import Path
 from projections.group import GroupSummary
 from projections.group_cache import GroupCache
 from projections.identity import IdentityGraph
-from projections.journey import DAY, MONEY_SCALE, IdentityJourney
+from projections.journey import DAY, MONEY_SCALE, IdentityJourney, LinkFact, MergeFact
 from projections.journey import HANDLES as JOURNEY_HANDLES
 
 VERSION = 1
@@ -38,8 +39,16 @@ NO_LABEL = "(none)"  # the campaign (or source) label of touches that name none
 SUMMARIES_KEPT = 10_000  # group summaries kept at hand when the journeys are not in memory
 
 
+@runtime_checkable
+class KnowsIdentityFacts(Protocol):
+    """A journeys mapping that gives the links and merges of the journey it holds for a key
+    without the whole journey (``application.journey_spill`` keeps them apart on disk)."""
+
+    def identity_facts(self, key: str) -> tuple[Sequence[LinkFact], Sequence[MergeFact]]: ...
+
+
 class Population:
-    __slots__ = ("journeys", "graph", "summaries")
+    __slots__ = ("journeys", "graph", "summaries", "_facts_of")
 
     def __init__(self, journeys: MutableMapping[str, IdentityJourney] | None = None) -> None:
         """``journeys``: where the journeys are kept (a dict if not given). It is told of
@@ -48,6 +57,7 @@ class Population:
         ``identity_facts(key)`` (the links and merges of the journey held) spares reading
         a whole journey to replace it."""
         self.journeys: MutableMapping[str, IdentityJourney] = {} if journeys is None else journeys
+        self._facts_of = journeys.identity_facts if isinstance(journeys, KnowsIdentityFacts) else None
         self.graph = IdentityGraph()
         # journeys kept out of memory: their facts are not kept in every group's summary either
         self.summaries = GroupCache(self.journeys, self.graph, keep=None if journeys is None else SUMMARIES_KEPT)
@@ -59,7 +69,7 @@ class Population:
         """Replace the journey of ``key``; the population owns ``journey`` from now on."""
         if journey.key != key:
             raise ValueError(f"journey: belongs to {journey.key!r}, not {key!r}")
-        facts_of = getattr(self.journeys, "identity_facts", None)
+        facts_of = self._facts_of
         if facts_of is None:
             old = self.journeys.get(key)
             old_links, old_merges = (set(old.links), set(old.merges)) if old else (set(), set())
