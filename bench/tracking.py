@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ import orjson
 
 from application.tracking import TrackingConfig, to_event
 from bench.common import Row
+from bench.http_load import post_concurrently
 
 FULL_JOURNEYS = 25_000
 BATCH = 500
@@ -113,31 +113,8 @@ def _measure(folder: Path, path: str, bodies: list[bytes], count: int) -> tuple[
 
 
 def _post_concurrently(url: str, path: str, bodies: list[bytes], key: str) -> None:
-    pending = iter(bodies)
-    lock = threading.Lock()
-    errors: list[str] = []
-    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-
-    def client_loop() -> None:
-        headers = {"content-type": "application/json", "authorization": auth}
-        with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
-            while True:
-                with lock:
-                    body = next(pending, None)
-                if body is None:
-                    return
-                response = client.post(path, content=body)
-                if response.status_code != 200:
-                    errors.append(f"{response.status_code}: {response.text[:200]}")
-                    return
-
-    threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise RuntimeError(f"the server refused a request to {path}: {errors[0]}")
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()  # as the Segment SDKs send a write key
+    post_concurrently(url, bodies, clients=CLIENTS, path=path, headers={"authorization": auth})
 
 
 def _tree_cpu_seconds(pid: int) -> float:

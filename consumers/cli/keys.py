@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from application.access import Access, UnknownKey, access_path, open_access, parse_scopes
 from application.access.service import LOGIN_LINK_TTL
@@ -45,88 +46,78 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     link.set_defaults(handler=login_link)
 
 
-def _access(command: str, *, create: bool = False) -> tuple[Settings, Access] | None:
-    """The settings and the data folder's access store; None (said on stderr) when the
-    settings are bad, or the store is missing and ``create`` is not asked for: a mistyped
-    TOUCHPOINTS_DATA should not look like a folder without keys."""
+def _with_access(command: str, use: Callable[[Settings, Access], int], *, create: bool = False) -> int:
+    """Run ``use`` on the settings and the data folder's access store, closed after; 2 (said on
+    stderr) when the settings are bad, or the store is missing and ``create`` is not asked
+    for: a mistyped TOUCHPOINTS_DATA should not look like a folder without keys."""
     try:
         settings = Settings.from_env()
         if not create and not access_path(settings.data).exists():
             raise AccessStoreError(f"no access store at {access_path(settings.data)}: is TOUCHPOINTS_DATA the "
                                    "folder `touchpoints up` or `serve` uses? (they make it at their first start)")
-        return settings, open_access(settings.data)
+        access = open_access(settings.data)
     except (SettingsError, AccessStoreError) as error:
         print(f"touchpoints {command}: {error}", file=sys.stderr)
-        return None
+        return 2
+    try:
+        return use(settings, access)
+    finally:
+        access.close()
 
 
 def create_key(args: argparse.Namespace) -> int:
-    opened = _access("keys create", create=True)
-    if opened is None:
-        return 2
-    settings, access = opened
-    try:
+    def create(settings: Settings, access: Access) -> int:
         types = None if args.types is None else frozenset(t.strip() for t in args.types.split(",") if t.strip())
-        key, record = access.create_key(name=args.name, scopes=parse_scopes(args.scope), source=args.source,
-                                        types=types)
-    except ValueError as error:
-        print(f"touchpoints keys create: {error}", file=sys.stderr)
-        return 2
-    finally:
-        access.close()
-    print(f"created {record.shown_prefix} ({record.name!r}, scopes {', '.join(sorted(s.value for s in record.scopes))})"
-          f"; the key is shown this once, only its hash is kept in {access_path(settings.data)}:", file=sys.stderr)
-    print(key)
-    return 0
+        try:
+            key, record = access.create_key(name=args.name, scopes=parse_scopes(args.scope), source=args.source,
+                                            types=types)
+        except ValueError as error:
+            print(f"touchpoints keys create: {error}", file=sys.stderr)
+            return 2
+        print(f"created {record.shown_prefix} ({record.name!r}, scopes "
+              f"{', '.join(sorted(s.value for s in record.scopes))}); the key is shown this once, only its hash "
+              f"is kept in {access_path(settings.data)}:", file=sys.stderr)
+        print(key)
+        return 0
+
+    return _with_access("keys create", create, create=True)
 
 
 def list_keys(args: argparse.Namespace) -> int:
-    opened = _access("keys list")
-    if opened is None:
-        return 2
-    _, access = opened
-    try:
-        records = access.keys()
-    finally:
-        access.close()
-    print(f"{'PREFIX':<12} {'NAME':<24} {'SCOPES':<18} {'CREATED':<20} {'REVOKED':<20} NARROWED TO")
-    for record in records:
-        narrowed = ", ".join(part for part in (
-            f"source {record.source}" if record.source else "",
-            f"types {','.join(sorted(record.types))}" if record.types else "") if part)
-        print(f"{record.shown_prefix:<12} {record.name:<24} {','.join(sorted(s.value for s in record.scopes)):<18} "
-              f"{_when(record.created_at):<20} {_when(record.revoked_at):<20} {narrowed}".rstrip())
-    return 0
+    def show(_: Settings, access: Access) -> int:
+        print(f"{'PREFIX':<12} {'NAME':<24} {'SCOPES':<18} {'CREATED':<20} {'REVOKED':<20} NARROWED TO")
+        for record in access.keys():
+            narrowed = ", ".join(part for part in (
+                f"source {record.source}" if record.source else "",
+                f"types {','.join(sorted(record.types))}" if record.types else "") if part)
+            print(f"{record.shown_prefix:<12} {record.name:<24} {','.join(sorted(s.value for s in record.scopes)):<18} "
+                  f"{_when(record.created_at):<20} {_when(record.revoked_at):<20} {narrowed}".rstrip())
+        return 0
+
+    return _with_access("keys list", show)
 
 
 def revoke_key(args: argparse.Namespace) -> int:
-    opened = _access("keys revoke")
-    if opened is None:
-        return 2
-    _, access = opened
-    try:
-        record = access.revoke(args.prefix)
-    except UnknownKey as error:
-        print(f"touchpoints keys revoke: {error}", file=sys.stderr)
-        return 1
-    finally:
-        access.close()
-    print(f"revoked {record.shown_prefix} ({record.name!r}) at {_when(record.revoked_at)}")
-    return 0
+    def revoke(_: Settings, access: Access) -> int:
+        try:
+            record = access.revoke(args.prefix)
+        except UnknownKey as error:
+            print(f"touchpoints keys revoke: {error}", file=sys.stderr)
+            return 1
+        print(f"revoked {record.shown_prefix} ({record.name!r}) at {_when(record.revoked_at)}")
+        return 0
+
+    return _with_access("keys revoke", revoke)
 
 
 def login_link(args: argparse.Namespace) -> int:
-    opened = _access("login-link")
-    if opened is None:
-        return 2
-    settings, access = opened
-    try:
-        token = access.login_token()
-    finally:
-        access.close()
-    base = args.url or f"http://{settings.host}:{settings.port}"
-    print(login_url(base, token))
-    return 0
+    def link(settings: Settings, access: Access) -> int:
+        base = args.url or f"http://{settings.host}:{settings.port}"
+        print(login_url(base, access.login_token()))
+        return 0
+
+    return _with_access("login-link", link)
+
 
 
 def login_url(base_url: str, token: str) -> str:
