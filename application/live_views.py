@@ -76,7 +76,7 @@ from projections.parameters import ViewParameterError
 from application import exports, view_documents
 from application.fold import LogFold, journey_extent
 from application.journey_spill import SpilledJourneys
-from application.collector import collector_paused
+from application.collector import collector_paused, settle_long_lived_state
 
 Clock = Callable[[], datetime]
 SNAPSHOT_FORMAT = 1
@@ -312,6 +312,7 @@ class LiveViews:
             self._counts["events_applied"] += len(logged_events)
             self._counts["batches"] += 1
             self._bump()
+        settle_long_lived_state()  # the population lives on: keep it out of full collections
         return len(logged_events)
 
     def apply_journeys(self, items: Iterable[tuple[str, IdentityJourney | None]]) -> int:
@@ -332,6 +333,7 @@ class LiveViews:
                 self._counts["journeys_applied"] += count
                 self._counts["batches"] += 1
                 self._bump()
+        settle_long_lived_state()  # the population lives on: keep it out of full collections
         return count
 
     def _bump(self) -> None:

@@ -10,11 +10,13 @@ import time
 from bench.common import format_table
 
 ALL = ["ingest", "projections", "stream", "views", "maintained", "restart", "replay", "pipeline", "tracking", "sealing"]
+LONG = ["million"]  # tens of minutes: run only when named (python -m bench million)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", default=ALL, help=f"benchmarks to run (default: {' '.join(ALL)})")
+    parser.add_argument("names", nargs="*", default=ALL,
+                        help=f"benchmarks to run (default: {' '.join(ALL)}; only when named: {' '.join(LONG)})")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full data size (default 1.0)")
     args = parser.parse_args()
     rows = []

@@ -6,7 +6,8 @@ The population of ``scale`` x 1,000,000 demo customers (the journeys snapshot
 memory and once in a file (``journeys_folder``: what the platform runs), each in a fresh
 process. For each: RSS above the imports, and the deep size of each holder (objects
 reachable from it and from no holder before it: the identity graph, the journeys, the group
-cache, then each maintained aggregate's kept contributions and its totals and columns),
+cache, the groups' slots the aggregates share, then each maintained aggregate's kept
+contributions and its totals and columns),
 in bytes per customer. Only a breakdown: the issue's target (API <= 1.5 GiB at 1M
 customers) is for the whole API process, store caches included (``bench/pipeline``).
 """
@@ -62,6 +63,7 @@ def measure(where: str, snapshot: Path, customers: int) -> dict:
     import gc
 
     from application.live_views import LiveViews
+    from projections.aggregates.base import ContributionAggregate
     from projections.journey import IdentityJourney
 
     gc.collect()
@@ -90,9 +92,11 @@ def measure(where: str, snapshot: Path, customers: int) -> dict:
         "journeys": _deep([population.journeys], seen),
         "group cache": _deep([getattr(cache, name) for name in ("_summaries", "_results", "_group_results")], seen),
     }
+    holders["group slots (shared by the aggregates)"] = _deep([cache.maintained.slots], seen)
     for aggregate in cache.maintained._aggregates:  # the kept contributions first: the totals share their objects
         name = type(aggregate).__name__
-        holders[f"{name}: kept contributions"] = _deep([aggregate.contributions()], seen)
+        if isinstance(aggregate, ContributionAggregate):  # the others hold theirs as rows: counted with their columns
+            holders[f"{name}: kept contributions"] = _deep([aggregate.contributions()], seen)
         holders[f"{name}: totals and columns"] = _deep([aggregate], seen)
     holders["view documents"] = _deep([views._cache], seen)
     return {"rss_mib": rss, "above_imports": (rss - before) * 2**20, "holders": holders}

@@ -123,7 +123,7 @@ def measure_platform(customers: int) -> PlatformRun:
     events = len(lines) - warm_up
     bodies = json_arrays(lines, ARRAY)
     del lines
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder, _Up(Path(folder)) as up:
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder, Up(Path(folder)) as up:
         store = open_store(default_sqlite_url(up.data))
         try:
             with httpx.Client(base_url=up.url, timeout=60, headers=BENCH_HEADERS) as client:
@@ -159,7 +159,7 @@ def _wait_views_equal(client: httpx.Client, url: str, store: Any, *, timeout: fl
     compared: dict[str, Any] | None = None
     differing: list[str] = []
     while time.monotonic() < deadline:
-        status = _views_status(client)
+        status = views_status(client)
         now = time.perf_counter()
         if status["position"] == head and status["refreshed_version"] in (status["version"], -1):
             if seen is None or seen[0] != status:
@@ -171,7 +171,7 @@ def _wait_views_equal(client: httpx.Client, url: str, store: Any, *, timeout: fl
                 except LiveViewsUnavailable:
                     compared = None  # they moved while read: compare again
                     continue
-                if comparison.same and comparison.position == head and _views_status(client) == status:
+                if comparison.same and comparison.position == head and views_status(client) == status:
                     return seen[1], seen[2]
                 differing = comparison.differing
         time.sleep(POLL_SECONDS)
@@ -180,7 +180,7 @@ def _wait_views_equal(client: httpx.Client, url: str, store: Any, *, timeout: fl
                        + f"; /healthz: {_unhealthy(client)}")
 
 
-def _views_status(client: httpx.Client) -> dict[str, Any]:
+def views_status(client: httpx.Client) -> dict[str, Any]:
     response = client.get("/v1/views/status")
     response.raise_for_status()
     status = orjson.loads(response.content)
@@ -194,13 +194,19 @@ def _unhealthy(client: httpx.Client) -> str:
     return orjson.dumps(unhealthy).decode() if unhealthy else "all ok"
 
 
-class _Up:
-    """``touchpoints up`` in a subprocess on ``folder/data``, its output in ``folder/up.log``;
-    stopped on exit as Ctrl-C stops it (then killed, with what it started, if it hangs)."""
+class Up:
+    """``touchpoints up`` in a subprocess on ``folder/data``, its output in ``folder/up.log``,
+    with ``env`` added to its environment; entered once it listens and (unless
+    ``healthy_within`` is None) ``/healthz`` reports every component ok; stopped on exit
+    with ``stop_signal`` (Ctrl-C's by default; then killed, with what it started, if it hangs)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, env: dict[str, str] | None = None, healthy_within: float | None = 120,
+                 stop_signal: int = signal.SIGINT):
         self.data = folder / "data"
         self.log_path = folder / "up.log"
+        self.env = env or {}
+        self.healthy_within = healthy_within
+        self.stop_signal = stop_signal
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -209,16 +215,18 @@ class _Up:
         assert self.process is not None
         return self.process.pid
 
-    def __enter__(self) -> "_Up":
+    def __enter__(self) -> "Up":
         env = bench_env(TOUCHPOINTS_DATA=str(self.data), TOUCHPOINTS_DEMO="0", TOUCHPOINTS_PORT="0",
-                        TOUCHPOINTS_HOST="127.0.0.1", TOUCHPOINTS_KAFKA="", TOUCHPOINTS_STORE="")
+                        TOUCHPOINTS_HOST="127.0.0.1", TOUCHPOINTS_KAFKA="", TOUCHPOINTS_STORE="", **self.env)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "consumers.cli.main", "up"], cwd=ROOT, env=env,
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
             self.url = self._wait_for(self._listening_url, 60, "to print where it listens")
-            with httpx.Client(base_url=self.url, timeout=10, headers=BENCH_HEADERS) as client:
-                self._wait_for(lambda: self._healthy(client), 120, "to report every component ok on /healthz")
+            if self.healthy_within is not None:
+                with httpx.Client(base_url=self.url, timeout=10, headers=BENCH_HEADERS) as client:
+                    self._wait_for(lambda: self._healthy(client), self.healthy_within,
+                                   "to report every component ok on /healthz")
         except BaseException:
             self.__exit__()
             raise
@@ -228,7 +236,7 @@ class _Up:
         if self.process is None:
             return
         started = platform_processes(self.pid)
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(60)
         except subprocess.TimeoutExpired:

@@ -156,7 +156,7 @@ class Platform:
     def start(self) -> "Platform":
         from application.access import open_access
         from consumers.api.app import create_app
-        from consumers.api.server import base_url, bind_socket, make_server
+        from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
         from consumers.cli.keys import first_start_lines
         from application.demo import load_demo_if_empty
         from application.live_views import LiveViews
@@ -207,6 +207,7 @@ class Platform:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
             self._supervisor.start()
             self._wait_for_api()
+            tune_gc_for_throughput()  # as `touchpoints serve`: what started up is frozen, the views settle
             self.feed.start()  # after the API: restored documents are served without waiting behind the load
         except BaseException:
             self.stop()

@@ -20,6 +20,11 @@ Resolution depends only on the SET of facts, never on the order they arrived:
 * the root of a group is the customer at the end of its merge chain (or an
   unlinked anonymous stream on its own).
 
+A node's facts are held as the one fact most nodes have, and as a set only when it
+has several (a set costs ~200 bytes: a million linked devices would pay ~200 MB); a
+component's members as a sorted tuple while it is small (most are a customer and a
+device or two), as a list beyond; a group that is its whole component shares that tuple.
+
 Work is incremental: adding a fact only marks its connected component (over
 every fact, winning or not) dirty; ``settle`` re-resolves dirty components,
 which are small (a customer and its few devices), and records which roots
@@ -30,7 +35,7 @@ it; resolution is lazy, so queries settle pending components first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from events.logged import LoggedEvent
@@ -38,6 +43,7 @@ from projections.journey import LinkFact, MergeFact, link_fact, merge_fact
 
 VERSION = 1
 HANDLES: frozenset[str] = frozenset({"identity_linked", "customers_merged"})
+_TUPLE_MEMBERS = 8  # components up to this size keep their members in a tuple: merging copies them
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +71,13 @@ class IdentityGraph:
     )
 
     def __init__(self) -> None:
-        self.links: dict[str, set[LinkFact]] = {}
-        self.merges: dict[str, set[MergeFact]] = {}
+        # node -> its one fact, or the set of its facts when it has several
+        self.links: dict[str, LinkFact | set[LinkFact]] = {}
+        self.merges: dict[str, MergeFact | set[MergeFact]] = {}
         self._uf: dict[str, str] = {}
-        self._components: dict[str, list[str]] = {}
+        self._components: dict[str, tuple[str, ...] | list[str]] = {}  # representative -> members (2 or more)
         self._dirty: set[str] = set()
-        self._root: dict[str, str] = {}
+        self._root: dict[str, str] = {}  # nodes that are not their group's root -> the root
         self._groups: dict[str, tuple[str, ...]] = {}
         self._cycles: dict[str, MergeCycle] = {}  # keyed by the duplicate of the ignored merge
         self._changed: set[str] = set()
@@ -93,27 +100,39 @@ class IdentityGraph:
     def remove_merge(self, fact: MergeFact) -> bool:
         return self._remove(self.merges, self._merged_twice, fact)
 
-    def _add(self, table: dict[str, set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
-        facts = table.get(fact[2])
+    def _add(self, table: dict[str, tuple | set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
+        node = fact[2]
+        facts = table.get(node)
         if facts is None:
-            table[fact[2]] = facts = set()
-        elif fact in facts:
+            table[node] = fact
+        elif type(facts) is set:
+            if fact in facts:
+                return False
+            facts.add(fact)
+        elif facts == fact:
             return False
-        facts.add(fact)
-        if len(facts) == 2:
-            several.add(fact[2])
-        self._dirty.add(self._union(fact[2], fact[3]))
+        else:
+            table[node] = {facts, fact}
+            several.add(node)
+        self._dirty.add(self._union(node, fact[3]))
         return True
 
-    def _remove(self, table: dict[str, set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
-        facts = table.get(fact[2])
-        if not facts or fact not in facts:
+    def _remove(self, table: dict[str, tuple | set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
+        node = fact[2]
+        facts = table.get(node)
+        if facts is None:
             return False
-        facts.discard(fact)
-        if len(facts) == 1:
-            several.discard(fact[2])
-        if not facts:
-            del table[fact[2]]
+        if type(facts) is set:
+            if fact not in facts:
+                return False
+            facts.discard(fact)
+            if len(facts) == 1:
+                several.discard(node)
+                table[node] = next(iter(facts))
+        elif facts == fact:
+            del table[node]
+        else:
+            return False
         # components never split: a larger component only costs a larger re-resolution
         self._dirty.add(self._find(fact[2]))
         return True
@@ -139,24 +158,25 @@ class IdentityGraph:
             uf[step] = node
         return node
 
-    def _members(self, rep: str) -> list[str]:
-        return self._components.get(rep) or [rep]
+    def _members(self, rep: str) -> Sequence[str]:
+        return self._components.get(rep) or (rep,)
 
     def _union(self, a: str, b: str) -> str:
         ra, rb = self._find(a), self._find(b)
         if ra == rb:
             return ra
         components = self._components
-        members_a, members_b = components.get(ra), components.pop(rb, None)
-        if members_a is None:
-            members_a = [ra]
-        if members_b is None:
-            members_b = [rb]
+        members_a, members_b = components.get(ra, (ra,)), components.pop(rb, (rb,))
         if len(members_a) < len(members_b):
             ra, rb, members_a, members_b = rb, ra, members_b, members_a
             components.pop(rb, None)
         self._uf[rb] = ra
-        members_a.extend(members_b)
+        if len(members_a) + len(members_b) <= _TUPLE_MEMBERS:
+            members_a = tuple(sorted((*members_a, *members_b)))
+        else:
+            if type(members_a) is tuple:
+                members_a = list(members_a)
+            members_a.extend(members_b)
         components[ra] = members_a
         self._dirty.discard(rb)
         return ra
@@ -172,14 +192,14 @@ class IdentityGraph:
         for rep in reps:
             self._resolve(self._members(rep))
 
-    def _resolve(self, nodes: list[str]) -> None:
+    def _resolve(self, nodes: Sequence[str]) -> None:
         links, merges = self.links, self.merges
         parent: dict[str, str] = {}
         merge_edge: dict[str, MergeFact] = {}
         for node in nodes:
             facts = links.get(node) or merges.get(node)
             if facts:
-                best = min(facts) if len(facts) > 1 else next(iter(facts))
+                best = min(facts) if type(facts) is set else facts
                 parent[node] = best[3]
                 if node in merges:
                     merge_edge[node] = best
@@ -205,11 +225,15 @@ class IdentityGraph:
             if previous != top:
                 changed.add(previous)
                 changed.add(top)
-            old_root[node] = top
+                if top == node:
+                    del old_root[node]
+                else:
+                    old_root[node] = top
             groups_of.pop(node, None)
         for top, members in groups.items():
             members.sort()
-            groups_of[top] = tuple(members)
+            group = tuple(members)
+            groups_of[top] = nodes if group == nodes else group
 
     def take_changed_roots(self) -> set[str]:
         """Roots (old and new) whose members changed since the last call."""
@@ -257,7 +281,7 @@ class IdentityGraph:
         return sorted(self._cycles.values(), key=lambda cycle: cycle.members)
 
 
-def _conflicts(table: dict[str, set[tuple[int, int, str, str]]], several: set[str]) -> list[Conflict]:
+def _conflicts(table: dict[str, tuple | set[tuple[int, int, str, str]]], several: set[str]) -> list[Conflict]:
     conflicts = []
     for node in several:
         facts = table[node]

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 from mode import Service
 
+from application.collector import PAUSES
 from application.ingest import Ingestor
 from application.privacy.mode import settle
 from application.privacy.policy import ingest_registry
@@ -48,6 +49,7 @@ class TouchpointsApp(faust.App):
             "processor": self.processor.stats() if self.processor is not None else None,
             "inbound": self.inbound.stats() if self.inbound is not None else None,
             "retention": self.trimmer.stats() if self.trimmer is not None else None,
+            "collector": PAUSES.stats(),
         }
 
 

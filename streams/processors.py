@@ -91,6 +91,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
+from application.collector import settle_long_lived_state
 from events.registry import REGISTRY, EventRegistry
 from projections import journey as journey_module
 from projections.journey import IdentityJourney
@@ -341,6 +342,7 @@ class JourneyProcessor:
                 raise
             self._counts["batches"] += 1
             self._last_batch_at = time.time()
+        settle_long_lived_state()  # the journeys live on: keep them out of full collections
         if commits:
             # the commit overlaps the next fetch and fold; one in flight at a time
             if self._committing is not None:

@@ -66,6 +66,7 @@ class IngestAdmission:
         self.admitted = 0
         self.refused = 0
         self.peak_pending_bytes = 0
+        self.last_refusal = ""  # why the latest refused request was refused
         self._clock = clock
         self._busy = 0.0  # seconds during which some request was pending, in all
         self._last_change = clock()
@@ -78,10 +79,10 @@ class IngestAdmission:
         reserved, or None when the request must be refused."""
         size = self.unknown_length_bytes if declared_length is None else declared_length
         if self.pending_requests:
-            wait = self.expected_wait(size)
-            too_slow = wait is not None and wait > self.max_queue_seconds
-            if self.pending_bytes + size > self.max_pending_bytes or too_slow:
+            refusal = self._refusal(size)
+            if refusal is not None:
                 self.refused += 1
+                self.last_refusal = refusal
                 return None
         self._tick()
         self.pending_bytes += size
@@ -89,6 +90,19 @@ class IngestAdmission:
         self.admitted += 1
         self.peak_pending_bytes = max(self.peak_pending_bytes, self.pending_bytes)
         return size
+
+    def _refusal(self, size: int) -> str | None:
+        """Why a body of ``size`` bytes may not join what is pending (None: it may), naming
+        the limit it would pass and the setting that sets it."""
+        if self.pending_bytes + size > self.max_pending_bytes:
+            return (f"{self.pending_bytes} bytes of request bodies are waiting and {size} more would pass "
+                    f"the limit of {self.max_pending_bytes} (TOUCHPOINTS_INGEST_MAX_PENDING_BYTES)")
+        wait = self.expected_wait(size)
+        if wait is not None and wait > self.max_queue_seconds:
+            return (f"the {self.pending_bytes + size} bytes of request bodies waiting, this one included, "
+                    f"would take {wait:.1f} s to store at the recent rate, more than "
+                    f"{self.max_queue_seconds:g} s (TOUCHPOINTS_INGEST_MAX_QUEUE_SECONDS)")
+        return None
 
     def shrink(self, reserved: int, actual: int) -> int:
         """A body turned out smaller than reserved (it had no length): hold only ``actual``."""
@@ -209,9 +223,7 @@ async def _refuse(send: Send, admission: IngestAdmission) -> None:
     seconds = admission.retry_after()
     body = orjson.dumps({
         "error": "overloaded",
-        "detail": (f"ingestion is behind: {admission.pending_bytes} bytes of request bodies are waiting "
-                   f"(limit {admission.max_pending_bytes}, TOUCHPOINTS_INGEST_MAX_PENDING_BYTES); "
-                   f"nothing was stored, retry after {seconds} s"),
+        "detail": f"ingestion is behind: {admission.last_refusal}; nothing was stored, retry after {seconds} s",
         "retry_after": seconds,
         "accepted": 0,
     })

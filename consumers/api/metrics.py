@@ -12,6 +12,8 @@ dependency. What is exported:
   ``lag_seconds``... of the store feed or of the Kafka view feed): how far the views
   trail the log, i.e. the processor lag seen from the API;
 - ``touchpoints_views_*``: what the live views applied, their version and refresh times;
+- ``touchpoints_gc_*``: the cyclic garbage collector's collections and pauses by
+  generation, and the objects frozen out of its passes (``application.collector``);
 - every numeric field of every registered health check as
   ``touchpoints_<component>_<field>`` (e.g. ``touchpoints_relay_lag``), plus
   ``touchpoints_component_up{component=...}``.
@@ -29,6 +31,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from application.collector import PAUSES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -137,6 +141,25 @@ class Metrics:
 
     def render(self) -> str:
         return render(self.collect())
+
+
+def collector_families() -> list[MetricFamily]:
+    """The cyclic collector's pauses in this process (``application.collector.PAUSES``)."""
+    stats = PAUSES.stats()
+    collections = MetricFamily("touchpoints_gc_collections_total", "counter",
+                               "Cyclic garbage collections, by generation.")
+    seconds = MetricFamily("touchpoints_gc_pause_seconds_total", "counter",
+                           "Seconds the process was paused by cyclic garbage collections, by generation.")
+    longest = MetricFamily("touchpoints_gc_longest_pause_seconds", "gauge",
+                           "The longest pause of one cyclic garbage collection, by generation.")
+    for generation in stats["generations"]:
+        labels = {"generation": generation["generation"]}
+        collections.add(generation["collections"], labels)
+        seconds.add(generation["seconds"], labels)
+        longest.add(generation["longest_seconds"], labels)
+    frozen = MetricFamily("touchpoints_gc_frozen_objects", "gauge",
+                          "Objects frozen out of the collector's passes (the long-lived state).")
+    return [collections, seconds, longest, frozen.add(stats["frozen_objects"])]
 
 
 def render(families: Iterable[MetricFamily]) -> str:

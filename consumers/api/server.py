@@ -14,13 +14,14 @@ at ``body_timeout``, ``consumers.api.body``; the grace lets that answer go out f
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from application.collector import tune_for_a_long_running_process
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; beyond: 431
 BODY_GRACE = 5.0  # seconds past body_timeout before the connection of an unread body is closed
@@ -178,9 +179,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 def tune_gc_for_throughput() -> None:
-    """Call once a server process has started up. Every ingested event allocates a few dozen
-    short-lived objects; with default thresholds the cyclic collector runs so often (and
-    rescans every long-lived object) that it costs 15-20% of ingestion CPU. Freezing what
-    startup built and collecting the young generation less often removes most of that."""
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
+    """Call once a server process has started up: see
+    ``application.collector.tune_for_a_long_running_process``."""
+    tune_for_a_long_running_process()

@@ -44,6 +44,7 @@ from consumers.api.metrics import (
     MetricFamily,
     Metrics,
     RequestMetricsMiddleware,
+    collector_families,
     health_check_families,
 )
 from application.exports import NotAListView
@@ -131,6 +132,7 @@ def install_views(
     app.state.views_at = views_at
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     metrics.add_collector("store", lambda: _store_families(store))
+    metrics.add_collector("collector", collector_families)
     metrics.add_collector(
         "health",
         lambda: health_check_families(getattr(app.state, "health_checks", {}), fields_of_all_but=("store", "views")),

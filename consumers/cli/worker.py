@@ -61,6 +61,7 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     import faust
     from kafka.errors import KafkaError
 
+    from application.collector import tune_for_a_long_running_process
     from application.privacy.keys import KeyStoreError
     from application.privacy.mode import settle
     from events.factory import open_store
@@ -98,6 +99,7 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     if stats_file:
         _write_stats_every_second(app, Path(stats_file))
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    tune_for_a_long_running_process()  # the journeys it holds are scanned by no full collection
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:

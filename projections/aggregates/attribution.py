@@ -35,7 +35,7 @@ import numpy as np
 
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, ExactSum
-from projections.aggregates.interned import InternedSequences
+from projections.aggregates.interned import InternedValues
 from projections.attribution import MODELS
 from projections.attribution.heuristic import LABEL_WEIGHTS, decay_weights, sequence_terms
 from projections.attribution.markov import State, markov_of_transitions, walk
@@ -122,7 +122,8 @@ class MultiTouchAttribution(ContributionAggregate[PathContribution]):
         self._credits = {model: _Credits() for model in (*LABEL_WEIGHTS, "time_decay")}
         self._changed_sequences: set[Labels] = set()  # whose terms the credits do not hold yet
         self._decay_pending: list[tuple[int, PathContribution]] = []  # (sign, conversion) not yet credited
-        self._interned = InternedSequences()
+        self._interned: InternedValues[Labels] = InternedValues()
+        self._prospect_paths: InternedValues[PathContribution] = InternedValues()  # few distinct among many
 
     def contribution(self, group: GroupSummary) -> PathContribution | None:
         if not group.orders and not group.touches:
@@ -130,15 +131,19 @@ class MultiTouchAttribution(ContributionAggregate[PathContribution]):
         path = group_path(group, _CHANNEL, None)
         labels = self._interned.get(tuple(label for label, _ in path.touches))
         if not path.converted:
-            return PathContribution(labels, None, b"")
+            return self._prospect_paths.get(PathContribution(labels, None, b""))
         return PathContribution(labels, path.value, array("d", [age for _, age in path.touches]).tobytes())
 
     def add(self, contribution: PathContribution) -> None:
         self._interned.add(contribution.labels)
+        if contribution.value is None:
+            self._prospect_paths.add(contribution)
         self._count(contribution, 1)
 
     def subtract(self, contribution: PathContribution) -> None:
         self._interned.remove(contribution.labels)
+        if contribution.value is None:
+            self._prospect_paths.remove(contribution)
         self._count(contribution, -1)
 
     def _count(self, contribution: PathContribution, sign: int) -> None:

@@ -5,10 +5,11 @@ Definition: ``projections.multi_touch.attribution_view`` with any parameters: a 
 ``half_life_days``. The default document is maintained by ``aggregates.attribution``
 (registered first); this aggregate answers the rest.
 
-Each group with an order or a touch keeps one row: whether its path converts, the time
+Each group with an order or a touch keeps one row at its slot: whether its path converts, the time
 its path ends (``population.path_end``: the first order, else the last touch), its value,
 and its path's touches (time, and for each labelling the ``SuffixTrie`` node of the
-sequence from that touch on). A query then:
+sequence from that touch on). The row and its touches are the group's contribution
+(packed), also kept as bytes to compare a changed group's with. A query then:
 
 1. selects the rows whose end falls in the window (conversions; prospects too for the
    models that read them), all in numpy;
@@ -32,15 +33,14 @@ import struct
 from array import array
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from events.times import to_micros
 from projections import parameters
-from projections.aggregates.base import ContributionAggregate
-from projections.aggregates.columns import MIN_MICROS, Runs, SlotRows, SuffixTrie, ranges
+from projections.aggregates.columns import MIN_MICROS, PackedRowAggregate, Runs, SlotRows, SuffixTrie, ranges
 from projections.attribution import MODELS
 from projections.attribution.heuristic import decay_attribution, label_attribution
 from projections.attribution.markov import markov_of_transitions, sequence_transitions
@@ -54,6 +54,8 @@ from projections.population import GROUP_BY, NO_LABEL, path_end
 
 _PARAMETERS = frozenset({"model", "lookback_days", "start", "end", "group_by", "half_life_days"})
 _HEADER = struct.Struct("<?qd")  # converted, end of the path (µs), value
+_RUN = struct.Struct("<qi")  # where the row's touches start in the runs, and how many
+_FIELDS = [("converted", "?"), ("at", "<i8"), ("value", "<f8"), ("start", "<i8"), ("length", "<i4")]  # _HEADER, _RUN
 _DAY_MICROS = 86_400_000_000
 _TOUCH_BYTES = 20  # a touch in a row: its time (8), then its channel, campaign and source codes (4 each)
 
@@ -89,7 +91,7 @@ class _Paths(NamedTuple):
     sequences: np.ndarray  # the trie node of each path's label sequence (0: no touch)
 
 
-class AttributionQueries(ContributionAggregate[bytes]):
+class AttributionQueries(PackedRowAggregate):
     """Every attribution document, from the paths' rows: the queries with parameters."""
 
     view = "attribution"
@@ -97,12 +99,12 @@ class AttributionQueries(ContributionAggregate[bytes]):
     def __init__(self, *, compact_above: int = 65_536) -> None:
         """``compact_above``: how many released touches (and dead trie nodes) are worth
         a compaction, at least."""
-        super().__init__()
         self._compact_above = compact_above
+        # the packed rows by slot, for the comparison of a changed group's row with its
+        # last (rebuilding one from the columns costs ~5 µs: most changes leave it as it was)
+        self._kept: list[bytes | None] = []
         self._trie = SuffixTrie()
-        self._rows = SlotRows(
-            {"converted": np.bool_, "at": np.int64, "value": np.float64, "start": np.int64, "length": np.int32}
-        )
+        self._rows = SlotRows(_FIELDS)
         self._touches = Runs(
             {"at": np.int64, "channel": np.int32, "campaign": np.int32, "source": np.int32}, compact_above=compact_above
         )
@@ -122,8 +124,10 @@ class AttributionQueries(ContributionAggregate[bytes]):
             array("i", [code(touch[5] or NO_LABEL) for touch in touches]).tobytes(),
         ))
 
-    def add(self, contribution: bytes) -> None:
-        converted, at, value = _HEADER.unpack_from(contribution)
+    def holds(self, slot: int, contribution: bytes) -> bool:
+        return self._kept[slot] == contribution
+
+    def _put(self, slot: int, contribution: bytes) -> None:
         n = (len(contribution) - _HEADER.size) // _TOUCH_BYTES
         channels = _HEADER.size + 8 * n
         campaigns = channels + 4 * n
@@ -135,11 +139,16 @@ class AttributionQueries(ContributionAggregate[bytes]):
             campaign=np.frombuffer(suffixes(contribution[campaigns:sources]), np.int32),
             source=np.frombuffer(suffixes(contribution[sources:]), np.int32),
         )
-        self._rows.add(contribution, converted=converted, at=at, value=value, start=start, length=n)
+        self._rows.put(slot, contribution[: _HEADER.size] + _RUN.pack(start, n))
+        kept = self._kept
+        if slot >= len(kept):
+            kept.extend(repeat(None, slot + 1 - len(kept)))
+        kept[slot] = contribution
 
-    def subtract(self, contribution: bytes) -> None:
-        self._rows.remove(contribution)
-        self._touches.release((len(contribution) - _HEADER.size) // _TOUCH_BYTES)
+    def _clear(self, slot: int) -> None:
+        self._rows.clear(slot)
+        self._kept[slot] = None
+        self._touches.release(self._rows.fields(slot, _RUN, _HEADER.size)[1])
         if self._touches.needs_compacting():
             self._compact()
 

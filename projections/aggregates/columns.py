@@ -5,11 +5,12 @@ depends on the parameters), but it need not walk a Python object per group eithe
 group keeps one compact row in numpy columns, and a query filters and groups the columns
 in a few vectorised passes.
 
-- ``SlotRows``: fixed-width rows, one slot per group, in slot-indexed columns. A freed
-  slot is reused by the next row, so the columns stay as long as the largest population.
-  A row is found again by its key (the group's contribution: all an aggregate's
-  ``subtract`` is given); equal keys (two groups with identical rows) share a chain of
-  slots.
+- ``SlotRows``: fixed-width packed records at the groups' slots (``base.GroupSlots``,
+  reused when freed, so the columns stay as long as the largest population): one numpy
+  structured array, whose fields are the columns and whose records' bytes can be
+  compared with a contribution's in place.
+- ``PackedRowAggregate``: a maintained aggregate whose contribution is its row, packed,
+  kept by slot with no dict by root or by row of its own.
 - ``Runs``: a variable-length run of items per row (a path's touches), flattened into
   columns; a released run is garbage until the runs are compacted (amortised O(1)).
 - ``Interned``: strings as dense integer codes; ``SuffixTrie``: label sequences as node
@@ -19,14 +20,18 @@ in a few vectorised passes.
 
 from __future__ import annotations
 
+import struct
+from abc import abstractmethod
 from array import array
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
 
 from events.times import to_micros
+from projections.aggregates.base import MaintainedAggregate
 from projections.attribution.paths import Labels
+from projections.group import GroupSummary
 
 MIN_MICROS = to_micros(datetime.min.replace(tzinfo=timezone.utc))  # the earliest time a datetime holds
 _SUFFIXES_KEPT = 8192  # label sequences whose suffix nodes are kept at hand
@@ -47,62 +52,93 @@ def _grown(column: np.ndarray, size: int) -> np.ndarray:
 
 
 class SlotRows:
-    """Fixed-width rows in numpy columns, one slot per key (a multiset of keys)."""
+    """Fixed-width records at the slots the caller gives, in one packed numpy structured
+    array: ``fields`` are ``(name, dtype)`` in order, little-endian, so a record's bytes are
+    what ``struct.pack("<...")`` of its fields gives."""
 
-    __slots__ = ("_columns", "_live", "_same", "_free", "_end", "_slot_of")
+    __slots__ = ("_records", "_bytes", "_live", "_end", "_size")
 
-    def __init__(self, dtypes: Mapping[str, type]):
-        self._columns = {name: np.zeros(1024, dtype=dtype) for name, dtype in dtypes.items()}
+    def __init__(self, fields: Sequence[tuple[str, str]]):
+        records = np.zeros(1024, dtype=np.dtype(list(fields)))
+        self._size = records.dtype.itemsize
         self._live = np.zeros(1024, dtype=bool)
-        self._same = np.full(1024, -1, dtype=np.int32)  # the next slot holding an equal key
-        self._free: list[int] = []
         self._end = 0  # slots ever used: [0, end)
-        self._slot_of: dict[Hashable, int] = {}
+        self._hold(records)
 
-    def add(self, key: Hashable, **values: object) -> int:
-        if self._free:
-            slot = self._free.pop()
-        else:
-            slot = self._end
-            self._end += 1
-            if slot == len(self._live):
-                self._live = _grown(self._live, slot + 1)
-                self._same = _grown(self._same, slot + 1)
-                for name, column in self._columns.items():
-                    self._columns[name] = _grown(column, slot + 1)
-        for name, value in values.items():
-            self._columns[name][slot] = value
+    def _hold(self, records: np.ndarray) -> None:
+        self._records = records
+        self._bytes = memoryview(records.view(np.uint8))  # the records' bytes, written and compared in place
+
+    def put(self, slot: int, record: bytes) -> None:
+        """Hold ``record`` (its fields' bytes) at ``slot`` (free)."""
+        if slot >= len(self._live):
+            self._live = _grown(self._live, slot + 1)
+            self._hold(_grown(self._records, slot + 1))
+        start = slot * self._size
+        self._bytes[start:start + self._size] = record
         self._live[slot] = True
-        self._same[slot] = self._slot_of.get(key, -1)
-        self._slot_of[key] = slot
-        return slot
+        if slot >= self._end:
+            self._end = slot + 1
 
-    def remove(self, key: Hashable) -> int:
-        """Free a slot holding ``key`` (KeyError if none does) and return it."""
-        slot = self._slot_of[key]
-        following = int(self._same[slot])
-        if following < 0:
-            del self._slot_of[key]
-        else:
-            self._slot_of[key] = following
+    def starts_with(self, slot: int, prefix: bytes) -> bool:
+        """Whether the record held at ``slot`` begins with the bytes ``prefix``."""
+        start = slot * self._size
+        return self._bytes[start:start + len(prefix)] == prefix
+
+    def fields(self, slot: int, layout: struct.Struct, offset: int = 0) -> tuple:
+        """``layout`` unpacked from the record at ``slot``, ``offset`` bytes in."""
+        return layout.unpack_from(self._bytes, slot * self._size + offset)
+
+    def clear(self, slot: int) -> None:
         self._live[slot] = False
-        self._free.append(slot)
-        return slot
+
+    def holds(self, slot: int) -> bool:
+        return slot < self._end and bool(self._live[slot])
 
     def column(self, name: str) -> np.ndarray:
-        """A view of the column over the used slots (free slots hold stale values)."""
-        return self._columns[name][: self._end]
+        """A view of the field over the used slots (free slots hold stale values)."""
+        return self._records[name][: self._end]
 
     @property
     def live(self) -> np.ndarray:
         """Which used slots hold a row."""
         return self._live[: self._end]
 
-    def __len__(self) -> int:
-        return self._end - len(self._free)
-
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self._columns.values()) + self._live.nbytes + self._same.nbytes
+        return self._records.nbytes + self._live.nbytes
+
+
+class PackedRowAggregate(MaintainedAggregate):
+    """An aggregate that keeps each group's contribution (bytes: a packed row) as its row
+    in ``SlotRows`` (and what else it keeps per row) at the group's slot: a changed group's
+    contribution is compared with what the slot holds (``holds``: exactly, byte for byte)."""
+
+    _rows: SlotRows
+
+    @abstractmethod
+    def contribution(self, group: GroupSummary) -> bytes | None:
+        """The group's row, packed (None: it has none). Pure."""
+
+    @abstractmethod
+    def holds(self, slot: int, contribution: bytes) -> bool:
+        """Whether the row held at ``slot`` is exactly ``contribution``'s."""
+
+    @abstractmethod
+    def _put(self, slot: int, contribution: bytes) -> None:
+        """Hold the row of ``contribution`` at ``slot``."""
+
+    @abstractmethod
+    def _clear(self, slot: int) -> None:
+        """Take the row held at ``slot`` out."""
+
+    def update(self, slot: int, group: GroupSummary | None) -> None:
+        new = None if group is None else self.contribution(group)
+        if self._rows.holds(slot):
+            if new is not None and self.holds(slot, new):
+                return  # most live changes leave the row as it was
+            self._clear(slot)
+        if new is not None:
+            self._put(slot, new)
 
 
 class Runs:

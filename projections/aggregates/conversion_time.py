@@ -7,7 +7,7 @@ Each group adds one of:
   label and in all as sorted values (``SortedValues``), an exact sum (``ExactSum``: what
   ``math.fsum`` gives) and a histogram, so medians, p90 and means are read off;
 * a prospect: its first-contact label and first-touch time in integer microseconds, kept
-  sorted per label and in all, and in a numpy column (``_TimesColumn``).
+  sorted per label and in all, and in numpy columns at the group's slot (``_TimesColumn``).
 
 A prospect's age depends on ``now``. Ages are ``max(0, (now - first touch) / 1 day)``,
 decreasing with the first-touch time, so the ascending ages are the first-touch times
@@ -47,8 +47,8 @@ _BUCKET_ORDER = {name: order for order, name in enumerate(BUCKETS)}
 
 CUSTOMER, PROSPECT = 0, 1
 # (CUSTOMER, path length, first-contact label or None, elapsed days or None)
-# (PROSPECT, root, first-contact label, first-touch time in µs since the epoch)
-Timing = tuple[int, Any, "str | None", "float | int | None"]
+# (PROSPECT, first-contact label, first-touch time in µs since the epoch)
+Timing = tuple  # one of the two shapes above
 _WITHOUT_TOUCH: Timing = (CUSTOMER, 0, None, None)  # a customer with no touch before the first order
 
 
@@ -83,7 +83,7 @@ class ConversionTime(ContributionAggregate[Timing]):
             return (CUSTOMER, group.conversion_index, touch_label(first, self._index), elapsed)
         if first is None:
             return None
-        return (PROSPECT, group.root, touch_label(first, self._index), micros(first[0]))
+        return (PROSPECT, touch_label(first, self._index), micros(first[0]))
 
     def add(self, contribution: Timing) -> None:
         if contribution[0] == CUSTOMER:
@@ -96,13 +96,12 @@ class ConversionTime(ContributionAggregate[Timing]):
                     days = self._elapsed_by_label[label] = _Days()
                 days.add(elapsed)
             return
-        _, root, label, first_touch = contribution
+        _, label, first_touch = contribution
         self._first_touches.add(first_touch)
         times = self._first_touches_by_label.get(label)
         if times is None:
             times = self._first_touches_by_label[label] = SortedValues()
         times.add(first_touch)
-        self._column.add(root, label, first_touch)
 
     def subtract(self, contribution: Timing) -> None:
         if contribution[0] == CUSTOMER:
@@ -118,13 +117,24 @@ class ConversionTime(ContributionAggregate[Timing]):
                 if not len(days.ordered):
                     del self._elapsed_by_label[label]
             return
-        _, root, label, first_touch = contribution
+        _, label, first_touch = contribution
         self._first_touches.remove(first_touch)
         times = self._first_touches_by_label[label]
         times.remove(first_touch)
         if not len(times):
             del self._first_touches_by_label[label]
-        self._column.remove(root)
+
+    def update(self, slot: int, group: GroupSummary | None) -> None:
+        kept = self._kept
+        before = kept[slot] if slot < len(kept) else None
+        super().update(slot, group)
+        held = kept[slot] if slot < len(kept) else None
+        if held is before:
+            return
+        if held is not None and held[0] == PROSPECT:  # the column mirrors the prospect kept at the slot
+            self._column.put(slot, held[1], held[2])
+        else:
+            self._column.clear(slot)
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if not set(params) <= {"group_by", "now"} or params.get("group_by", "first_channel") != self.group_by:
@@ -209,48 +219,46 @@ def _ages(times: SortedValues, now: int, total: float) -> DayValues:
 
 
 class _TimesColumn:
-    """Prospects' first-touch times (µs) and label codes in numpy arrays, one slot per
-    prospect (freed slots are reused), for the one vectorised pass that sums ages."""
+    """Prospects' first-touch times (µs) and label codes in numpy arrays at their groups'
+    slots (``base.GroupSlots``), for the one vectorised pass that sums ages."""
 
-    _FREE = 0  # the label code of an unused slot
+    _FREE = 0  # the label code of a slot holding no prospect
 
     def __init__(self) -> None:
         self._times = np.zeros(1024, dtype=np.int64)
-        self._codes = np.zeros(1024, dtype=np.int64)
-        self._used = 0  # slots ever handed out: the arrays' live prefix
-        self._free: list[int] = []
-        self._slots: dict[str, int] = {}  # root -> slot
+        self._codes = np.zeros(1024, dtype=np.int32)
+        self._end = 0  # slots ever used: the arrays' live prefix
+        self._held = 0  # slots holding a prospect
         self._code_of: dict[str, int] = {}
         self._labels: list[str | None] = [None]  # by code; code 0 is _FREE
 
-    def add(self, root: str, label: str, time: int) -> None:
+    def put(self, slot: int, label: str, time: int) -> None:
         code = self._code_of.get(label)
         if code is None:
             code = self._code_of[label] = len(self._labels)
             self._labels.append(label)
-        if self._free:
-            slot = self._free.pop()
-        else:
-            slot = self._used
-            self._used += 1
-            if slot == len(self._times):
-                self._times = np.concatenate([self._times, np.zeros_like(self._times)])
-                self._codes = np.concatenate([self._codes, np.zeros_like(self._codes)])
-        self._slots[root] = slot
+        if slot >= len(self._times):
+            size = max(slot + 1, len(self._times) + len(self._times) // 2)
+            self._times = np.concatenate([self._times, np.zeros(size - len(self._times), dtype=np.int64)])
+            self._codes = np.concatenate([self._codes, np.zeros(size - len(self._codes), dtype=np.int32)])
+        if slot >= self._end:
+            self._end = slot + 1
+        if self._codes[slot] == self._FREE:
+            self._held += 1
         self._times[slot] = time
         self._codes[slot] = code
 
-    def remove(self, root: str) -> None:
-        slot = self._slots.pop(root)
-        self._codes[slot] = self._FREE
-        self._free.append(slot)
+    def clear(self, slot: int) -> None:
+        if slot < self._end and self._codes[slot] != self._FREE:
+            self._codes[slot] = self._FREE
+            self._held -= 1
 
     def age_totals(self, now: int) -> dict[str | None, float]:
         """The ``math.fsum`` of the prospects' ages at ``now``, per label and (None) in all."""
-        if not self._slots:
+        if not self._held:
             return {None: 0.0}
-        codes = self._codes[: self._used]
-        ages = np.maximum((now - self._times[: self._used]).astype(np.float64) / _DAY_US, 0.0)
+        codes = self._codes[: self._end].astype(np.intp)
+        ages = np.maximum((now - self._times[: self._end]).astype(np.float64) / _DAY_US, 0.0)
         units, exponent = _exact_sums(ages, codes, len(self._labels))
         totals: dict[str | None, float] = {
             label: _to_float(units[code], exponent) for code, label in enumerate(self._labels) if code

@@ -4,8 +4,9 @@ Definition: ``projections.first_contact.first_contact_view`` with any parameters
 default documents are maintained by ``aggregates.first_contact`` (registered first); this
 aggregate answers the windows.
 
-Each group with a touch keeps one row: its first touch's time and its channel's,
-campaign's and source's codes, whether it converted after that touch, and its net revenue. A query
+Each group with a touch keeps one row at its slot: its first touch's time and its channel's,
+campaign's and source's codes, whether it converted after that touch, and its net revenue.
+The row is the group's contribution (packed), so no other copy of it is kept. A query
 selects the rows whose first touch is in the window and counts them per label with
 ``np.bincount`` (O(groups) in numpy, no Python object per group); the definition's own
 ``first_contact_document`` renders the tallies. Revenue is summed in float64, exact while
@@ -23,33 +24,32 @@ import numpy as np
 
 from events.times import to_micros
 from projections import parameters
-from projections.aggregates.base import ContributionAggregate
-from projections.aggregates.columns import Interned, SlotRows
+from projections.aggregates.columns import Interned, PackedRowAggregate, SlotRows
 from projections.first_contact import first_contact_document
 from projections.group import GroupSummary
 from projections.parameters import ViewParameterError
 from projections.population import GROUP_BY, label_index, touch_label
 
 _ROW = struct.Struct("<qiii?q")  # first touch (µs), channel, campaign and source codes, converted, net revenue e4
+_FIELDS = [("first", "<i8"), ("channel", "<i4"), ("campaign", "<i4"), ("source", "<i4"), ("converted", "?"),
+           ("net_e4", "<i8")]  # _ROW's layout: the packed contribution is the record
+_NET_E4 = struct.Struct("<q")
 _EXACT_FLOAT_INTEGERS = 1 << 53
 _CHANNEL, _CAMPAIGN, _SOURCE = label_index("channel"), label_index("campaign"), label_index("source")
 
 
-class FirstContactQueries(ContributionAggregate[bytes]):
+class FirstContactQueries(PackedRowAggregate):
     """``first_contact`` with any ``group_by`` and window, from the groups' first touches."""
 
     view = "first_contact"
 
     def __init__(self) -> None:
-        super().__init__()
         self._labels = Interned()
-        self._rows = SlotRows(
-            {"first": np.int64, "channel": np.int32, "campaign": np.int32, "source": np.int32, "converted": np.bool_,
-             "net_e4": np.int64}
-        )
+        self._rows = SlotRows(_FIELDS)
         self._revenue_magnitude = 0  # the sum of |net revenue e4| of the converted rows
 
     def contribution(self, group: GroupSummary) -> bytes | None:
+        """The group's row, packed (None: it has no touch)."""
         first = group.first_touch
         if first is None:
             return None
@@ -64,17 +64,16 @@ class FirstContactQueries(ContributionAggregate[bytes]):
             group.net_e4 if converted else 0,
         )
 
-    def add(self, contribution: bytes) -> None:
-        first, channel, campaign, source, converted, net_e4 = _ROW.unpack(contribution)
-        self._rows.add(
-            contribution, first=first, channel=channel, campaign=campaign, source=source, converted=converted,
-            net_e4=net_e4,
-        )
-        self._revenue_magnitude += abs(net_e4)
+    def holds(self, slot: int, contribution: bytes) -> bool:
+        return self._rows.starts_with(slot, contribution)
 
-    def subtract(self, contribution: bytes) -> None:
-        self._rows.remove(contribution)
-        self._revenue_magnitude -= abs(_ROW.unpack(contribution)[5])
+    def _put(self, slot: int, contribution: bytes) -> None:
+        self._rows.put(slot, contribution)
+        self._revenue_magnitude += abs(_NET_E4.unpack_from(contribution, _ROW.size - _NET_E4.size)[0])
+
+    def _clear(self, slot: int) -> None:
+        self._rows.clear(slot)
+        self._revenue_magnitude -= abs(self._rows.fields(slot, _NET_E4, _ROW.size - _NET_E4.size)[0])
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if not set(params) <= {"group_by", "start", "end"} or self._revenue_magnitude >= _EXACT_FLOAT_INTEGERS:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, ExactSum, SortedValues
-from projections.aggregates.interned import InternedSequences
+from projections.aggregates.interned import InternedValues
 from projections.attribution.path_counts import collapse
 from projections.attribution.paths import Labels
 from projections.group import GroupSummary
@@ -63,21 +63,28 @@ class TopPaths(ContributionAggregate[CollapsedPath]):
         self._ranked_non_converting = SortedValues()
         self._changed: set[Labels] = set()  # converting sequences not ranked by their current tally
         self._changed_non_converting: set[Labels] = set()
-        self._interned = InternedSequences()
+        self._interned: InternedValues[Labels] = InternedValues()
+        self._prospect_paths: InternedValues[CollapsedPath] = InternedValues()  # few distinct among many
 
     def contribution(self, group: GroupSummary) -> CollapsedPath | None:
         if not group.orders and not group.touches:
             return None
         path = group_path(group, _CHANNEL, None)
         labels = self._interned.get(collapse(tuple(label for label, _ in path.touches)))
-        return CollapsedPath(labels, path.value if path.converted else None)
+        if not path.converted:
+            return self._prospect_paths.get(CollapsedPath(labels, None))
+        return CollapsedPath(labels, path.value)
 
     def add(self, contribution: CollapsedPath) -> None:
         self._interned.add(contribution.labels)
+        if contribution.value is None:
+            self._prospect_paths.add(contribution)
         self._count(contribution, 1)
 
     def subtract(self, contribution: CollapsedPath) -> None:
         self._interned.remove(contribution.labels)
+        if contribution.value is None:
+            self._prospect_paths.remove(contribution)
         self._count(contribution, -1)
 
     def _count(self, contribution: CollapsedPath, sign: int) -> None:

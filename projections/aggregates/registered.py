@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from projections.aggregates.attribution import MultiTouchAttribution
 from projections.aggregates.attribution_queries import AttributionQueries
-from projections.aggregates.base import ContributionAggregate
+from projections.aggregates.base import MaintainedAggregate
 from projections.aggregates.conversion_time import ConversionTime
 from projections.aggregates.customer_value import Prospects, TopCustomers
 from projections.aggregates.data_quality import DataQuality
@@ -15,7 +15,7 @@ from projections.aggregates.first_contact_queries import FirstContactQueries
 from projections.aggregates.funnel import Funnel
 from projections.aggregates.paths import TopPaths
 
-AGGREGATE_FACTORIES: list[Callable[[], ContributionAggregate]] = [
+AGGREGATE_FACTORIES: list[Callable[[], MaintainedAggregate]] = [
     TopCustomers,
     Prospects,
     MultiTouchAttribution,

@@ -1,16 +1,32 @@
 import gc
+import weakref
 
 import pytest
 
-from application.collector import collector_paused
+from application import collector
+from application.collector import (
+    SETTLE_EVERY,
+    CollectorPauses,
+    collector_paused,
+    settle_long_lived_state,
+    tune_for_a_long_running_process,
+)
 
 
 @pytest.fixture
 def restore_gc():
-    was = gc.isenabled()
+    was, thresholds = gc.isenabled(), gc.get_threshold()
     yield
     (gc.enable if was else gc.disable)()
+    gc.set_threshold(*thresholds)
     gc.unfreeze()
+    collector.PAUSES.uninstall()
+    collector._SETTLER = collector._Settler()  # untuned again, and no settle remembered
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
 
 
 @pytest.mark.parametrize("enabled", [True, False])
@@ -39,3 +55,63 @@ def test_collector_paused__freeze_moves_what_the_block_built_out_of_later_collec
         kept = [[n] for n in range(1000)]
 
     assert gc.get_freeze_count() >= len(kept)
+
+
+def test_settle__does_nothing_in_a_process_not_tuned_as_long_running(restore_gc):
+    gc.enable()
+    frozen = gc.get_freeze_count()
+
+    settled = settle_long_lived_state(now=1_000.0)
+
+    assert not settled
+    assert gc.get_freeze_count() == frozen
+
+
+def test_settle__collects_young_garbage_cycles_and_freezes_what_survived(restore_gc):
+    tune_for_a_long_running_process()
+    garbage = _Cycle()
+    dead = weakref.ref(garbage)
+    del garbage
+    state = [[n] for n in range(1000)]
+    frozen = gc.get_freeze_count()
+
+    settled = settle_long_lived_state(now=1_000.0)
+
+    assert settled
+    assert dead() is None  # collected, not frozen for good
+    assert gc.get_freeze_count() >= frozen + len(state)
+
+
+def test_settle__happens_at_most_once_a_settle_interval(restore_gc):
+    tune_for_a_long_running_process()
+
+    first = settle_long_lived_state(now=1_000.0)
+    too_soon = settle_long_lived_state(now=1_000.0 + SETTLE_EVERY / 2)
+    later = settle_long_lived_state(now=1_000.0 + SETTLE_EVERY)
+
+    assert (first, too_soon, later) == (True, False, True)
+
+
+def test_settle__does_nothing_while_the_collector_is_paused_for_bulk_work(restore_gc):
+    tune_for_a_long_running_process()
+
+    with collector_paused():
+        settled = settle_long_lived_state(now=1_000.0)
+
+    assert not settled
+
+
+def test_collector_pauses__counts_each_generations_collections_and_their_longest_pause(restore_gc):
+    pauses = CollectorPauses().install()
+    try:
+        gc.collect(0)
+        gc.collect(2)
+    finally:
+        pauses.uninstall()
+    gc.collect(2)  # after uninstall: not counted
+
+    generations = pauses.stats()["generations"]
+
+    assert [g["collections"] for g in generations] == [1, 0, 1]
+    assert generations[2]["longest_seconds"] > 0
+    assert generations[2]["seconds"] >= generations[2]["longest_seconds"]

@@ -120,3 +120,19 @@ def test_expected_wait_past_max_queue_seconds__refused_below_the_byte_limit():
     assert admission.admit(500_000) is None
     assert admission.admit(300_000) == 300_000
     assert admission.refused == 1
+
+
+def test_refusal__names_the_limit_it_would_pass_and_its_setting():
+    # given a writer draining 1 MB/s with 0.6 MB pending, a 1 s queue target and a 2 MB byte limit
+    clock = Clock()
+    admission = busy_admission(clock)
+    admission.max_pending_bytes = 2_000_000
+    admission.admit(600_000)
+
+    # when one body would wait too long, then the refusal names the queue time, not the bytes
+    assert admission.admit(500_000) is None
+    assert "1.1 s" in admission.last_refusal and "TOUCHPOINTS_INGEST_MAX_QUEUE_SECONDS" in admission.last_refusal
+
+    # and when another would pass the byte limit, it names that limit
+    assert admission.admit(1_500_000) is None
+    assert "TOUCHPOINTS_INGEST_MAX_PENDING_BYTES" in admission.last_refusal

@@ -117,6 +117,18 @@ def test_metrics__the_views_position_is_the_log_head(client):
     assert samples[0][2] == store.head_position()
 
 
+def test_metrics__the_collectors_pauses_are_reported_by_generation(client):
+    api, _ = client
+
+    families = scrape(api)
+
+    for name in ("touchpoints_gc_collections_total", "touchpoints_gc_pause_seconds_total",
+                 "touchpoints_gc_longest_pause_seconds"):
+        assert [labels["generation"] for _, labels, _ in families[name]["samples"]] == ["0", "1", "2"], name
+    assert families["touchpoints_gc_collections_total"]["type"] == "counter"
+    assert families["touchpoints_gc_frozen_objects"]["samples"][0][2] >= 0
+
+
 def test_metrics__numeric_health_check_fields_become_gauges(client):
     api, _ = client
 

@@ -1,0 +1,60 @@
+"""bench/million.py: its pure pieces (freshness bookkeeping, pacing, query windows); the
+run itself takes tens of minutes and is not tested here."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.million import Freshness, due_times, window
+
+
+def test_freshness__a_post_is_applied_once_the_status_reaches_its_last_position():
+    freshness = Freshness()
+    freshness.posted(answered_at=10.0, last_position=500)
+
+    freshness.observed(10.01, position=499, version=3, refreshed_version=3)
+    freshness.observed(10.02, position=500, version=4, refreshed_version=3)
+
+    assert freshness.applied == [pytest.approx(0.02)]
+
+
+def test_freshness__documents_count_once_refreshed_past_the_version_seen_when_applied():
+    freshness = Freshness()
+    freshness.posted(answered_at=10.0, last_position=500)
+    freshness.observed(10.02, position=500, version=4, refreshed_version=3)
+
+    freshness.observed(10.30, position=500, version=4, refreshed_version=4)
+
+    assert freshness.documents == [pytest.approx(0.30)]
+    assert freshness.pending == 0
+
+
+def test_freshness__one_poll_past_several_posts_resolves_them_all():
+    freshness = Freshness()
+    freshness.posted(answered_at=1.0, last_position=100)
+    freshness.posted(answered_at=1.1, last_position=200)
+    freshness.posted(answered_at=1.2, last_position=300)
+
+    freshness.observed(1.25, position=200, version=7, refreshed_version=7)
+
+    assert freshness.applied == [pytest.approx(0.25), pytest.approx(0.15)]
+    assert freshness.documents == [pytest.approx(0.25), pytest.approx(0.15)]
+    assert freshness.pending == 1
+
+
+def test_freshness__a_poll_answered_before_the_post_was_noted_counts_zero_not_negative():
+    freshness = Freshness()
+    freshness.posted(answered_at=5.0, last_position=10)
+
+    freshness.observed(4.99, position=10, version=1, refreshed_version=1)
+
+    assert freshness.applied == [0.0]
+
+
+def test_due_times__one_array_every_interval_from_the_start():
+    assert due_times(100.0, 4, 0.1) == pytest.approx([100.0, 100.1, 100.2, 100.3])
+
+
+def test_window__one_year_shifted_by_a_day_for_each_get():
+    assert window(0) == "from=2023-01-01&to=2024-01-01"
+    assert window(31) == "from=2023-02-01&to=2024-02-01"
