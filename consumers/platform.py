@@ -156,7 +156,7 @@ class Platform:
     def start(self) -> "Platform":
         from application.access import open_access
         from consumers.api.app import create_app
-        from consumers.api.server import base_url, bind_socket, make_server, tune_gc_for_throughput
+        from consumers.api.server import base_url, bind_socket, make_server
         from consumers.cli.keys import first_start_lines
         from application.demo import load_demo_if_empty
         from application.live_views import LiveViews
@@ -207,7 +207,6 @@ class Platform:
             self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
             self._supervisor.start()
             self._wait_for_api()
-            tune_gc_for_throughput()  # as `touchpoints serve`: what started up is frozen, the views settle
             self.feed.start()  # after the API: restored documents are served without waiting behind the load
         except BaseException:
             self.stop()
@@ -444,6 +443,7 @@ class Platform:
 def run_platform(settings: Settings) -> int:
     """``touchpoints up``: start, print where everything listens (and, at first start, the
     admin key; always a one-time dashboard login link), run until SIGINT/SIGTERM."""
+    from consumers.api.server import tune_gc_for_throughput
     from consumers.cli.keys import login_link_line
 
     stop = threading.Event()
@@ -460,6 +460,9 @@ def run_platform(settings: Settings) -> int:
     except Exception as error:
         print(f"touchpoints up: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    # as `touchpoints serve`: the process's start-up is frozen and the views' state settles out of
+    # the collector's full passes (here, not in ``start``: tests run platforms inside pytest)
+    tune_gc_for_throughput()
     try:
         if platform.demo_loaded:
             print(f"loaded {platform.demo_loaded} demo events ({settings.demo_customers} customers)", flush=True)
