@@ -7,10 +7,17 @@ each batch to ``LiveViews.apply_journeys`` (the latest journey of a key replaces
 the previous one; a ``None`` value, a tombstone, removes it).
 
 Broker restarts (the memory-only bundled broker loses everything): while the
-broker is away the feed keeps retrying; a partition whose high watermark falls
-below the feed's position, or whose offset vanished, is read again from its
-beginning. The views are not cleared meanwhile: they keep serving what they had,
-and the journeys the processors publish again replace it key by key.
+broker is away the feed keeps retrying. Its positions count records of one
+incarnation of the topic, named by the topic id the broker reports: when that id
+changes (the topic was recreated) every partition is read again from its beginning,
+whatever its high watermark. That check runs before positions are used again after
+a reconnect: by the time the feed reconnects, the processors may have republished
+more journeys than the feed had read, and seeking to the old positions would skip
+the journeys below them (seen in CI as live views that never converged). Where the
+broker reports no ids, a partition whose high watermark falls below the feed's
+position, or whose offset vanished, is read again from its beginning. The views are
+not cleared meanwhile: they keep serving what they had, and the journeys the
+processors publish again replace it key by key.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from projections.journey import IdentityJourney, JourneyFormatError
-from streams.topics import JOURNEYS_TOPIC
+from streams.topics import JOURNEYS_TOPIC, close_admin, describe_topics
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,11 @@ class ViewFeed:
         self._thread: threading.Thread | None = None
         self._positions: dict[int, int] = {}
         self._highwater: dict[int, int] = {}
-        self._counts = {"records": 0, "applied": 0, "unreadable": 0, "resets": 0, "errors": 0}
+        self._topic_id: str | None = None  # the incarnation ``_positions`` count records of
+        self._admin: Any = None
+        self._counts = {
+            "records": 0, "applied": 0, "unreadable": 0, "resets": 0, "topic_recreations": 0, "errors": 0,
+        }
         self._last_error: str | None = None
         self._last_applied_at: float | None = None
         self._connected = False
@@ -92,7 +103,9 @@ class ViewFeed:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> "ViewFeed":
+        """Follow the topic from where this feed stopped (a new feed: from the beginning)."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="view-feed", daemon=True)
             self._thread.start()
         return self
@@ -149,6 +162,13 @@ class ViewFeed:
         asyncio.run(self._run_async())
 
     async def _run_async(self) -> None:
+        try:
+            await self._follow_with_retries()
+        finally:
+            admin, self._admin = self._admin, None
+            close_admin(admin, "view feed")
+
+    async def _follow_with_retries(self) -> None:
         from aiokafka.errors import KafkaError
 
         backoff = 0.2
@@ -226,6 +246,10 @@ class ViewFeed:
         if not partitions:
             return []
         wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        if await self._topic_was_recreated():
+            self._positions = {}  # every partition is new: read each from its beginning
+            self._highwater = {}
+            assigned = []
         if wanted != assigned:
             consumer.assign(wanted)
             new = [tp for tp in wanted if tp.partition not in self._positions]
@@ -246,6 +270,37 @@ class ViewFeed:
                 self._highwater[tp.partition] = high
                 await consumer.seek_to_beginning(tp)
         return wanted
+
+    async def _topic_was_recreated(self) -> bool:
+        """Whether the topic's id differs from the one the positions were read in (False
+        when the broker reports no id or cannot be asked: the shrink check still runs)."""
+        topic_id = await asyncio.to_thread(self._describe_topic_id)
+        if topic_id is None:
+            return False
+        previous, self._topic_id = self._topic_id, topic_id
+        if previous is None or previous == topic_id or not self._positions:
+            return False
+        log.warning("view feed: %s was recreated (topic id %s, was %s): the broker lost it; re-reading every "
+                    "partition from its beginning", self.topic, topic_id, previous)
+        self._counts["topic_recreations"] += 1
+        return True
+
+    def _describe_topic_id(self) -> str | None:
+        from kafka.errors import KafkaError as SyncKafkaError
+
+        try:
+            if self._admin is None:
+                from kafka import KafkaAdminClient
+
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                               client_id="touchpoints-view-feed-admin")
+            found = describe_topics(self._admin, [self.topic])
+        except (SyncKafkaError, OSError) as error:
+            log.debug("view feed: describing %s failed: %r", self.topic, error)
+            admin, self._admin = self._admin, None
+            close_admin(admin, "view feed")
+            return None
+        return found[self.topic][0] if self.topic in found else None
 
     def _apply(self, records: list[Any]) -> None:
         items, bad = decode_journeys(records)

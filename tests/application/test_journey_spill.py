@@ -30,6 +30,12 @@ def little_memory(monkeypatch):
     monkeypatch.setattr(population_module, "SUMMARIES_KEPT", 5)
 
 
+def exact_views(**options) -> LiveViews:
+    """Live views that never serve a document computed before the last change: the default
+    0.2 s of staleness would compare a fresh document with one from the previous batch."""
+    return LiveViews(background=False, max_stale_seconds=0.0, **options)
+
+
 def journeys_of(events: list[LoggedEvent]) -> dict[str, journey_module.IdentityJourney]:
     journeys: dict[str, journey_module.IdentityJourney] = {}
     for event in events:
@@ -72,7 +78,7 @@ def test_spilled_journeys__leave_no_file_behind(tmp_path: Path):
 
 
 def test_live_views__journeys_in_a_file_give_the_documents_of_journeys_in_memory(tmp_path, demo_events, little_memory):
-    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+    in_memory, in_file = exact_views(), exact_views(journeys_folder=tmp_path)
 
     for start in range(0, len(demo_events), 400):  # documents computed between batches: groups change
         batch = demo_events[start:start + 400]
@@ -88,7 +94,7 @@ def test_live_views__replaced_journeys_in_a_file_give_the_documents_of_journeys_
 ):
     # given the journeys of the first half of the log, then of all of it (links and merges move groups)
     halfway, everything = journeys_of(demo_events[: len(demo_events) // 2]), journeys_of(demo_events)
-    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+    in_memory, in_file = exact_views(), exact_views(journeys_folder=tmp_path)
     for journeys in (halfway, everything):
         in_memory.apply_journeys(journeys.items())
         in_file.apply_journeys(journeys.items())
@@ -97,7 +103,7 @@ def test_live_views__replaced_journeys_in_a_file_give_the_documents_of_journeys_
 
 
 def test_live_views__timeline_reads_a_group_from_the_file(tmp_path, demo_events, little_memory):
-    in_memory, in_file = LiveViews(background=False), LiveViews(background=False, journeys_folder=tmp_path)
+    in_memory, in_file = exact_views(), exact_views(journeys_folder=tmp_path)
     in_memory.apply_events(demo_events)
     in_file.apply_events(demo_events)
     in_file.all_documents()

@@ -196,22 +196,63 @@ def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restor
     assert stats["restores"] == PARTITIONS and stats["applied"] == 0 and stats["duplicates"] == stats["events"]
 
 
+def publish_journeys(bootstrap: str, topic: str, journeys: dict[str, IdentityJourney]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for key, journey in journeys.items():
+        producer.send(topic, journey.to_bytes(), key=key.encode(), partition=partition_for_key(key, PARTITIONS))
+    producer.flush()
+    producer.close()
+
+
+def live_journeys(views: LiveViews) -> dict[str, bytes]:
+    with views.locked():
+        return {key: journey.to_bytes() for key, journey in views.population.journeys.items()}
+
+
 @pytest.mark.slow
 def test_view_feed__applies_every_partitions_journeys_to_the_live_views(kafka_broker, unique_name, store):
     topic = f"{unique_name}.journeys"
     population = replay(store).population
-    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
-    for key, journey in population.journeys.items():
-        producer.send(topic, journey.to_bytes(), key=key.encode(), partition=partition_for_key(key, PARTITIONS))
-    producer.flush()
-    producer.close()
+    publish_journeys(kafka_broker.bootstrap, topic, population.journeys)
     views = LiveViews(background=False)
 
     with ViewFeed(kafka_broker.bootstrap, views, topic=topic) as feed:
         wait_until(lambda: feed.stats()["caught_up"] and feed.stats()["applied"] == len(population.journeys),
                    30, "the view feed to catch up")
 
-    with views.locked():
-        live = {key: journey.to_bytes() for key, journey in views.population.journeys.items()}
-    assert live == {key: journey.to_bytes() for key, journey in population.journeys.items()}
+    assert live_journeys(views) == {key: journey.to_bytes() for key, journey in population.journeys.items()}
     assert feed.stats()["lag"] == 0
+
+
+@pytest.mark.slow
+def test_view_feed__a_recreated_topic_is_read_from_its_beginning_even_past_the_old_positions(
+    kafka_broker, unique_name, store
+):
+    # given a feed that read the journeys of half the log, then lost its connection
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = f"{unique_name}.journeys"
+    halfway = replay(store, until_position=store.head_position() // 2).population.journeys
+    everything = replay(store).population.journeys
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    publish_journeys(kafka_broker.bootstrap, topic, halfway)
+    views = LiveViews(background=False)
+    feed = ViewFeed(kafka_broker.bootstrap, views, topic=topic)
+    with feed:
+        wait_until(lambda: feed.stats()["caught_up"] and feed.stats()["applied"] == len(halfway), 30,
+                   "the view feed to read the first topic")
+
+    # when the topic comes back recreated (a restarted memory broker) and, before the feed
+    # reconnects, holds more records than the feed had read: the journeys of the whole log
+    admin.delete_topics([topic])
+    wait_until(lambda: topic not in admin.list_topics(), 30, "the topic to be deleted")
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+    publish_journeys(kafka_broker.bootstrap, topic, everything)
+    with feed:
+        wait_until(lambda: feed.stats()["topic_recreations"] == 1 and feed.stats()["caught_up"]
+                   and live_journeys(views).keys() == everything.keys(), 30, "the view feed to read the new topic")
+
+    # then the views hold the journeys of the new topic, every one of them
+    assert live_journeys(views) == {key: journey.to_bytes() for key, journey in everything.items()}
