@@ -158,7 +158,7 @@ def collector_families() -> list[MetricFamily]:
         seconds.add(generation["seconds"], labels)
         longest.add(generation["longest_seconds"], labels)
     frozen = MetricFamily("touchpoints_gc_frozen_objects", "gauge",
-                          "Objects frozen out of the collector's passes (the long-lived state).")
+                          "Objects frozen out of the collector's passes (the long-lived state; counted at most every 10 minutes).")
     return [collections, seconds, longest, frozen.add(stats["frozen_objects"])]
 
 

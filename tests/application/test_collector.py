@@ -5,6 +5,7 @@ import pytest
 
 from application import collector
 from application.collector import (
+    FROZEN_COUNT_EVERY,
     SETTLE_EVERY,
     CollectorPauses,
     collector_paused,
@@ -115,3 +116,19 @@ def test_collector_pauses__counts_each_generations_collections_and_their_longest
     assert [g["collections"] for g in generations] == [1, 0, 1]
     assert generations[2]["longest_seconds"] > 0
     assert generations[2]["seconds"] >= generations[2]["longest_seconds"]
+
+
+def test_collector_pauses__count_the_frozen_objects_at_most_once_a_count_interval(restore_gc):
+    # given a count taken, then more objects frozen (counting walks every frozen object)
+    pauses = CollectorPauses()
+    first, _ = pauses.frozen_objects(now=1_000.0)
+    kept = [[n] for n in range(1000)]
+    gc.freeze()
+
+    # when stats are asked for within the count interval, and once it has passed
+    soon = pauses.stats(now=1_000.0 + FROZEN_COUNT_EVERY / 2)
+    later = pauses.stats(now=1_000.0 + FROZEN_COUNT_EVERY)
+
+    # then the first answer is the old count with its age, the second a new count
+    assert (soon["frozen_objects"], soon["frozen_counted_seconds_ago"]) == (first, FROZEN_COUNT_EVERY / 2)
+    assert later["frozen_objects"] >= first + len(kept) and later["frozen_counted_seconds_ago"] == 0
