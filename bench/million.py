@@ -512,6 +512,7 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
                 posts.append(answered - sent)
                 freshness.posted(answered, max(result["position"] for result in answer["results"]))
 
+    pauses_before = collector_pauses(client)
     readers = [threading.Thread(target=poll_status, name="status-poller"),
                threading.Thread(target=read_dashboard, name="dashboard-reader")]
     senders = [threading.Thread(target=send, name=f"sender-{n}") for n in range(LIVE_SENDERS)]
@@ -550,6 +551,42 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
                     target="= 0", ok=unresolved == 0))
     rows += latency_rows(f"default documents in turn during live ingest, every {DASHBOARD_READ_INTERVAL * 1000:.0f} ms",
                          reads, DOCUMENT_TARGET_MS)
+    rows += collector_rows(pauses_before, collector_pauses(client))
+    return rows
+
+
+Pauses = dict[str, dict[int, tuple[int, float, float]]]
+
+
+def collector_pauses(client: httpx.Client) -> Pauses:
+    """``{process: {generation: (collections, seconds, longest)}}``: the API's from
+    ``/metrics``, the worker's from ``/healthz`` (the stats it writes every second)."""
+    found: Pauses = {"API": {}, "worker": {}}
+    fields = {"touchpoints_gc_collections_total": 0, "touchpoints_gc_pause_seconds_total": 1,
+              "touchpoints_gc_longest_pause_seconds": 2}
+    values: dict[int, list[float]] = {}
+    for line in client.get("/metrics").text.splitlines():
+        name, _, rest = line.partition('{generation="')
+        if name in fields:
+            generation, _, value = rest.partition('"} ')
+            values.setdefault(int(generation), [0.0, 0.0, 0.0])[fields[name]] = float(value)
+    found["API"] = {g: (int(v[0]), v[1], v[2]) for g, v in values.items()}
+    worker = (client.get("/healthz").json().get("components", {}).get("worker") or {}).get("collector") or {}
+    found["worker"] = {g["generation"]: (g["collections"], g["seconds"], g["longest_seconds"])
+                       for g in worker.get("generations", [])}
+    return found
+
+
+def collector_rows(before: Pauses, after: Pauses) -> list[Row]:
+    """The cyclic collector during the live phase, by process and generation: collections,
+    seconds paused in all, and the longest pause since the process started."""
+    rows = []
+    for process, generations in after.items():
+        for generation, (collections, seconds, longest) in sorted(generations.items()):
+            was = before.get(process, {}).get(generation, (0, 0.0, 0.0))
+            rows.append(Row(BENCH, f"live: {process} collector, generation {generation}: {collections - was[0]:,} "
+                                   f"collections, seconds paused in all (longest pause since start "
+                                   f"{longest * 1000:.0f} ms)", seconds - was[1], "s"))
     return rows
 
 

@@ -434,6 +434,7 @@ class Platform:
             report["inbound"] = stats.get("inbound")
             report["retention"] = stats.get("retention")
             report["faust_assigned_partitions"] = stats.get("faust_assigned_partitions")
+            report["collector"] = stats.get("collector")
         return report
 
     def _worker_stats_path(self) -> Path:

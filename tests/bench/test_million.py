@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.million import Freshness, due_times, window
+from bench.million import Freshness, collector_rows, due_times, window
 
 
 def test_freshness__a_post_is_applied_once_the_status_reaches_its_last_position():
@@ -58,3 +58,14 @@ def test_due_times__one_array_every_interval_from_the_start():
 def test_window__one_year_shifted_by_a_day_for_each_get():
     assert window(0) == "from=2023-01-01&to=2024-01-01"
     assert window(31) == "from=2023-02-01&to=2024-02-01"
+
+
+def test_collector_rows__the_pauses_of_the_live_phase_by_process_and_generation():
+    before = {"API": {1: (10, 0.5, 0.02)}, "worker": {}}
+    after = {"API": {1: (14, 0.75, 0.03)}, "worker": {2: (1, 0.2, 0.2)}}
+
+    rows = collector_rows(before, after)
+
+    assert [(row.case.split(":")[1].strip().split(",")[0], row.value) for row in rows] == [
+        ("API collector", 0.25), ("worker collector", 0.2)]
+    assert "4 collections" in rows[0].case and "longest pause since start 30 ms" in rows[0].case
