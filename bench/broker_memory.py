@@ -10,7 +10,9 @@ Rows (scale 1.0: 200,000 records of ~1 KB; platforms of 2,000 and 10,000 demo cu
    broker with the demo data set, the broker's RSS once the relay, the journey
    processor and the view feed caught up, without and with the trimmer's rounds;
    the two sizes give the broker's bytes per event and per customer; the other
-   processes' RSS beside it.
+   processes' RSS beside it. Once with the relay and the processors producing
+   uncompressed batches (``TOUCHPOINTS_KAFKA_COMPRESSION=none``, the baseline), once
+   with ``zstd`` (the default): the broker keeps batches as they were produced.
 """
 
 from __future__ import annotations
@@ -28,16 +30,27 @@ RECORD_BYTES = 1_000
 PARTITIONS = 6
 BASE_CUSTOMERS = (2_000, 10_000)
 TRIM_ROUNDS = 3  # the trimmer gives up after this many refusals
+CODECS = ("none", "zstd")  # TOUCHPOINTS_KAFKA_COMPRESSION: uncompressed first, the baseline
 
 
 def run(scale: float) -> list[Row]:
     records = max(int(BASE_RECORDS * scale), 5_000)
     customers = tuple(max(int(c * scale), 200) for c in BASE_CUSTOMERS)
     rows = _records(records)
-    measured = [_platform(n) for n in customers]
+    slopes: dict[str, float] = {}
+    for codec in CODECS:
+        rows += _platform_rows(customers, codec, slopes)
+    return rows
+
+
+def _platform_rows(customers: tuple[int, ...], codec: str, slopes: dict[str, float]) -> list[Row]:
+    """The platform at each size with the relay and processors producing with ``codec``;
+    the broker's bytes per event beside those of the first codec measured (uncompressed)."""
+    rows = []
+    measured = [_platform(n, codec) for n in customers]
     for found in measured:
-        rows.append(Row("broker_memory", f"platform, {found['customers']:,} customers ({found['events']:,} events): "
-                        "broker RSS caught up", found["caught_up"], "MiB"))
+        rows.append(Row("broker_memory", f"platform ({codec}), {found['customers']:,} customers "
+                        f"({found['events']:,} events): broker RSS caught up", found["caught_up"], "MiB"))
         rows.append(Row("broker_memory", f"  the same after {TRIM_ROUNDS} trimmer rounds "
                         f"(deletes records: {found['deletes_records']})", found["trimmed"], "MiB",
                         baseline="without trimming", baseline_value=found["caught_up"]))
@@ -47,8 +60,12 @@ def run(scale: float) -> list[Row]:
     if large["events"] > small["events"]:
         per_event = (large["caught_up"] - small["caught_up"]) * 2**20 / (large["events"] - small["events"])
         per_customer = per_event * large["events"] / large["customers"]
-        rows.append(Row("broker_memory", "platform: broker bytes per event (slope)", per_event, "B/event"))
-        rows.append(Row("broker_memory", "platform: broker bytes per customer (slope)", per_customer, "B/customer"))
+        first = next(iter(slopes.items()), None)
+        slopes[codec] = per_event
+        rows.append(Row("broker_memory", f"platform ({codec}): broker bytes per event (slope)", per_event, "B/event",
+                        *((f"{first[0]}", first[1]) if first else ())))
+        rows.append(Row("broker_memory", f"platform ({codec}): broker bytes per customer (slope)", per_customer,
+                        "B/customer"))
     return rows
 
 
@@ -101,7 +118,7 @@ def _records(count: int) -> list[Row]:
     ]
 
 
-def _platform(customers: int) -> dict[str, Any]:
+def _platform(customers: int, codec: str) -> dict[str, Any]:
     from application.settings import Settings
     from consumers.platform import Platform
     from streams.app import APP_ID
@@ -112,8 +129,8 @@ def _platform(customers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-broker-memory-") as tmp:
         data = Path(tmp)
         settings = Settings(data=data, host="127.0.0.1", port=0, demo=True, demo_customers=customers,
-                            store_url=f"sqlite:///{data / 'events.db'}", kafka="", partitions=PARTITIONS,
-                            log_level="WARNING")
+                            store_url=f"sqlite:///{data / 'events.db'}", kafka="", kafka_compression=codec,
+                            partitions=PARTITIONS, log_level="WARNING")
         platform = Platform(settings).start()
         try:
             events = platform.demo_loaded

@@ -111,7 +111,7 @@ def create_app(
     if processors:
         processor = JourneyProcessor(
             bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-            group_id=processor_group, partitions=partitions,
+            group_id=processor_group, partitions=partitions, compression=settings.kafka_compression,
         )
         app.processor = processor
         app.service(_processor_service(processor))

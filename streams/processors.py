@@ -99,10 +99,12 @@ from projections.journey import IdentityJourney
 from streams.journey_state import FoldResult, JourneyState
 from streams.reading import read_to_end
 from streams.topics import (
+    DEFAULT_COMPRESSION,
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
     JOURNEYS_TOPIC,
     TopicSpec,
+    compression_type,
     close_admin,
     describe_topics,
     ensure_topics,
@@ -155,8 +157,10 @@ class JourneyProcessor:
         session_timeout_ms: int = 6000,
         registry: EventRegistry = REGISTRY,
         client_id: str = "touchpoints-processor",
+        compression: str = DEFAULT_COMPRESSION,
     ):
         self.bootstrap = bootstrap
+        self.compression = compression
         self.events_topic = events_topic
         self.journeys_topic = journeys_topic
         self.group_id = group_id
@@ -195,6 +199,7 @@ class JourneyProcessor:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, max_batch_size=1 << 20,
             max_request_size=8 << 20, request_timeout_ms=15000, client_id=self.client_id,
+            compression_type=compression_type(self.compression),
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(

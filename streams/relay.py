@@ -42,9 +42,11 @@ from events.raw import read_raw
 from events.store import EventStore
 from streams.checkpoint import Checkpoint, CheckpointStore
 from streams.topics import (
+    DEFAULT_COMPRESSION,
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
     TopicSpec,
+    compression_type,
     close_admin,
     describe_topics,
     ensure_topics,
@@ -66,6 +68,7 @@ class RelayError(RuntimeError):
 class Relay:
     """Publishes the log to ``topic``; ``run()`` blocks until ``stop()``, ``start()``
     runs it in a daemon thread. ``stats()`` is safe to call from any thread.
+    ``compression`` is a ``TOUCHPOINTS_KAFKA_COMPRESSION`` codec (``streams.topics``);
     ``producer_config`` adds or overrides ``AIOKafkaProducer`` settings."""
 
     def __init__(
@@ -82,6 +85,7 @@ class Relay:
         max_backoff: float = 5.0,
         connect_timeout: float = 10.0,
         producer_config: Mapping[str, Any] | None = None,
+        compression: str = DEFAULT_COMPRESSION,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -95,7 +99,7 @@ class Relay:
         self.check_interval = check_interval
         self.max_backoff = max_backoff
         self.connect_timeout = connect_timeout
-        self.producer_config = dict(producer_config or {})
+        self.producer_config = {"compression_type": compression_type(compression), **(producer_config or {})}
         self._checkpoint = Checkpoint()
         self._producer = None
         self._admin = None

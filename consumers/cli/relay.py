@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if args.reset:
             checkpoints.reset(topic)
         relay = Relay(store, bootstrap, checkpoints, topic=topic, batch_size=args.batch_size,
-                      partitions=args.partitions or settings.partitions)
+                      partitions=args.partitions or settings.partitions, compression=settings.kafka_compression)
         _stop_on_signals(relay)
         reporter = _start_stats_reporter(relay, args.stats_interval)
         relay.run()

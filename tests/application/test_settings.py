@@ -71,6 +71,7 @@ def test_numbers__underscores_and_surrounding_blanks_are_accepted():
         ("TOUCHPOINTS_STORE", "sqlite://", "sqlite://"),
         ("TOUCHPOINTS_KAFKA", "broker-without-port", "host:port"),
         ("TOUCHPOINTS_LOG_LEVEL", "loud", "DEBUG"),
+        ("TOUCHPOINTS_KAFKA_COMPRESSION", "brotli", "zstd, lz4, gzip, none"),
     ],
 )
 def test_bad_value__raises_settings_error_naming_the_variable_and_reason(variable, value, reason):
@@ -80,6 +81,13 @@ def test_bad_value__raises_settings_error_naming_the_variable_and_reason(variabl
     assert caught.value.variable == variable
     assert reason in caught.value.reason
     assert variable in str(caught.value)
+
+
+def test_kafka_compression__zstd_by_default_and_any_known_codec_in_any_case():
+    assert Settings.from_env({}).kafka_compression == "zstd"
+    assert Settings.from_env({"TOUCHPOINTS_KAFKA_COMPRESSION": "LZ4"}).kafka_compression == "lz4"
+    assert Settings.from_env({"TOUCHPOINTS_KAFKA_COMPRESSION": "none"}).kafka_compression == "none"
+    assert Settings.from_env({"TOUCHPOINTS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
 
 
 def test_empty_values__count_as_unset():
@@ -100,6 +108,6 @@ def test_reading_settings__touches_nothing_on_disk(tmp_path):
 def test_module_docstring__documents_every_variable():
     import application.settings as module
 
-    for variable in ("DATA", "HOST", "PORT", "DEMO", "DEMO_CUSTOMERS", "STORE", "KAFKA", "PARTITIONS",
-                     "MAX_BODY_BYTES", "LOG_LEVEL"):
+    for variable in ("DATA", "HOST", "PORT", "DEMO", "DEMO_CUSTOMERS", "STORE", "KAFKA", "KAFKA_COMPRESSION",
+                     "PARTITIONS", "MAX_BODY_BYTES", "LOG_LEVEL"):
         assert f"TOUCHPOINTS_{variable}``" in module.__doc__

@@ -303,3 +303,21 @@ def test_relay_command_without_a_broker__exits_2_naming_the_variable(tmp_path):
                               env=env, capture_output=True, text=True, timeout=60)
 
     assert finished.returncode == 2 and "TOUCHPOINTS_KAFKA" in finished.stderr
+
+
+def test_relay__compresses_its_batches_with_the_configured_codec(tmp_path):
+    # given relays made with the default, another codec, none, and an explicit producer setting
+    store = SQLiteEventStore(tmp_path / "events.db")
+    checkpoints = SqliteCheckpointStore(tmp_path / "relay.db")
+    try:
+        def codec(**options) -> str | None:
+            return Relay(store, "127.0.0.1:1", checkpoints, **options).producer_config["compression_type"]
+
+        # then the producer's compression is zstd by default, the codec given, or none at all
+        assert codec() == "zstd"
+        assert codec(compression="lz4") == "lz4"
+        assert codec(compression="none") is None
+        assert codec(compression="none", producer_config={"compression_type": "gzip"}) == "gzip"
+    finally:
+        checkpoints.close()
+        store.close()
