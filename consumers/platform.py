@@ -227,6 +227,7 @@ class Platform:
             "TOUCHPOINTS_DATA": str(self.settings.data),
             "TOUCHPOINTS_STORE": self.settings.store_url,
             "TOUCHPOINTS_PARTITIONS": str(self.settings.partitions),
+            "TOUCHPOINTS_KAFKA_COMPRESSION": self.settings.kafka_compression,
             "TOUCHPOINTS_LOG_LEVEL": self.settings.log_level,
             "PYTHONUNBUFFERED": "1",
         }
