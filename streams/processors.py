@@ -103,10 +103,9 @@ from streams.topics import (
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
     JOURNEYS_TOPIC,
+    TopicDescriber,
     TopicSpec,
     compression_type,
-    close_admin,
-    describe_topics,
     ensure_topics,
 )
 
@@ -174,7 +173,7 @@ class JourneyProcessor:
         self._stopping = asyncio.Event()
         self._consumer: Any = None
         self._producer: Any = None
-        self._admin: Any = None  # kafka-python admin client for the assignment check, opened on first use
+        self._events_describer = TopicDescriber(bootstrap, events_topic, f"{client_id}-admin")  # the assignment check
         self._topic_id: str | None = None  # the events topic incarnation being read (None: broker shows no ids)
         self._produced: dict[int, int] = {}  # journeys partition -> last offset acknowledged
         self._reassigning = False  # partitions revoked, the next assignment not announced yet
@@ -305,29 +304,13 @@ class JourneyProcessor:
         return beginnings
 
     def _describe_events_topic(self) -> tuple[str | None, set[int]] | None:
-        """The events topic's id and partitions as the broker describes them (a fresh admin
-        request, not the consumer's cached metadata); None if the broker cannot say."""
-        from kafka.errors import KafkaError as SyncKafkaError
-
-        try:
-            if self._admin is None:
-                from kafka import KafkaAdminClient
-
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
-                                               client_id=f"{self.client_id}-admin")
-            found = describe_topics(self._admin, [self.events_topic])
-        except (SyncKafkaError, OSError) as error:
-            log.debug("processor: describing %s failed: %r", self.events_topic, error)
-            self._close_admin()
-            return None
-        if self.events_topic not in found:
-            return None
-        topic_id, partitions = found[self.events_topic]
-        return topic_id, set(partitions)
+        """The events topic's id and partitions as the broker describes them; None if the
+        broker cannot say."""
+        described = self._events_describer.describe()
+        return None if described is None else (described[0], set(described[1]))
 
     def _close_admin(self) -> None:
-        admin, self._admin = self._admin, None
-        close_admin(admin, "processor")
+        self._events_describer.close()
 
     # --- one batch ------------------------------------------------------------------
 

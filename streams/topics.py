@@ -162,6 +162,38 @@ def describe_topics(admin, topics: Sequence[str]) -> dict[str, tuple[str | None,
     return found
 
 
+class TopicDescriber:
+    """Fresh descriptions of a topic (an admin request, not a consumer's cached metadata)
+    through a kafka-python admin client opened on first use and dropped after a failure."""
+
+    def __init__(self, bootstrap: str, topic: str, client_id: str):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.client_id = client_id
+        self._admin: Any = None
+
+    def describe(self) -> tuple[str | None, list[int]] | None:
+        """``(topic id, partition ids)``; None if the topic does not exist or the broker
+        cannot say (blocking: call it from a thread in async code)."""
+        from kafka.errors import KafkaError
+
+        try:
+            if self._admin is None:
+                from kafka import KafkaAdminClient
+
+                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                               client_id=self.client_id)
+            return describe_topics(self._admin, [self.topic]).get(self.topic)
+        except (KafkaError, OSError) as error:
+            log.debug("%s: describing %s failed: %r", self.client_id, self.topic, error)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        close_admin(admin, self.client_id)
+
+
 def close_admin(admin, owner: str) -> None:
     """Close a kafka-python admin client (None: nothing to close); one that a lost broker
     broke may fail to close, and then there is nothing left to save."""

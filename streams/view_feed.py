@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from projections.journey import IdentityJourney, JourneyFormatError
-from streams.topics import JOURNEYS_TOPIC, close_admin, describe_topics
+from streams.topics import JOURNEYS_TOPIC, TopicDescriber
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ViewFeed:
         self._positions: dict[int, int] = {}
         self._highwater: dict[int, int] = {}
         self._topic_id: str | None = None  # the incarnation ``_positions`` count records of
-        self._admin: Any = None
+        self._describer = TopicDescriber(bootstrap, topic, "touchpoints-view-feed-admin")
         self._counts = {
             "records": 0, "applied": 0, "unreadable": 0, "resets": 0, "topic_recreations": 0, "errors": 0,
         }
@@ -165,8 +165,7 @@ class ViewFeed:
         try:
             await self._follow_with_retries()
         finally:
-            admin, self._admin = self._admin, None
-            close_admin(admin, "view feed")
+            self._describer.close()
 
     async def _follow_with_retries(self) -> None:
         from aiokafka.errors import KafkaError
@@ -274,7 +273,8 @@ class ViewFeed:
     async def _topic_was_recreated(self) -> bool:
         """Whether the topic's id differs from the one the positions were read in (False
         when the broker reports no id or cannot be asked: the shrink check still runs)."""
-        topic_id = await asyncio.to_thread(self._describe_topic_id)
+        described = await asyncio.to_thread(self._describer.describe)
+        topic_id = described[0] if described else None
         if topic_id is None:
             return False
         previous, self._topic_id = self._topic_id, topic_id
@@ -284,23 +284,6 @@ class ViewFeed:
                     "partition from its beginning", self.topic, topic_id, previous)
         self._counts["topic_recreations"] += 1
         return True
-
-    def _describe_topic_id(self) -> str | None:
-        from kafka.errors import KafkaError as SyncKafkaError
-
-        try:
-            if self._admin is None:
-                from kafka import KafkaAdminClient
-
-                self._admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
-                                               client_id="touchpoints-view-feed-admin")
-            found = describe_topics(self._admin, [self.topic])
-        except (SyncKafkaError, OSError) as error:
-            log.debug("view feed: describing %s failed: %r", self.topic, error)
-            admin, self._admin = self._admin, None
-            close_admin(admin, "view feed")
-            return None
-        return found[self.topic][0] if self.topic in found else None
 
     def _apply(self, records: list[Any]) -> None:
         items, bad = decode_journeys(records)
