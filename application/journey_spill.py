@@ -21,7 +21,7 @@ import itertools
 import os
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,12 +50,16 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
     """Identity key -> journey, in a file of its own in ``folder``."""
 
     def __init__(
-        self, folder: Path, *, held: int | None = None, write_batch: int | None = None, cache_kib: int = 16_384
+        self, folder: Path, *, held: int | None = None, write_batch: int | None = None, cache_kib: int = 16_384,
+        keeps_identity: bool = True,
     ):
+        """``keeps_identity``: also store each journey's links and merges apart, for
+        ``identity_facts`` (the population's identity graph asks; the worker does not)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"journeys-{os.getpid()}-{next(_NUMBERS)}.sqlite"
         self.held = HELD if held is None else held
         self.write_batch = WRITE_BATCH if write_batch is None else write_batch
+        self.keeps_identity = keeps_identity
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")  # a cache rebuilt at every start: no journal, no fsync
         self._db.execute("PRAGMA synchronous=OFF")
@@ -130,6 +134,29 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
             journey = IdentityJourney.from_bytes(row[0])
         return journey.links, journey.merges
 
+    def put_encoded(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Store journeys already encoded (``IdentityJourney.to_bytes``, read back from a
+        changelog) as they are, without decoding them; how many. They replace what is held."""
+        rows = [(key, encoded, _identity_of(IdentityJourney.from_bytes(encoded)) if self.keeps_identity else None)
+                for key, encoded in items]
+        if not rows:
+            return 0
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO journeys (key, journey, identity) VALUES (?, ?, ?)", rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        for key, _, _ in rows:
+            self._held.pop(key, None)
+            self._unwritten.discard(key)
+            self._fresh.discard(key)
+        self._stored = db.execute("SELECT count(*) FROM journeys").fetchone()[0]
+        self._looked_up = (None, None)
+        return len(rows)
+
     def flush(self) -> int:
         """Write every changed journey to the file (they stay held); how many."""
         return self._write(list(self._unwritten))
@@ -156,7 +183,8 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
         try:
             db.executemany(
                 "INSERT OR REPLACE INTO journeys (key, journey, identity) VALUES (?, ?, ?)",
-                [(key, (journey := source[key]).to_bytes(), _identity_of(journey)) for key in keys],
+                [(key, (journey := source[key]).to_bytes(), _identity_of(journey) if self.keeps_identity else None)
+                 for key in keys],
             )
         except BaseException:
             db.execute("ROLLBACK")

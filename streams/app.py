@@ -112,6 +112,7 @@ def create_app(
         processor = JourneyProcessor(
             bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
             group_id=processor_group, partitions=partitions, compression=settings.kafka_compression,
+            journeys_folder=data / "worker" if getattr(settings, "worker_journeys_on_disk", False) else None,
         )
         app.processor = processor
         app.service(_processor_service(processor))

@@ -8,10 +8,12 @@ publishes what a batch touched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from application.journey_spill import SpilledJourneys
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from projections.journey import IdentityJourney, JourneyFormatError
 
@@ -28,15 +30,34 @@ class FoldResult:
     undecodable: list[str] = field(default_factory=list)  # why records were skipped
 
 
+Journeys = MutableMapping[str, IdentityJourney]
+
+
 class JourneyState:
     """The journeys of the partitions this worker owns: ``partition -> {key: journey}``.
 
-    Pure apart from decoding: no Kafka here, so tests and the bench fold records directly."""
+    In memory by default; with ``journeys_folder``, each partition's journeys live in a
+    file of their own there (``application.journey_spill.SpilledJourneys``: the most recently
+    used stay decoded, the rest are read back when their identity has events again), so the
+    worker's memory no longer grows with the population. Pure apart from decoding and that
+    file: no Kafka here, so tests and the bench fold records directly."""
 
-    def __init__(self, registry: EventRegistry = REGISTRY):
+    def __init__(self, registry: EventRegistry = REGISTRY, journeys_folder: Path | None = None):
         self.registry = registry
-        self.partitions: dict[int, dict[str, IdentityJourney]] = {}
+        self.journeys_folder = journeys_folder
+        self.partitions: dict[int, Journeys] = {}
         self.unreadable: dict[int, int] = {}  # partition -> journeys its restore left out
+
+    def _empty(self) -> Journeys:
+        if self.journeys_folder is None:
+            return {}
+        return SpilledJourneys(self.journeys_folder, keeps_identity=False)
+
+    def _partition(self, partition: int) -> Journeys:
+        journeys = self.partitions.get(partition)
+        if journeys is None:
+            journeys = self.partitions[partition] = self._empty()
+        return journeys
 
     def owns(self, partition: int) -> bool:
         return partition in self.partitions
@@ -46,37 +67,53 @@ class JourneyState:
         of a key wins, ``None`` deletes); returns how many journeys it holds. Unreadable
         journeys (another format version, or damaged) are left out and counted in
         ``unreadable``: only their events can rebuild them."""
-        journeys: dict[str, IdentityJourney] = {}
-        unreadable: dict[str, JourneyFormatError] = {}
+        latest: dict[str, bytes | None] = {}  # key -> its last record's value
         for key, value in records:
-            if key is None:
-                continue
-            name = key.decode()
-            unreadable.pop(name, None)
+            if key is not None:
+                name = key.decode()
+                latest.pop(name, None)  # keeps the dict in order of each key's last record
+                latest[name] = value
+        self.drop(partition)
+        journeys = self.partitions[partition] = self._empty()
+        spilled = journeys if isinstance(journeys, SpilledJourneys) else None
+        readable: list[tuple[str, bytes]] = []
+        unreadable: dict[str, JourneyFormatError] = {}
+        for name, value in latest.items():
             if value is None:
-                journeys.pop(name, None)
                 continue
             try:
-                journeys[name] = IdentityJourney.from_bytes(value)
+                journey = IdentityJourney.from_bytes(value)
             except JourneyFormatError as error:
                 unreadable[name] = error
-                journeys.pop(name, None)
+                continue
+            if spilled is None:
+                journeys[name] = journey
+            else:  # checked readable above; stored as read, with no decoded copy kept
+                readable.append((name, value))
+        if spilled is not None:
+            spilled.put_encoded(readable)
         if unreadable:
             name, error = next(iter(unreadable.items()))
             log.warning("%d journeys on partition %d unreadable (e.g. %s: %s): left out",
                         len(unreadable), partition, name, error)
-        self.partitions[partition] = journeys
         self.unreadable[partition] = len(unreadable)
         return len(journeys)
 
     def drop(self, partition: int) -> None:
-        self.partitions.pop(partition, None)
+        journeys = self.partitions.pop(partition, None)
+        if isinstance(journeys, SpilledJourneys):
+            journeys.close()
         self.unreadable.pop(partition, None)
+
+    def close(self) -> None:
+        """Drop every partition (their files go with them)."""
+        for partition in list(self.partitions):
+            self.drop(partition)
 
     def fold(self, partition: int, records: Iterable[tuple[bytes, Any]]) -> FoldResult:
         """Fold ``(value, headers)`` records of ``touchpoints.events`` into the partition's
         journeys; returns the journeys touched (changed or redelivered)."""
-        journeys = self.partitions.setdefault(partition, {})
+        journeys = self._partition(partition)
         result = FoldResult()
         touched = result.touched
         decode = record_decoder(self.registry)
@@ -92,12 +129,13 @@ class JourneyState:
                 journey = journeys[key] = IdentityJourney(key)
             if journey.apply(logged):
                 result.applied += 1
+                journeys[key] = journey  # changed in place: a file-backed mapping writes it when it lets it go
             else:
                 result.duplicates += 1
             touched[key] = journey
         return result
 
-    def journeys(self, partition: int) -> dict[str, IdentityJourney]:
+    def journeys(self, partition: int) -> Journeys:
         return self.partitions.get(partition, {})
 
     def identity_count(self) -> int:

@@ -84,6 +84,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -157,7 +158,10 @@ class JourneyProcessor:
         registry: EventRegistry = REGISTRY,
         client_id: str = "touchpoints-processor",
         compression: str = DEFAULT_COMPRESSION,
+        journeys_folder: Path | None = None,
     ):
+        """``journeys_folder``: keep each owned partition's journeys in a file there
+        instead of in memory (``JourneyState``)."""
         self.bootstrap = bootstrap
         self.compression = compression
         self.events_topic = events_topic
@@ -168,7 +172,7 @@ class JourneyProcessor:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.session_timeout_ms = session_timeout_ms
         self.client_id = client_id
-        self.state = JourneyState(registry)
+        self.state = JourneyState(registry, journeys_folder)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: Any = None
@@ -627,6 +631,7 @@ class JourneyProcessor:
             "assigned": assigned,
             "restored": sorted(self.state.partitions),
             "identities": self.state.identity_count(),
+            "journeys_on_disk": self.state.journeys_folder is not None,
             "lag": self.lag(),
             "rebuilding": [rebuild.progress(partition) for partition, rebuild in sorted(self._rebuilds.items())],
             "last_batch_at": self._last_batch_at,

@@ -48,6 +48,17 @@ def replayed_journeys(store) -> dict[str, bytes]:
     return {key: journey.to_bytes() for key, journey in population.journeys.items()}
 
 
+@pytest.fixture(params=["in memory", "on disk"])
+def new_state(request, tmp_path, monkeypatch):
+    """Makes a ``JourneyState`` each way the worker can keep it; on disk with only 3 journeys
+    held decoded, so folds and restores go through the file."""
+    if request.param == "in memory":
+        return JourneyState
+    monkeypatch.setattr("application.journey_spill.HELD", 3)
+    monkeypatch.setattr("application.journey_spill.WRITE_BATCH", 2)
+    return lambda: JourneyState(journeys_folder=tmp_path / "worker")
+
+
 def state_journeys(state: JourneyState) -> dict[str, bytes]:
     return {key: j.to_bytes() for journeys in state.partitions.values() for key, j in journeys.items()}
 
@@ -55,8 +66,8 @@ def state_journeys(state: JourneyState) -> dict[str, bytes]:
 # --- the fold -------------------------------------------------------------------------------
 
 
-def test_fold__gives_each_identity_the_journey_a_replay_of_the_log_gives(store):
-    state = JourneyState()
+def test_fold__gives_each_identity_the_journey_a_replay_of_the_log_gives(store, new_state):
+    state = new_state()
 
     for partition, records in records_by_partition(store).items():
         state.fold(partition, records)
@@ -64,8 +75,8 @@ def test_fold__gives_each_identity_the_journey_a_replay_of_the_log_gives(store):
     assert state_journeys(state) == replayed_journeys(store)
 
 
-def test_fold__redelivered_records_change_nothing_but_are_reported_touched(store):
-    state = JourneyState()
+def test_fold__redelivered_records_change_nothing_but_are_reported_touched(store, new_state):
+    state = new_state()
     batches = records_by_partition(store)
     for partition, records in batches.items():
         state.fold(partition, records)
@@ -78,8 +89,8 @@ def test_fold__redelivered_records_change_nothing_but_are_reported_touched(store
     assert set(again.touched) == {key for key in before if partition_for_key(key, PARTITIONS) == 0}
 
 
-def test_fold__a_record_without_headers_is_skipped_with_a_reason(store):
-    state = JourneyState()
+def test_fold__a_record_without_headers_is_skipped_with_a_reason(store, new_state):
+    state = new_state()
     value, headers = records_by_partition(store)[1][0]
 
     result = state.fold(1, [(value, []), (value, headers)])
@@ -88,10 +99,10 @@ def test_fold__a_record_without_headers_is_skipped_with_a_reason(store):
     assert len(result.undecodable) == 1 and "missing" in result.undecodable[0]
 
 
-def test_restore__the_last_journey_of_a_key_wins_and_a_tombstone_removes_it():
+def test_restore__the_last_journey_of_a_key_wins_and_a_tombstone_removes_it(new_state):
     older, newer, gone = IdentityJourney("customer-a"), IdentityJourney("customer-a"), IdentityJourney("customer-b")
     newer.index[7] = None  # one more (non-touch) event applied
-    state = JourneyState()
+    state = new_state()
 
     count = state.restore(2, [(b"customer-a", older.to_bytes()), (b"customer-b", gone.to_bytes()),
                               (b"customer-a", newer.to_bytes()), (b"customer-b", None)])
@@ -100,22 +111,50 @@ def test_restore__the_last_journey_of_a_key_wins_and_a_tombstone_removes_it():
     assert state.journeys(2) == {"customer-a": newer}
 
 
-def test_restore__an_unreadable_journey_is_left_out_to_be_rebuilt_from_the_events():
-    state = JourneyState()
+def test_restore__an_unreadable_journey_is_left_out_to_be_rebuilt_from_the_events(new_state):
+    state = new_state()
 
     state.restore(0, [(b"customer-x", b"{\"version\": 999}"), (b"customer-y", IdentityJourney("customer-y").to_bytes())])
 
     assert set(state.journeys(0)) == {"customer-y"}
 
 
-def test_restore__journeys_a_later_record_replaces_are_not_counted_unreadable():
-    state = JourneyState()
+def test_restore__journeys_a_later_record_replaces_are_not_counted_unreadable(new_state):
+    state = new_state()
 
     state.restore(1, [(b"customer-x", b"{\"version\": 1}"), (b"customer-x", IdentityJourney("customer-x").to_bytes()),
                       (b"customer-z", b"{\"version\": 1}")])
 
     assert set(state.journeys(1)) == {"customer-x"}
     assert state.unreadable == {1: 1}
+
+
+def test_fold__resumes_on_restored_journeys_as_if_it_had_never_stopped(store, new_state):
+    halves = {p: (records[:len(records) // 2], records[len(records) // 2:])
+              for p, records in records_by_partition(store).items()}
+    first = new_state()
+    published = {p: [(k.encode(), j.to_bytes()) for k, j in first.fold(p, early).touched.items()]
+                 for p, (early, _) in halves.items()}
+
+    second = new_state()
+    for partition, records in published.items():
+        second.restore(partition, records)
+        second.fold(partition, halves[partition][1])
+
+    assert state_journeys(second) == replayed_journeys(store)
+
+
+def test_fold__on_disk_holds_only_the_most_recently_used_journeys_decoded(store, tmp_path, monkeypatch):
+    monkeypatch.setattr("application.journey_spill.HELD", 3)
+    monkeypatch.setattr("application.journey_spill.WRITE_BATCH", 2)
+    state = JourneyState(journeys_folder=tmp_path / "worker")
+
+    for partition, records in records_by_partition(store).items():
+        state.fold(partition, records)
+
+    assert sum(len(journeys) for journeys in state.partitions.values()) > 3 * 5 * PARTITIONS
+    assert all(len(journeys._held) <= 3 + 2 for journeys in state.partitions.values())
+    assert state_journeys(state) == replayed_journeys(store)
 
 
 # --- the Kafka shell (real broker) ---------------------------------------------------------------
@@ -167,14 +206,16 @@ async def journeys_in_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("journeys_on_disk", [False, True], ids=["journeys in memory", "journeys on disk"])
 def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restores_without_double_counting(
-    kafka_broker, unique_name, store
+    kafka_broker, unique_name, store, tmp_path, journeys_on_disk
 ):
     events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
 
     def processor() -> JourneyProcessor:
         return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+                                group_id=f"{unique_name}-group", partitions=PARTITIONS,
+                                journeys_folder=tmp_path / "worker" if journeys_on_disk else None)
 
     async def scenario() -> tuple[dict, dict, dict]:
         first = processor()
