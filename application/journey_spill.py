@@ -9,10 +9,15 @@ many times in a row is written once); past that the least recently used are let 
 changed written in one transaction as ``IdentityJourney.to_bytes``. Held in memory per
 identity: nothing.
 
-The file is this process's cache of the journeys its feed delivered, not a log (the feed
-delivers every journey again at start): it is made in the given folder under a name of its
+The worker's journey processors keep each partition's journeys the same way
+(``streams.journey_state``, ``keeps_identity=False``: they need no identity facts apart),
+restoring a partition from its changelog straight into the file (``put_encoded``).
+
+The file is this process's cache of the journeys its feed (or changelog) delivered, not a
+log (they are delivered again at start): it is made in the given folder under a name of its
 own and unlinked at once, so two processes never share one and none is left behind, even
-after a SIGKILL. Not thread-safe: the live views call it under their lock.
+after a SIGKILL. Not thread-safe: the live views call it under their lock, the worker from
+its one processing task.
 """
 
 from __future__ import annotations

@@ -231,12 +231,17 @@ def run(scale: float) -> list[Row]:
             guard.root = up.pid
             with httpx.Client(base_url=up.url, timeout=120, headers=BENCH_HEADERS) as client:
                 head = store_head(data)
+                peaks = PhasePeaks(up.pid)
                 rows += report(catch_up(client, up, started, head, guard))
+                peaks.next_phase("at catch-up")  # (catch_up reported this phase's peaks)
                 rows += report(verify(up, guard))
+                rows += report(peaks.next_phase("during verify --views"))
                 rows += report(live(client, up.url, data, live_file, guard))
+                rows += report(peaks.next_phase("during live ingest"))
                 rows += report(queries(client))
                 head, reference = documents_at_head(client, data, guard)
-                rows += report(platform_rows("whole run before the restart", up.pid))
+                rows += report(peaks.next_phase("during the idle queries"))
+                rows += report(peaks.whole_run("whole run before the restart"))
             guard.root = None
             stopping = time.perf_counter()  # the stop is timed: ``Up`` sends SIGTERM on leaving
         rows += report([Row(BENCH, "SIGTERM -> touchpoints up exited", time.perf_counter() - stopping, "s")])
@@ -357,6 +362,32 @@ def platform_rows(when: str, root: int, processes: list[Process] | None = None) 
     rows.append(Row(BENCH, f"peak RSS, {when}: whole platform (sum, broker included)", total, "MiB",
                     target=f"<= {PLATFORM_RSS_TARGET_MIB:,.0f} MiB", ok=total <= PLATFORM_RSS_TARGET_MIB))
     return rows
+
+
+class PhasePeaks:
+    """Each phase's own peak RSS: a process's peak (``VmHWM``) is reset between phases
+    (``/proc/PID/clear_refs``: 5), and the whole run's is each process's highest phase peak."""
+
+    def __init__(self, root: int):
+        self.root = root
+        self.highest: dict[int, Process] = {}
+
+    def next_phase(self, when: str) -> list[Row]:
+        """The phase just ended: its rows, then every peak reset for the next one."""
+        processes = platform_processes(self.root)
+        for process in processes:
+            kept = self.highest.get(process.pid)
+            if kept is None or process.peak_rss_mib > kept.peak_rss_mib:
+                self.highest[process.pid] = process
+            try:
+                Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+            except OSError as error:
+                log(f"cannot reset the peak RSS of {process.role} ({process.pid}): {error}")
+        return platform_rows(when, self.root, processes)
+
+    def whole_run(self, when: str) -> list[Row]:
+        alive = {process.pid for process in platform_processes(self.root)}
+        return platform_rows(when, self.root, [p for pid, p in self.highest.items() if pid in alive])
 
 
 def verify(up: Up, guard: MemoryGuard) -> list[Row]:
