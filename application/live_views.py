@@ -10,8 +10,7 @@ View documents come from ``projections.views`` and are cached per (view, paramet
 
 - the *precomputed* views (every view with its default parameters, every attribution
   model) are recomputed by a background thread after changes, coalesced: a burst of
-  events costs one refresh (``refresh_delay`` after the burst's first change: changes that
-  arrived during the previous refresh, a burst that has landed, are refreshed at once), and readers keep
+  events costs one refresh (``refresh_delay`` after the first change), and readers keep
   getting the previous document until the new one is ready, so they never wait on a
   recompute;
 - the default documents of the views ``projections.aggregates`` maintains are rendered
@@ -241,7 +240,6 @@ class LiveViews:
         self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
         self._last_refresh_seconds = 0.0
         self._refreshed_version = -1
-        self._first_change_at: float | None = None  # time.monotonic() of the first change since a refresh began
         self._background = background
         self._refresher: threading.Thread | None = None
         self._closed = threading.Event()
@@ -340,8 +338,6 @@ class LiveViews:
 
     def _bump(self) -> None:
         with self._changed:
-            if self._first_change_at is None:
-                self._first_change_at = time.monotonic()
             self._version += 1
             self._changed.notify_all()
         if self._background and self._refresher is None and not self._closed.is_set():
@@ -484,9 +480,7 @@ class LiveViews:
         """Recompute every precomputed view now (in the caller's thread); seconds taken."""
         started = time.perf_counter()
         ready = self._restored is not None and self._restored_ready()  # before: these documents then hold it
-        with self._changed:
-            self._first_change_at = None
-            version = self._version
+        version = self._version
         for key in self._precomputed:
             if self._closed.is_set():
                 break
@@ -528,19 +522,12 @@ class LiveViews:
             if self._version == self._refreshed_version:
                 self._when_idle()
                 continue
-            self._closed.wait(self._burst_wait())  # let a burst of changes land first
+            self._closed.wait(self.refresh_delay)  # let a burst of changes land first
             try:
                 self.refresh()
             except Exception:  # keep serving the previous documents; retry on the next change
                 self._refreshed_version = self._version
                 log.exception("refreshing the precomputed views failed")
-
-    def _burst_wait(self) -> float:
-        """Seconds left of ``refresh_delay`` since the burst's first change: none when the
-        changes came during the last refresh (at a million customers a refresh takes a large
-        part of a second, and waiting again only added to every change's delay)."""
-        first = self._first_change_at
-        return 0.0 if first is None else max(0.0, self.refresh_delay - (time.monotonic() - first))
 
     def _when_idle(self) -> None:
         """The refresher's check while nothing changes: the shell's signal may come after

@@ -133,28 +133,6 @@ def test_live_views__refresher_brings_precomputed_views_up_to_date_once_per_burs
         views.close()
 
 
-def test_live_views__changes_older_than_the_refresh_delay_are_refreshed_without_waiting_it_again():
-    # given a change made longer ago than the refresh delay, before the refresher ran
-    # (as when changes arrive during a long refresh)
-    views = LiveViews(refresh_delay=1.0, background=False)  # the refresher starts below, not at the change
-    try:
-        views.apply_events(logged([touch("ig:@a", "instagram", "2024-01-01T10:00:00Z")]))
-        time.sleep(1.1)
-
-        # when the refresher starts
-        started = time.monotonic()
-        views.start()
-        while views.stats()["refreshed_version"] != views.version and time.monotonic() - started < 30:
-            time.sleep(0.01)
-        waited = time.monotonic() - started
-
-        # then it refreshes at once: the burst had its delay already
-        assert views.stats()["refreshed_version"] == views.version == 1
-        assert waited < 0.9, f"the refresher waited {waited:.2f} s more"
-    finally:
-        views.close()
-
-
 def test_live_views__every_precomputed_view_is_cached_after_a_refresh(demo_events):
     views = LiveViews(background=False)
     views.apply_events(demo_events)
