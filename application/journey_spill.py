@@ -141,7 +141,8 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
 
     def put_encoded(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Store journeys already encoded (``IdentityJourney.to_bytes``, read back from a
-        changelog) as they are, without decoding them; how many. They replace what is held."""
+        changelog) as they are; how many. They replace what is held. Decoded only to take
+        their identity facts apart, when ``keeps_identity``."""
         rows = [(key, encoded, _identity_of(IdentityJourney.from_bytes(encoded)) if self.keeps_identity else None)
                 for key, encoded in items]
         if not rows:

@@ -36,11 +36,12 @@ Journeys = MutableMapping[str, IdentityJourney]
 class JourneyState:
     """The journeys of the partitions this worker owns: ``partition -> {key: journey}``.
 
-    In memory by default; with ``journeys_folder``, each partition's journeys live in a
-    file of their own there (``application.journey_spill.SpilledJourneys``: the most recently
-    used stay decoded, the rest are read back when their identity has events again), so the
-    worker's memory no longer grows with the population. Pure apart from decoding and that
-    file: no Kafka here, so tests and the bench fold records directly."""
+    In memory unless given ``journeys_folder`` (the worker gives ``<data>/worker/``, as
+    ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK`` is on by default): then each partition's
+    journeys live in a file of their own there (``application.journey_spill.SpilledJourneys``:
+    the most recently used stay decoded, the rest are read back when their identity has
+    events again), so the worker's memory no longer grows with the population. Pure apart
+    from decoding and that file: no Kafka here, so tests and the bench fold records directly."""
 
     def __init__(self, registry: EventRegistry = REGISTRY, journeys_folder: Path | None = None):
         self.registry = registry
