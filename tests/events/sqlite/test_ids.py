@@ -86,26 +86,6 @@ def test_reopen__duplicates_in_the_snapshot_and_in_the_tail_are_recognised(tmp_p
         assert reopened.count() == 8
 
 
-def test_reopen__a_snapshot_in_many_chunks_is_read_whole(tmp_path, small_snapshots, monkeypatch):
-    # given a store whose snapshot of 9 ids is kept in chunks of 2
-    monkeypatch.setattr(sqlite_ids, "SNAPSHOT_CHUNK", 2)
-    path = tmp_path / "events.db"
-    early = models(9)
-    with SQLiteEventStore(path) as store:
-        store.append_encoded(encode_events(early))
-        store.append_encoded(encode_events(models(1, customer="ben")))  # writes the snapshot
-    assert [upto for upto, _ in snapshot_rows(path)] == [9] * 5
-
-    # when a new store object retries the first ones
-    with SQLiteEventStore(path) as reopened:
-        outcomes = reopened.append_encoded(encode_events(early))
-
-        # then each is found in its chunk, at its original place
-        assert outcomes.duplicates == [True] * 9
-        assert outcomes.positions == list(range(1, 10))
-        assert len(reopened._writer._ids) == 10
-
-
 def test_reopen__the_index_is_built_from_the_snapshot_and_only_the_rows_after_it(
     tmp_path, small_snapshots, monkeypatch
 ):
