@@ -10,7 +10,8 @@ events each, whole blocks of 1,000, at least 10,000).
    demo numbers customers in order) for the live phase. A fresh data folder is
    backfilled with the real CLI, ``touchpoints ingest FILE`` (personal data sealed, the
    default): events/s and CPU per event.
-2. ``touchpoints up`` (the real CLI, bundled broker, ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK=1``)
+2. ``touchpoints up`` (the real CLI, bundled broker, ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK=1`` and
+   ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK=1``)
    starts on that folder. Catch-up: from its spawn to ``/v1/views/status`` at the store's
    head with the default documents refreshed and ``/healthz`` ok; events/s, and for each
    process (by role, from ``/proc``) CPU, peak RSS (``VmHWM``) and current RSS. Then
@@ -220,7 +221,7 @@ def run(scale: float) -> list[Row]:
     customers = max(MIN_CUSTOMERS, round(FULL_CUSTOMERS * scale / 1000) * 1000)
     backfill_file, live_file = journey_files(customers)
     rows: list[Row] = []
-    on_disk = {"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1"}
+    on_disk = {"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1", "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1"}
     with tempfile.TemporaryDirectory(prefix="bench-million-") as temporary, MemoryGuard() as guard:
         folder = Path(temporary)
         data = folder / "data"
