@@ -26,7 +26,7 @@ Nothing connects or touches the disk when settings are read.
 | ``TOUCHPOINTS_SEAL_PERSONAL_DATA`` | the log's mode; a new data folder: ``1`` (``SEAL_PERSONAL_DATA_DEFAULT``) | seal personal fields at ingestion (``events.personal``): the log keeps pseudonyms and ciphertext, keys in ``<data>/keys.db``; ``touchpoints erase`` destroys a person's keys. Fixed by the log's first append (``application.privacy.mode``): a value contradicting it stops every command that appends or reads personal data |
 | ``TOUCHPOINTS_SEAL_CUSTOMER_IDS`` | the log's mode; a new data folder: ``0`` | with sealing on, customer ids are personal too (fixed by the first append, as above) |
 | ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK`` | ``0`` | the API's live views keep each identity's journey in a SQLite file in ``<data>/views/`` (``application.journey_spill``: unlinked once open, rebuilt at each start) instead of in memory: ~2.9 KB of memory a customer instead of ~7.8, for ~15 % more API CPU an event at 100,000 customers |
-| ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK`` | ``0`` | the worker's journey processors keep each identity's journey in a SQLite file a partition in ``<data>/worker/`` (unlinked once open; restored from ``touchpoints.journeys`` on assignment, as in memory), the 10,000 most recently used decoded: the worker's memory stops growing with the population (~1.5 KB an identity in memory), for ~2–6 µs more worker CPU an event; off by default while a broker-restart fault test fails with it (docs/DECISIONS.md) |
+| ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK`` | ``1`` | the worker's journey processors keep each identity's journey in a SQLite file a partition in ``<data>/worker/`` (unlinked once open; restored from ``touchpoints.journeys`` on assignment, as in memory), the 10,000 most recently used decoded: the worker's memory stops growing with the population (~1.5 KB an identity in memory), for ~2–6 µs more worker CPU an event; ``0`` keeps them in memory |
 | ``TOUCHPOINTS_API_KEY`` | empty | the key commands that call a running API send (``touchpoints verify --views --api URL``: ``read``) |
 | ``TOUCHPOINTS_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` |
 | ``TOUCHPOINTS_EVENTSTORE_URL`` | empty | tests only: a KurrentDB server the contract suite also runs against |
@@ -107,7 +107,7 @@ class Settings(BaseModel):
     views_journeys_on_disk: bool = False
     # The worker's journey processors keep each identity's journey in a file (one a partition, in
     # <data>/worker/) rather than in memory: its memory stops growing with the population.
-    worker_journeys_on_disk: bool = False
+    worker_journeys_on_disk: bool = True
 
     @property
     def sealing(self) -> "Sealing | None":
@@ -165,7 +165,7 @@ class Settings(BaseModel):
             admin_key=reader.api_key("ADMIN_KEY"),
             api_key=reader.api_key("API_KEY"),
             views_journeys_on_disk=reader.boolean("VIEWS_JOURNEYS_ON_DISK", False),
-            worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", False),
+            worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", True),
         )
 
 

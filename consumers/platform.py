@@ -229,6 +229,7 @@ class Platform:
             "TOUCHPOINTS_PARTITIONS": str(self.settings.partitions),
             "TOUCHPOINTS_KAFKA_COMPRESSION": self.settings.kafka_compression,
             "TOUCHPOINTS_LOG_LEVEL": self.settings.log_level,
+            "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1" if self.settings.worker_journeys_on_disk else "0",
             "PYTHONUNBUFFERED": "1",
         }
         argv = [self.python, "-m", "consumers.cli.main", *command]

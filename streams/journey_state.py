@@ -36,8 +36,8 @@ Journeys = MutableMapping[str, IdentityJourney]
 class JourneyState:
     """The journeys of the partitions this worker owns: ``partition -> {key: journey}``.
 
-    In memory unless given ``journeys_folder`` (the worker gives ``<data>/worker/`` with
-    ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK=1``): then each partition's
+    In memory unless given ``journeys_folder`` (the worker gives ``<data>/worker/`` unless
+    ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK=0``): then each partition's
     journeys live in a file of their own there (``application.journey_spill.SpilledJourneys``:
     the most recently used stay decoded, the rest are read back when their identity has
     events again), so the worker's memory no longer grows with the population. Pure apart

@@ -28,7 +28,11 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
 * Broker data loss (the memory-only bundled broker restarted): offsets that
   vanished reset to the earliest record (the relay republishes the log from
   position 0); a journeys partition whose produce offsets went backwards lost
-  its records, so every journey of that partition is produced again.
+  its records, so every journey of that partition is produced again. Once the
+  events topic shows another id (below), a member holding every partition stops
+  its producer and recreates the journeys topic before publishing again: the
+  bundled broker keeps what a producer from before its restart sent meanwhile
+  (``_renew_journeys``).
 * A recreated events topic (another topic id: the relay deleted and recreated
   it, or a client's metadata request made the broker auto-create it) makes
   every position and committed offset meaningless: they count records of the
@@ -106,8 +110,10 @@ from streams.topics import (
     JOURNEYS_TOPIC,
     TopicDescriber,
     TopicSpec,
+    close_admin,
     compression_type,
     ensure_topics,
+    recreate_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -135,6 +141,7 @@ class Rebuild:
                 "at": max(self.position, self.start), "seconds": round(time.monotonic() - self.started, 1)}
 
 
+PRODUCE_TIMEOUT_MS = 15_000
 ASSIGNMENT_CHECK_SECONDS = 5.0  # how often run() compares the assignment with the topic
 
 
@@ -184,7 +191,7 @@ class JourneyProcessor:
         self._counts = {
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
-            "rejoins": 0, "topic_recreations": 0, "rewound_partitions": 0,
+            "rejoins": 0, "topic_recreations": 0, "journeys_topic_recreations": 0, "rewound_partitions": 0,
             "unreadable_journeys": 0, "rebuilds_started": 0, "rebuilds_completed": 0, "rebuilds_missing_events": 0,
         }
         self._rebuilds: dict[int, Rebuild] = {}  # partition -> its rebuild in progress
@@ -199,12 +206,7 @@ class JourneyProcessor:
         await self._ensure_topics()
         described = await asyncio.to_thread(self._describe_events_topic)
         self._topic_id = described[0] if described else None
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, max_batch_size=1 << 20,
-            max_request_size=8 << 20, request_timeout_ms=15000, client_id=self.client_id,
-            compression_type=compression_type(self.compression),
-        )
-        await self._producer.start()
+        self._producer = await self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -214,6 +216,15 @@ class JourneyProcessor:
         )
         await self._consumer.start()
         self._consumer.subscribe([self.events_topic], listener=_Rebalance(self))
+
+    async def _new_producer(self) -> Any:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=2, max_batch_size=1 << 20,
+            max_request_size=8 << 20, request_timeout_ms=PRODUCE_TIMEOUT_MS, client_id=self.client_id,
+            compression_type=compression_type(self.compression),
+        )
+        await producer.start()
+        return producer
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -246,7 +257,7 @@ class JourneyProcessor:
                     described = await asyncio.to_thread(self._describe_events_topic)
                     self.rejoin_if_assignment_is_stale(described[1] if described else None)
                     async with self._lock:
-                        await self.follow_events_topic(described[0] if described else None)
+                        await self.follow_events_topic(*(described or (None, None)))
                 backoff = 0.2
             except KafkaError as error:
                 self._last_error = f"{type(error).__name__}: {error}"
@@ -271,10 +282,11 @@ class JourneyProcessor:
         self._counts["rejoins"] += 1
         return True
 
-    async def follow_events_topic(self, topic_id: str | None) -> bool:
-        """Compare the events topic's id (as described now; None: unknown) with the one
-        being read. Another id means the topic was recreated: every assigned partition
-        goes back to its beginning (committed first), and partitions held but no longer
+    async def follow_events_topic(self, topic_id: str | None, existing: set[int] | None = None) -> bool:
+        """Compare the events topic's id (as described now, with its partitions ``existing``;
+        None: unknown) with the one being read. Another id means the topic was recreated:
+        the journeys topic is renewed (``_renew_journeys``), every assigned partition goes
+        back to its beginning (committed first), and partitions held but no longer
         assigned are forgotten, so their next assignment restores and checks them. True
         if the topic was recreated."""
         if topic_id is None or topic_id == self._topic_id:
@@ -283,6 +295,7 @@ class JourneyProcessor:
         if previous is not None:
             log.warning("processor: %s was recreated (id %s is now %s): reading it from the beginning",
                         self.events_topic, previous, topic_id)
+            await self._renew_journeys(existing)
             assigned = self._owned()
             for partition in [p for p in self.state.partitions if TopicPartition(self.events_topic, p) not in assigned]:
                 self.state.drop(partition)
@@ -291,6 +304,44 @@ class JourneyProcessor:
             self._counts["topic_recreations"] += 1
         self._topic_id = topic_id
         return previous is not None
+
+    async def _renew_journeys(self, existing: set[int] | None) -> None:
+        """After the events topic was recreated (the broker lost its data, as the bundled
+        broker does when it restarts): stop the producer, waiting for what it still had
+        in flight, and start a new one; a member that holds every partition also deletes
+        and recreates the journeys topic first. The bundled tansu accepts a produce from
+        a client whose metadata predates its restart and keeps it in the topic a metadata
+        request auto-creates (with its default layout): a journey from before the loss,
+        standing after newer ones, that the view feed would read last. The events are
+        read again from the beginning next, so every journey is published again into the
+        new topic. With several members, deleting would drop journeys other members just
+        republished into it, so they only renew their producers (a bundled broker serves
+        one worker in the embedded default; Kafka does not lose a topic's data)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), PRODUCE_TIMEOUT_MS / 1000 + 5)
+            except Exception as error:  # noqa: BLE001 - closing after a broker loss may fail: nothing to save
+                log.info("processor: the producer did not close cleanly: %r", error)
+        owned = {tp.partition for tp in self._owned()}
+        if existing and owned >= existing:
+            spec = TopicSpec(self.journeys_topic, len(existing), {"cleanup.policy": "compact"})
+            topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
+            log.warning("processor: recreated %s (id %s, %d partitions) before publishing again",
+                        self.journeys_topic, topic_id, len(partitions))
+            self._counts["journeys_topic_recreations"] += 1
+        self._produced.clear()  # offsets of the previous topic
+        self._producer = await self._new_producer()
+
+    def _recreate_journeys_topic(self, spec: TopicSpec) -> tuple[str | None, list[int]]:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=PRODUCE_TIMEOUT_MS,
+                                 client_id=f"{self.client_id}-admin")
+        try:
+            return recreate_topic(admin, self.bootstrap, spec)
+        finally:
+            close_admin(admin, "processor")
 
     async def _read_from_beginning(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Move ``tps`` to their first record and commit that before anything folded from
@@ -474,7 +525,7 @@ class JourneyProcessor:
             return set()
         described = await asyncio.to_thread(self._describe_events_topic)
         rewound: set = set()
-        if await self.follow_events_topic(described[0] if described else None):
+        if await self.follow_events_topic(*(described or (None, None))):
             rewound |= {tp for tp in self._owned() if self.state.owns(tp.partition)}
         incarnations = await self._restore([tp.partition for tp in fresh])
         stale = {tp: reason for tp, (position, _) in fresh.items() if position > 0

@@ -53,6 +53,7 @@ from streams.topics import (
     RECORD_COLUMNS,
     partition_for_key,
     raw_event_records,
+    recreate_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -368,17 +369,9 @@ class Relay:
             self._partition_count, self._partition_cache = len(partitions), {}
         self._update(partitions=len(partitions))
 
-    def _recreate_topic(self, attempts: int = 3) -> tuple[str | None, list[int]]:
-        """Delete the topic and create it with the configured layout; again if a client's
-        metadata request made the broker auto-create it in between with another layout."""
-        for _ in range(attempts):
-            self._admin.delete_topics([self.topic])
-            self._wait_topic_gone()
-            ensure_topics(self.bootstrap, specs=[TopicSpec(self.topic, self.partitions)], timeout=self.connect_timeout)
-            topic_id, partitions = describe_topics(self._admin, [self.topic])[self.topic]
-            if len(partitions) == self.partitions:
-                break
-        return topic_id, partitions
+    def _recreate_topic(self) -> tuple[str | None, list[int]]:
+        return recreate_topic(self._admin, self.bootstrap, TopicSpec(self.topic, self.partitions),
+                              timeout=self.connect_timeout)
 
     async def _check_for_data_loss(self) -> None:
         reason = self._data_loss_reason()
@@ -422,11 +415,6 @@ class Relay:
 
     def _topic_is_empty(self, partitions: Sequence[int]) -> bool:
         return all(end <= 0 for end in self._end_offsets(partitions).values())
-
-    def _wait_topic_gone(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.topic in describe_topics(self._admin, [self.topic]) and time.monotonic() < deadline:
-            time.sleep(0.1)
 
     async def _republish(self, reason: str) -> None:
         log.warning("relay: broker lost data: %s; republishing the log from position 0", reason)

@@ -162,6 +162,30 @@ def describe_topics(admin, topics: Sequence[str]) -> dict[str, tuple[str | None,
     return found
 
 
+def recreate_topic(admin, bootstrap: str | Sequence[str], spec: TopicSpec, *, timeout: float = 30.0,
+                   attempts: int = 3) -> tuple[str | None, list[int]]:
+    """Delete ``spec``'s topic and create it anew with its layout; again if a client's
+    metadata request made the broker auto-create it in between with another layout (tansu
+    does, with four partitions). Returns its id and partitions. Used after a broker lost
+    its data: deleting also drops what a producer whose metadata predates the loss wrote
+    into the topic meanwhile (see ``streams.relay``)."""
+    topic_id, partitions = None, []
+    for _ in range(attempts):
+        admin.delete_topics([spec.name])
+        _wait_topic_gone(admin, spec.name)
+        ensure_topics(bootstrap, specs=[spec], timeout=timeout)
+        topic_id, partitions = describe_topics(admin, [spec.name]).get(spec.name, (None, []))
+        if len(partitions) == spec.partitions:
+            break
+    return topic_id, partitions
+
+
+def _wait_topic_gone(admin, topic: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while topic in describe_topics(admin, [topic]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 class TopicDescriber:
     """Fresh descriptions of a topic (an admin request, not a consumer's cached metadata)
     through a kafka-python admin client opened on first use and dropped after a failure."""

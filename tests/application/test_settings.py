@@ -26,14 +26,14 @@ def test_views_journeys_on_disk__off_unless_asked():
     assert Settings.from_env({"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1"}).views_journeys_on_disk is True
 
 
-def test_worker_journeys_on_disk__off_unless_asked(tmp_path):
-    # given no variable, then a true one
-    # then the worker keeps its journeys in memory by default, in <data>/worker/ when asked
+def test_worker_journeys_on_disk__on_unless_turned_off(tmp_path):
+    # given no variable, then a false one
+    # then the worker keeps its journeys in <data>/worker/ by default, in memory when asked
     from streams.app import create_app
 
-    off = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_KAFKA": "127.0.0.1:9"})
-    on = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_KAFKA": "127.0.0.1:9",
-                            "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1"})
+    on = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_KAFKA": "127.0.0.1:9"})
+    off = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_KAFKA": "127.0.0.1:9",
+                             "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "0"})
 
     assert off.worker_journeys_on_disk is False and on.worker_journeys_on_disk is True
     assert create_app(off).processor.state.journeys_folder is None

@@ -23,3 +23,16 @@ def test_children__get_the_platforms_kafka_settings_not_only_the_environment(tmp
     assert relay.env["TOUCHPOINTS_PARTITIONS"] == "3"
     assert relay.env["TOUCHPOINTS_KAFKA"] == "127.0.0.1:9092"
     assert relay.env["TOUCHPOINTS_DATA"] == str(tmp_path)
+
+
+def test_children__the_worker_keeps_its_journeys_where_the_platform_says(tmp_path, monkeypatch):
+    # given an environment asking for the worker's journeys on disk, and a platform that keeps them in memory
+    monkeypatch.setenv("TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK", "1")
+    platform = Platform(Settings(data=tmp_path, worker_journeys_on_disk=False))
+    platform.bootstrap = "127.0.0.1:9092"
+
+    # when it prepares its worker
+    worker = platform._child("worker", ["worker"])
+
+    # then the worker reads the platform's choice
+    assert Settings.from_env(worker.env).worker_journeys_on_disk is False

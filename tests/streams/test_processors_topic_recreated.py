@@ -127,3 +127,45 @@ def test_running_processor__a_recreated_topic_is_read_from_its_beginning(kafka_b
 
     assert folded == replayed(store)
     assert stats["topic_recreations"] == 1
+
+
+def test_recreated_events_topic__the_journeys_topic_is_renewed_and_holds_only_new_journeys(
+    kafka_broker, topics, store, monkeypatch, read_topic
+):
+    monkeypatch.setattr(processors, "ASSIGNMENT_CHECK_SECONDS", 0.5)
+    bootstrap, events_topic, journeys_topic = kafka_broker.bootstrap, topics["events_topic"], topics["journeys_topic"]
+
+    async def scenario():
+        # given a processor holding every partition that published the journeys of incarnation A
+        async with running(processor(bootstrap, topics)) as journeys:
+            in_a = latest_events(store, 0.4)
+            publish(bootstrap, events_topic, in_a)
+            assert await folded_until(journeys, journeys_of(in_a)) == journeys_of(in_a)
+            journeys_topic_before = describe_topics_of(bootstrap, journeys_topic)[0]
+
+            # when the events topic is recreated and the whole log republished into it
+            recreate(bootstrap, events_topic)
+            publish(bootstrap, events_topic, store.read_all())
+            folded = await folded_until(journeys, replayed(store))
+            return folded, journeys.stats(), journeys_topic_before, journeys._topic_id
+
+    folded, stats, journeys_topic_before, new_events_id = asyncio.run(scenario())
+
+    # then the journeys topic is a new one with the events topic's layout, whose records all
+    # name the new incarnation (no journey folded or sent before the loss can be read after
+    # newer ones), and the last journey of each key is the replay's
+    assert folded == replayed(store)
+    topic_id, partitions = describe_topics_of(bootstrap, journeys_topic)
+    assert topic_id != journeys_topic_before and len(partitions) == PARTITIONS
+    assert stats["journeys_topic_recreations"] == 1
+    records = read_topic(bootstrap, journeys_topic, until=lambda got: {r.key.decode() for r in got} >= set(folded))
+    assert {dict(r.headers)[processors.H_EVENTS_TOPIC_ID].decode() for r in records} == {new_events_id}
+    assert {r.key.decode(): r.value for r in records} == replayed(store)
+
+
+def describe_topics_of(bootstrap: str, topic: str) -> tuple[str | None, list[int]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return describe_topics(admin, [topic])[topic]
+    finally:
+        admin.close()
