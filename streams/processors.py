@@ -326,10 +326,15 @@ class JourneyProcessor:
         owned = {tp.partition for tp in self._owned()}
         if existing and owned >= existing:
             spec = TopicSpec(self.journeys_topic, len(existing), {"cleanup.policy": "compact"})
-            topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
-            log.warning("processor: recreated %s (id %s, %d partitions) before publishing again",
-                        self.journeys_topic, topic_id, len(partitions))
-            self._counts["journeys_topic_recreations"] += 1
+            try:
+                topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
+            except Exception as error:  # noqa: BLE001 - kafka-python's errors; the journeys are published again anyway
+                log.warning("processor: could not recreate %s (%r): publishing into it as it is",
+                            self.journeys_topic, error)
+            else:
+                log.warning("processor: recreated %s (id %s, %d partitions) before publishing again",
+                            self.journeys_topic, topic_id, len(partitions))
+                self._counts["journeys_topic_recreations"] += 1
         self._produced.clear()  # offsets of the previous topic
         self._producer = await self._new_producer()
 

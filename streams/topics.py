@@ -169,9 +169,14 @@ def recreate_topic(admin, bootstrap: str | Sequence[str], spec: TopicSpec, *, ti
     does, with four partitions). Returns its id and partitions. Used after a broker lost
     its data: deleting also drops what a producer whose metadata predates the loss wrote
     into the topic meanwhile (see ``streams.relay``)."""
+    from kafka.errors import UnknownTopicOrPartitionError
+
     topic_id, partitions = None, []
     for _ in range(attempts):
-        admin.delete_topics([spec.name])
+        try:
+            admin.delete_topics([spec.name])
+        except UnknownTopicOrPartitionError:
+            pass  # already gone: a broker that lost its data may not have it (yet)
         _wait_topic_gone(admin, spec.name)
         ensure_topics(bootstrap, specs=[spec], timeout=timeout)
         topic_id, partitions = describe_topics(admin, [spec.name]).get(spec.name, (None, []))

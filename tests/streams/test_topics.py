@@ -19,6 +19,7 @@ from streams.topics import (
     MalformedRecord,
     TopicError,
     TopicSpec,
+    describe_topics,
     ensure_topics,
     event_record,
     event_records,
@@ -27,6 +28,7 @@ from streams.topics import (
     partition_for_key,
     platform_topics,
     recorded_from_record,
+    recreate_topic,
 )
 
 
@@ -124,6 +126,31 @@ def test_ensure_topics__creates_what_is_missing_and_is_idempotent(kafka_broker, 
     second = ensure_topics(kafka_broker.bootstrap, specs=specs)
 
     assert first == second == {f"{unique_name}.a": 4, f"{unique_name}.b": 1}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before", [None, 4], ids=["missing", "other-layout"])
+def test_recreate_topic__leaves_the_topic_new_with_its_layout_whether_or_not_it_was_there(
+    kafka_broker, unique_name, before
+):
+    # given a topic that a broker which lost its data does not have, or auto-created with its own layout
+    spec = TopicSpec(f"{unique_name}.j", 3, {"cleanup.policy": "compact"})
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        if before:
+            admin.create_topics([NewTopic(spec.name, before, 1)])
+            old_id = describe_topics(admin, [spec.name])[spec.name][0]
+
+        # when it is recreated
+        topic_id, partitions = recreate_topic(admin, kafka_broker.bootstrap, spec)
+
+        # then it exists, anew, with the spec's partitions
+        assert partitions == [0, 1, 2]
+        assert describe_topics(admin, [spec.name])[spec.name] == (topic_id, [0, 1, 2])
+        if before:
+            assert topic_id != old_id
+    finally:
+        admin.close()
 
 
 @pytest.mark.slow
