@@ -187,6 +187,7 @@ class JourneyProcessor:
         self._events_describer = TopicDescriber(bootstrap, events_topic, f"{client_id}-admin")  # the assignment check
         self._topic_id: str | None = None  # the events topic incarnation being read (None: broker shows no ids)
         self._produced: dict[int, int] = {}  # journeys partition -> last offset acknowledged
+        self._journeys_renewal_due = False  # the journeys topic is to be recreated at the next assignment
         self._reassigning = False  # partitions revoked, the next assignment not announced yet
         self._counts = {
             "events": 0, "applied": 0, "duplicates": 0, "undecodable": 0, "batches": 0,
@@ -305,38 +306,56 @@ class JourneyProcessor:
         self._topic_id = topic_id
         return previous is not None
 
-    async def _renew_journeys(self, existing: set[int] | None) -> None:
-        """After the events topic was recreated (the broker lost its data, as the bundled
-        broker does when it restarts): stop the producer, waiting for what it still had
-        in flight, and start a new one; a member that holds every partition also deletes
-        and recreates the journeys topic first. The bundled tansu accepts a produce from
-        a client whose metadata predates its restart and keeps it in the topic a metadata
-        request auto-creates (with its default layout): a journey from before the loss,
-        standing after newer ones, that the view feed would read last. The events are
-        read again from the beginning next, so every journey is published again into the
-        new topic. With several members, deleting would drop journeys other members just
-        republished into it, so they only renew their producers (a bundled broker serves
-        one worker in the embedded default; Kafka does not lose a topic's data)."""
+    async def _renew_journeys(self, existing: set[int] | None) -> bool:
+        """The broker lost data (the events topic was recreated, or acknowledged journeys
+        offsets went backwards: the bundled broker restarted). Stop the producer, waiting
+        for what it still had in flight, and start a new one; a member holding every
+        partition of the events topic (``existing``) also deletes and recreates the
+        journeys topic. Why: the bundled tansu accepts a produce from a client whose
+        metadata predates its restart and keeps it for the topic of that name, created
+        later or auto-created by a metadata request (with its default layout), where it
+        collides with new writes (the broker refuses a batch at an offset it holds, and
+        the view feed cannot read past it) or stands after newer journeys. Between two
+        assignments (nothing held) the recreation waits for the next assignment
+        (``_journeys_renewal_due``). With several members, deleting would drop journeys
+        the others just republished, so they only renew their producers (a bundled
+        broker serves one worker in the embedded default; Kafka does not lose a topic).
+        True if the topic was recreated: the caller publishes every journey again."""
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
                 await asyncio.wait_for(producer.stop(), PRODUCE_TIMEOUT_MS / 1000 + 5)
             except Exception as error:  # noqa: BLE001 - closing after a broker loss may fail: nothing to save
                 log.info("processor: the producer did not close cleanly: %r", error)
-        owned = {tp.partition for tp in self._owned()}
-        if existing and owned >= existing:
-            spec = TopicSpec(self.journeys_topic, len(existing), {"cleanup.policy": "compact"})
-            try:
-                topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
-            except Exception as error:  # noqa: BLE001 - kafka-python's errors; the journeys are published again anyway
-                log.warning("processor: could not recreate %s (%r): publishing into it as it is",
-                            self.journeys_topic, error)
-            else:
-                log.warning("processor: recreated %s (id %s, %d partitions) before publishing again",
-                            self.journeys_topic, topic_id, len(partitions))
-                self._counts["journeys_topic_recreations"] += 1
         self._produced.clear()  # offsets of the previous topic
         self._producer = await self._new_producer()
+        owned = {tp.partition for tp in self._owned()}
+        if not owned or not existing:
+            self._journeys_renewal_due = True
+            return False
+        self._journeys_renewal_due = False
+        if not owned >= existing:
+            return False
+        spec = TopicSpec(self.journeys_topic, len(existing), {"cleanup.policy": "compact"})
+        try:
+            topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
+        except Exception as error:  # noqa: BLE001 - kafka-python's errors; the journeys are published again anyway
+            log.warning("processor: could not recreate %s (%r): publishing into it as it is", self.journeys_topic, error)
+            return False
+        log.warning("processor: recreated %s (id %s, %d partitions) before publishing again",
+                    self.journeys_topic, topic_id, len(partitions))
+        self._counts["journeys_topic_recreations"] += 1
+        return True
+
+    async def _journeys_lost(self, partitions: list[int]) -> None:
+        """Acknowledged offsets of these journeys partitions went backwards: they lost
+        their records. Renew the journeys topic and publish every journey of it again
+        (of these partitions only, where another member may hold the others)."""
+        described = await asyncio.to_thread(self._describe_events_topic)
+        if await self._renew_journeys(described[1] if described else None):
+            partitions = sorted(self.state.partitions)
+        for partition in partitions:
+            await self._republish(partition)
 
     def _recreate_journeys_topic(self, spec: TopicSpec) -> tuple[str | None, list[int]]:
         from kafka import KafkaAdminClient
@@ -451,12 +470,15 @@ class JourneyProcessor:
         sent = []
         for partition, journeys, source_offset in pending:
             sent.append((partition, await self._send_all(partition, journeys, source_offset)))
+        lost = []
         for partition, batches in sent:
             lowest, highest = await _acknowledged(batches)
             previous = self._produced.get(partition)
             self._produced[partition] = highest
             if previous is not None and lowest <= previous:
-                await self._republish(partition)
+                lost.append(partition)
+        if lost:
+            await self._journeys_lost(lost)
 
     async def _send_all(
         self, partition: int, journeys: dict[str, IdentityJourney], source_offset: int
@@ -532,6 +554,11 @@ class JourneyProcessor:
         rewound: set = set()
         if await self.follow_events_topic(*(described or (None, None))):
             rewound |= {tp for tp in self._owned() if self.state.owns(tp.partition)}
+        elif self._journeys_renewal_due and await self._renew_journeys(described[1] if described else None):
+            # the journeys held were published into the topic deleted now; restored from it, the
+            # newly assigned ones are empty and their partitions are rebuilt from the events
+            for partition in [p for p in self.state.partitions if p not in {tp.partition for tp in fresh}]:
+                await self._republish(partition)
         incarnations = await self._restore([tp.partition for tp in fresh])
         stale = {tp: reason for tp, (position, _) in fresh.items() if position > 0
                  and (reason := self._stale_reason(*incarnations[tp.partition]))}

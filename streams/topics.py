@@ -168,11 +168,14 @@ def recreate_topic(admin, bootstrap: str | Sequence[str], spec: TopicSpec, *, ti
     metadata request made the broker auto-create it in between with another layout (tansu
     does, with four partitions). Returns its id and partitions. Used after a broker lost
     its data: deleting also drops what a producer whose metadata predates the loss wrote
-    into the topic meanwhile (see ``streams.relay``)."""
+    meanwhile (see ``streams.relay``). A missing topic is created before it is deleted:
+    the bundled broker keeps such records for a topic it does not have and serves them in
+    the topic once it exists."""
     from kafka.errors import UnknownTopicOrPartitionError
 
     topic_id, partitions = None, []
     for _ in range(attempts):
+        ensure_topics(bootstrap, specs=[spec], timeout=timeout)
         try:
             admin.delete_topics([spec.name])
         except UnknownTopicOrPartitionError:

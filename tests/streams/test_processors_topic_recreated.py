@@ -169,3 +169,32 @@ def describe_topics_of(bootstrap: str, topic: str) -> tuple[str | None, list[int
         return describe_topics(admin, [topic])[topic]
     finally:
         admin.close()
+
+
+def test_journeys_topic_lost__the_processor_recreates_it_and_publishes_every_journey_again(
+    kafka_broker, topics, store, read_topic
+):
+    bootstrap, events_topic, journeys_topic = kafka_broker.bootstrap, topics["events_topic"], topics["journeys_topic"]
+    everything = list(store.read_all())
+    older, newer = everything[:len(everything) * 3 // 5], everything[len(everything) * 3 // 5:]
+
+    async def scenario():
+        # given a processor holding every partition that published the journeys of the older events
+        async with running(processor(bootstrap, topics)) as journeys:
+            publish(bootstrap, events_topic, older)
+            assert await folded_until(journeys, journeys_of(older)) == journeys_of(older)
+
+            # when the journeys topic loses its records (deleted and created again, its offsets
+            # start over) and the newer events arrive
+            recreate(bootstrap, journeys_topic)
+            publish(bootstrap, events_topic, newer)
+            return await folded_until(journeys, replayed(store)), journeys.stats()
+
+    folded, stats = asyncio.run(scenario())
+
+    # then the processor recreated the topic and published every journey again, not only
+    # those the newer events touched: the topic holds each identity's latest journey
+    assert folded == replayed(store)
+    assert stats["journeys_topic_recreations"] == 1
+    records = read_topic(bootstrap, journeys_topic, until=lambda got: {r.key.decode() for r in got} >= set(folded))
+    assert {r.key.decode(): r.value for r in records} == replayed(store)
