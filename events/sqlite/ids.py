@@ -26,7 +26,8 @@ so over a growing log that is about 16 x 5 = 80 bytes per appended event, amorti
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import orjson
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS id_snapshot (
 _ROWS_AT = "SELECT event_id, position, stream_version FROM events WHERE position IN (SELECT value FROM json_each(?))"
 _ROWS_AFTER = "SELECT event_id, position FROM events WHERE position > ? ORDER BY position"
 _SCAN_PAGE = 100_000
+SMALL_SCAN = 50_000  # rows a scan may read through the writer's own page cache
+SCAN_CACHE_KIB = 4096  # the page cache of a longer scan
 
 _EMPTY = np.empty(0, np.int64)
 
@@ -84,18 +87,25 @@ class IdIndex:
         if upto > head:  # a snapshot ahead of the log: not this log's, ignore it
             upto = 0
         self._recent = {}
-        self._keys, self._positions = _read_snapshot(conn) if upto else (_EMPTY, _EMPTY)
+        with _page_cache_limited(conn, upto > 0):  # the snapshot's blobs: 16 bytes an id, read once
+            self._keys, self._positions = _read_snapshot(conn) if upto else (_EMPTY, _EMPTY)
         self._snapshot_size = len(self._keys)
         self.scan(conn, upto)
         self.built = True
 
     def scan(self, conn: sqlite3.Connection, after: int) -> None:
         """Add the rows after position ``after``: the tail after the snapshot, or rows
-        another process (or store object) appended since this writer's last commit."""
-        cursor = conn.execute(_ROWS_AFTER, (after,))
-        while rows := cursor.fetchmany(_SCAN_PAGE):
-            ids, positions = zip(*rows)
-            self.add(ids, positions)
+        another process (or store object) appended since this writer's last commit. A long
+        scan runs with a small page cache: it reads every page of those rows once, and
+        the writer's cache would otherwise keep up to its whole size of them, pages no
+        append needs again (so do the snapshot's blobs, read and written: ``build``,
+        ``write_snapshot``)."""
+        last = conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+        with _page_cache_limited(conn, last - after > SMALL_SCAN):
+            cursor = conn.execute(_ROWS_AFTER, (after,))
+            while rows := cursor.fetchmany(_SCAN_PAGE):
+                ids, positions = zip(*rows)
+                self.add(ids, positions)
 
     def add(self, ids: Sequence[bytes], positions: Sequence[int]) -> None:
         """Remember committed events (ids with their positions)."""
@@ -125,6 +135,11 @@ class IdIndex:
 
     # --- snapshot ---------------------------------------------------------------------
 
+    def worth_saving(self) -> bool:
+        """Whether the persisted snapshot misses more than ``SNAPSHOT_MIN_TAIL`` ids (a
+        closing writer then saves it: ``SQLiteWriter.close``)."""
+        return self.built and len(self) - self._snapshot_size > SNAPSHOT_MIN_TAIL
+
     def snapshot_due(self) -> bool:
         return self.built and len(self) - self._snapshot_size > max(SNAPSHOT_MIN_TAIL, self._snapshot_size // 4)
 
@@ -133,12 +148,13 @@ class IdIndex:
         index must hold exactly the rows up to ``head``)."""
         self._merge_recent()
         keys, positions = self._keys.astype("<i8", copy=False), self._positions.astype("<i8", copy=False)
-        conn.execute("DELETE FROM id_snapshot")
         chunks = (slice(start, start + SNAPSHOT_CHUNK) for start in range(0, len(keys), SNAPSHOT_CHUNK))
-        conn.executemany(
-            "INSERT INTO id_snapshot(chunk, upto_position, keys, positions) VALUES (?, ?, ?, ?)",
-            ((n, head, keys[part].tobytes(), positions[part].tobytes()) for n, part in enumerate(chunks)),
-        )
+        with _page_cache_limited(conn, len(keys) > SMALL_SCAN):  # pages written once: the WAL takes them
+            conn.execute("DELETE FROM id_snapshot")
+            conn.executemany(
+                "INSERT INTO id_snapshot(chunk, upto_position, keys, positions) VALUES (?, ?, ?, ?)",
+                ((n, head, keys[part].tobytes(), positions[part].tobytes()) for n, part in enumerate(chunks)),
+            )
         self._snapshot_size = len(keys)
 
     def forget_snapshot_write(self) -> None:
@@ -167,6 +183,21 @@ class IdIndex:
         wanted = set(ids)
         rows = conn.execute(_ROWS_AT, (orjson.dumps(candidates),))
         return {event_id: (position, version) for event_id, position, version in rows if event_id in wanted}
+
+
+@contextmanager
+def _page_cache_limited(conn: sqlite3.Connection, limited: bool) -> Iterator[None]:
+    """Run with the connection's page cache at ``SCAN_CACHE_KIB`` (if ``limited``), then
+    set back: lowering it frees the pages beyond it, so they are not kept after."""
+    if not limited:
+        yield
+        return
+    size = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size={-SCAN_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size={size}")
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

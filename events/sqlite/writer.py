@@ -11,6 +11,7 @@ Calls from one thread commit in call order.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import deque
@@ -26,6 +27,8 @@ from events.times import from_micros
 from events.sqlite.encoded import EncodedPlan, EncodedRequest
 from events.sqlite.ids import IdIndex, IdPlaces, IdPositions
 from events.store import AppendResult, EventStoreError, StoreFull, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 INSERT_EVENT = (
     "INSERT INTO events(position, stream_id, stream_version, event_id, id_key, type, schema_version,"
@@ -115,7 +118,31 @@ class SQLiteWriter:
     def close(self) -> None:
         with self.lock:
             self._closed = True
+            self._save_id_snapshot()
             self.conn.close()
+
+    def _save_id_snapshot(self) -> None:
+        """Leave the id index's snapshot current when many ids are not in it (a bulk
+        ingest ends with up to a quarter of the log after it): the next writer of this
+        log then reads it (0.3 s at 10.8M ids) instead of scanning those rows at its
+        first append (measured: 10 s, during a request, for a 2.1M-row tail). Best
+        effort: a busy or failing store keeps the older snapshot, which stays valid."""
+        if not self._ids.worth_saving():
+            return
+        conn = self.conn
+        try:
+            conn.execute("PRAGMA busy_timeout=1000")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._catch_up()
+                self._ids.write_snapshot(conn, self._head)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            log.info("event store %s: the id snapshot was not saved at close (%s)", self.path, error)
 
     # --- one group -------------------------------------------------------------------
 

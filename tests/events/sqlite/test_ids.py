@@ -187,3 +187,45 @@ def test_snapshot__split_into_chunks_still_rebuilds_the_whole_index(tmp_path, sm
 
     # then it knows every one of them
     assert outcomes.positions == list(range(1, 11)) and all(outcomes.duplicates)
+
+
+def test_close__saves_the_snapshot_when_more_ids_than_its_tail_allows_are_outside_it(tmp_path, small_snapshots):
+    # given a store whose last appends left 4 ids after its snapshot (more than 3), none rewriting it
+    path = tmp_path / "events.db"
+    with SQLiteEventStore(path) as store:
+        store.append_encoded(encode_events(models(5)))
+        store.append_encoded(encode_events(models(2)))  # the snapshot is rewritten as of position 5 first
+        store.append_encoded(encode_events(models(2)))
+        assert [upto for upto, _ in snapshot_rows(path)] == [5]
+
+    # when it is closed
+    # then the snapshot is as of the head, so the next writer reads it and scans no row
+    assert [upto for upto, _ in snapshot_rows(path)] == [9]
+    with SQLiteEventStore(path) as reopened:
+        reopened.append_encoded(encode_events(models(1)))
+        assert len(reopened._writer._ids) == 10
+
+
+def test_long_scan__runs_with_a_small_page_cache_and_sets_it_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_ids, "SMALL_SCAN", 2)
+    # given a log of 5 events without a snapshot
+    path = tmp_path / "events.db"
+    with SQLiteEventStore(path) as store:
+        store.append_encoded(encode_events(models(5)))
+    with SQLiteEventStore(path, cache_mib=64) as reopened:
+        cache_sizes = []
+        original_add = IdIndex.add
+
+        def add(self, ids, positions):
+            cache_sizes.append(reopened._writer.conn.execute("PRAGMA cache_size").fetchone()[0])
+            original_add(self, ids, positions)
+
+        monkeypatch.setattr(IdIndex, "add", add)
+
+        # when a new store object appends (its index scans the 5 rows: more than 2)
+        reopened.append_encoded(encode_events(models(1)))
+
+        # then the scan ran with the small cache, and the writer's own is back after it
+        assert cache_sizes[0] == -sqlite_ids.SCAN_CACHE_KIB
+        assert reopened._writer.conn.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
+        assert len(reopened._writer._ids) == 6
