@@ -28,11 +28,11 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
 * Broker data loss (the memory-only bundled broker restarted): offsets that
   vanished reset to the earliest record (the relay republishes the log from
   position 0); a journeys partition whose produce offsets went backwards lost
-  its records, so every journey of that partition is produced again. Once the
-  events topic shows another id (below), a member holding every partition stops
-  its producer and recreates the journeys topic before publishing again: the
-  bundled broker keeps what a producer from before its restart sent meanwhile
-  (``_renew_journeys``).
+  its records, so every journey of that partition is produced again. On either
+  sign (that, or the events topic showing another id, below) the processor stops
+  its producer and starts a new one, and a member holding every partition
+  recreates the journeys topic before publishing again: the bundled broker keeps
+  what a producer from before its restart sent meanwhile (``_renew_journeys``).
 * A recreated events topic (another topic id: the relay deleted and recreated
   it, or a client's metadata request made the broker auto-create it) makes
   every position and committed offset meaningless: they count records of the
