@@ -32,7 +32,9 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   sign (that, or the events topic showing another id, below) the processor stops
   its producer and starts a new one, and a member holding every partition
   recreates the journeys topic before publishing again: the bundled broker keeps
-  what a producer from before its restart sent meanwhile (``_renew_journeys``).
+  what a producer from before its restart sent meanwhile (``_renew_journeys``). At
+  start, a journeys topic of another layout than the events topic, none of whose
+  journeys names the events topic there now, is recreated (``_repair_journeys_layout``).
 * A recreated events topic (another topic id: the relay deleted and recreated
   it, or a client's metadata request made the broker auto-create it) makes
   every position and committed offset meaningless: they count records of the
@@ -109,9 +111,11 @@ from streams.topics import (
     EVENTS_TOPIC,
     JOURNEYS_TOPIC,
     TopicDescriber,
+    TopicError,
     TopicSpec,
     close_admin,
     compression_type,
+    copartitioning_error,
     ensure_topics,
     recreate_topic,
 )
@@ -689,7 +693,49 @@ class JourneyProcessor:
     async def _ensure_topics(self) -> None:
         specs = [TopicSpec(self.events_topic, self.partitions),
                  TopicSpec(self.journeys_topic, self.partitions, {"cleanup.policy": "compact"})]
-        await asyncio.to_thread(ensure_topics, self.bootstrap, self.partitions, specs=specs)
+        try:
+            counts = await asyncio.to_thread(ensure_topics, self.bootstrap, self.partitions, specs=specs)
+            mismatch = copartitioning_error(counts, self.events_topic, self.journeys_topic)
+        except TopicError as error:  # the platform's own topic names are checked in there
+            mismatch = error
+        if mismatch is not None:
+            if not await self._repair_journeys_layout():
+                raise mismatch
+            await asyncio.to_thread(ensure_topics, self.bootstrap, self.partitions, specs=specs)
+
+    async def _repair_journeys_layout(self) -> bool:
+        """The journeys topic is not co-partitioned with the events topic. After the
+        bundled broker lost its data while no worker ran, a client's metadata request may
+        have auto-created it with the broker's default layout. If no partition's last
+        journey was folded from the events topic there now (each names that incarnation in
+        a header), nothing in it could be restored anyway (``_stale_reason``): recreate it
+        with the events topic's layout; else leave it to the operator. True if recreated."""
+        described = await asyncio.to_thread(self._describe_events_topic)
+        if not described or described[0] is None:
+            return False
+        events_id, events_partitions = described
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                  client_id=f"{self.client_id}-layout", fetch_max_wait_ms=50)
+        await reader.start()
+        try:
+            tps = [TopicPartition(self.journeys_topic, p) for p in sorted(await self._journey_partitions(reader))]
+            if tps:
+                reader.assign(tps)
+                await reader.seek_to_beginning(*tps)
+                batches = await read_to_end(reader, tps)
+            else:
+                batches = {}
+        finally:
+            await reader.stop()
+        named = {_header_text(batch[-1].headers, H_EVENTS_TOPIC_ID) for batch in batches.values() if batch}
+        if len(tps) == len(events_partitions) or events_id in named:
+            return False
+        spec = TopicSpec(self.journeys_topic, len(events_partitions), {"cleanup.policy": "compact"})
+        topic_id, partitions = await asyncio.to_thread(self._recreate_journeys_topic, spec)
+        log.warning("processor: %s had %d partitions and no journey of %s %s: recreated it with %d (id %s)",
+                    self.journeys_topic, len(tps), self.events_topic, events_id, len(partitions), topic_id)
+        self._counts["journeys_topic_recreations"] += 1
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         try:

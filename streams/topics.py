@@ -238,12 +238,20 @@ def close_admin(admin, owner: str) -> None:
 
 
 def _check_copartitioned(counts: Mapping[str, int]) -> None:
-    events, journeys = counts.get(EVENTS_TOPIC), counts.get(JOURNEYS_TOPIC)
-    if events is not None and journeys is not None and events != journeys:
-        raise TopicError(
-            f"{EVENTS_TOPIC} has {events} partitions but {JOURNEYS_TOPIC} has {journeys}: they must be "
-            "co-partitioned; recreate one of them (or set TOUCHPOINTS_PARTITIONS to match)"
-        )
+    error = copartitioning_error(counts, EVENTS_TOPIC, JOURNEYS_TOPIC)
+    if error is not None:
+        raise error
+
+
+def copartitioning_error(counts: Mapping[str, int], events_topic: str, journeys_topic: str) -> TopicError | None:
+    """The error to raise if both topics exist with different partition counts, else None."""
+    events, journeys = counts.get(events_topic), counts.get(journeys_topic)
+    if events is None or journeys is None or events == journeys:
+        return None
+    return TopicError(
+        f"{events_topic} has {events} partitions but {journeys_topic} has {journeys}: they must be "
+        "co-partitioned; recreate one of them (or set TOUCHPOINTS_PARTITIONS to match)"
+    )
 
 
 def partition_for_key(key: bytes | str, partitions: int) -> int:

@@ -198,3 +198,57 @@ def test_journeys_topic_lost__the_processor_recreates_it_and_publishes_every_jou
     assert stats["journeys_topic_recreations"] == 1
     records = read_topic(bootstrap, journeys_topic, until=lambda got: {r.key.decode() for r in got} >= set(folded))
     assert {r.key.decode(): r.value for r in records} == replayed(store)
+
+
+def journeys_topic_of_another_layout(bootstrap: str, topics: dict[str, str], events_id_named: str | None) -> None:
+    """The events topic as the processor creates it, and a journeys topic of 4 partitions (as
+    the bundled broker auto-creates one) holding a journey that names ``events_id_named``."""
+    from kafka import KafkaProducer
+    from streams.topics import TopicSpec, ensure_topics
+
+    ensure_topics(bootstrap, specs=[TopicSpec(topics["events_topic"], PARTITIONS)])
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topics["journeys_topic"], 4, 1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    headers = [(processors.H_EVENTS_TOPIC_ID, (events_id_named or "").encode())]
+    producer.send(topics["journeys_topic"], b"{}", key=b"customer:someone", partition=3, headers=headers)
+    producer.flush()
+    producer.close()
+
+
+def test_worker_start__a_journeys_topic_of_another_layout_with_no_current_journey_is_recreated(
+    kafka_broker, topics, store
+):
+    bootstrap, events_topic = kafka_broker.bootstrap, topics["events_topic"]
+    # given a journeys topic of another layout whose journey names an events topic gone since
+    journeys_topic_of_another_layout(bootstrap, topics, "an-events-topic-the-broker-lost")
+
+    async def scenario():
+        # when a processor starts and the log is published
+        async with running(processor(bootstrap, topics)) as journeys:
+            publish(bootstrap, events_topic, store.read_all())
+            return await folded_until(journeys, replayed(store)), journeys.stats()
+
+    folded, stats = asyncio.run(scenario())
+
+    # then it recreated the journeys topic with the events topic's layout, and folds
+    assert describe_topics_of(bootstrap, topics["journeys_topic"])[1] == list(range(PARTITIONS))
+    assert stats["journeys_topic_recreations"] == 1
+    assert folded == replayed(store)
+
+
+def test_worker_start__a_journeys_topic_of_another_layout_holding_current_journeys_is_refused(kafka_broker, topics):
+    bootstrap = kafka_broker.bootstrap
+    # given a journeys topic of another layout whose journey names the events topic there now
+    from streams.topics import TopicSpec, ensure_topics
+
+    ensure_topics(bootstrap, specs=[TopicSpec(topics["events_topic"], PARTITIONS)])
+    journeys_topic_of_another_layout(bootstrap, topics, describe_topics_of(bootstrap, topics["events_topic"])[0])
+
+    # when a processor starts, then it refuses, naming the layouts, and leaves the topic as it was
+    with pytest.raises(processors.TopicError, match="co-partitioned"):
+        asyncio.run(processor(bootstrap, topics).start())
+    assert describe_topics_of(bootstrap, topics["journeys_topic"])[1] == [0, 1, 2, 3]
