@@ -124,8 +124,8 @@ class SQLiteWriter:
     def _save_id_snapshot(self) -> None:
         """Leave the id index's snapshot current when many ids are not in it (a bulk
         ingest ends with up to a quarter of the log after it): the next writer of this
-        log then reads it (0.3 s at 10.8M ids) instead of scanning those rows at its
-        first append (measured: 10 s, during a request, for a 2.1M-row tail). Best
+        log then reads it (0.25-1 s at 10.9M ids) instead of scanning those rows at its
+        first append (measured: 18-29 s, during a request, for a 2.9M-row tail). Best
         effort: a busy or failing store keeps the older snapshot, which stays valid."""
         if not self._ids.worth_saving():
             return
