@@ -225,6 +225,11 @@ class SuffixTrie:
 
     __slots__ = ("_table", "_rest", "_label_code", "labels", "_sequences", "_suffix_bytes")
 
+    @property
+    def label_code(self) -> Sequence[int]:
+        """Node -> the code of its first label (read only)."""
+        return self._label_code
+
     def __init__(self, labels: Interned | None = None) -> None:
         self._table = array("i", bytes(4 * 1024))  # node ids by hash of (rest, label code); 0: empty
         self._rest = array("i", [0])  # node -> the node of the labels after its first
