@@ -61,3 +61,41 @@ print(rss() - before)
     # then the tuned one gave them back (they were mapped on their own); the untuned kept them in its heap
     assert tuned < 8 << 20
     assert untuned > 48 << 20
+
+
+@glibc
+def test_trim_periodically__free_space_inside_the_heap_is_given_back():
+    # given a tuned process that freed 63 MiB of 32 KiB blocks below one it still holds
+    # (inside the heap: neither mapped on their own nor at its top)
+    script = """
+import ctypes, sys, time
+from application.allocator import trim_periodically, tune_allocator
+tune_allocator()
+if sys.argv[1] == "trimming":
+    trim_periodically(every=0.05)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+before = rss()
+blocks = [libc.malloc(32 << 10) for _ in range(2048)]
+for block in blocks:
+    ctypes.memset(block, 1, 32 << 10)
+for block in blocks[:-32]:  # the last 1 MiB keeps the heap's top in use
+    libc.free(ctypes.c_void_p(block))
+time.sleep(0.5)
+print(rss() - before)
+"""
+
+    def kept(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", script, mode], check=True, capture_output=True, text=True)
+        return int(out.stdout)
+
+    # when one process trims every 50 ms and the other does not
+    trimming, not_trimming = kept("trimming"), kept("not trimming")
+
+    # then the trimming one gave the free pages back; the other kept them
+    assert trimming < 16 << 20
+    assert not_trimming > 48 << 20
