@@ -96,7 +96,8 @@ def measure(where: str, snapshot: Path, customers: int) -> dict:
     for aggregate in cache.maintained._aggregates:  # the kept contributions first: the totals share their objects
         name = type(aggregate).__name__
         if isinstance(aggregate, ContributionAggregate):  # the others hold theirs as rows: counted with their columns
-            holders[f"{name}: kept contributions"] = _deep([aggregate.contributions()], seen)
+            # what is held (ConversionTime rebuilds its prospects' from its column when asked)
+            holders[f"{name}: kept contributions"] = _deep([aggregate._kept], seen)
         holders[f"{name}: totals and columns"] = _deep([aggregate], seen)
     holders["view documents"] = _deep([views._cache], seen)
     return {"rss_mib": rss, "above_imports": (rss - before) * 2**20, "holders": holders}

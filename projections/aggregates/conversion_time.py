@@ -7,7 +7,8 @@ Each group adds one of:
   label and in all as sorted values (``SortedValues``), an exact sum (``ExactSum``: what
   ``math.fsum`` gives) and a histogram, so medians, p90 and means are read off;
 * a prospect: its first-contact label and first-touch time in integer microseconds, kept
-  sorted per label and in all, and in numpy columns at the group's slot (``_TimesColumn``).
+  sorted per label and in all, and in numpy columns at the group's slot (``_TimesColumn``),
+  which are also all that is kept of its contribution.
 
 A prospect's age depends on ``now``. Ages are ``max(0, (now - first touch) / 1 day)``,
 decreasing with the first-touch time, so the ascending ages are the first-touch times
@@ -28,6 +29,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,7 @@ CUSTOMER, PROSPECT = 0, 1
 # (PROSPECT, first-contact label, first-touch time in µs since the epoch)
 Timing = tuple  # one of the two shapes above
 _WITHOUT_TOUCH: Timing = (CUSTOMER, 0, None, None)  # a customer with no touch before the first order
+_IN_COLUMN = object()  # kept at a prospect's slot: its contribution is in ``_TimesColumn``
 
 
 def micros(moment: datetime) -> int:
@@ -125,16 +128,37 @@ class ConversionTime(ContributionAggregate[Timing]):
             del self._first_touches_by_label[label]
 
     def update(self, slot: int, group: GroupSummary | None) -> None:
-        kept = self._kept
-        before = kept[slot] if slot < len(kept) else None
-        super().update(slot, group)
-        held = kept[slot] if slot < len(kept) else None
-        if held is before:
+        """As ``ContributionAggregate.update``, but a prospect is kept in the column alone
+        (``_IN_COLUMN`` at its slot): its label and first-touch time are there already, and
+        a tuple a prospect cost ~64 bytes more."""
+        new = None if group is None else self.contribution(group)
+        old = self._held(slot)
+        if new == old:  # most live changes (a prospect's later touch, a repeat order) leave it as it was
             return
-        if held is not None and held[0] == PROSPECT:  # the column mirrors the prospect kept at the slot
-            self._column.put(slot, held[1], held[2])
-        else:
+        kept = self._kept
+        if old is not None:
+            kept[slot] = None
             self._column.clear(slot)
+            self.subtract(old)
+        if new is None:
+            return
+        if slot >= len(kept):
+            kept.extend(repeat(None, slot + 1 - len(kept)))
+        if new[0] == PROSPECT:
+            kept[slot] = _IN_COLUMN
+            self._column.put(slot, new[1], new[2])
+        else:
+            kept[slot] = new
+        self.add(new)
+
+    def _held(self, slot: int) -> Timing | None:
+        held = self._kept[slot] if slot < len(self._kept) else None
+        if held is _IN_COLUMN:
+            return (PROSPECT, *self._column.held(slot))
+        return held
+
+    def contributions(self) -> Sequence[Timing | None]:
+        return [self._held(slot) for slot in range(len(self._kept))]
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if not set(params) <= {"group_by", "now"} or params.get("group_by", "first_channel") != self.group_by:
@@ -247,6 +271,10 @@ class _TimesColumn:
             self._held += 1
         self._times[slot] = time
         self._codes[slot] = code
+
+    def held(self, slot: int) -> tuple[str | None, int]:
+        """The label and first-touch time put at ``slot`` (which holds a prospect)."""
+        return self._labels[self._codes[slot]], int(self._times[slot])
 
     def clear(self, slot: int) -> None:
         if slot < self._end and self._codes[slot] != self._FREE:
