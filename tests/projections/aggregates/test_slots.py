@@ -6,6 +6,7 @@ import pytest
 from projections.aggregates import MaintainedViews
 from projections.aggregates.attribution_queries import AttributionQueries
 from projections.aggregates.base import GroupSlots
+from projections.aggregates.conversion_time import CUSTOMER, PROSPECT, ConversionTime
 from projections.aggregates.first_contact_queries import FirstContactQueries
 from projections.aggregates.funnel import Funnel
 from projections.population import Population, evolve
@@ -95,3 +96,19 @@ def test_packed_rows__a_change_that_leaves_the_row_as_it_was_keeps_it_where_it_i
     views.update(group.root, group)
 
     assert (aggregate._touches.column("at").size, aggregate._touches.garbage) == (touches, garbage)
+
+
+def test_conversion_time__each_slot_gives_back_exactly_its_groups_contribution():
+    # given conversion time maintained while groups change, end and are re-rooted
+    # (a prospect's contribution is kept only in the aggregate's column)
+    aggregate = ConversionTime()
+    views, population = maintained(aggregate, demo_log(200, 5), refresh_every=40)
+
+    # when each group's contribution is asked of its slot
+    held = aggregate.contributions()
+    expected = {views.slots.get(group.root): aggregate.contribution(group) for group in population.groups()}
+
+    # then customers and prospects alike are given back as they were added, and free slots hold none
+    assert {kind for kind, *_ in filter(None, expected.values())} == {CUSTOMER, PROSPECT}
+    assert {slot: held[slot] for slot in expected} == expected
+    assert all(held[slot] is None for slot in range(len(held)) if slot not in expected)
