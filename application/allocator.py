@@ -11,14 +11,8 @@ unmapped on their own) measured at 100,000 customers (``python -m bench million 
 0.1``, one run each, as environment variables): the API's peak 873 -> 693 MiB during live
 ingest, 444 -> 415 MiB at the end of the catch-up, with no latency worse.
 
-Free space between live blocks stays in the heap even so, until ``malloc_trim`` hands its
-whole pages back: ``trim_periodically`` does that from a thread of its own every
-``TRIM_EVERY`` seconds (1 ms at 100,000 customers' views; ctypes releases the GIL for the
-call). Measured on the views of 100,000 customers once loaded (``bench/memory``'s
-population, tuned as above): 294 -> 280 MiB.
-
 Call ``tune_allocator`` first thing in a long-running process, before it starts threads:
-arenas made before stay. Elsewhere than glibc (musl, macOS) both do nothing.
+arenas made before stay. Elsewhere than glibc (musl, macOS) it does nothing.
 """
 
 from __future__ import annotations
@@ -26,16 +20,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import threading
-import time
 
 log = logging.getLogger(__name__)
 
 ARENA_MAX = 2
 MMAP_THRESHOLD = 1 << 20  # bytes; fixed, so glibc no longer raises it after large frees
 TRIM_THRESHOLD = 4 << 20  # free space at the top of the heap given back beyond this
-TRIM_EVERY = 10.0  # seconds between two malloc_trim calls of a long-running process
-SLOW_TRIM = 0.05  # seconds: a trim this long is logged
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -59,42 +49,12 @@ def tune_allocator() -> dict[str, int]:
     return applied
 
 
-def trim_periodically(every: float = TRIM_EVERY) -> threading.Thread | None:
-    """Start a daemon thread that gives the heaps' free pages back to the system every
-    ``every`` seconds, for the process's life (None: not glibc)."""
-    libc = _glibc()
-    if libc is None:
-        return None
-    malloc_trim = libc.malloc_trim
-    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-
-    def trim() -> None:
-        while True:
-            time.sleep(every)
-            started = time.perf_counter()
-            malloc_trim(0)  # keeps no padding at the heap's top: the next growth asks the system again
-            took = time.perf_counter() - started
-            if took > SLOW_TRIM:  # other threads' allocations wait for it: say so
-                log.info("malloc_trim took %.0f ms", took * 1000)
-
-    thread = threading.Thread(target=trim, name="allocator-trim", daemon=True)
-    thread.start()
-    return thread
-
-
-def _glibc() -> ctypes.CDLL | None:
+def _mallopt():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
         libc.gnu_get_libc_version  # glibc only: musl has a mallopt that ignores these
     except (OSError, AttributeError):
         return None
-    return libc
-
-
-def _mallopt():
-    libc = _glibc()
-    if libc is None:
-        return None
-    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt

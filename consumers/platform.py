@@ -446,12 +446,11 @@ class Platform:
 def run_platform(settings: Settings) -> int:
     """``touchpoints up``: start, print where everything listens (and, at first start, the
     admin key; always a one-time dashboard login link), run until SIGINT/SIGTERM."""
-    from application.allocator import trim_periodically, tune_allocator
+    from application.allocator import tune_allocator
     from consumers.api.server import tune_gc_for_throughput
     from consumers.cli.keys import login_link_line
 
     tune_allocator()  # before the platform's threads start: see application.allocator
-    trim_periodically()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

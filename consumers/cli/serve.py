@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from application.allocator import trim_periodically, tune_allocator
+    from application.allocator import tune_allocator
     from application.access import open_access
     from application.access.store import AccessStoreError
     from consumers.api.app import create_app
@@ -63,7 +63,6 @@ def serve(settings: Settings) -> int:
     from events.store import EventStoreError
 
     tune_allocator()  # before any thread starts: see application.allocator
-    trim_periodically()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: make SIGTERM
     # a KeyboardInterrupt too, so stores and feeds close and the exit status is 0.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -61,7 +61,7 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     import faust
     from kafka.errors import KafkaError
 
-    from application.allocator import trim_periodically, tune_allocator
+    from application.allocator import tune_allocator
     from application.collector import tune_for_a_long_running_process
     from application.privacy.keys import KeyStoreError
     from application.privacy.mode import settle
@@ -73,7 +73,6 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     from streams.topics import TopicError, ensure_topics
 
     tune_allocator()  # before any thread starts: see application.allocator
-    trim_periodically()
     REGISTRY.load_plugins()
     try:
         # before Faust subscribes: it would create missing topics with its own defaults
