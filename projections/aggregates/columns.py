@@ -225,11 +225,6 @@ class SuffixTrie:
 
     __slots__ = ("_table", "_rest", "_label_code", "labels", "_sequences", "_suffix_bytes")
 
-    @property
-    def label_code(self) -> Sequence[int]:
-        """Node -> the code of its first label (read only)."""
-        return self._label_code
-
     def __init__(self, labels: Interned | None = None) -> None:
         self._table = array("i", bytes(4 * 1024))  # node ids by hash of (rest, label code); 0: empty
         self._rest = array("i", [0])  # node -> the node of the labels after its first
@@ -237,6 +232,11 @@ class SuffixTrie:
         self.labels = Interned() if labels is None else labels
         self._sequences: dict[int, Labels] = {0: ()}
         self._suffix_bytes: dict[bytes, bytes] = {}
+
+    @property
+    def label_code(self) -> Sequence[int]:
+        """Node -> the code of its first label (read only)."""
+        return self._label_code
 
     def suffix_bytes(self, codes: bytes) -> bytes:
         """``suffixes`` of int32 label codes, as int32 bytes: the answers for the most
