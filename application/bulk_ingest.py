@@ -393,13 +393,18 @@ class _ForkedDecoder:
         self.stdin = os.fdopen(to_child, "wb")
         self.stdout = os.fdopen(from_child, "rb")
         self.returncode: int | None = None
+        # its reader thread polls it when its pipe ends while the loader waits for it (an
+        # interrupted load): reaped twice, the second waitpid raised ECHILD, which replaced
+        # the KeyboardInterrupt (as subprocess.Popen, one reaper at a time)
+        self._reaping = threading.Lock()
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        with self._reaping:
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
 
     def kill(self) -> None:
         try:
@@ -408,9 +413,10 @@ class _ForkedDecoder:
             pass
 
     def wait(self) -> int:
-        if self.returncode is None:
-            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        return self.returncode
+        with self._reaping:
+            if self.returncode is None:
+                self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            return self.returncode
 
 
 def _in_turn(readers: list[Iterator[_Batch]]) -> Iterator[_Batch]:

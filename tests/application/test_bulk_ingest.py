@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 import os
 import random
 import signal
+import threading
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from application.bulk_ingest import (
     _BLOCK_HEAD,
     DECODE_SLICE,
     BulkReport,
+    _ForkedDecoder,
     _read_frame,
     _start_decoders,
     _write_frame,
@@ -326,3 +328,24 @@ def test_split_lines__joins_pieces_and_keeps_a_trailing_partial_line():
 
 def test_report__serialises_every_counter():
     assert BulkReport(lines=3, accepted=2, rejected=1).as_dict()["rejected"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forked decoders need os.fork")
+def test_forked_decoder__polled_by_one_thread_while_another_waits_is_reaped_once():
+    # given decoder children killed, as an interrupted load kills them while their readers still poll
+    for _ in range(20):
+        child = _ForkedDecoder(default_registry(), [])
+        child.kill()
+        outcomes = []
+
+        # when a reader thread polls it while the loader waits for it
+        poller = threading.Thread(target=lambda: outcomes.extend(child.poll() for _ in range(200)))
+        poller.start()
+        waited = child.wait()
+        poller.join()
+        child.stdin.close()
+        child.stdout.close()
+
+        # then neither raised (a second waitpid of a reaped child raises ECHILD) and both saw its end
+        assert waited == -signal.SIGKILL
+        assert set(outcomes) <= {None, -signal.SIGKILL} and child.poll() == -signal.SIGKILL
