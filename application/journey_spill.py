@@ -16,8 +16,10 @@ restoring a partition from its changelog straight into the file (``put_encoded``
 The file is this process's cache of the journeys its feed (or changelog) delivered, not a
 log (they are delivered again at start): it is made in the given folder under a name of its
 own and unlinked at once, so two processes never share one and none is left behind, even
-after a SIGKILL. Not thread-safe: the live views call it under their lock, the worker from
-its one processing task.
+after a SIGKILL. A clean stop of the live views copies it (``save_copy``) beside their saved
+state (``application.view_state``), and the next process ``adopt``s that copy: moved to a name
+of its own and unlinked the same way. Not thread-safe: the live views call it under their
+lock, the worker from its one processing task.
 """
 
 from __future__ import annotations
@@ -56,29 +58,35 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
 
     def __init__(
         self, folder: Path, *, held: int | None = None, write_batch: int | None = None, cache_kib: int = 16_384,
-        keeps_identity: bool = True,
+        keeps_identity: bool = True, adopt: Path | None = None,
     ):
         """``keeps_identity``: also store each journey's links and merges apart, for
-        ``identity_facts`` (the population's identity graph asks; the worker does not)."""
+        ``identity_facts`` (the population's identity graph asks; the worker does not).
+        ``adopt``: start from the journeys of a file ``save_copy`` wrote (it is moved into
+        this mapping's own name, then unlinked like a new one)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"journeys-{os.getpid()}-{next(_NUMBERS)}.sqlite"
         self.held = HELD if held is None else held
         self.write_batch = WRITE_BATCH if write_batch is None else write_batch
         self.keeps_identity = keeps_identity
+        if adopt is not None:
+            os.replace(adopt, path)  # ours alone from now on: the saved state it belonged to is used up
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")  # a cache rebuilt at every start: no journal, no fsync
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(f"PRAGMA cache_size=-{cache_kib}")
-        self._db.execute("DROP TABLE IF EXISTS journeys")  # (creates the file)
+        if adopt is None:
+            self._db.execute("DROP TABLE IF EXISTS journeys")  # (creates the file)
         path.unlink()  # open, it stays usable; closed (or killed), it is gone
-        # identity: the journey's links and merges alone, as a journey (NULL: none), what replacing it
-        # must take out of the identity graph
-        self._db.execute("CREATE TABLE journeys (key TEXT PRIMARY KEY, journey BLOB NOT NULL, identity BLOB)")
+        if adopt is None:
+            # identity: the journey's links and merges alone, as a journey (NULL: none), what replacing it
+            # must take out of the identity graph
+            self._db.execute("CREATE TABLE journeys (key TEXT PRIMARY KEY, journey BLOB NOT NULL, identity BLOB)")
         self._held: OrderedDict[str, IdentityJourney] = OrderedDict()  # decoded, last used last
         self._unwritten: set[str] = set()  # held journeys changed since they were written (or never written)
         self._fresh: set[str] = set()  # unwritten keys the file has no row of
         self._looked_up: tuple[object, tuple | None] = (None, None)  # the last key's row: asked twice in a row
-        self._stored = 0  # rows in the file
+        self._stored = 0 if adopt is None else self._db.execute("SELECT count(*) FROM journeys").fetchone()[0]
 
     # --- the mapping --------------------------------------------------------------------
 
@@ -166,6 +174,21 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
     def flush(self) -> int:
         """Write every changed journey to the file (they stay held); how many."""
         return self._write(list(self._unwritten))
+
+    def save_copy(self, path: Path) -> None:
+        """Write every journey held to a durable file at ``path`` (replaced whole, or not
+        at all): what ``adopt`` starts from."""
+        self.flush()
+        partial = path.with_name(path.name + ".partial")
+        partial.unlink(missing_ok=True)
+        copy = sqlite3.connect(partial)
+        try:
+            self._db.backup(copy, pages=16_384)
+        finally:
+            copy.close()
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(partial, path)
 
     def close(self) -> None:
         self._db.close()

@@ -73,10 +73,10 @@ from projections.attribution import MODELS
 from projections.journey import IdentityJourney
 from projections.parameters import ViewParameterError
 
-from application import exports, view_documents
+from application import exports, view_documents, view_state
 from application.fold import LogFold, journey_extent
 from application.journey_spill import SpilledJourneys
-from application.collector import collector_paused, settle_long_lived_state
+from application.collector import collector_paused, freeze_loaded_state, settle_long_lived_state
 
 Clock = Callable[[], datetime]
 SNAPSHOT_FORMAT = 1
@@ -191,6 +191,16 @@ class CachedView:
         return self._csv
 
 
+def _not_newer(journey: IdentityJourney, held: IdentityJourney | None) -> bool:
+    """``journey`` reflects no higher log position than ``held``: folded from the same
+    identity's events in log order, it then holds nothing ``held`` lacks (an event that
+    leaves no fact, e.g. a consent older than the one kept, changes no view)."""
+    if held is None:
+        return False
+    position, held_position = journey_extent(journey)[0], journey_extent(held)[0]
+    return held_position is not None and (position is None or position <= held_position)
+
+
 def _before(position: int | None, other: int | None) -> bool:
     """``position`` is lower than ``other`` (None: nothing folded, before any position)."""
     return other is not None and (position is None or position < other)
@@ -212,9 +222,15 @@ class LiveViews:
         documents_path: Path | None = None,
         save_interval: float = 5.0,
         journeys_folder: Path | None = None,
+        state_folder: Path | None = None,
     ):
         """``journeys_folder``: keep the journeys in a SQLite file there
-        (``application.journey_spill``) rather than in memory; only with no ``population`` given."""
+        (``application.journey_spill``) rather than in memory; only with no ``population`` given.
+        ``state_folder``: where ``save_state`` writes the whole state and ``load_state`` takes
+        it up (``application.view_state``)."""
+        self._journeys_folder = journeys_folder
+        self._state_folder = state_folder
+        self._newer_only = False  # once a feed reads its topic again from the beginning (newer_journeys_only)
         if journeys_folder is not None:
             if population is not None:
                 raise ValueError("journeys_folder: only for a population these live views create")
@@ -323,9 +339,12 @@ class LiveViews:
         count = 0
         with self._lock:
             folded = self._log
+            newer_only = self._newer_only
             for key, journey in items:
                 if journey is None:  # forget the identity: an empty journey drops its facts and links
                     journey = IdentityJourney(key)
+                elif newer_only and _not_newer(journey, folded.population.journeys.get(key)):
+                    continue
                 folded.population = population_module.apply_journey(folded.population, key, journey)
                 folded.reach(*journey_extent(journey))
                 count += 1
@@ -668,6 +687,125 @@ class LiveViews:
                 )
             except OSError as error:
                 log.warning("could not save the view documents to %s: %s", self._documents_path, error)
+
+    # --- the whole state across restarts --------------------------------------------------------
+
+    def save_state(self, *, feed: dict[str, Any] | None, event_id: str | None) -> bool:
+        """Save everything the views hold to ``state_folder`` for the next start
+        (``application.view_state``), with ``feed``, the feed's checkpoint (call it once the
+        feed stopped: nothing may be applied after), and ``event_id``, the id of the event
+        at ``position`` in the log. False if there is nowhere to save or nothing to save."""
+        if self._state_folder is None:
+            return False
+        with self._lock:
+            if self._restored is not None or self._log.position is None:
+                view_state.discard(self._state_folder)  # still loading (or empty): the next start rebuilds
+                return False
+            started = time.perf_counter()
+            self._log.population.summaries.refresh()  # nothing pending: the aggregates hold every change
+            journeys = self._log.population.journeys
+            try:
+                with collector_paused():
+                    size = view_state.save(
+                        self._state_folder, self._log, journeys=journeys if isinstance(journeys, SpilledJourneys) else None,
+                        header={"position": self._log.position, "event_id": event_id, "feed": feed,
+                                "identities": len(journeys), "views_version": self.snapshot_version()},
+                    )
+            except Exception as error:  # noqa: BLE001 - whatever failed, no state is left to be taken up
+                log.warning("could not save the views state to %s: %r", self._state_folder, error)
+                view_state.discard(self._state_folder)
+                return False
+        log.info("views state saved in %.1f s (%s MiB): position %s", time.perf_counter() - started,
+                 f"{size / 2**20:,.0f}", self._log.position)
+        return True
+
+    def load_state(self, *, holds: Callable[[int, str | None], bool], feed: str) -> dict[str, Any] | None:
+        """``find_state`` then ``take_up_state``, in the caller's thread: the feed's checkpoint,
+        or None when nothing was taken up (the views start empty, as before)."""
+        saved = self.find_state(holds=holds, feed=feed)
+        return None if saved is None else self.take_up_state(saved)
+
+    def find_state(self, *, holds: Callable[[int, str | None], bool], feed: str) -> view_state.SavedState | None:
+        """The state the previous process saved, if this code, this log and this ``feed``
+        (its ``checkpoint()["kind"]``) can take it up: ``holds(position, event_id)`` says whether
+        the log still holds that event at that position. One that cannot be taken up is
+        removed with a log line. Reads only its header: cheap."""
+        if self._state_folder is None:
+            return None
+        saved = view_state.read_header(self._state_folder)
+        if saved is None:
+            return None
+        why = None
+        if (saved.feed or {}).get("kind") != feed:
+            # a store feed resumes after ``position``, which only a store feed's fold makes a watermark
+            why = f"was saved by a {(saved.feed or {}).get('kind')} feed, not a {feed} one"
+        elif saved.position is None or not holds(saved.position, saved.event_id):
+            why = f"reflects position {saved.position}, which this log does not hold as it was"
+        elif saved.has_journeys_file != (self._journeys_folder is not None):
+            why = f"kept its journeys {'in a file' if saved.has_journeys_file else 'in memory'}, these do not"
+        if why is not None:
+            log.warning("views state in %s %s: ignored, the views rebuild", self._state_folder, why)
+            view_state.discard(self._state_folder)
+            return None
+        return saved
+
+    def take_up_state(self, saved: view_state.SavedState) -> dict[str, Any] | None:
+        """Take up ``saved`` (from ``find_state``; seconds at a million customers): the views
+        become what they were when it was saved, and restored documents no newer than it stop
+        being served, so every query is answered. Returns the feed's checkpoint saved with it
+        (start the feed after this), or None if it could not be read (the views rebuild)."""
+        folder = self._journeys_folder
+        try:
+            with collector_paused():
+                fold = view_state.take_up(
+                    saved, journeys=None if folder is None else lambda path: SpilledJourneys(folder, adopt=path))
+                freeze_loaded_state()
+        except Exception:  # a state that cannot be read is a cache miss, never a failed start
+            log.exception("views state in %s could not be taken up: the views rebuild", self._state_folder)
+            return None
+        with self._lock:
+            previous = self._log.population.journeys
+            self._log = fold
+            if isinstance(previous, SpilledJourneys):
+                previous.close()
+            documents = self._restored_from
+            if documents is not None and not _before(fold.position, documents.position):
+                self._restored = None
+                self._restored_from = None
+                log.info("the views' state took over from the restored documents after %.1f s",
+                         time.monotonic() - self._restored_since)
+            self._bump()
+        settle_long_lived_state()
+        return saved.feed
+
+    def take_up_then_feed(
+        self, saved: view_state.SavedState, feed: Any, *, then: Callable[[], None] | None = None
+    ) -> threading.Thread:
+        """``take_up_state`` in a thread, then start ``feed`` (resumed from the checkpoint saved
+        with the state, if it has ``resume_from``) and call ``then``: call it once the API
+        listens, after ``restore_documents``, whose documents are served meanwhile. The thread
+        is returned (join it before saving a state on stop)."""
+
+        def run() -> None:
+            checkpoint = self.take_up_state(saved)
+            if self._closed.is_set():
+                return
+            if checkpoint is not None and hasattr(feed, "resume_from"):
+                feed.resume_from(checkpoint)
+            feed.start()
+            if then is not None:
+                then()
+
+        thread = threading.Thread(target=run, name="views-state", daemon=True)
+        thread.start()
+        return thread
+
+    def newer_journeys_only(self, on: bool) -> None:
+        """While on, a journey that is not newer than the one held (it reflects no higher log
+        position) is not applied: a feed reading its topic again from the beginning (the
+        broker lost it, and the processors republish as they fold the log again) must not
+        take the views back to what they were, nor spend a refresh on journeys they hold."""
+        self._newer_only = on
 
     # --- observation and snapshots ---------------------------------------------------------
 

@@ -116,6 +116,11 @@ class StoreFeed:
             self.views.wait_for_change(min(0.05, max(0.0, deadline - time.monotonic())))
         return True
 
+    def checkpoint(self) -> dict[str, Any]:
+        """What a views state saved with this feed needs to resume it: nothing but its kind
+        (the fold is a watermark: the next feed reads after the views' position)."""
+        return {"kind": "store"}
+
     # --- observation -------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

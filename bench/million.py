@@ -36,10 +36,12 @@ events each, whole blocks of 1,000, at least 10,000).
    parameterised queries, each GET a different one-year window (so each is computed,
    not served from the cache): attribution linear, time decay, markov and shapley with
    ``lookback_days=30``, first contact with a window. p50 / p99 / max.
-5. Restart: SIGTERM to ``touchpoints up``, started again on the same folder; from the
-   spawn to the first ``/v1/funnel`` with the bytes served before the stop and
-   ``X-Touchpoints-Position`` = the head (bench/restart's check), and to ``/healthz``'s
-   views ``ok`` (then every default document is compared with the one served before).
+5. Restart: SIGTERM to ``touchpoints up`` (timed to its exit: it saves the views' state),
+   started again on the same folder; from the spawn to the first ``/v1/funnel`` with the
+   bytes served before the stop and ``X-Touchpoints-Position`` = the head (bench/restart's
+   check), to the first answer of a windowed attribution query (only the live views answer
+   it: restored documents do not), and to ``/healthz``'s views ``ok`` (the whole pipeline at
+   the head again; then every default document is compared with the one served before).
 
 Every phase logs its figures to stderr as soon as they are known. A memory guard aborts
 the run (kills the platform) when the machine's available memory falls below
@@ -99,6 +101,8 @@ FRESHNESS_TARGET_MS = 2_000.0
 DOCUMENT_TARGET_MS = 50.0
 QUERY_TARGET_MS = 1_000.0
 RESTART_TARGET_SECONDS = 10.0
+STOP_SECONDS = 600.0  # a clean stop saves the views' state: a few seconds a 100,000 customers
+WINDOWED = {"model": "linear", "lookback_days": 30}  # after a restart, answered only by the live views
 
 DEFAULT_DOCUMENTS = [*PRECOMPUTED.values(), *(f"/v1/attribution?model={model}" for model in MODELS)]
 WINDOW_START = (2023, 1, 1)  # a one-year window, shifted by a day for each GET
@@ -226,7 +230,7 @@ def run(scale: float) -> list[Row]:
         folder = Path(temporary)
         data = folder / "data"
         rows += report(backfill(backfill_file, data, customers))
-        up = Up(folder, env=on_disk, healthy_within=None, stop_signal=signal.SIGTERM)
+        up = Up(folder, env=on_disk, healthy_within=None, stop_signal=signal.SIGTERM, stop_within=STOP_SECONDS)
         started = time.perf_counter()
         with up:
             guard.root = up.pid
@@ -724,7 +728,8 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
     funnel = "/v1/funnel"
     started = time.perf_counter()
     first: list[float] = []  # seconds to the first correct funnel, once seen
-    with Up(folder, env=env, healthy_within=None, stop_signal=signal.SIGTERM) as up:
+    answered: list[float] = []  # seconds to the first answer of a query only the live views answer
+    with Up(folder, env=env, healthy_within=None, stop_signal=signal.SIGTERM, stop_within=STOP_SECONDS) as up:
         guard.root = up.pid
         listening = time.perf_counter() - started
         with httpx.Client(base_url=up.url, timeout=30, headers=BENCH_HEADERS) as client:
@@ -732,11 +737,15 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
 
             def views_ok() -> bool:
                 response = client.get(funnel)
+                views.clear()  # a key of an earlier answer (``live`` while restored) must not linger
                 views.update(healthz(client).get("components", {}).get("views", {}))
                 if not first and response.status_code == 200 and response.content == reference[funnel] \
                         and response.headers.get("X-Touchpoints-Position") == str(head):
                     first.append(time.perf_counter() - started)
                     log(f"restart: first correct {funnel} after {first[0]:.2f} s")
+                if not answered and client.get("/v1/attribution", params=WINDOWED).status_code == 200:
+                    answered.append(time.perf_counter() - started)
+                    log(f"restart: every query answered (the live views serve) after {answered[0]:.2f} s")
                 return views.get("status") == "ok"
 
             def progress(elapsed: float) -> str:
@@ -754,7 +763,10 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
         Row(BENCH, f"restart: spawn -> first correct {funnel} (bytes as before, position = head)",
             first[0] if first else float("nan"), "s", target=f"< {RESTART_TARGET_SECONDS:.0f} s",
             ok=bool(first) and first[0] < RESTART_TARGET_SECONDS),
-        Row(BENCH, "restart: spawn -> /healthz views ok (live views rebuilt)", rebuilt, "s",
+        Row(BENCH, "restart: spawn -> every query answered (windowed attribution: the live views serve)",
+            answered[0] if answered else float("nan"), "s", target=f"< {RESTART_TARGET_SECONDS:.0f} s",
+            ok=bool(answered) and answered[0] < RESTART_TARGET_SECONDS),
+        Row(BENCH, "restart: spawn -> /healthz views ok (the pipeline at the head again)", rebuilt, "s",
             target=f"< {RESTART_TARGET_SECONDS:.0f} s", ok=rebuilt < RESTART_TARGET_SECONDS),
         Row(BENCH, "restart: default documents equal to those before the stop, at views ok", equal, "documents",
             target=f"= {len(reference)}", ok=equal == len(reference)),

@@ -201,12 +201,13 @@ class Up:
     with ``stop_signal`` (Ctrl-C's by default; then killed, with what it started, if it hangs)."""
 
     def __init__(self, folder: Path, *, env: dict[str, str] | None = None, healthy_within: float | None = 120,
-                 stop_signal: int = signal.SIGINT):
+                 stop_signal: int = signal.SIGINT, stop_within: float = 60.0):
         self.data = folder / "data"
         self.log_path = folder / "up.log"
         self.env = env or {}
         self.healthy_within = healthy_within
         self.stop_signal = stop_signal
+        self.stop_within = stop_within  # the views' state is saved on a clean stop: seconds at a million customers
         self.url = ""
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -238,7 +239,7 @@ class Up:
         started = platform_processes(self.pid)
         self.process.send_signal(self.stop_signal)
         try:
-            self.process.wait(60)
+            self.process.wait(self.stop_within)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -3,8 +3,9 @@
 Not projection state: the fold only marks the identities it changed (``stale``); the first
 query after a change summarises again just the groups those identities, and the roots the
 identity graph reports as changed, belong to, and forgets the results derived from the old
-summaries. Nothing here is compared or serialised: it can be rebuilt from the population at
-any time. Not thread-safe: the shell serialises folds and queries.
+summaries. Nothing here is compared, and all of it can be rebuilt from the population at any
+time (a saved views state keeps it as it is: ``application.view_state``). Not thread-safe:
+the shell serialises folds and queries.
 
 Maintained views (``projections.aggregates``), once attached with ``maintain``, get every
 group a refresh summarises again, so they change with the groups that changed.

@@ -79,7 +79,11 @@ class ViewFeed:
         max_records: int = 10_000,
         check_interval: float = 0.5,
         listeners: Sequence[Callable[[JourneyItems], None]] = (),
+        resume: dict[str, Any] | None = None,
     ):
+        """``resume``: a ``checkpoint()`` of a previous feed whose journeys ``views`` holds
+        (a views state taken up): followed from there if the topic is still the one it
+        counted records of, else read again from the beginning, newer journeys only."""
         self.bootstrap = bootstrap
         self.views = views
         self.topic = topic
@@ -99,6 +103,9 @@ class ViewFeed:
         self._last_error: str | None = None
         self._last_applied_at: float | None = None
         self._connected = False
+        self._resuming = False
+        if resume is not None:
+            self.resume_from(resume)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -115,6 +122,18 @@ class ViewFeed:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    def resume_from(self, checkpoint: dict[str, Any]) -> None:
+        """Before ``start``: follow on from ``checkpoint`` (see ``resume`` in the constructor)."""
+        self._resuming = True
+        self._topic_id = checkpoint.get("topic_id")
+        self._positions = {int(p): int(offset) for p, offset in (checkpoint.get("positions") or {}).items()}
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Where this feed is (call it once stopped): the topic's id and the next offset of
+        each partition, for a later feed's ``resume``."""
+        return {"kind": "kafka", "topic": self.topic, "topic_id": self._topic_id,
+                "positions": {str(p): offset for p, offset in sorted(self._positions.items())}}
 
     def __enter__(self) -> "ViewFeed":
         return self.start()
@@ -245,7 +264,9 @@ class ViewFeed:
         if not partitions:
             return []
         wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if await self._topic_was_recreated():
+        if self._resuming:
+            await self._check_resumed()
+        elif await self._topic_was_recreated():
             self._positions = {}  # every partition is new: read each from its beginning
             self._highwater = {}
             assigned = []
@@ -270,6 +291,28 @@ class ViewFeed:
                 await consumer.seek_to_beginning(tp)
         return wanted
 
+    async def _check_resumed(self) -> None:
+        """Keep the positions a resumed feed was given only if the topic is the one they
+        count records of (same id); else read everything again, letting only journeys
+        newer than the views hold through (the processors republish as they fold again)."""
+        described = await asyncio.to_thread(self._describer.describe)
+        topic_id = described[0] if described else None
+        self._resuming = False
+        if topic_id is not None and topic_id == self._topic_id and self._positions:
+            log.info("view feed: resuming %s at the positions the views were saved with", self.topic)
+            return
+        log.warning("view feed: %s is not the topic the views were saved with (id %s, was %s): reading it from "
+                    "its beginning, newer journeys only", self.topic, topic_id, self._topic_id)
+        self._topic_id = topic_id
+        self._positions = {}
+        self._highwater = {}
+        self._newer_only()
+
+    def _newer_only(self) -> None:
+        switch = getattr(self.views, "newer_journeys_only", None)
+        if switch is not None:
+            switch(True)
+
     async def _topic_was_recreated(self) -> bool:
         """Whether the topic's id differs from the one the positions were read in (False
         when the broker reports no id or cannot be asked: the shrink check still runs)."""
@@ -281,8 +324,9 @@ class ViewFeed:
         if previous is None or previous == topic_id or not self._positions:
             return False
         log.warning("view feed: %s was recreated (topic id %s, was %s): the broker lost it; re-reading every "
-                    "partition from its beginning", self.topic, topic_id, previous)
+                    "partition from its beginning, newer journeys only", self.topic, topic_id, previous)
         self._counts["topic_recreations"] += 1
+        self._newer_only()
         return True
 
     def _apply(self, records: list[Any]) -> None:

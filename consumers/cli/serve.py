@@ -12,6 +12,7 @@ dashboard login link.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from contextlib import ExitStack
@@ -58,6 +59,7 @@ def serve(settings: Settings) -> int:
     from application.privacy.mode import settle
     from application.journey_spill import views_journeys_folder
     from application.view_documents import documents_path
+    from application.view_state import TAKE_UP_TIMEOUT, log_holds, state_folder
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -97,11 +99,17 @@ def serve(settings: Settings) -> int:
             print(f"loaded {loaded} demo events ({settings.demo_customers} customers) into the empty store",
                   flush=True)
         views = stack.enter_context(LiveViews(documents_path=documents_path(settings.data),
-                                              journeys_folder=views_journeys_folder(settings)))
+                                              journeys_folder=views_journeys_folder(settings),
+                                              state_folder=state_folder(settings.data)))
+        # what the last clean stop saved: taken up once the API listens, the saved documents served meanwhile
+        saved = views.find_state(holds=log_holds(store), feed="kafka" if settings.kafka else "store")
         feed = _feed(settings, store, views)
+        stack.callback(_save_state, views, feed, store)  # once the feed stopped (the stack unwinds in reverse)
+        stack.callback(feed.stop)
         checks = {"view_feed": feed.stats}
-        # The documents saved before a restart are served until the feed caught up with them: a
-        # store feed's fold is a watermark, the Kafka view feed says when it read the journeys to the end.
+        # The documents saved before a restart are served until the feed caught up with them (or the
+        # state was taken up): a store feed's fold is a watermark, the Kafka view feed says when it read
+        # the journeys to the end.
         views.restore_documents(head=store.head_position(), ready=lambda: feed.stats().get("caught_up", True))
         if settings.kafka:
             checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
@@ -110,7 +118,12 @@ def serve(settings: Settings) -> int:
         stack.callback(app.state.body_decoder.close)
         app.state.body_decoder.start()
         tune_gc_for_throughput()
-        stack.enter_context(feed)  # once the app is built: its imports do not wait for the GIL behind the fold
+        # once the app is built: its imports do not wait for the GIL behind the fold
+        if saved is None:
+            feed.start()
+        else:
+            taking_up = views.take_up_then_feed(saved, feed)
+            stack.callback(taking_up.join, TAKE_UP_TIMEOUT)  # it starts the feed once done
         url = base_url(sock)
         try:
             for line in first_start:
@@ -124,7 +137,8 @@ def serve(settings: Settings) -> int:
 
 
 def _feed(settings: Settings, store, views):
-    """The feed of the live views (not started: a context manager that starts it)."""
+    """The feed of the live views (not started: a context manager that starts it). A store
+    feed starts after the views' position, the Kafka one where ``resume_from`` says."""
     if settings.kafka:
         from streams.view_feed import ViewFeed
 
@@ -132,3 +146,14 @@ def _feed(settings: Settings, store, views):
     from application.store_feed import StoreFeed
 
     return StoreFeed(store, views)
+
+
+def _save_state(views, feed, store) -> None:
+    """Save the views' whole state for the next start (``application.view_state``)."""
+    from application.view_state import event_id_at
+
+    checkpoint = feed.checkpoint() if hasattr(feed, "checkpoint") else None
+    try:
+        views.save_state(feed=checkpoint, event_id=event_id_at(store, views.position))
+    except Exception:  # a state is a cache: never a failed stop
+        logging.getLogger(__name__).exception("saving the views state failed: the next start rebuilds the views")

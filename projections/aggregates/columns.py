@@ -69,6 +69,14 @@ class SlotRows:
         self._records = records
         self._bytes = memoryview(records.view(np.uint8))  # the records' bytes, written and compared in place
 
+    def __getstate__(self) -> tuple:
+        return self._records, self._live, self._end  # the memoryview is remade: it cannot be pickled
+
+    def __setstate__(self, state: tuple) -> None:
+        records, self._live, self._end = state
+        self._size = records.dtype.itemsize
+        self._hold(records)
+
     def put(self, slot: int, record: bytes) -> None:
         """Hold ``record`` (its fields' bytes) at ``slot`` (free)."""
         if slot >= len(self._live):

@@ -52,7 +52,16 @@ CUSTOMER, PROSPECT = 0, 1
 # (PROSPECT, first-contact label, first-touch time in µs since the epoch)
 Timing = tuple  # one of the two shapes above
 _WITHOUT_TOUCH: Timing = (CUSTOMER, 0, None, None)  # a customer with no touch before the first order
-_IN_COLUMN = object()  # kept at a prospect's slot: its contribution is in ``_TimesColumn``
+class _InColumn:
+    """The marker kept at a prospect's slot: its contribution is in ``_TimesColumn``."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_IN_COLUMN"  # pickled by name (a saved views state): compared by identity
+
+
+_IN_COLUMN = _InColumn()
 
 
 def micros(moment: datetime) -> int:

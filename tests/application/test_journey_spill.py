@@ -77,6 +77,24 @@ def test_spilled_journeys__leave_no_file_behind(tmp_path: Path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_spilled_journeys__a_saved_copy_is_adopted_whole_by_the_next_process(tmp_path: Path, demo_events):
+    # given journeys in a file, some still held decoded and unwritten, saved as a copy
+    journeys = journeys_of(demo_events)
+    spilled = SpilledJourneys(tmp_path / "first", held=4, write_batch=3)
+    for key, journey in journeys.items():
+        spilled[key] = journey
+    spilled.save_copy(tmp_path / "saved.sqlite")
+    spilled.close()
+
+    # when another mapping adopts the copy
+    adopted = SpilledJourneys(tmp_path / "second", adopt=tmp_path / "saved.sqlite")
+
+    # then it holds every journey, and no file is left under any name
+    assert len(adopted) == len(journeys)
+    assert all(adopted[key] == journey for key, journey in journeys.items())
+    assert list(tmp_path.rglob("*.sqlite*")) == []
+
+
 def test_live_views__journeys_in_a_file_give_the_documents_of_journeys_in_memory(tmp_path, demo_events, little_memory):
     in_memory, in_file = exact_views(), exact_views(journeys_folder=tmp_path)
 

@@ -1,6 +1,8 @@
-"""A restarted platform (real broker, relay, Faust worker, view feed) serves the default
-documents it saved at once, marked as restored, and the live views take over once the
-pipeline caught up with them: never older views, never a half-loaded population."""
+"""A restarted platform (real broker, relay, Faust worker, view feed) after a clean stop
+takes up the views' state it saved and answers every query at once; without that state (a
+killed process) it serves the default documents it saved at once, marked as restored, and
+the live views take over once the pipeline caught up with them: never older views, never a
+half-loaded population."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ import httpx
 import pytest
 
 from application.demo import generate
+from application import view_state
 from application.view_documents import documents_path
+from application.view_state import state_folder
 from consumers.platform import Platform
-from tests.streams.conftest import PLATFORM_HEADERS, append_events, platform_settings, wait_until
+from tests.streams.conftest import (
+    PLATFORM_HEADERS, append_events, assert_views_converge, platform_settings, wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +39,9 @@ def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_
     assert documents_path(tmp_path).exists()
     head = int(before.headers[POSITION])
 
-    # when it starts again on a broker that lost everything (the bundled broker's restart)
+    # when it starts again, without the views' state (a killed process saves none), on a broker
+    # that lost everything (the bundled broker's restart)
+    view_state.discard(state_folder(tmp_path))
     kafka_broker.restart()
     with caplog.at_level(logging.INFO, logger="application.live_views"), Platform(settings) as second, \
             httpx.Client(base_url=second.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
@@ -55,3 +63,38 @@ def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_
     assert "took over from the restored documents" in caplog.text
     assert live.headers[POSITION] == str(head)
     assert live.content == before.content
+
+
+def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answers_every_query_at_once(
+    kafka_broker, tmp_path, caplog
+):
+    # given a platform that served the views of a log and stopped cleanly
+    kafka_broker.restart()
+    settings = platform_settings(tmp_path, kafka_broker.bootstrap)
+    windowed = {"model": "linear", "lookback_days": 30}
+    with Platform(settings) as first, httpx.Client(base_url=first.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
+        first.wait_ready()
+        append_events(first, list(generate(60, seed=92)))
+        wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
+        before = api.get("/v1/attribution", params=windowed)
+    assert (state_folder(tmp_path) / view_state.STATE_FILE).exists()
+
+    # when it starts again on a broker that lost everything (the bundled broker's restart)
+    kafka_broker.restart()
+    with caplog.at_level(logging.INFO), Platform(settings) as second, \
+            httpx.Client(base_url=second.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
+        # (taken up in the background, the saved documents served meanwhile: milliseconds at this size)
+        at_once = wait_until(lambda: (answer := api.get("/v1/attribution", params=windowed)).status_code == 200
+                             and answer, 10, "the views' state to be taken up")
+        views = api.get("/healthz").json()["components"]["views"]
+        second.wait_ready()
+        append_events(second, list(generate(20, seed=93)))  # and the log grows
+
+        # then the views answered every query at once, as they stopped
+        assert at_once.content == before.content
+        assert at_once.headers[POSITION] == before.headers[POSITION]
+        assert views["status"] != "restored"
+        assert "views state taken up" in caplog.text
+        assert "not the topic the views were saved with" in caplog.text
+        # and they follow the log on: what a replay of the whole log gives, identity by identity
+        assert_views_converge(second, timeout=120)
