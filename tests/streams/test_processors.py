@@ -245,6 +245,30 @@ def publish_journeys(bootstrap: str, topic: str, journeys: dict[str, IdentityJou
     producer.close()
 
 
+def halfway_and_everything(store) -> tuple[dict[str, IdentityJourney], dict[str, IdentityJourney]]:
+    """The journeys of the first half of the log, and of all of it."""
+    return (replay(store, until_position=store.head_position() // 2).population.journeys,
+            replay(store).population.journeys)
+
+
+class JourneysTopic:
+    """A journeys topic of ``PARTITIONS`` partitions that a test can recreate, as a restarted
+    memory broker does."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        self.topic, self._new = topic, lambda: NewTopic(topic, PARTITIONS, 1)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.admin.create_topics([self._new()])
+
+    def recreate(self) -> None:
+        self.admin.delete_topics([self.topic])
+        wait_until(lambda: self.topic not in self.admin.list_topics(), 30, "the topic to be deleted")
+        self.admin.create_topics([self._new()])
+        self.admin.close()
+
+
 def live_journeys(views: LiveViews) -> dict[str, bytes]:
     with views.locked():
         return {key: journey.to_bytes() for key, journey in views.population.journeys.items()}
@@ -270,13 +294,9 @@ def test_view_feed__a_recreated_topic_is_read_from_its_beginning_even_past_the_o
     kafka_broker, unique_name, store
 ):
     # given a feed that read the journeys of half the log, then lost its connection
-    from kafka.admin import KafkaAdminClient, NewTopic
-
     topic = f"{unique_name}.journeys"
-    halfway = replay(store, until_position=store.head_position() // 2).population.journeys
-    everything = replay(store).population.journeys
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    halfway, everything = halfway_and_everything(store)
+    journeys_topic = JourneysTopic(kafka_broker.bootstrap, topic)
     publish_journeys(kafka_broker.bootstrap, topic, halfway)
     views = LiveViews(background=False)
     feed = ViewFeed(kafka_broker.bootstrap, views, topic=topic)
@@ -286,10 +306,7 @@ def test_view_feed__a_recreated_topic_is_read_from_its_beginning_even_past_the_o
 
     # when the topic comes back recreated (a restarted memory broker) and, before the feed
     # reconnects, holds more records than the feed had read: the journeys of the whole log
-    admin.delete_topics([topic])
-    wait_until(lambda: topic not in admin.list_topics(), 30, "the topic to be deleted")
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    admin.close()
+    journeys_topic.recreate()
     publish_journeys(kafka_broker.bootstrap, topic, everything)
     with feed:
         wait_until(lambda: feed.stats()["topic_recreations"] == 1 and feed.stats()["caught_up"]

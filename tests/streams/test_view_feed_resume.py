@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 
 from application.live_views import LiveViews
-from application.replay import replay
 from streams.view_feed import ViewFeed
 from tests.streams.conftest import wait_until
-from tests.streams.test_processors import PARTITIONS, live_journeys, publish_journeys, store  # noqa: F401
+from tests.streams.test_processors import (  # noqa: F401 (store: a fixture)
+    JourneysTopic, halfway_and_everything, live_journeys, publish_journeys, store,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +37,7 @@ def taken_up(tmp_path) -> tuple[LiveViews, dict]:
 def test_resumed_feed__reads_only_what_was_published_after_the_saved_views(kafka_broker, unique_name, store, tmp_path):
     # given views saved after reading the journeys of half the log
     topic = f"{unique_name}.journeys"
-    halfway = replay(store, until_position=store.head_position() // 2).population.journeys
-    everything = replay(store).population.journeys
+    halfway, everything = halfway_and_everything(store)
     publish_journeys(kafka_broker.bootstrap, topic, halfway)
     stopped_views(tmp_path, kafka_broker.bootstrap, topic, halfway)
 
@@ -57,22 +57,15 @@ def test_resumed_feed__a_recreated_topic_is_read_again_without_taking_the_views_
     kafka_broker, unique_name, store, tmp_path
 ):
     # given views saved after reading the journeys of the whole log
-    from kafka.admin import KafkaAdminClient, NewTopic
-
     topic = f"{unique_name}.journeys"
-    halfway = replay(store, until_position=store.head_position() // 2).population.journeys
-    everything = replay(store).population.journeys
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    halfway, everything = halfway_and_everything(store)
+    journeys_topic = JourneysTopic(kafka_broker.bootstrap, topic)
     publish_journeys(kafka_broker.bootstrap, topic, everything)
     stopped_views(tmp_path, kafka_broker.bootstrap, topic, everything)
 
     # when the broker lost the topic and the processors, folding the log again, have only
     # republished the journeys of its first half
-    admin.delete_topics([topic])
-    wait_until(lambda: topic not in admin.list_topics(), 30, "the topic to be deleted")
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    admin.close()
+    journeys_topic.recreate()
     publish_journeys(kafka_broker.bootstrap, topic, halfway)
     views, resume = taken_up(tmp_path)
     with ViewFeed(kafka_broker.bootstrap, views, topic=topic, resume=resume) as feed:
