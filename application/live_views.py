@@ -191,13 +191,14 @@ class CachedView:
         return self._csv
 
 
-def _not_newer(journey: IdentityJourney, held: IdentityJourney | None) -> bool:
-    """``journey`` reflects no higher log position than ``held``: folded from the same
-    identity's events in log order, it then holds nothing ``held`` lacks (an event that
-    leaves no fact, e.g. a consent older than the one kept, changes no view)."""
+def _not_newer(position: int | None, held: IdentityJourney | None) -> bool:
+    """A journey reflecting log position ``position`` (its extent's) reflects no higher one
+    than ``held``: folded from the same identity's events in log order, it then holds nothing
+    ``held`` lacks (an event that leaves no fact, e.g. a consent older than the one kept,
+    changes no view)."""
     if held is None:
         return False
-    position, held_position = journey_extent(journey)[0], journey_extent(held)[0]
+    held_position = journey_extent(held)[0]
     return held_position is not None and (position is None or position <= held_position)
 
 
@@ -342,11 +343,13 @@ class LiveViews:
             newer_only = self._newer_only
             for key, journey in items:
                 if journey is None:  # forget the identity: an empty journey drops its facts and links
-                    journey = IdentityJourney(key)
-                elif newer_only and _not_newer(journey, folded.population.journeys.get(key)):
-                    continue
+                    journey, extent = IdentityJourney(key), (None, None)
+                else:
+                    extent = journey_extent(journey)
+                    if newer_only and _not_newer(extent[0], folded.population.journeys.get(key)):
+                        continue
                 folded.population = population_module.apply_journey(folded.population, key, journey)
-                folded.reach(*journey_extent(journey))
+                folded.reach(*extent)
                 count += 1
             if count:
                 self._counts["journeys_applied"] += count

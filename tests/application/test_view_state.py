@@ -248,3 +248,15 @@ def test_newer_journeys_only__journeys_the_views_hold_or_older_ones_change_nothi
     journey_module.evolve(grown, later[0])
     assert views.apply_journeys([(key, grown)]) == 1
     assert views.position == later[0].position
+
+
+def test_newer_journeys_only__a_tombstone_still_forgets_the_identity(demo_events):
+    journeys = journeys_of(demo_events)
+    views = LiveViews(background=False, max_stale_seconds=0.0)
+    views.apply_journeys(list(journeys.items()))
+    views.newer_journeys_only(True)
+    key = next(iter(journeys))
+
+    assert views.apply_journeys([(key, None)]) == 1
+    with views.locked():
+        assert not views.population.journeys[key].seen
