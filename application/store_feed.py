@@ -33,6 +33,7 @@ from events.logged import LoggedEvent
 from events.registry import REGISTRY, EventRegistry, InvalidEvent, decode_recorded
 from events.store import EventStore, RecordedEvent
 from application.live_views import LiveViews
+from application.view_state import event_id_at
 from projections.journey import IdentityJourney
 
 log = logging.getLogger(__name__)
@@ -299,8 +300,7 @@ def _read_snapshot(folder: Path, store: EventStore, options: dict[str, Any]) -> 
             if header.get("format") != LiveViews.snapshot_version():
                 return None
             position = header["position"]
-            last = next(iter(store.read_all(position, limit=1)), None)
-            if last is None or last.position != position or str(last.event_id) != header["last_event_id"]:
+            if event_id_at(store, position) != header["last_event_id"]:
                 return None
             journeys = []
             while size_bytes := file.read(4):

@@ -75,6 +75,16 @@ def log_holds(store: Any) -> Callable[[int, str | None], bool]:
     return lambda position, event_id: event_id is not None and event_id_at(store, position) == event_id
 
 
+def save_on_stop(views: Any, feed: Any, store: Any) -> None:
+    """What a shell does once its feed stopped: ``views.save_state`` with the feed's
+    checkpoint and the id of the event at the views' position. A state is a cache: a
+    failure is logged, never a failed stop."""
+    try:
+        views.save_state(feed=feed.checkpoint(), event_id=event_id_at(store, views.position))
+    except Exception:  # noqa: BLE001
+        log.exception("saving the views state failed: the next start rebuilds the views")
+
+
 def code_digest() -> str:
     """A digest of the source of every module whose objects the state holds."""
     digest = hashlib.sha256()

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from application.settings import Settings
-from application.view_state import TAKE_UP_TIMEOUT
+from application.view_state import TAKE_UP_TIMEOUT, save_on_stop
 from streams.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ class Platform:
         if self.views is not None:
             self.views.close()
             if self.feed is not None and self.store is not None:  # the next start takes up where these stopped
-                self._save_views_state()
+                save_on_stop(self.views, self.feed, self.store)
         if self.broker is not None:
             self.broker.stop()
         if self.store is not None:
@@ -325,14 +325,6 @@ class Platform:
         if self.access is not None:
             self.access.close()
             self.access = None
-
-    def _save_views_state(self) -> None:
-        from application.view_state import event_id_at
-
-        try:
-            self.views.save_state(feed=self.feed.checkpoint(), event_id=event_id_at(self.store, self.views.position))
-        except Exception:  # a state is a cache: never a failed stop
-            log.exception("saving the views state failed: the next start rebuilds the views")
 
     def __enter__(self) -> "Platform":
         return self.start()

@@ -264,9 +264,7 @@ class ViewFeed:
         if not partitions:
             return []
         wanted = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        if self._resuming:
-            await self._check_resumed()
-        elif await self._topic_was_recreated():
+        if await self._topic_was_recreated():
             self._positions = {}  # every partition is new: read each from its beginning
             self._highwater = {}
             assigned = []
@@ -291,41 +289,37 @@ class ViewFeed:
                 await consumer.seek_to_beginning(tp)
         return wanted
 
-    async def _check_resumed(self) -> None:
-        """Keep the positions a resumed feed was given only if the topic is the one they
-        count records of (same id); else read everything again, letting only journeys
-        newer than the views hold through (the processors republish as they fold again)."""
-        described = await asyncio.to_thread(self._describer.describe)
-        topic_id = described[0] if described else None
-        self._resuming = False
-        if topic_id is not None and topic_id == self._topic_id and self._positions:
-            log.info("view feed: resuming %s at the positions the views were saved with", self.topic)
-            return
-        log.warning("view feed: %s is not the topic the views were saved with (id %s, was %s): reading it from "
-                    "its beginning, newer journeys only", self.topic, topic_id, self._topic_id)
-        self._topic_id = topic_id
-        self._positions = {}
-        self._highwater = {}
-        self._newer_only()
-
     def _newer_only(self) -> None:
         switch = getattr(self.views, "newer_journeys_only", None)
         if switch is not None:
             switch(True)
 
     async def _topic_was_recreated(self) -> bool:
-        """Whether the topic's id differs from the one the positions were read in (False
-        when the broker reports no id or cannot be asked: the shrink check still runs)."""
+        """Whether the positions held must be dropped: the topic's id differs from the one
+        they count records of. False when the broker reports no id or cannot be asked (the
+        shrink check still runs), except for the positions a resumed feed was given: they
+        came from another process, so only the same id keeps them. Once dropped, only
+        journeys newer than the views hold are applied (the processors republish as they
+        fold the log again)."""
         described = await asyncio.to_thread(self._describer.describe)
         topic_id = described[0] if described else None
-        if topic_id is None:
+        previous = self._topic_id
+        resuming, self._resuming = self._resuming, False
+        if resuming:
+            if topic_id is not None and topic_id == previous and self._positions:
+                log.info("view feed: resuming %s at the positions the views were saved with", self.topic)
+                return False
+            what = "is not the topic the views were saved with"
+        elif topic_id is None or previous is None or previous == topic_id or not self._positions:
+            if topic_id is not None:
+                self._topic_id = topic_id
             return False
-        previous, self._topic_id = self._topic_id, topic_id
-        if previous is None or previous == topic_id or not self._positions:
-            return False
-        log.warning("view feed: %s was recreated (topic id %s, was %s): the broker lost it; re-reading every "
-                    "partition from its beginning, newer journeys only", self.topic, topic_id, previous)
-        self._counts["topic_recreations"] += 1
+        else:
+            what = "was recreated: the broker lost it"
+            self._counts["topic_recreations"] += 1
+        self._topic_id = topic_id
+        log.warning("view feed: %s %s (topic id %s, was %s): re-reading every partition from its beginning, newer "
+                    "journeys only", self.topic, what, topic_id, previous)
         self._newer_only()
         return True
 

@@ -12,7 +12,6 @@ dashboard login link.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from contextlib import ExitStack
@@ -59,7 +58,7 @@ def serve(settings: Settings) -> int:
     from application.privacy.mode import settle
     from application.journey_spill import views_journeys_folder
     from application.view_documents import documents_path
-    from application.view_state import TAKE_UP_TIMEOUT, log_holds, state_folder
+    from application.view_state import TAKE_UP_TIMEOUT, log_holds, save_on_stop, state_folder
     from events.factory import open_store
     from events.registry import REGISTRY
     from events.store import EventStoreError
@@ -104,7 +103,7 @@ def serve(settings: Settings) -> int:
         # what the last clean stop saved: taken up once the API listens, the saved documents served meanwhile
         saved = views.find_state(holds=log_holds(store), feed="kafka" if settings.kafka else "store")
         feed = _feed(settings, store, views)
-        stack.callback(_save_state, views, feed, store)  # once the feed stopped (the stack unwinds in reverse)
+        stack.callback(save_on_stop, views, feed, store)  # once the feed stopped (the stack unwinds in reverse)
         stack.callback(feed.stop)
         checks = {"view_feed": feed.stats}
         # The documents saved before a restart are served until the feed caught up with them (or the
@@ -146,14 +145,3 @@ def _feed(settings: Settings, store, views):
     from application.store_feed import StoreFeed
 
     return StoreFeed(store, views)
-
-
-def _save_state(views, feed, store) -> None:
-    """Save the views' whole state for the next start (``application.view_state``)."""
-    from application.view_state import event_id_at
-
-    checkpoint = feed.checkpoint() if hasattr(feed, "checkpoint") else None
-    try:
-        views.save_state(feed=checkpoint, event_id=event_id_at(store, views.position))
-    except Exception:  # a state is a cache: never a failed stop
-        logging.getLogger(__name__).exception("saving the views state failed: the next start rebuilds the views")
