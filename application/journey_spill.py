@@ -171,6 +171,13 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
         self._looked_up = (None, None)
         return len(rows)
 
+    def encoded_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every journey as ``(key, IdentityJourney.to_bytes())``, as the file holds them
+        (changed ones written first): for publishing them all again without decoding."""
+        self.flush()
+        for key, journey in self._db.execute("SELECT key, journey FROM journeys ORDER BY rowid").fetchall():
+            yield key.encode(), journey
+
     def flush(self) -> int:
         """Write every changed journey to the file (they stay held); how many."""
         return self._write(list(self._unwritten))
@@ -236,6 +243,17 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
             row = self._db.execute("SELECT identity FROM journeys WHERE key = ?", (key,)).fetchone()
             self._looked_up = (key, row)
         return row
+
+
+def saved_encoded_items(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """The journeys of a file ``save_copy`` wrote, as ``encoded_items`` gives them, read
+    without taking the file (it stays where it is until adopted)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for key, journey in db.execute("SELECT key, journey FROM journeys ORDER BY rowid"):
+            yield key.encode(), journey
+    finally:
+        db.close()
 
 
 def _identity_of(journey: IdentityJourney) -> bytes | None:

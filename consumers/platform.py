@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it dies
 CHILD_STOP_TIMEOUT = 15.0  # seconds a child has to exit after SIGTERM before it is killed
+WORKER_STOP_TIMEOUT = 120.0  # the worker saves its journeys as it stops (streams.worker_state)
 
 
 class ChildProcess:
@@ -146,6 +147,7 @@ class Platform:
         self.server: Any = None
         self.base_url = ""
         self.demo_loaded = 0
+        self.handed_over_after: int | None = None  # the worker's saved state was handed over: the relay resumed after it
         self._server_thread: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -171,6 +173,7 @@ class Platform:
         from events.registry import REGISTRY
         from streams.broker import BundledBroker
         from streams.topics import ensure_topics
+        from streams.worker_state import hand_over_to_fresh_broker
         from streams.view_feed import ViewFeed
 
         settings = self.settings
@@ -188,12 +191,14 @@ class Platform:
                 self.broker = BundledBroker(data_dir=self.run_dir).start()
                 self.bootstrap = self.broker.bootstrap
             ensure_topics(self.bootstrap, settings.partitions)
+            # a broker that lost the events (the bundled one restarted): the worker's saved journeys spare refolding the log
+            self.handed_over_after = hand_over_to_fresh_broker(settings.data, self.store, self.bootstrap)
             self.demo_loaded = load_demo_if_empty(self.store, settings)
             self.relay = self._child("relay", ["relay", "--stats-interval", "30"])
             worker = ["worker", "--stats-file", str(self._worker_stats_path())]
             if self.broker is not None:  # tansu 0.6 implements no DeleteRecords: a request kills its connection
                 worker.append("--no-trim")
-            self.worker = self._child("worker", worker)
+            self.worker = self._child("worker", worker, stop_timeout=WORKER_STOP_TIMEOUT)
             self.views = LiveViews(documents_path=documents_path(settings.data),
                                    journeys_folder=views_journeys_folder(settings),
                                    state_folder=state_folder(settings.data))
@@ -233,7 +238,7 @@ class Platform:
         return self._child(name, ["worker", "--stats-file", str(self.run_dir / f"{name}-stats.json"),
                                   *(["--no-trim"] if self.broker is not None else [])])
 
-    def _child(self, name: str, command: list[str]) -> ChildProcess:
+    def _child(self, name: str, command: list[str], stop_timeout: float = CHILD_STOP_TIMEOUT) -> ChildProcess:
         env = {
             **{name: value for name, value in os.environ.items() if name != "TOUCHPOINTS_ADMIN_KEY"},
             "TOUCHPOINTS_KAFKA": self.bootstrap,
@@ -246,7 +251,7 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
         }
         argv = [self.python, "-m", "consumers.cli.main", *command]
-        return ChildProcess(name, argv, env=env, log_path=self.run_dir / f"{name}.log")
+        return ChildProcess(name, argv, env=env, log_path=self.run_dir / f"{name}.log", stop_timeout=stop_timeout)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Block until the worker joined both consumer groups and the view feed follows

@@ -23,6 +23,7 @@ from application.privacy.policy import ingest_registry
 from events.registry import REGISTRY
 from events.store import EventStore
 from streams.inbound import InboundHandler, register_inbound
+from streams import worker_state
 from streams.processors import PROCESSOR_GROUP, JourneyProcessor
 from streams.retention import RecordTrimmer
 from streams.topics import DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENTS_TOPIC, INBOUND_TOPIC, JOURNEYS_TOPIC
@@ -113,6 +114,7 @@ def create_app(
             bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
             group_id=processor_group, partitions=partitions, compression=settings.kafka_compression,
             journeys_folder=data / "worker" if getattr(settings, "worker_journeys_on_disk", False) else None,
+            state_folder=worker_state.state_folder(data),
         )
         app.processor = processor
         app.service(_processor_service(processor))
@@ -153,6 +155,6 @@ def _processor_service(processor: JourneyProcessor) -> type[Service]:
             await processor.stop()
             if self._running is not None:
                 await asyncio.wait({self._running}, timeout=10)
-            await processor.close()
+            await processor.close()  # the last commit, then the journeys' state saved (a clean stop)
 
     return JourneyProcessorService

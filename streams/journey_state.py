@@ -100,6 +100,23 @@ class JourneyState:
         self.unreadable[partition] = len(unreadable)
         return len(journeys)
 
+    def adopt(self, partition: int, path: Path) -> int:
+        """Take ``partition``'s journeys from a file ``SpilledJourneys.save_copy`` wrote
+        (moved into this state's folder); how many it holds."""
+        if self.journeys_folder is None:
+            raise ValueError("journeys kept in memory cannot adopt a file")
+        self.drop(partition)
+        journeys = self.partitions[partition] = SpilledJourneys(self.journeys_folder, keeps_identity=False, adopt=path)
+        self.unreadable[partition] = 0
+        return len(journeys)
+
+    def encoded(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """Every journey of ``partition`` as ``(key, IdentityJourney.to_bytes())``."""
+        journeys = self.journeys(partition)
+        if isinstance(journeys, SpilledJourneys):
+            return journeys.encoded_items()
+        return ((key.encode(), journey.to_bytes()) for key, journey in list(journeys.items()))
+
     def drop(self, partition: int) -> None:
         journeys = self.partitions.pop(partition, None)
         if isinstance(journeys, SpilledJourneys):

@@ -99,16 +99,20 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from application.collector import settle_long_lived_state
+from application.journey_spill import saved_encoded_items
 from events.registry import REGISTRY, EventRegistry
 from projections import journey as journey_module
 from projections.journey import IdentityJourney
 
+from streams import worker_state
 from streams.journey_state import FoldResult, JourneyState
 from streams.reading import read_to_end
 from streams.topics import (
     DEFAULT_COMPRESSION,
     DEFAULT_PARTITIONS,
     EVENTS_TOPIC,
+    H_EVENT_ID,
+    H_POSITION,
     JOURNEYS_TOPIC,
     TopicDescriber,
     TopicError,
@@ -126,6 +130,8 @@ PROCESSOR_GROUP = "touchpoints-journeys"
 H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that produced it
 H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
 H_JOURNEY_VERSION = "journey_version"  # header: the journey format version the record was written in
+H_EVENTS_POSITION = "events_position"  # header: "<position> <event id>" of the last event folded on the partition
+H_RESTATED = "restated"  # header: a journey published again from a saved state (streams.worker_state)
 
 
 @dataclass
@@ -170,9 +176,12 @@ class JourneyProcessor:
         client_id: str = "touchpoints-processor",
         compression: str = DEFAULT_COMPRESSION,
         journeys_folder: Path | None = None,
+        state_folder: Path | None = None,
     ):
         """``journeys_folder``: keep each owned partition's journeys in a file there
-        instead of in memory (``JourneyState``)."""
+        instead of in memory (``JourneyState``). ``state_folder``: save them there at a
+        clean stop, and adopt them when the platform hands them over
+        (``streams.worker_state``; with ``journeys_folder`` only)."""
         self.bootstrap = bootstrap
         self.compression = compression
         self.events_topic = events_topic
@@ -184,6 +193,10 @@ class JourneyProcessor:
         self.session_timeout_ms = session_timeout_ms
         self.client_id = client_id
         self.state = JourneyState(registry, journeys_folder)
+        self.state_folder = state_folder if journeys_folder is not None else None
+        self._handed: worker_state.SavedJourneys | None = None  # a saved state handed over to this topic
+        self._folded: dict[int, tuple[int | None, str | None]] = {}  # partition -> last event folded (position, id)
+        self._ran_to_stop = False  # run() returned after stop(): nothing is folded half-way
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: Any = None
@@ -198,6 +211,7 @@ class JourneyProcessor:
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
             "rejoins": 0, "topic_recreations": 0, "journeys_topic_recreations": 0, "rewound_partitions": 0,
             "unreadable_journeys": 0, "rebuilds_started": 0, "rebuilds_completed": 0, "rebuilds_missing_events": 0,
+            "adopted_partitions": 0, "journeys_restated": 0,
         }
         self._rebuilds: dict[int, Rebuild] = {}  # partition -> its rebuild in progress
         self._last_batch_at: float | None = None
@@ -211,6 +225,7 @@ class JourneyProcessor:
         await self._ensure_topics()
         described = await asyncio.to_thread(self._describe_events_topic)
         self._topic_id = described[0] if described else None
+        self._take_handed_state()
         self._producer = await self._new_producer()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
@@ -234,9 +249,67 @@ class JourneyProcessor:
     async def stop(self) -> None:
         self._stopping.set()
 
+    def _take_handed_state(self) -> None:
+        """Keep a saved state if the platform handed it over to the events topic read now;
+        discard any other (the changelog is the truth then)."""
+        folder = self.state_folder
+        if folder is None or not (folder / worker_state.MANIFEST).exists():
+            return
+        self._handed = worker_state.handed_over(folder, self._topic_id)
+        if self._handed is None:
+            log.info("processor: a saved journeys state was not handed over to %s %s: discarded",
+                     self.events_topic, self._topic_id)
+            worker_state.discard(folder)
+        else:
+            log.info("processor: adopting the saved journeys of partitions %s (events after position %d come again)",
+                     sorted(self._handed.positions), self._handed.after)
+
+    def save_state(self) -> bool:
+        """At a clean stop: save the journeys of every partition with the last event folded
+        into each (``streams.worker_state``), if this member holds the whole, settled
+        state. True if saved; why not is logged."""
+        if self.state_folder is None:
+            return False
+        reason = self._unsaveable()
+        if reason is not None:
+            log.info("processor: journeys state not saved: %s", reason)
+            worker_state.discard(self.state_folder)
+            return False
+        started = time.monotonic()
+        partitions = dict(self.state.partitions)
+        worker_state.save(self.state_folder, partitions, {p: self._folded[p] for p in partitions},
+                          events_topic_id=self._topic_id)
+        log.info("processor: journeys state of partitions %s saved (%d journeys) in %.1f s", sorted(partitions),
+                 self.state.identity_count(), time.monotonic() - started)
+        return True
+
+    def _unsaveable(self) -> str | None:
+        if not self._ran_to_stop:
+            return "the processor did not stop cleanly"
+        if self._topic_id is None:
+            return "the broker shows no topic ids"
+        if self._rebuilds or self._reassigning or self._handed is not None:
+            return "a rebuild, a rebalance or an adoption was under way"
+        existing = self._consumer.partitions_for_topic(self.events_topic) if self._consumer is not None else None
+        held = set(self.state.partitions)
+        if not existing or held != set(existing) or held != {tp.partition for tp in self._owned()}:
+            return f"this member holds partitions {sorted(held)} of {sorted(existing or ())}"
+        unknown = sorted(held - set(self._folded))
+        if unknown:
+            return f"the last event folded on partitions {unknown} is not known (restored from older journeys)"
+        return None
+
     async def close(self) -> None:
+        """Release the clients; after a clean stop (``run()`` returned) the last commit is
+        waited for and the journeys' state saved first (``save_state``)."""
         if self._committing is not None:
             await asyncio.wait({self._committing}, timeout=10)
+        if self._ran_to_stop and self.state_folder is not None:
+            async with self._lock:  # no rebalance moves partitions while they are saved
+                try:  # the next worker adopts it if the broker forgot everything (streams.worker_state)
+                    await asyncio.to_thread(self.save_state)
+                except Exception:  # noqa: BLE001 - a saved state is a cache: never a failed stop
+                    log.exception("saving the journeys state failed: the next worker restores from the changelog")
         for client in (self._consumer, self._producer):
             if client is not None:
                 try:
@@ -269,6 +342,7 @@ class JourneyProcessor:
                 log.warning("processor: %s; retrying in %.1f s", self._last_error, backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self._ran_to_stop = True
 
     def rejoin_if_assignment_is_stale(self, existing: set[int] | None) -> bool:
         """Rejoin the group when this member holds partitions the events topic no longer
@@ -427,14 +501,18 @@ class JourneyProcessor:
         commits = {}
         pending = []
         rebuilt = []
+        folded = {}
         for tp in owned:
             if tp in rewound:  # these records came from a position that meant another incarnation
                 continue
             records = batches[tp]
             result = self.state.fold(tp.partition, ((r.value, r.headers) for r in records))
             self._count(len(records), result)
+            last = _event_named(records[-1].headers)
+            if last is not None:
+                folded[tp.partition] = last
             if result.touched:
-                pending.append((tp.partition, result.touched, records[-1].offset))
+                pending.append((tp.partition, result.touched, records[-1].offset, last))
             commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
             high = self._consumer.highwater(tp)
             if high is not None:
@@ -445,6 +523,7 @@ class JourneyProcessor:
                 if rebuild.position >= rebuild.end:
                     rebuilt.append(tp.partition)
         await self._publish(pending)
+        self._folded.update(folded)
         for partition in rebuilt:  # their journeys are on the topic now
             self._finish_rebuild(partition)
         return commits
@@ -470,10 +549,13 @@ class JourneyProcessor:
             log.error("processor skipped %d undecodable records, e.g. %s",
                       len(result.undecodable), result.undecodable[-1])
 
-    async def _publish(self, pending: list[tuple[int, dict[str, IdentityJourney], int]]) -> None:
+    async def _publish(self, pending: list[tuple[int, dict[str, IdentityJourney], int, tuple | None]]) -> None:
         sent = []
-        for partition, journeys, source_offset in pending:
-            sent.append((partition, await self._send_all(partition, journeys, source_offset)))
+        for partition, journeys, source_offset, last in pending:
+            headers = self._journey_headers(source_offset, last)
+            items = ((key.encode(), journey.to_bytes()) for key, journey in journeys.items())
+            sent.append((partition, await self._send_all(partition, items, headers)))
+            self._counts["journeys_published"] += len(journeys)
         lost = []
         for partition, batches in sent:
             lowest, highest = await _acknowledged(batches)
@@ -484,21 +566,25 @@ class JourneyProcessor:
         if lost:
             await self._journeys_lost(lost)
 
-    async def _send_all(
-        self, partition: int, journeys: dict[str, IdentityJourney], source_offset: int
-    ) -> list[tuple[asyncio.Future, int]]:
-        """Produce one record per journey to ``partition``, in record batches built here
-        (the producer's batch API: no future and no metadata object per record, ~3x
-        cheaper than ``send`` per record); returns each batch's future and size."""
-        producer = self._producer
+    def _journey_headers(self, source_offset: int, last: tuple[int | None, str | None] | None) -> list:
         headers = [(H_SOURCE_OFFSET, str(source_offset).encode()),
                    (H_JOURNEY_VERSION, str(journey_module.VERSION).encode())]
         if self._topic_id is not None:
             headers.append((H_EVENTS_TOPIC_ID, self._topic_id.encode()))
+        if last is not None and last[0] is not None:
+            headers.append((H_EVENTS_POSITION, f"{last[0]} {last[1]}".encode()))
+        return headers
+
+    async def _send_all(
+        self, partition: int, items: Iterable[tuple[bytes, bytes]], headers: list
+    ) -> list[tuple[asyncio.Future, int]]:
+        """Produce one record per encoded journey (key, value) to ``partition``, in record
+        batches built here (the producer's batch API: no future and no metadata object per
+        record, ~3x cheaper than ``send`` per record); returns each batch's future and size."""
+        producer = self._producer
         sent = []
         batch = producer.create_batch()
-        for key, journey in journeys.items():
-            key_bytes, value = key.encode(), journey.to_bytes()
+        for key_bytes, value in items:
             if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:  # full
                 sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
                              batch.record_count()))
@@ -507,7 +593,6 @@ class JourneyProcessor:
         if batch.record_count():
             sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
                          batch.record_count()))
-        self._counts["journeys_published"] += len(journeys)
         return sent
 
     async def _republish(self, partition: int) -> None:
@@ -515,10 +600,33 @@ class JourneyProcessor:
         every journey of it again so the view server can rebuild from the topic."""
         journeys = self.state.journeys(partition)
         log.warning("journeys partition %d lost data: republishing its %d journeys", partition, len(journeys))
-        batches = await self._send_all(partition, journeys, -1)
+        batches = await self._send_all(partition, self.state.encoded(partition),
+                                       self._journey_headers(-1, self._folded.get(partition)))
         if batches:
             self._produced[partition] = (await _acknowledged(batches))[1]
         self._counts["republished_partitions"] += 1
+
+    async def _adopt(self, partition: int) -> None:
+        """Take up ``partition``'s journeys from the handed-over state: publish every one of
+        them to the journeys topic (acknowledged before the file is taken, so a crash in
+        between adopts it again), then adopt the file. The events after the state's lowest
+        position come from the topic; those this partition folded already are duplicates."""
+        saved = self._handed
+        started = time.monotonic()
+        last = (saved.positions[partition], saved.event_ids[partition])
+        headers = [*self._journey_headers(-1, last), (H_RESTATED, b"1")]
+        batches = await self._send_all(partition, saved_encoded_items(saved.file(partition)), headers)
+        if batches:
+            self._produced[partition] = (await _acknowledged(batches))[1]
+        count = self.state.adopt(partition, saved.file(partition))
+        self._folded[partition] = last
+        self._handed = worker_state.adopted(saved, partition)
+        if not self._handed.positions:
+            self._handed = None
+        self._counts["adopted_partitions"] += 1
+        self._counts["journeys_restated"] += count
+        log.info("processor: partition %d adopted from the saved state: %d journeys published again in %.1f s",
+                 partition, count, time.monotonic() - started)
 
     async def _commit(self, offsets: dict) -> None:
         try:
@@ -620,14 +728,20 @@ class JourneyProcessor:
                     time.monotonic() - rebuild.started)
 
     async def _restore(self, partitions: list[int]) -> dict[int, tuple[str | None, str | None]]:
-        """Restore partitions from the journeys topic; returns, per partition, the events
-        topic id and the journey format version its last journey names (None: no journey,
-        or one without the header)."""
+        """Restore partitions from the journeys topic (or adopt them from a handed-over
+        state, ``_adopt``); returns, per partition, the events topic id and the journey
+        format version its last journey names (None: no journey, or one without the header)."""
+        adopting = [p for p in partitions if self._handed is not None and p in self._handed.positions]
+        for partition in adopting:
+            await self._adopt(partition)
+        adopted = dict.fromkeys(adopting, (self._topic_id, str(journey_module.VERSION)))
+        partitions = [p for p in partitions if p not in adopted]
         if not partitions:
-            return {}
+            return adopted
         started = time.monotonic()
         records: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in partitions}
         incarnations: dict[int, tuple[str | None, str | None]] = dict.fromkeys(partitions, (None, None))
+        last_folded: dict[int, tuple[int, str] | None] = dict.fromkeys(partitions)
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   client_id=f"{self.client_id}-restore", fetch_max_wait_ms=50)
         await reader.start()
@@ -643,13 +757,18 @@ class JourneyProcessor:
                         headers = batch[-1].headers
                         incarnations[tp.partition] = (_header_text(headers, H_EVENTS_TOPIC_ID),
                                                       _header_text(headers, H_JOURNEY_VERSION))
+                        last_folded[tp.partition] = _last_folded(headers)
         finally:
             await reader.stop()
         restored = {p: self.state.restore(p, records[p]) for p in partitions}
+        for partition, count in restored.items():
+            last = last_folded[partition] or ((None, None) if count == 0 else None)
+            if last is not None:
+                self._folded[partition] = last
         self._counts["restores"] += len(partitions)
         self._counts["unreadable_journeys"] += sum(self.state.unreadable[p] for p in partitions)
         log.info("restored journeys %s in %.2f s", restored, time.monotonic() - started)
-        return incarnations
+        return {**adopted, **incarnations}
 
     async def _journey_partitions(self, reader: Any) -> set[int]:
         partitions = reader.partitions_for_topic(self.journeys_topic)
@@ -685,6 +804,7 @@ class JourneyProcessor:
 
     def _forget(self, partition: int) -> None:
         self.state.drop(partition)
+        self._folded.pop(partition, None)
         self._produced.pop(partition, None)
         self._lag.pop(partition, None)
         if self._rebuilds.pop(partition, None) is not None:  # its next owner continues from the commits
@@ -773,6 +893,21 @@ def _header_text(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str 
         if key == name:
             return value.decode()
     return None
+
+
+def _event_named(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, str] | None:
+    """The position and id of the event a ``touchpoints.events`` record carries."""
+    position, event_id = _header_text(headers, H_POSITION), _header_text(headers, H_EVENT_ID)
+    return (int(position), event_id) if position is not None and event_id is not None else None
+
+
+def _last_folded(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, str] | None:
+    """The last event folded on the partition, as a journey record names it."""
+    text = _header_text(headers, H_EVENTS_POSITION)
+    if text is None:
+        return None
+    position, _, event_id = text.partition(" ")
+    return int(position), event_id
 
 
 async def _acknowledged(batches: list[tuple[asyncio.Future, int]]) -> tuple[int, int]:

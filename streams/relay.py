@@ -49,6 +49,7 @@ from streams.topics import (
     compression_type,
     close_admin,
     describe_topics,
+    end_offsets,
     ensure_topics,
     RECORD_COLUMNS,
     partition_for_key,
@@ -407,11 +408,7 @@ class Relay:
         return None
 
     def _end_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
-        from kafka import TopicPartition
-        from kafka.admin import OffsetSpec
-
-        answer = self._admin.list_partition_offsets({TopicPartition(self.topic, p): OffsetSpec.LATEST for p in partitions})
-        return {tp.partition: found.offset for tp, found in answer.items()}
+        return end_offsets(self._admin, self.topic, partitions)
 
     def _topic_is_empty(self, partitions: Sequence[int]) -> bool:
         return all(end <= 0 for end in self._end_offsets(partitions).values())

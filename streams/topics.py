@@ -226,6 +226,15 @@ class TopicDescriber:
         close_admin(admin, self.client_id)
 
 
+def end_offsets(admin, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """Each partition's end offset (the offset the next record gets), as the broker says."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    answer = admin.list_partition_offsets({TopicPartition(topic, p): OffsetSpec.LATEST for p in partitions})
+    return {tp.partition: found.offset for tp, found in answer.items()}
+
+
 def close_admin(admin, owner: str) -> None:
     """Close a kafka-python admin client (None: nothing to close); one that a lost broker
     broke may fail to close, and then there is nothing left to save."""

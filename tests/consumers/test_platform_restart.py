@@ -16,6 +16,7 @@ from application import view_state
 from application.view_documents import documents_path
 from application.view_state import state_folder
 from consumers.platform import Platform
+from streams import worker_state
 from tests.streams.conftest import (
     PLATFORM_HEADERS, append_events, assert_views_converge, platform_settings, wait_until,
 )
@@ -77,7 +78,10 @@ def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answer
         append_events(first, list(generate(60, seed=92)))
         wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
         before = api.get("/v1/attribution", params=windowed)
+        head_before = first.store.head_position()
+        identities_before = len({recorded.stream for recorded in first.store.read_all()})  # a journey each
     assert (state_folder(tmp_path) / view_state.STATE_FILE).exists()
+    assert (worker_state.state_folder(tmp_path) / worker_state.MANIFEST).exists()
 
     # when it starts again on a broker that lost everything (the bundled broker's restart)
     kafka_broker.restart()
@@ -88,7 +92,8 @@ def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answer
                              and answer, 10, "the views' state to be taken up")
         views = api.get("/healthz").json()["components"]["views"]
         second.wait_ready()
-        append_events(second, list(generate(20, seed=93)))  # and the log grows
+        new_events = list(generate(20, seed=93))
+        append_events(second, new_events)  # and the log grows
 
         # then the views answered every query at once, as they stopped
         assert at_once.content == before.content
@@ -98,3 +103,13 @@ def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answer
         assert "not the topic the views were saved with" in caplog.text
         # and they follow the log on: what a replay of the whole log gives, identity by identity
         assert_views_converge(second, timeout=120)
+        # and the log was not folded again: the worker adopted its saved journeys, the relay
+        # published only what came after them
+        processor = second.worker_health()["processor"]
+        relay = api.get("/healthz").json()["components"]["relay"]
+    after = second.handed_over_after
+    assert after is not None and 0 < after <= head_before
+    assert processor["adopted_partitions"] == settings.partitions
+    assert processor["journeys_restated"] == identities_before
+    # folded: the new customers' events and those after the lowest partition's last one, no more
+    assert processor["events"] <= len(new_events) + (head_before - after)

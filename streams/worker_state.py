@@ -1,0 +1,234 @@
+"""The journey processor's state, saved when a worker stops cleanly and handed over to the
+next worker when the broker lost every record (the memory-only bundled broker restarted).
+
+Without it, a restarted bundled broker holds no events and no journeys: the relay
+republishes the whole log and the worker folds it again (at a million customers ~9 minutes
+during which new events wait). The worker's journeys are already in files
+(``application.journey_spill``); a clean stop copies each partition's file here with the
+position of the last event folded into it, and the platform that starts a fresh bundled
+broker hands them over: it points the relay's checkpoint at the lowest of those positions,
+so only the events after it are published again, and names the new events topic in
+``handover.json``. The next worker adopts each partition's file, publishes its journeys to
+the (empty) journeys topic, so the changelog holds every journey again before anything new
+is folded, and folds the events after the position (those it folded already come again as
+duplicates, which journeys ignore).
+
+Files in ``<data>/worker/state/``:
+
+- ``partition-<p>.sqlite``: the partition's journeys (``SpilledJourneys.save_copy``);
+- ``manifest.json``, written last: format, journey format version, the events topic id the
+  journeys were folded from, and per partition the position and event id of the last event
+  folded (null: the partition never had an event);
+- ``handover.json``, written by the platform: the events topic it created and the position
+  after which the relay publishes into it.
+
+A worker that starts without a hand-over naming the events topic it reads (the broker kept
+its records, or the state is of another format) discards the state: its changelog is the
+truth then. A state is used once: each partition's file is removed from the manifest as it
+is adopted, after its journeys were acknowledged on the journeys topic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from projections import journey as journey_module
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+HANDOVER = "handover.json"
+
+
+def state_folder(data: Path) -> Path:
+    """Where a worker whose data folder is ``data`` saves its journeys' state."""
+    return Path(data) / "worker" / "state"
+
+
+def partition_file(folder: Path, partition: int) -> Path:
+    return folder / f"partition-{partition}.sqlite"
+
+
+@dataclass(frozen=True)
+class SavedJourneys:
+    """A saved state as its manifest describes it."""
+
+    folder: Path
+    events_topic_id: str
+    positions: dict[int, int | None]  # partition -> last events position folded (None: it never had one)
+    event_ids: dict[int, str | None]  # partition -> the id of the event at that position
+
+    @property
+    def after(self) -> int:
+        """The position after which every partition needs the events again."""
+        known = [position for position in self.positions.values() if position is not None]
+        return min(known) if known else 0
+
+    def file(self, partition: int) -> Path:
+        return partition_file(self.folder, partition)
+
+
+def save(folder: Path, journeys: dict[int, Any], positions: dict[int, tuple[int | None, str | None]], *,
+         events_topic_id: str) -> None:
+    """Save each partition's journeys (``SpilledJourneys``) and, last, the manifest naming
+    ``positions`` (partition -> position and event id of the last event folded)."""
+    discard(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for partition, held in sorted(journeys.items()):
+        held.save_copy(partition_file(folder, partition))
+    _write_json(folder / MANIFEST, {
+        "format": FORMAT, "journey_version": str(journey_module.VERSION), "events_topic_id": events_topic_id,
+        "partitions": {str(p): {"position": positions[p][0], "event_id": positions[p][1]} for p in sorted(journeys)},
+    })
+
+
+def read(folder: Path) -> SavedJourneys | None:
+    """The saved state, if one is there that this code can adopt (else None, said in the log)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        log.warning("worker state: unreadable manifest (%r): not used", error)
+        return None
+    if manifest.get("format") != FORMAT or manifest.get("journey_version") != str(journey_module.VERSION):
+        log.warning("worker state: format %s, journeys version %s (this code: %s, %s): not used",
+                    manifest.get("format"), manifest.get("journey_version"), FORMAT, journey_module.VERSION)
+        return None
+    partitions = {int(p): entry for p, entry in manifest["partitions"].items()}
+    saved = SavedJourneys(folder, manifest["events_topic_id"],
+                          {p: entry["position"] for p, entry in partitions.items()},
+                          {p: entry["event_id"] for p, entry in partitions.items()})
+    missing = [p for p in partitions if not saved.file(p).is_file()]
+    if missing:
+        log.warning("worker state: the files of partitions %s are missing: not used", missing)
+        return None
+    return saved
+
+
+def hand_over(folder: Path, events_topic_id: str, after: int) -> None:
+    """Say that the events topic ``events_topic_id`` holds every event after ``after``:
+    the next worker reading it adopts the saved state."""
+    _write_json(folder / HANDOVER, {"events_topic_id": events_topic_id, "after": after})
+
+
+def handed_over(folder: Path, events_topic_id: str | None) -> SavedJourneys | None:
+    """The saved state, if it was handed over to the events topic ``events_topic_id``."""
+    try:
+        handover = json.loads((folder / HANDOVER).read_bytes())
+    except (OSError, ValueError):
+        return None
+    saved = read(folder)
+    if saved is None or events_topic_id is None or handover.get("events_topic_id") != events_topic_id:
+        return None
+    if handover.get("after", -1) > saved.after:  # the topic lacks events the state needs
+        log.warning("worker state: handed over after position %s, the journeys need it after %s: not used",
+                    handover.get("after"), saved.after)
+        return None
+    return saved
+
+
+def adopted(saved: SavedJourneys, partition: int) -> SavedJourneys:
+    """``partition``'s file was adopted: the manifest no longer names it (none left: the
+    state is gone). Returns what is left."""
+    positions = {p: v for p, v in saved.positions.items() if p != partition}
+    event_ids = {p: v for p, v in saved.event_ids.items() if p != partition}
+    left = SavedJourneys(saved.folder, saved.events_topic_id, positions, event_ids)
+    if not positions:
+        discard(saved.folder)
+        return left
+    _write_json(saved.folder / MANIFEST, {
+        "format": FORMAT, "journey_version": str(journey_module.VERSION), "events_topic_id": saved.events_topic_id,
+        "partitions": {str(p): {"position": positions[p], "event_id": event_ids[p]} for p in sorted(positions)},
+    })
+    return left
+
+
+def discard(folder: Path) -> None:
+    """Remove a saved state (the manifest first: a half-removed state is never read)."""
+    (folder / MANIFEST).unlink(missing_ok=True)
+    (folder / HANDOVER).unlink(missing_ok=True)
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as file:
+        file.write(json.dumps(value, indent=1).encode())
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *, topic: str | None = None) -> int | None:
+    """Before the relay and the worker start: if the broker lost the events topic (it has
+    another id than the relay's checkpoint names, and no record: the bundled broker
+    restarted), hand the worker's saved state over, so the relay publishes only the events
+    after its lowest position instead of the whole log. Checked first: the log still holds
+    each partition's last folded event where the state says, the topic has the state's
+    partitions, and the relay had published at least that far. Returns the position the
+    relay resumes after, or None (a state found is discarded then; the relay republishes
+    from 0 after a loss, as without one)."""
+    from kafka import KafkaAdminClient
+
+    from streams.checkpoint import Checkpoint, SqliteCheckpointStore
+    from streams.topics import EVENTS_TOPIC, close_admin, describe_topics, end_offsets
+
+    topic = topic or EVENTS_TOPIC
+    folder = state_folder(data)
+    saved = read(folder)
+    if saved is None:
+        return None
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                             client_id="touchpoints-platform-admin")
+    checkpoints = SqliteCheckpointStore(Path(data) / "relay.db")
+    try:
+        described = describe_topics(admin, [topic]).get(topic)
+        ends = end_offsets(admin, topic, described[1]) if described else {}
+        relayed = checkpoints.load(topic)
+        reason = _cannot_hand_over(saved, store, described, ends, relayed)
+        if reason is not None:
+            log.warning("worker state: not handed over (%s): discarded", reason)
+            discard(folder)
+            return None
+        after = saved.after
+        hand_over(folder, described[0], after)
+        # the relay finds its topic as it left it (same id, nothing acknowledged in it yet) and goes on after `after`
+        checkpoints.save(topic, Checkpoint(position=after, topic_id=described[0]))
+    finally:
+        checkpoints.close()
+        close_admin(admin, "platform")
+    log.warning("worker state: handed over to %s %s, which lost its records: the relay publishes the events after "
+                "position %d (those before it are not folded again)", topic, described[0], after)
+    return after
+
+
+def _cannot_hand_over(saved: SavedJourneys, store: Any, described: tuple | None, ends: dict[int, int],
+                      relayed: Any) -> str | None:
+    from application.view_state import event_id_at
+
+    if described is None or described[0] is None:
+        return "the events topic is missing or has no id"
+    if relayed.topic_id is None or relayed.topic_id == described[0] or any(ends.values()):
+        return "the broker kept the events topic: the worker restores from its changelog"
+    if set(described[1]) != set(saved.positions):
+        return f"the events topic has partitions {sorted(described[1])}, the state {sorted(saved.positions)}"
+    if relayed.position is None or relayed.position < saved.after:
+        return f"the relay's checkpoint {relayed.position} is before the state's position {saved.after}"
+    for partition, position in sorted(saved.positions.items()):
+        if position is not None and event_id_at(store, position) != saved.event_ids[partition]:
+            return f"the log no longer holds event {saved.event_ids[partition]} at position {position}"
+    return None

@@ -1,0 +1,226 @@
+"""The worker's journeys, saved at a clean stop and handed over when the broker lost the
+events (``streams.worker_state``): real broker, real SQLite store, real processors.
+
+The whole cycle through the platform (stop, broker restart, start) is in
+tests/consumers/test_platform_restart.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+from application.demo import generate
+from application.ingest import Ingestor
+from events.registry import REGISTRY
+from events.sqlite.store import SQLiteEventStore
+from streams import worker_state
+from streams.checkpoint import Checkpoint, SqliteCheckpointStore
+from streams.processors import JourneyProcessor
+from streams.topics import TopicSpec, close_admin, describe_topics, ensure_topics, event_record, partition_for_key
+from tests.streams.test_processors import PARTITIONS, journeys_in_topic, replayed_journeys, run_until_folded
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[SQLiteEventStore]:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=5151)])
+    yield store
+    store.close()
+
+
+def publish_after(bootstrap: str, topic: str, store, after: int) -> int:
+    """Publish the log's events after position ``after`` as the relay does; how many."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    count = 0
+    for recorded in store.read_all(after + 1):
+        key, value, headers = event_record(recorded)
+        producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def topic_id(bootstrap: str, topic: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return describe_topics(admin, [topic])[topic][0]
+    finally:
+        close_admin(admin, "test")
+
+
+def processor(bootstrap: str, name: str, data: Path) -> JourneyProcessor:
+    return JourneyProcessor(bootstrap, events_topic=f"{name}.events", journeys_topic=f"{name}.journeys",
+                            group_id=f"{name}-group", partitions=PARTITIONS, journeys_folder=data / "worker",
+                            state_folder=worker_state.state_folder(data))
+
+
+def make_topics(bootstrap: str, name: str) -> None:
+    ensure_topics(bootstrap, PARTITIONS, specs=[
+        TopicSpec(f"{name}.events", PARTITIONS), TopicSpec(f"{name}.journeys", PARTITIONS, {"cleanup.policy": "compact"})])
+
+
+def test_worker_state__a_handed_over_state_folds_only_the_events_after_it_and_the_changelog_is_whole_again(
+    kafka_broker, unique_name, store, tmp_path
+):
+    bootstrap = kafka_broker.bootstrap
+    folder = worker_state.state_folder(tmp_path)
+    events = list(store.read_all())
+    half = events[len(events) // 2].position
+
+    async def scenario() -> tuple[worker_state.SavedJourneys | None, dict, dict]:
+        # given a worker that folded the first half of the log and stopped cleanly
+        make_topics(bootstrap, f"{unique_name}-a")
+        first = processor(bootstrap, f"{unique_name}-a", tmp_path)
+        folded = publish_after(bootstrap, f"{unique_name}-a.events", _first_half(store, half), 0)
+        await run_until_folded(first, folded)
+        saved = worker_state.read(folder)
+        # when the broker lost everything (new, empty topics), the state is handed over and
+        # the relay publishes only the events after its lowest position
+        second_name = f"{unique_name}-b"
+        make_topics(bootstrap, second_name)
+        worker_state.hand_over(folder, topic_id(bootstrap, f"{second_name}.events"), saved.after)
+        republished = publish_after(bootstrap, f"{second_name}.events", store, saved.after)
+        second = processor(bootstrap, second_name, tmp_path)
+        await run_until_folded(second, republished)
+        return saved, second.stats(), await journeys_in_topic(bootstrap, f"{second_name}.journeys")
+
+    saved, stats, journeys = asyncio.run(scenario())
+
+    # then the state named, per partition, the last event folded into it
+    assert saved is not None and set(saved.positions) == set(range(PARTITIONS))
+    assert max(saved.positions.values()) == half
+    # and the second worker adopted every partition, folded only the events after the lowest
+    # of them, and its journeys topic holds every identity's journey of a replay of the log
+    assert stats["adopted_partitions"] == PARTITIONS
+    assert stats["restores"] == 0
+    assert stats["events"] == sum(1 for recorded in events if recorded.position > saved.after)
+    assert journeys == replayed_journeys(store)
+    # and the state was used up (a new one is saved at this worker's stop)
+    assert worker_state.read(folder).positions == {p: max(r.position for r in events
+                                                           if partition_for_key(r.stream.encode(), PARTITIONS) == p)
+                                                   for p in range(PARTITIONS)}
+
+
+def _first_half(store, half: int):
+    """The store's events up to ``half``, as something ``publish_after`` reads."""
+
+    class FirstHalf:
+        def read_all(self, after=None):
+            return (recorded for recorded in store.read_all() if recorded.position <= half)
+
+    return FirstHalf()
+
+
+def test_worker_state__a_state_not_handed_over_is_discarded_and_the_changelog_restores(
+    kafka_broker, unique_name, store, tmp_path
+):
+    bootstrap = kafka_broker.bootstrap
+    folder = worker_state.state_folder(tmp_path)
+
+    async def scenario() -> dict:
+        # given a worker that folded the log and stopped cleanly, saving its state
+        make_topics(bootstrap, unique_name)
+        total = publish_after(bootstrap, f"{unique_name}.events", store, 0)
+        await run_until_folded(processor(bootstrap, unique_name, tmp_path), total)
+        assert worker_state.read(folder) is not None
+        # when the next one starts on a broker that kept its records (nothing handed over)
+        publish_after(bootstrap, f"{unique_name}.events", store, 0)  # the relay re-sent everything
+        second = processor(bootstrap, unique_name, tmp_path)
+        await run_until_folded(second, total)
+        return second.stats()
+
+    stats = asyncio.run(scenario())
+
+    # then it restored from its changelog, every event a duplicate, and adopted nothing
+    assert stats["adopted_partitions"] == 0
+    assert stats["restores"] == PARTITIONS
+    assert stats["applied"] == 0
+
+
+# --- the platform's hand-over ------------------------------------------------------------------
+
+
+def saved_state(tmp_path: Path, store, *, event_id: str | None = None) -> int:
+    """A saved state (empty journeys) whose partitions all folded up to the log's head."""
+    from application.journey_spill import SpilledJourneys
+
+    last = list(store.read_all())[-1]
+    journeys = {p: SpilledJourneys(tmp_path / "worker", keeps_identity=False) for p in range(PARTITIONS)}
+    worker_state.save(worker_state.state_folder(tmp_path), journeys,
+                      {p: (last.position, event_id or str(last.event_id)) for p in journeys}, events_topic_id="old")
+    return last.position
+
+
+def relay_checkpoint(tmp_path: Path, topic: str, checkpoint: Checkpoint | None = None) -> Checkpoint:
+    with SqliteCheckpointStore(tmp_path / "relay.db") as checkpoints:
+        if checkpoint is not None:
+            checkpoints.save(topic, checkpoint)
+        return checkpoints.load(topic)
+
+
+def test_hand_over__a_lost_events_topic_gets_the_state_and_the_relay_resumes_after_it(
+    kafka_broker, unique_name, store, tmp_path
+):
+    # given a saved state, and a relay that had published the log into a topic now lost
+    head = saved_state(tmp_path, store)
+    topic = f"{unique_name}.events"
+    relay_checkpoint(tmp_path, topic, Checkpoint(position=head, offsets={0: 9}, topic_id="the-lost-topic"))
+    make_topics(kafka_broker.bootstrap, unique_name)  # created anew, empty
+
+    # when the platform starts
+    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+
+    # then the relay goes on after the state's position, into the new topic, and the worker is told
+    new_id = topic_id(kafka_broker.bootstrap, topic)
+    assert after == head
+    checkpoint = relay_checkpoint(tmp_path, topic)
+    assert (checkpoint.position, checkpoint.topic_id, checkpoint.offsets) == (head, new_id, {})
+    assert worker_state.handed_over(worker_state.state_folder(tmp_path), new_id) is not None
+    assert worker_state.handed_over(worker_state.state_folder(tmp_path), "another-topic") is None
+
+
+def test_hand_over__a_broker_that_kept_the_topic_gets_nothing_and_the_state_is_discarded(
+    kafka_broker, unique_name, store, tmp_path
+):
+    # given a saved state, and the relay's topic still there
+    head = saved_state(tmp_path, store)
+    topic = f"{unique_name}.events"
+    make_topics(kafka_broker.bootstrap, unique_name)
+    kept = Checkpoint(position=head, offsets={}, topic_id=topic_id(kafka_broker.bootstrap, topic))
+    relay_checkpoint(tmp_path, topic, kept)
+
+    # when the platform starts
+    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+
+    # then nothing is handed over, the relay's checkpoint is as it was, the state is gone
+    assert after is None
+    assert relay_checkpoint(tmp_path, topic).position == head
+    assert worker_state.read(worker_state.state_folder(tmp_path)) is None
+
+
+def test_hand_over__a_log_that_no_longer_holds_the_states_last_event_gets_nothing(
+    kafka_broker, unique_name, store, tmp_path, caplog
+):
+    # given a saved state whose last event is not the one the log holds at that position
+    head = saved_state(tmp_path, store, event_id="00000000-0000-4000-8000-000000000000")
+    topic = f"{unique_name}.events"
+    relay_checkpoint(tmp_path, topic, Checkpoint(position=head, offsets={0: 9}, topic_id="the-lost-topic"))
+    make_topics(kafka_broker.bootstrap, unique_name)
+
+    # when the platform starts
+    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+
+    # then nothing is handed over: the relay republishes the whole log, as without a state
+    assert after is None
+    assert relay_checkpoint(tmp_path, topic).topic_id == "the-lost-topic"
+    assert worker_state.read(worker_state.state_folder(tmp_path)) is None
+    assert "the log no longer holds event" in caplog.text
