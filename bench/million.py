@@ -721,6 +721,21 @@ def documents_at_head(client: httpx.Client, data: Path, guard: MemoryGuard) -> t
     return head, reference
 
 
+RESTART_STORY = ("saved (", "handed over", "not handed over", "adopting", "adopted from the saved state",
+                 "views state taken up", "starting after position", "republishing", "rebuilding partition")
+
+
+def restart_story(folder: Path) -> list[str]:
+    """The log lines of the stop and the restart that say what was saved and taken up."""
+    lines = []
+    for name in ("up.log", "data/run/worker.log", "data/run/relay.log"):
+        path = folder / name
+        if path.exists():
+            lines += [f"{name}: {line.strip()[:220]}" for line in path.read_text(errors="replace").splitlines()
+                      if any(mark in line for mark in RESTART_STORY)]
+    return lines
+
+
 def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, bytes],
             guard: MemoryGuard) -> list[Row]:
     """``touchpoints up`` again on the same folder: seconds from its spawn to the first correct
@@ -758,6 +773,8 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
             rows = platform_rows("restarted, at views ok", up.pid)
         guard.root = None
     log(f"restart: views ok after {rebuilt:.1f} s; {equal} of {len(reference)} default documents as before")
+    for line in restart_story(folder):
+        log(f"restart log: {line}")
     return [
         Row(BENCH, "restart: spawn -> listening", listening, "s"),
         Row(BENCH, f"restart: spawn -> first correct {funnel} (bytes as before, position = head)",

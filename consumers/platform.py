@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it dies
 CHILD_STOP_TIMEOUT = 15.0  # seconds a child has to exit after SIGTERM before it is killed
+FEED_DRAIN_TIMEOUT = 15.0  # seconds the view feed has, once the worker stopped, to read its last journeys
 WORKER_STOP_TIMEOUT = 120.0  # the worker saves its journeys as it stops (streams.worker_state)
 
 
@@ -173,7 +174,7 @@ class Platform:
         from events.registry import REGISTRY
         from streams.broker import BundledBroker
         from streams.topics import ensure_topics
-        from streams.worker_state import hand_over_to_fresh_broker
+        from streams.worker_state import hand_over_to_fresh_broker, views_hold_every_saved_journey
         from streams.view_feed import ViewFeed
 
         settings = self.settings
@@ -192,7 +193,8 @@ class Platform:
                 self.bootstrap = self.broker.bootstrap
             ensure_topics(self.bootstrap, settings.partitions)
             # a broker that lost the events (the bundled one restarted): the worker's saved journeys spare refolding the log
-            self.handed_over_after = hand_over_to_fresh_broker(settings.data, self.store, self.bootstrap)
+            handed = hand_over_to_fresh_broker(settings.data, self.store, self.bootstrap)
+            self.handed_over_after = handed.after if handed is not None else None
             self.demo_loaded = load_demo_if_empty(self.store, settings)
             self.relay = self._child("relay", ["relay", "--stats-interval", "30"])
             worker = ["worker", "--stats-file", str(self._worker_stats_path())]
@@ -209,7 +211,9 @@ class Platform:
             # would take half the CPU the take-up needs (at a million customers 10.9 s instead of ~7)
             # served while the state is taken up, or (none) until the live views caught up with them
             self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
-            self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
+            self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied],
+                                 skip_restated=saved is not None and handed is not None
+                                 and views_hold_every_saved_journey(saved.feed, handed))
             app = create_app(store=self.store, settings=settings, views=self.views,
                              health_checks=self.health_checks(), access=self.access)
             self.server = make_server(app, log_level=settings.log_level)
@@ -317,6 +321,10 @@ class Platform:
         if self._taking_up is not None:
             self._taking_up.join(TAKE_UP_TIMEOUT)  # it starts the feed once done
         if self.feed is not None:
+            # the worker stopped: what it published last reaches the views before they are saved, so a
+            # next start that hands its journeys over need not read them again (streams.worker_state)
+            if self.feed.stats()["status"] == "ok":
+                self.feed.wait_caught_up(FEED_DRAIN_TIMEOUT)
             self.feed.stop()
         if self.views is not None:
             self.views.close()

@@ -105,6 +105,7 @@ from projections import journey as journey_module
 from projections.journey import IdentityJourney
 
 from streams import worker_state
+from streams.worker_state import H_RESTATED
 from streams.journey_state import FoldResult, JourneyState
 from streams.reading import read_to_end
 from streams.topics import (
@@ -120,6 +121,8 @@ from streams.topics import (
     close_admin,
     compression_type,
     copartitioning_error,
+    describe_topics,
+    end_offsets,
     ensure_topics,
     recreate_topic,
 )
@@ -131,7 +134,6 @@ H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that
 H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
 H_JOURNEY_VERSION = "journey_version"  # header: the journey format version the record was written in
 H_EVENTS_POSITION = "events_position"  # header: "<position> <event id>" of the last event folded on the partition
-H_RESTATED = "restated"  # header: a journey published again from a saved state (streams.worker_state)
 
 
 @dataclass
@@ -278,10 +280,32 @@ class JourneyProcessor:
         started = time.monotonic()
         partitions = dict(self.state.partitions)
         worker_state.save(self.state_folder, partitions, {p: self._folded[p] for p in partitions},
-                          events_topic_id=self._topic_id)
+                          events_topic_id=self._topic_id, published=self._journeys_published())
         log.info("processor: journeys state of partitions %s saved (%d journeys) in %.1f s", sorted(partitions),
                  self.state.identity_count(), time.monotonic() - started)
         return True
+
+    def _journeys_published(self) -> tuple[str | None, dict[int, int]] | None:
+        """The journeys topic's id and end offsets (every journey held is on it, before
+        them: nothing is published once stopped); None if the broker cannot say."""
+        from kafka import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000,
+                                     client_id=f"{self.client_id}-admin")
+        except Exception as error:  # noqa: BLE001 - kafka-python's errors: the state is saved without it
+            log.info("processor: the journeys topic's ends are not known (%r)", error)
+            return None
+        try:
+            described = describe_topics(admin, [self.journeys_topic]).get(self.journeys_topic)
+            if described is None:
+                return None
+            return described[0], end_offsets(admin, self.journeys_topic, described[1])
+        except Exception as error:  # noqa: BLE001
+            log.info("processor: the journeys topic's ends are not known (%r)", error)
+            return None
+        finally:
+            close_admin(admin, "processor")
 
     def _unsaveable(self) -> str | None:
         if not self._ran_to_stop:

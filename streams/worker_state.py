@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
 HANDOVER = "handover.json"
+H_RESTATED = "restated"  # journey record header: published again from a handed-over state
 
 
 def state_folder(data: Path) -> Path:
@@ -64,6 +65,8 @@ class SavedJourneys:
     events_topic_id: str
     positions: dict[int, int | None]  # partition -> last events position folded (None: it never had one)
     event_ids: dict[int, str | None]  # partition -> the id of the event at that position
+    journeys_topic_id: str | None = None  # the journeys topic the saved journeys were all published to
+    journeys_ends: dict[int, int] | None = None  # and its end offsets then (None: not known)
 
     @property
     def after(self) -> int:
@@ -76,16 +79,26 @@ class SavedJourneys:
 
 
 def save(folder: Path, journeys: dict[int, Any], positions: dict[int, tuple[int | None, str | None]], *,
-         events_topic_id: str) -> None:
+         events_topic_id: str, published: tuple[str | None, dict[int, int]] | None = None) -> None:
     """Save each partition's journeys (``SpilledJourneys``) and, last, the manifest naming
-    ``positions`` (partition -> position and event id of the last event folded)."""
+    ``positions`` (partition -> position and event id of the last event folded) and where
+    they were all ``published`` (the journeys topic's id and end offsets, if known)."""
     discard(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for partition, held in sorted(journeys.items()):
         held.save_copy(partition_file(folder, partition))
-    _write_json(folder / MANIFEST, {
-        "format": FORMAT, "journey_version": str(journey_module.VERSION), "events_topic_id": events_topic_id,
-        "partitions": {str(p): {"position": positions[p][0], "event_id": positions[p][1]} for p in sorted(journeys)},
+    _write_manifest(SavedJourneys(
+        folder, events_topic_id, {p: positions[p][0] for p in journeys}, {p: positions[p][1] for p in journeys},
+        published[0] if published else None, published[1] if published else None))
+
+
+def _write_manifest(saved: SavedJourneys) -> None:
+    _write_json(saved.folder / MANIFEST, {
+        "format": FORMAT, "journey_version": str(journey_module.VERSION), "events_topic_id": saved.events_topic_id,
+        "partitions": {str(p): {"position": saved.positions[p], "event_id": saved.event_ids[p]}
+                       for p in sorted(saved.positions)},
+        "journeys_topic_id": saved.journeys_topic_id,
+        "journeys_ends": None if saved.journeys_ends is None else {str(p): e for p, e in saved.journeys_ends.items()},
     })
 
 
@@ -103,9 +116,12 @@ def read(folder: Path) -> SavedJourneys | None:
                     manifest.get("format"), manifest.get("journey_version"), FORMAT, journey_module.VERSION)
         return None
     partitions = {int(p): entry for p, entry in manifest["partitions"].items()}
+    ends = manifest.get("journeys_ends")
     saved = SavedJourneys(folder, manifest["events_topic_id"],
                           {p: entry["position"] for p, entry in partitions.items()},
-                          {p: entry["event_id"] for p, entry in partitions.items()})
+                          {p: entry["event_id"] for p, entry in partitions.items()},
+                          manifest.get("journeys_topic_id"),
+                          None if ends is None else {int(p): int(end) for p, end in ends.items()})
     missing = [p for p in partitions if not saved.file(p).is_file()]
     if missing:
         log.warning("worker state: the files of partitions %s are missing: not used", missing)
@@ -140,15 +156,25 @@ def adopted(saved: SavedJourneys, partition: int) -> SavedJourneys:
     state is gone). Returns what is left."""
     positions = {p: v for p, v in saved.positions.items() if p != partition}
     event_ids = {p: v for p, v in saved.event_ids.items() if p != partition}
-    left = SavedJourneys(saved.folder, saved.events_topic_id, positions, event_ids)
+    left = SavedJourneys(saved.folder, saved.events_topic_id, positions, event_ids,
+                         saved.journeys_topic_id, saved.journeys_ends)
     if not positions:
         discard(saved.folder)
-        return left
-    _write_json(saved.folder / MANIFEST, {
-        "format": FORMAT, "journey_version": str(journey_module.VERSION), "events_topic_id": saved.events_topic_id,
-        "partitions": {str(p): {"position": positions[p], "event_id": event_ids[p]} for p in sorted(positions)},
-    })
+    else:
+        _write_manifest(left)
     return left
+
+
+def views_hold_every_saved_journey(feed: dict[str, Any] | None, saved: SavedJourneys) -> bool:
+    """Whether views whose Kafka feed stopped at ``feed`` (its checkpoint) had read every
+    journey the saved state holds: the same journeys topic, read to at least its end
+    offsets when the worker stopped. Then the journeys the worker publishes again from
+    the state (``H_RESTATED``) tell those views nothing, and their feed can skip them."""
+    if not feed or feed.get("kind") != "kafka" or not saved.journeys_ends or saved.journeys_topic_id is None:
+        return False
+    positions = {int(p): int(offset) for p, offset in (feed.get("positions") or {}).items()}
+    return feed.get("topic_id") == saved.journeys_topic_id and all(
+        positions.get(p, 0) >= end for p, end in saved.journeys_ends.items())
 
 
 def discard(folder: Path) -> None:
@@ -173,15 +199,16 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
         os.close(descriptor)
 
 
-def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *, topic: str | None = None) -> int | None:
+def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *,
+                              topic: str | None = None) -> SavedJourneys | None:
     """Before the relay and the worker start: if the broker lost the events topic (it has
     another id than the relay's checkpoint names, and no record: the bundled broker
     restarted), hand the worker's saved state over, so the relay publishes only the events
     after its lowest position instead of the whole log. Checked first: the log still holds
     each partition's last folded event where the state says, the topic has the state's
-    partitions, and the relay had published at least that far. Returns the position the
-    relay resumes after, or None (a state found is discarded then; the relay republishes
-    from 0 after a loss, as without one)."""
+    partitions, and the relay had published at least that far. Returns the state handed
+    over (the relay resumes after its ``after``), or None (a state found is discarded then;
+    the relay republishes from 0 after a loss, as without one)."""
     from kafka import KafkaAdminClient
 
     from streams.checkpoint import Checkpoint, SqliteCheckpointStore
@@ -213,7 +240,7 @@ def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *, topic: 
         close_admin(admin, "platform")
     log.warning("worker state: handed over to %s %s, which lost its records: the relay publishes the events after "
                 "position %d (those before it are not folded again)", topic, described[0], after)
-    return after
+    return saved
 
 
 def _cannot_hand_over(saved: SavedJourneys, store: Any, described: tuple | None, ends: dict[int, int],

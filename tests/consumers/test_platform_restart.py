@@ -106,10 +106,12 @@ def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answer
         # and the log was not folded again: the worker adopted its saved journeys, the relay
         # published only what came after them
         processor = second.worker_health()["processor"]
-        relay = api.get("/healthz").json()["components"]["relay"]
+        feed = second.feed.stats()
     after = second.handed_over_after
     assert after is not None and 0 < after <= head_before
     assert processor["adopted_partitions"] == settings.partitions
     assert processor["journeys_restated"] == identities_before
+    # which the views held already (their feed read every journey before they were saved): skipped unread
+    assert feed["restated_skipped"] == identities_before
     # folded: the new customers' events and those after the lowest partition's last one, no more
     assert processor["events"] <= len(new_events) + (head_before - after)

@@ -177,11 +177,11 @@ def test_hand_over__a_lost_events_topic_gets_the_state_and_the_relay_resumes_aft
     make_topics(kafka_broker.bootstrap, unique_name)  # created anew, empty
 
     # when the platform starts
-    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
 
     # then the relay goes on after the state's position, into the new topic, and the worker is told
     new_id = topic_id(kafka_broker.bootstrap, topic)
-    assert after == head
+    assert handed_state is not None and handed_state.after == head
     checkpoint = relay_checkpoint(tmp_path, topic)
     assert (checkpoint.position, checkpoint.topic_id, checkpoint.offsets) == (head, new_id, {})
     assert worker_state.handed_over(worker_state.state_folder(tmp_path), new_id) is not None
@@ -199,10 +199,10 @@ def test_hand_over__a_broker_that_kept_the_topic_gets_nothing_and_the_state_is_d
     relay_checkpoint(tmp_path, topic, kept)
 
     # when the platform starts
-    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
 
     # then nothing is handed over, the relay's checkpoint is as it was, the state is gone
-    assert after is None
+    assert handed_state is None
     assert relay_checkpoint(tmp_path, topic).position == head
     assert worker_state.read(worker_state.state_folder(tmp_path)) is None
 
@@ -217,10 +217,39 @@ def test_hand_over__a_log_that_no_longer_holds_the_states_last_event_gets_nothin
     make_topics(kafka_broker.bootstrap, unique_name)
 
     # when the platform starts
-    after = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
 
     # then nothing is handed over: the relay republishes the whole log, as without a state
-    assert after is None
+    assert handed_state is None
     assert relay_checkpoint(tmp_path, topic).topic_id == "the-lost-topic"
     assert worker_state.read(worker_state.state_folder(tmp_path)) is None
     assert "the log no longer holds event" in caplog.text
+
+
+# --- whether the views need the journeys published again -----------------------------------------
+
+
+def handed(journeys_topic_id: str | None = "journeys-1", ends: dict[int, int] | None = None):
+    return worker_state.SavedJourneys(Path("unused"), "events-1", {0: 5, 1: 9}, {0: "a", 1: "b"},
+                                      journeys_topic_id, {0: 10, 1: 20} if ends is None else ends)
+
+
+def kafka_feed(topic_id: str = "journeys-1", positions: dict[str, int] | None = None) -> dict:
+    return {"kind": "kafka", "topic": "touchpoints.journeys", "topic_id": topic_id,
+            "positions": {"0": 10, "1": 21} if positions is None else positions}
+
+
+@pytest.mark.parametrize("feed, saved, expected", [
+    (kafka_feed(), handed(), True),
+    (kafka_feed(positions={"0": 10, "1": 19}), handed(), False),  # a journey the views did not read
+    (kafka_feed(positions={"0": 10}), handed(), False),  # a partition never read
+    (kafka_feed(topic_id="journeys-0"), handed(), False),  # another topic's offsets
+    (kafka_feed(), handed(journeys_topic_id=None), False),  # the worker could not say
+    (kafka_feed(), handed(ends={}), False),
+    ({"kind": "store"}, handed(), False),  # views fed from the store
+    (None, handed(), False),
+], ids=["read to the ends", "behind on one", "a partition unread", "another topic", "no topic id", "no ends",
+        "store feed", "no feed"])
+def test_views_hold_every_saved_journey__only_when_their_feed_read_the_same_topic_past_its_ends(feed, saved,
+                                                                                                expected):
+    assert worker_state.views_hold_every_saved_journey(feed, saved) is expected
