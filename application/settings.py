@@ -108,6 +108,9 @@ class Settings(BaseModel):
     # The worker's journey processors keep each identity's journey in a file (one a partition, in
     # <data>/worker/) rather than in memory: its memory stops growing with the population.
     worker_journeys_on_disk: bool = True
+    # A worker saves its journeys at a clean stop, for a next start whose broker lost every record
+    # (streams.worker_state): ``touchpoints up`` turns it on for its worker, beside its bundled broker.
+    worker_saves_state: bool = False
 
     @property
     def sealing(self) -> "Sealing | None":
@@ -166,6 +169,7 @@ class Settings(BaseModel):
             api_key=reader.api_key("API_KEY"),
             views_journeys_on_disk=reader.boolean("VIEWS_JOURNEYS_ON_DISK", False),
             worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", True),
+            worker_saves_state=reader.boolean("WORKER_SAVES_STATE", False),
         )
 
 

@@ -252,6 +252,8 @@ class Platform:
             "TOUCHPOINTS_KAFKA_COMPRESSION": self.settings.kafka_compression,
             "TOUCHPOINTS_LOG_LEVEL": self.settings.log_level,
             "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1" if self.settings.worker_journeys_on_disk else "0",
+            # this platform hands the worker's journeys over when the broker lost the events (streams.worker_state)
+            "TOUCHPOINTS_WORKER_SAVES_STATE": "1",
             "PYTHONUNBUFFERED": "1",
         }
         argv = [self.python, "-m", "consumers.cli.main", *command]

@@ -114,7 +114,7 @@ def create_app(
             bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
             group_id=processor_group, partitions=partitions, compression=settings.kafka_compression,
             journeys_folder=data / "worker" if getattr(settings, "worker_journeys_on_disk", False) else None,
-            state_folder=worker_state.state_folder(data),
+            state_folder=worker_state.state_folder(data) if getattr(settings, "worker_saves_state", False) else None,
         )
         app.processor = processor
         app.service(_processor_service(processor))

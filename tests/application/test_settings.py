@@ -40,6 +40,23 @@ def test_worker_journeys_on_disk__on_unless_turned_off(tmp_path):
     assert create_app(on).processor.state.journeys_folder == tmp_path / "worker"
 
 
+def test_worker_saves_state__only_when_asked_and_only_with_its_journeys_on_disk(tmp_path):
+    # given a worker as deployed alone, one asked to save its state, and one asked with journeys in memory
+    from streams.app import create_app
+    from streams.worker_state import state_folder
+
+    base = {"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_KAFKA": "127.0.0.1:9"}
+    alone = Settings.from_env(base)
+    asked = Settings.from_env({**base, "TOUCHPOINTS_WORKER_SAVES_STATE": "1"})
+    in_memory = Settings.from_env({**base, "TOUCHPOINTS_WORKER_SAVES_STATE": "1",
+                                   "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "0"})
+
+    # then only the one asked, with its journeys in files, saves them (a file is what it copies)
+    assert create_app(alone).processor.state_folder is None
+    assert create_app(asked).processor.state_folder == state_folder(tmp_path)
+    assert create_app(in_memory).processor.state_folder is None
+
+
 def test_store_url__follows_the_data_folder_when_not_set(tmp_path):
     settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path)})
 

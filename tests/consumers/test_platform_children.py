@@ -36,3 +36,5 @@ def test_children__the_worker_keeps_its_journeys_where_the_platform_says(tmp_pat
 
     # then the worker reads the platform's choice
     assert Settings.from_env(worker.env).worker_journeys_on_disk is False
+    # and saves its state at a clean stop, which this platform hands over after a broker loss
+    assert Settings.from_env(worker.env).worker_saves_state is True
