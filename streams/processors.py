@@ -755,6 +755,8 @@ class JourneyProcessor:
         """Restore partitions from the journeys topic (or adopt them from a handed-over
         state, ``_adopt``); returns, per partition, the events topic id and the journey
         format version its last journey names (None: no journey, or one without the header)."""
+        if self._handed is not None:  # another member of the group may have adopted some meanwhile
+            self._handed = worker_state.handed_over(self.state_folder, self._topic_id)
         adopting = [p for p in partitions if self._handed is not None and p in self._handed.positions]
         for partition in adopting:
             await self._adopt(partition)

@@ -102,8 +102,11 @@ def _write_manifest(saved: SavedJourneys) -> None:
     })
 
 
-def read(folder: Path) -> SavedJourneys | None:
-    """The saved state, if one is there that this code can adopt (else None, said in the log)."""
+def read(folder: Path, *, adopting: bool = False) -> SavedJourneys | None:
+    """The saved state, if one is there that this code can adopt (else None, said in the log).
+    ``adopting``: a worker reading a handed-over state; a partition whose file is gone was
+    adopted by another member of the group (published to the changelog first) and is left
+    out, where a state missing files is refused before a hand-over."""
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except FileNotFoundError:
@@ -123,6 +126,11 @@ def read(folder: Path) -> SavedJourneys | None:
                           manifest.get("journeys_topic_id"),
                           None if ends is None else {int(p): int(end) for p, end in ends.items()})
     missing = [p for p in partitions if not saved.file(p).is_file()]
+    if missing and adopting:
+        return SavedJourneys(folder, saved.events_topic_id,
+                             {p: v for p, v in saved.positions.items() if p not in missing},
+                             {p: v for p, v in saved.event_ids.items() if p not in missing},
+                             saved.journeys_topic_id, saved.journeys_ends)
     if missing:
         log.warning("worker state: the files of partitions %s are missing: not used", missing)
         return None
@@ -141,7 +149,7 @@ def handed_over(folder: Path, events_topic_id: str | None) -> SavedJourneys | No
         handover = json.loads((folder / HANDOVER).read_bytes())
     except (OSError, ValueError):
         return None
-    saved = read(folder)
+    saved = read(folder, adopting=True)
     if saved is None or events_topic_id is None or handover.get("events_topic_id") != events_topic_id:
         return None
     if handover.get("after", -1) > saved.after:  # the topic lacks events the state needs
