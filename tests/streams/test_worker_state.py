@@ -253,3 +253,46 @@ def kafka_feed(topic_id: str = "journeys-1", positions: dict[str, int] | None = 
 def test_views_hold_every_saved_journey__only_when_their_feed_read_the_same_topic_past_its_ends(feed, saved,
                                                                                                 expected):
     assert worker_state.views_hold_every_saved_journey(feed, saved) is expected
+
+
+# --- the state's files -------------------------------------------------------------------------
+
+
+def test_saved_state__adopting_a_partition_removes_it_from_the_manifest_and_the_last_removes_the_state(tmp_path, store):
+    # given a saved state of three partitions, handed over
+    head = saved_state(tmp_path, store)
+    folder = worker_state.state_folder(tmp_path)
+    worker_state.hand_over(folder, "new-topic", head)
+    saved = worker_state.handed_over(folder, "new-topic")
+
+    # when partitions are adopted one by one
+    after_one = worker_state.adopted(saved, 0)
+    read_after_one = worker_state.read(folder)
+    after_all = worker_state.adopted(worker_state.adopted(after_one, 1), 2)
+
+    # then the manifest names what is left, and nothing is left at the end
+    assert set(after_one.positions) == set(read_after_one.positions) == {1, 2}
+    assert after_all.positions == {}
+    assert not folder.exists()
+
+
+def test_saved_state__a_file_another_worker_took_is_left_out_when_adopting_and_refused_before_a_hand_over(
+    tmp_path, store
+):
+    # given a saved state one of whose files is gone (another member of the group adopted it)
+    saved_state(tmp_path, store)
+    folder = worker_state.state_folder(tmp_path)
+    worker_state.partition_file(folder, 1).unlink()
+
+    # then a worker adopting leaves that partition to the changelog, and a hand-over refuses the state
+    assert set(worker_state.read(folder, adopting=True).positions) == {0, 2}
+    assert worker_state.read(folder) is None
+
+
+def test_saved_state__of_another_journey_format_is_not_used(tmp_path, store, monkeypatch):
+    # given a saved state, and code whose journey format changed since
+    saved_state(tmp_path, store)
+    monkeypatch.setattr("projections.journey.VERSION", "changed")
+
+    # then it is not used
+    assert worker_state.read(worker_state.state_folder(tmp_path)) is None
