@@ -35,6 +35,15 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   what a producer from before its restart sent meanwhile (``_renew_journeys``). At
   start, a journeys topic of another layout than the events topic, none of whose
   journeys names the events topic there now, is recreated (``_repair_journeys_layout``).
+* A saved state (``state_folder``, ``streams.worker_state``): a clean stop of a member
+  holding every partition copies each partition's journeys file with the last event
+  folded into it (each journey record names it in the ``events_position`` header, so a
+  restored partition knows it too). When ``touchpoints up`` found its broker emptied it
+  hands the state over to the new events topic, into which the relay publishes only the
+  events after the state's lowest position; the processor then adopts each partition on
+  assignment instead of restoring it: every saved journey is produced again (marked
+  ``restated``) before the file is taken, and the events after that position are folded
+  (those folded already are duplicates). Any state not handed over is discarded at start.
 * A recreated events topic (another topic id: the relay deleted and recreated
   it, or a client's metadata request made the broker auto-create it) makes
   every position and committed offset meaningless: they count records of the
