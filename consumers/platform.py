@@ -317,7 +317,7 @@ class Platform:
             self.server.should_exit = True
             self._server_thread.join(15)
         if self._supervisor is not None:
-            self._supervisor.join(5 + 2 * CHILD_STOP_TIMEOUT)
+            self._supervisor.join(5 + WORKER_STOP_TIMEOUT + CHILD_STOP_TIMEOUT)  # it stops the worker, then the relay
         if self._supervisor is None or not self._supervisor.is_alive():
             self._stop_children()  # a no-op for children the supervisor stopped
         if self._taking_up is not None:
