@@ -430,7 +430,7 @@ class Platform:
         report = views_health(self.views, self.store)
         head = report["head"]
         checkpoint = self._relay_checkpoint()
-        processor_lag = processor.get("lag") or 0
+        processor_lag = processor.get("lag")  # None: a partition is still being restored
         report.update(relay_checkpoint=checkpoint, processor_lag=processor_lag, view_feed_lag=feed_lag)
         relayed = head is None or (checkpoint is not None and checkpoint >= head)
         if report["status"] == "ok" and not (relayed and processor_lag == 0 and feed_lag == 0):
@@ -460,7 +460,7 @@ class Platform:
             return False
         checkpoint = self._relay_checkpoint()
         relayed = checkpoint is not None and checkpoint >= restored["position"]
-        return relayed and (processor.get("lag") or 0) == 0
+        return relayed and processor.get("lag") == 0
 
     def worker_health(self) -> dict[str, Any]:
         report = self.worker.health() if self.worker is not None else {"status": "down"}

@@ -639,27 +639,32 @@ class JourneyProcessor:
             self._produced[partition] = (await _acknowledged(batches))[1]
         self._counts["republished_partitions"] += 1
 
-    async def _adopt(self, partition: int) -> None:
-        """Take up ``partition``'s journeys from the handed-over state: publish every one of
-        them to the journeys topic (acknowledged before the file is taken, so a crash in
-        between adopts it again), then adopt the file. The events after the state's lowest
-        position come from the topic; those this partition folded already are duplicates."""
+    async def _adopt(self, partitions: list[int]) -> None:
+        """Take up these partitions' journeys from the handed-over state: publish every one
+        of them to the journeys topic (the partitions at once: the producer keeps one batch
+        in flight a partition), acknowledged before the files are taken, so a crash in
+        between adopts them again; then adopt the files. The events after the state's
+        lowest position come from the topic; those a partition folded already are duplicates."""
         saved = self._handed
         started = time.monotonic()
+        await asyncio.gather(*(self._restate(saved, partition) for partition in partitions))
+        for partition in partitions:
+            count = self.state.adopt(partition, saved.file(partition))
+            self._folded[partition] = (saved.positions[partition], saved.event_ids[partition])
+            self._handed = worker_state.adopted(self._handed, partition)
+            self._counts["adopted_partitions"] += 1
+            self._counts["journeys_restated"] += count
+        if not self._handed.positions:
+            self._handed = None
+        log.info("processor: partitions %s adopted from the saved state: %d journeys published again in %.1f s",
+                 partitions, sum(len(self.state.journeys(p)) for p in partitions), time.monotonic() - started)
+
+    async def _restate(self, saved: worker_state.SavedJourneys, partition: int) -> None:
         last = (saved.positions[partition], saved.event_ids[partition])
         headers = [*self._journey_headers(-1, last), (H_RESTATED, b"1")]
         batches = await self._send_all(partition, saved_encoded_items(saved.file(partition)), headers)
         if batches:
             self._produced[partition] = (await _acknowledged(batches))[1]
-        count = self.state.adopt(partition, saved.file(partition))
-        self._folded[partition] = last
-        self._handed = worker_state.adopted(saved, partition)
-        if not self._handed.positions:
-            self._handed = None
-        self._counts["adopted_partitions"] += 1
-        self._counts["journeys_restated"] += count
-        log.info("processor: partition %d adopted from the saved state: %d journeys published again in %.1f s",
-                 partition, count, time.monotonic() - started)
 
     async def _commit(self, offsets: dict) -> None:
         try:
@@ -684,6 +689,10 @@ class JourneyProcessor:
             if idle:
                 positions = {tp: await self._consumer.committed(tp) or 0 for tp in idle}
                 await self._restore_and_check({tp: (offset, offset) for tp, offset in positions.items()})
+            for tp in self._owned():  # restored with nothing fetched since: its lag, from the broker's end
+                high = self._consumer.highwater(tp)
+                if tp.partition not in self._lag and self.state.owns(tp.partition) and high is not None:
+                    self._lag[tp.partition] = max(high - await self._consumer.position(tp), 0)
 
     async def _restore_and_check(self, fresh: dict[TopicPartition, tuple[int, int]]) -> set:
         """Restore newly assigned partitions (``fresh``: the offsets of the first record to
@@ -767,8 +776,8 @@ class JourneyProcessor:
         if self._handed is not None:  # another member of the group may have adopted some meanwhile
             self._handed = worker_state.handed_over(self.state_folder, self._topic_id)
         adopting = [p for p in partitions if self._handed is not None and p in self._handed.positions]
-        for partition in adopting:
-            await self._adopt(partition)
+        if adopting:
+            await self._adopt(adopting)
         adopted = dict.fromkeys(adopting, (self._topic_id, str(journey_module.VERSION)))
         partitions = [p for p in partitions if p not in adopted]
         if not partitions:
@@ -901,10 +910,15 @@ class JourneyProcessor:
     # --- health --------------------------------------------------------------------
 
     def lag(self) -> int | None:
-        """Records of the owned partitions not folded yet, as of each one's last batch or
-        the start of its rebuild (None before the first batch)."""
-        owned = [self._lag[p] for p in self.state.partitions if p in self._lag]
-        return sum(owned) if owned else None
+        """Records of the assigned partitions not folded yet, as of each one's last batch,
+        the start of its rebuild, or the idle fetch after its restore. None while any
+        assigned partition is not restored (or adopted) and measured so: a readiness check
+        must not take a partition still being restored for one with nothing left."""
+        held = set(self.state.partitions)
+        assigned = {tp.partition for tp in self._owned()} if self._consumer is not None else held
+        if not assigned or any(p not in self._lag or p not in held for p in assigned):
+            return None
+        return sum(self._lag[p] for p in assigned)
 
     def stats(self) -> dict[str, Any]:
         consumer = self._consumer
