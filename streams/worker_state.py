@@ -5,8 +5,8 @@ Without it, a restarted bundled broker holds no events and no journeys: the rela
 republishes the whole log and the worker folds it again (at a million customers ~9 minutes
 during which new events wait). The worker's journeys are already in files
 (``application.journey_spill``); a clean stop copies each partition's file here with the
-position of the last event folded into it, and the platform that starts a fresh bundled
-broker hands them over: it points the relay's checkpoint at the lowest of those positions,
+position of the last event folded into it, and ``touchpoints up``, finding its broker
+emptied, hands them over: it points the relay's checkpoint at the lowest of those positions,
 so only the events after it are published again, and names the new events topic in
 ``handover.json``. The next worker adopts each partition's file, publishes its journeys to
 the (empty) journeys topic, so the changelog holds every journey again before anything new
@@ -17,8 +17,10 @@ Files in ``<data>/worker/state/``:
 
 - ``partition-<p>.sqlite``: the partition's journeys (``SpilledJourneys.save_copy``);
 - ``manifest.json``, written last: format, journey format version, the events topic id the
-  journeys were folded from, and per partition the position and event id of the last event
-  folded (null: the partition never had an event);
+  journeys were folded from, per partition the position and event id of the last event
+  folded (null: the partition never had an event), and the journeys topic's id and end
+  offsets at the stop (the views' feed, if it had read that far, skips the journeys
+  published again: ``views_hold_every_saved_journey``);
 - ``handover.json``, written by the platform: the events topic it created and the position
   after which the relay publishes into it.
 
