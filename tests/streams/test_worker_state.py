@@ -13,40 +13,28 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from application.demo import generate
-from application.ingest import Ingestor
-from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from streams import worker_state
 from streams.checkpoint import Checkpoint, SqliteCheckpointStore
 from streams.processors import JourneyProcessor
-from streams.topics import TopicSpec, close_admin, describe_topics, ensure_topics, event_record, partition_for_key
-from tests.streams.test_processors import PARTITIONS, journeys_in_topic, replayed_journeys, run_until_folded
+from streams.topics import TopicSpec, close_admin, describe_topics, ensure_topics, partition_for_key
+from tests.streams.processor_runs import PARTITIONS, demo_store, publish
+from tests.streams.test_processors import journeys_in_topic, replayed_journeys, run_until_folded
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def store(tmp_path) -> Iterator[SQLiteEventStore]:
-    store = SQLiteEventStore(tmp_path / "events.db")
-    Ingestor(store).append([REGISTRY.validate(item) for item in generate(80, seed=5151)])
+    store = demo_store(tmp_path / "events.db", seed=5151)
     yield store
     store.close()
 
 
-def publish_after(bootstrap: str, topic: str, store, after: int) -> int:
-    """Publish the log's events after position ``after`` as the relay does; how many."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    count = 0
-    for recorded in store.read_all(after + 1):
-        key, value, headers = event_record(recorded)
-        producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
-        count += 1
-    producer.flush()
-    producer.close()
-    return count
+def publish_after(bootstrap: str, topic: str, store, after: int, *, through: int | None = None) -> int:
+    """Publish the log's events after position ``after`` (up to ``through``) as the relay does; how many."""
+    return publish(bootstrap, topic, (recorded for recorded in store.read_all(after + 1)
+                                      if through is None or recorded.position <= through))
 
 
 def topic_id(bootstrap: str, topic: str) -> str:
@@ -80,7 +68,7 @@ def test_worker_state__a_handed_over_state_folds_only_the_events_after_it_and_th
         # given a worker that folded the first half of the log and stopped cleanly
         make_topics(bootstrap, f"{unique_name}-a")
         first = processor(bootstrap, f"{unique_name}-a", tmp_path)
-        folded = publish_after(bootstrap, f"{unique_name}-a.events", _first_half(store, half), 0)
+        folded = publish_after(bootstrap, f"{unique_name}-a.events", store, 0, through=half)
         await run_until_folded(first, folded)
         saved = worker_state.read(folder)
         # when the broker lost everything (new, empty topics), the state is handed over and
@@ -108,16 +96,6 @@ def test_worker_state__a_handed_over_state_folds_only_the_events_after_it_and_th
     assert worker_state.read(folder).positions == {p: max(r.position for r in events
                                                            if partition_for_key(r.stream.encode(), PARTITIONS) == p)
                                                    for p in range(PARTITIONS)}
-
-
-def _first_half(store, half: int):
-    """The store's events up to ``half``, as something ``publish_after`` reads."""
-
-    class FirstHalf:
-        def read_all(self, after=None):
-            return (recorded for recorded in store.read_all() if recorded.position <= half)
-
-    return FirstHalf()
 
 
 def test_worker_state__a_state_not_handed_over_is_discarded_and_the_changelog_restores(
