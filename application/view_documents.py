@@ -19,13 +19,14 @@ also rewrite or drop it (not handled yet).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from application.durable_files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,7 @@ def write_documents(
                                    "position": document_position})[:-1])
         parts.extend((b',"document":', encoded, b"}"))
     parts.append(b"]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(b"".join(parts))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself survives a crash
-    finally:
-        os.close(folder)
+    write_atomically(path, b"".join(parts))
 
 
 def read_documents(path: Path) -> SavedDocuments | None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from application.durable_files import sync_folder
 from application.journey_spill import SpilledJourneys
 from projections import group as group_module
 from projections import journey as journey_module
@@ -172,7 +173,7 @@ def save(folder: Path, fold: Any, *, header: dict[str, Any], journeys: SpilledJo
         os.fsync(file.fileno())
         size = file.tell()
     os.replace(partial, state)
-    _sync_folder(folder)
+    sync_folder(folder)
     return size
 
 
@@ -228,11 +229,3 @@ def _header(file: Any) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ValueError("its header is not an object")
     return header
-
-
-def _sync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

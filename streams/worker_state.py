@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from application.durable_files import write_atomically
 from projections import journey as journey_module
 
 log = logging.getLogger(__name__)
@@ -196,17 +196,7 @@ def discard(folder: Path) -> None:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as file:
-        file.write(json.dumps(value, indent=1).encode())
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
-    descriptor = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    write_atomically(path, json.dumps(value, indent=1).encode())
 
 
 def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *,
