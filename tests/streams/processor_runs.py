@@ -119,6 +119,16 @@ async def folded_until(journeys: JourneyProcessor, expected: dict[str, bytes], t
     return folded(journeys)
 
 
+async def stats_once(journeys: JourneyProcessor, condition, timeout: float = 30) -> dict:
+    """The processor's stats once ``condition(stats)`` holds, or when ``timeout`` passed: what
+    a batch does after its fold (publish, notice a lost topic) lands a moment after the
+    journeys equal what was expected."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition(journeys.stats()) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    return journeys.stats()
+
+
 def replayed(store) -> dict[str, bytes]:
     """Each identity's journey as a replay of the whole log gives it."""
     return {key: journey.to_bytes() for key, journey in replay(store).population.journeys.items()}
