@@ -782,17 +782,22 @@ class LiveViews:
         return saved.feed
 
     def take_up_then_feed(
-        self, saved: view_state.SavedState, feed: Any, *, then: Callable[[], None] | None = None
+        self, saved: view_state.SavedState, feed: Any, *, then: Callable[[], None] | None = None,
+        if_not_taken_up: Callable[[], None] | None = None,
     ) -> threading.Thread:
         """``take_up_state`` in a thread, then start ``feed`` (resumed from the checkpoint saved
         with the state, if it has ``resume_from``) and call ``then``: call it once the API
-        listens, after ``restore_documents``, whose documents are served meanwhile. The thread
-        is returned (join it before saving a state on stop)."""
+        listens, after ``restore_documents``, whose documents are served meanwhile. If the
+        state could not be taken up, ``if_not_taken_up`` is called before the feed starts
+        (what the feed's topic does not hold, the views must get otherwise). The thread is
+        returned (join it before saving a state on stop)."""
 
         def run() -> None:
             checkpoint = self.take_up_state(saved)
             if self._closed.is_set():
                 return
+            if checkpoint is None and if_not_taken_up is not None:
+                if_not_taken_up()
             if checkpoint is not None and hasattr(feed, "resume_from"):
                 feed.resume_from(checkpoint)
             feed.start()

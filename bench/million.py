@@ -721,8 +721,9 @@ def documents_at_head(client: httpx.Client, data: Path, guard: MemoryGuard) -> t
     return head, reference
 
 
-RESTART_STORY = ("saved (", "handed over", "not handed over", "adopting", "adopted from the saved state",
-                 "views state taken up", "starting after position", "republishing", "rebuilding partition")
+RESTART_STORY = ("saved (", "handed over", "not handed over", "restore on the journeys handed over",
+                 "restored journeys", "views state taken up", "starting after position", "republishing",
+                 "rebuilding partition")
 
 
 def restart_story(folder: Path) -> list[str]:

@@ -192,8 +192,15 @@ class Platform:
                 self.broker = BundledBroker(data_dir=self.run_dir).start()
                 self.bootstrap = self.broker.bootstrap
             ensure_topics(self.bootstrap, settings.partitions)
-            # a broker that lost the events (the bundled one restarted): the worker's saved journeys spare refolding the log
-            handed = hand_over_to_fresh_broker(settings.data, self.store, self.bootstrap)
+            self.views = LiveViews(documents_path=documents_path(settings.data),
+                                   journeys_folder=views_journeys_folder(settings),
+                                   state_folder=state_folder(settings.data))
+            saved = self.views.find_state(holds=log_holds(self.store), feed="kafka")  # what the last clean stop saved
+            # a broker that lost the events (the bundled one restarted): the worker's saved journeys spare refolding
+            # the log, if the views' state holds them (the journeys topic will hold only the changes over them)
+            handed = hand_over_to_fresh_broker(
+                settings.data, self.store, self.bootstrap,
+                views_hold=lambda state: saved is not None and views_hold_every_saved_journey(saved.feed, state))
             self.handed_over_after = handed.after if handed is not None else None
             self.demo_loaded = load_demo_if_empty(self.store, settings)
             self.relay = self._child("relay", ["relay", "--stats-interval", "30"])
@@ -201,19 +208,14 @@ class Platform:
             if self.broker is not None:  # tansu 0.6 implements no DeleteRecords: a request kills its connection
                 worker.append("--no-trim")
             self.worker = self._child("worker", worker, stop_timeout=WORKER_STOP_TIMEOUT)
-            self.views = LiveViews(documents_path=documents_path(settings.data),
-                                   journeys_folder=views_journeys_folder(settings),
-                                   state_folder=state_folder(settings.data))
-            saved = self.views.find_state(holds=log_holds(self.store), feed="kafka")  # what the last clean stop saved
-            if saved is None:
+            if saved is None or handed is not None:
                 self._start_children()
             # else the relay and the worker start once the state is in: on two cores their catch-up
-            # would take half the CPU the take-up needs (at a million customers 10.9 s instead of ~7)
+            # would take half the CPU the take-up needs (at a million customers 10.9 s instead of ~7);
+            # handed over, they have only the events after the worker's state to catch up with
             # served while the state is taken up, or (none) until the live views caught up with them
             self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
-            self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied],
-                                 skip_restated=saved is not None and handed is not None
-                                 and views_hold_every_saved_journey(saved.feed, handed))
+            self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
             app = create_app(store=self.store, settings=settings, views=self.views,
                              health_checks=self.health_checks(), access=self.access)
             self.server = make_server(app, log_level=settings.log_level)
@@ -227,13 +229,28 @@ class Platform:
             self._wait_for_api()
             # after the API: restored documents are served without waiting behind the load
             if saved is not None:
-                self._taking_up = self.views.take_up_then_feed(saved, self.feed, then=self._children_due.set)
+                self._taking_up = self.views.take_up_then_feed(
+                    saved, self.feed, then=self._children_due.set,
+                    # the journeys topic holds only the changes over the worker's handed-over journeys
+                    if_not_taken_up=None if handed is None else lambda: self._apply_handed_journeys(handed))
             else:
                 self.feed.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _apply_handed_journeys(self, handed: Any) -> None:
+        """The views' state could not be taken up after the worker's journeys were handed
+        over: give the views those journeys, which the journeys topic does not hold."""
+        from streams.worker_state import saved_journey_batches
+
+        started, count = time.monotonic(), 0
+        for batch in saved_journey_batches(handed):
+            self.views.apply_journeys(batch)
+            count += len(batch)
+        log.warning("the views' state was not taken up: %d journeys handed over to the worker applied in %.1f s",
+                    count, time.monotonic() - started)
 
     def extra_worker(self, name: str) -> ChildProcess:
         """Another worker process of this platform (not started, not supervised): it joins

@@ -40,10 +40,11 @@ aiokafka (``getmany``, a few µs per record) inside the Faust worker (it is a
   folded into it (each journey record names it in the ``events_position`` header, so a
   restored partition knows it too). When ``touchpoints up`` found its broker emptied it
   hands the state over to the new events topic, into which the relay publishes only the
-  events after the state's lowest position; the processor then adopts each partition on
-  assignment instead of restoring it: every saved journey is produced again (marked
-  ``restated``) before the file is taken, and the events after that position are folded
-  (those folded already are duplicates). Any state not handed over is discarded at start.
+  events after the state's lowest position. For the life of that topic the handed-over
+  files are the base of every restore: a partition starts as a copy of its base file with
+  the journeys changelog (only the changes since) over it, and folds the events after its
+  position (those folded already are duplicates); nothing is published again. Any state
+  not handed over is discarded at start.
 * A recreated events topic (another topic id: the relay deleted and recreated
   it, or a client's metadata request made the broker auto-create it) makes
   every position and committed offset meaningless: they count records of the
@@ -108,13 +109,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from application.collector import settle_long_lived_state
-from application.journey_spill import saved_encoded_items
 from events.registry import REGISTRY, EventRegistry
 from projections import journey as journey_module
 from projections.journey import IdentityJourney
 
 from streams import worker_state
-from streams.worker_state import H_RESTATED
 from streams.journey_state import FoldResult, JourneyState
 from streams.reading import read_to_end
 from streams.topics import (
@@ -191,7 +190,7 @@ class JourneyProcessor:
     ):
         """``journeys_folder``: keep each owned partition's journeys in a file there
         instead of in memory (``JourneyState``). ``state_folder``: save them there at a
-        clean stop, and adopt them when the platform hands them over
+        clean stop, and restore on them when the platform handed them over
         (``streams.worker_state``; with ``journeys_folder`` only)."""
         self.bootstrap = bootstrap
         self.compression = compression
@@ -205,7 +204,7 @@ class JourneyProcessor:
         self.client_id = client_id
         self.state = JourneyState(registry, journeys_folder)
         self.state_folder = state_folder if journeys_folder is not None else None
-        self._handed: worker_state.SavedJourneys | None = None  # a saved state handed over to this topic
+        self._handed: worker_state.SavedJourneys | None = None  # the base of the journeys, handed over to this topic
         self._folded: dict[int, tuple[int | None, str | None]] = {}  # partition -> last event folded (position, id)
         self._ran_to_stop = False  # run() returned after stop(): nothing is folded half-way
         self._lock = asyncio.Lock()
@@ -222,7 +221,7 @@ class JourneyProcessor:
             "journeys_published": 0, "restores": 0, "republished_partitions": 0, "commit_failures": 0,
             "rejoins": 0, "topic_recreations": 0, "journeys_topic_recreations": 0, "rewound_partitions": 0,
             "unreadable_journeys": 0, "rebuilds_started": 0, "rebuilds_completed": 0, "rebuilds_missing_events": 0,
-            "adopted_partitions": 0, "journeys_restated": 0,
+            "adopted_partitions": 0, "base_journeys": 0,
         }
         self._rebuilds: dict[int, Rebuild] = {}  # partition -> its rebuild in progress
         self._last_batch_at: float | None = None
@@ -261,19 +260,24 @@ class JourneyProcessor:
         self._stopping.set()
 
     def _take_handed_state(self) -> None:
-        """Keep a saved state if the platform handed it over to the events topic read now;
-        discard any other (the changelog is the truth then)."""
-        folder = self.state_folder
-        if folder is None or not (folder / worker_state.MANIFEST).exists():
+        """Keep the base handed over to the events topic read now; discard any other, and a
+        saved state the platform did not hand over (the changelog is the truth then)."""
+        if self.state_folder is None:
             return
-        self._handed = worker_state.handed_over(folder, self._topic_id)
+        if (self.state_folder / worker_state.MANIFEST).exists():
+            log.info("processor: a saved journeys state was not handed over: discarded")
+            worker_state.discard(self.state_folder)
+        handed = worker_state.handed_folder(self.state_folder)
+        if not (handed / worker_state.MANIFEST).exists():
+            return
+        self._handed = worker_state.handed_over(handed, self._topic_id)
         if self._handed is None:
-            log.info("processor: a saved journeys state was not handed over to %s %s: discarded",
+            log.info("processor: the journeys handed over to another topic than %s %s: discarded",
                      self.events_topic, self._topic_id)
-            worker_state.discard(folder)
+            worker_state.discard(handed)
         else:
-            log.info("processor: adopting the saved journeys of partitions %s (events after position %d come again)",
-                     sorted(self._handed.positions), self._handed.after)
+            log.info("processor: partitions %s restore on the journeys handed over (events after position %d "
+                     "come again)", sorted(self._handed.positions), self._handed.after)
 
     def save_state(self) -> bool:
         """At a clean stop: save the journeys of every partition with the last event folded
@@ -321,8 +325,8 @@ class JourneyProcessor:
             return "the processor did not stop cleanly"
         if self._topic_id is None:
             return "the broker shows no topic ids"
-        if self._rebuilds or self._reassigning or self._handed is not None:
-            return "a rebuild, a rebalance or an adoption was under way"
+        if self._rebuilds or self._reassigning:
+            return "a rebuild or a rebalance was under way"
         existing = self._consumer.partitions_for_topic(self.events_topic) if self._consumer is not None else None
         held = set(self.state.partitions)
         if not existing or held != set(existing) or held != {tp.partition for tp in self._owned()}:
@@ -639,33 +643,6 @@ class JourneyProcessor:
             self._produced[partition] = (await _acknowledged(batches))[1]
         self._counts["republished_partitions"] += 1
 
-    async def _adopt(self, partitions: list[int]) -> None:
-        """Take up these partitions' journeys from the handed-over state: publish every one
-        of them to the journeys topic (the partitions at once: the producer keeps one batch
-        in flight a partition), acknowledged before the files are taken, so a crash in
-        between adopts them again; then adopt the files. The events after the state's
-        lowest position come from the topic; those a partition folded already are duplicates."""
-        saved = self._handed
-        started = time.monotonic()
-        await asyncio.gather(*(self._restate(saved, partition) for partition in partitions))
-        for partition in partitions:
-            count = self.state.adopt(partition, saved.file(partition))
-            self._folded[partition] = (saved.positions[partition], saved.event_ids[partition])
-            self._handed = worker_state.adopted(self._handed, partition)
-            self._counts["adopted_partitions"] += 1
-            self._counts["journeys_restated"] += count
-        if not self._handed.positions:
-            self._handed = None
-        log.info("processor: partitions %s adopted from the saved state: %d journeys published again in %.1f s",
-                 partitions, sum(len(self.state.journeys(p)) for p in partitions), time.monotonic() - started)
-
-    async def _restate(self, saved: worker_state.SavedJourneys, partition: int) -> None:
-        last = (saved.positions[partition], saved.event_ids[partition])
-        headers = [*self._journey_headers(-1, last), (H_RESTATED, b"1")]
-        batches = await self._send_all(partition, saved_encoded_items(saved.file(partition)), headers)
-        if batches:
-            self._produced[partition] = (await _acknowledged(batches))[1]
-
     async def _commit(self, offsets: dict) -> None:
         try:
             await self._consumer.commit(offsets)
@@ -770,22 +747,19 @@ class JourneyProcessor:
                     time.monotonic() - rebuild.started)
 
     async def _restore(self, partitions: list[int]) -> dict[int, tuple[str | None, str | None]]:
-        """Restore partitions from the journeys topic (or adopt them from a handed-over
-        state, ``_adopt``); returns, per partition, the events topic id and the journey
-        format version its last journey names (None: no journey, or one without the header)."""
-        if self._handed is not None:  # another member of the group may have adopted some meanwhile
-            self._handed = worker_state.handed_over(self.state_folder, self._topic_id)
-        adopting = [p for p in partitions if self._handed is not None and p in self._handed.positions]
-        if adopting:
-            await self._adopt(adopting)
-        adopted = dict.fromkeys(adopting, (self._topic_id, str(journey_module.VERSION)))
-        partitions = [p for p in partitions if p not in adopted]
-        if not partitions:
-            return adopted
+        """Restore partitions from the journeys topic, over the base handed over when there
+        is one (``streams.worker_state``); returns, per partition, the events topic id and
+        the journey format version its last journey names (None: no journey, or one without
+        the header; a partition on a base with nothing over it: the base's)."""
+        handed = self._handed
+        based = {p: handed.file(p) for p in partitions if handed is not None and p in handed.positions}
         started = time.monotonic()
         records: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in partitions}
-        incarnations: dict[int, tuple[str | None, str | None]] = dict.fromkeys(partitions, (None, None))
-        last_folded: dict[int, tuple[int, str] | None] = dict.fromkeys(partitions)
+        incarnations: dict[int, tuple[str | None, str | None]] = {
+            p: (handed.events_topic_id, str(journey_module.VERSION)) if p in based else (None, None)
+            for p in partitions}
+        last_folded: dict[int, tuple[int, str] | None] = {
+            p: (handed.positions[p], handed.event_ids[p]) if p in based else None for p in partitions}
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   client_id=f"{self.client_id}-restore", fetch_max_wait_ms=50)
         await reader.start()
@@ -804,15 +778,21 @@ class JourneyProcessor:
                         last_folded[tp.partition] = _last_folded(headers)
         finally:
             await reader.stop()
-        restored = {p: self.state.restore(p, records[p]) for p in partitions}
+        # a base is copied, not read row by row: the partitions at once, out of the event loop
+        counts = await asyncio.gather(*(asyncio.to_thread(self.state.restore, p, records[p], base=based.get(p))
+                                        for p in partitions))
+        restored = dict(zip(partitions, counts))
         for partition, count in restored.items():
             last = last_folded[partition] or ((None, None) if count == 0 else None)
             if last is not None:
                 self._folded[partition] = last
         self._counts["restores"] += len(partitions)
+        self._counts["adopted_partitions"] += len(based)
+        self._counts["base_journeys"] += sum(restored[p] for p in based)
         self._counts["unreadable_journeys"] += sum(self.state.unreadable[p] for p in partitions)
-        log.info("restored journeys %s in %.2f s", restored, time.monotonic() - started)
-        return {**adopted, **incarnations}
+        log.info("restored journeys %s in %.2f s%s", restored, time.monotonic() - started,
+                 f" (partitions {sorted(based)} on the journeys handed over)" if based else "")
+        return incarnations
 
     async def _journey_partitions(self, reader: Any) -> set[int]:
         partitions = reader.partitions_for_topic(self.journeys_topic)

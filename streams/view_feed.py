@@ -31,7 +31,6 @@ from typing import Any
 
 from projections.journey import IdentityJourney, JourneyFormatError
 from streams.topics import JOURNEYS_TOPIC, TopicDescriber
-from streams.worker_state import H_RESTATED
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +80,10 @@ class ViewFeed:
         check_interval: float = 0.5,
         listeners: Sequence[Callable[[JourneyItems], None]] = (),
         resume: dict[str, Any] | None = None,
-        skip_restated: bool = False,
     ):
         """``resume``: a ``checkpoint()`` of a previous feed whose journeys ``views`` holds
         (a views state taken up): followed from there if the topic is still the one it
-        counted records of, else read again from the beginning, newer journeys only.
-        ``skip_restated``: ``views`` holds every journey a worker publishes again from a
-        handed-over state (``streams.worker_state.views_hold_every_saved_journey``): those
-        records are dropped unread (at a million customers, millions of them)."""
+        counted records of, else read again from the beginning, newer journeys only."""
         self.bootstrap = bootstrap
         self.views = views
         self.topic = topic
@@ -102,10 +97,8 @@ class ViewFeed:
         self._highwater: dict[int, int] = {}
         self._topic_id: str | None = None  # the incarnation ``_positions`` count records of
         self._describer = TopicDescriber(bootstrap, topic, "touchpoints-view-feed-admin")
-        self.skip_restated = skip_restated
         self._counts = {
             "records": 0, "applied": 0, "unreadable": 0, "resets": 0, "topic_recreations": 0, "errors": 0,
-            "restated_skipped": 0,
         }
         self._last_error: str | None = None
         self._last_applied_at: float | None = None
@@ -332,10 +325,6 @@ class ViewFeed:
 
     def _apply(self, records: list[Any]) -> None:
         self._counts["records"] += len(records)
-        if self.skip_restated:
-            kept = [record for record in records if not _restated(record.headers)]
-            self._counts["restated_skipped"] += len(records) - len(kept)
-            records = kept
         items, bad = decode_journeys(records)
         self._counts["unreadable"] += bad
         if items:
@@ -345,6 +334,3 @@ class ViewFeed:
             for listener in self.listeners:
                 listener(items)
 
-
-def _restated(headers: Any) -> bool:
-    return any(key == H_RESTATED for key, _ in headers or ())

@@ -1,33 +1,40 @@
 """The journey processor's state, saved when a worker stops cleanly and handed over to the
-next worker when the broker lost every record (the memory-only bundled broker restarted).
+next workers when the broker lost every record (the memory-only bundled broker restarted).
 
 Without it, a restarted bundled broker holds no events and no journeys: the relay
 republishes the whole log and the worker folds it again (at a million customers ~9 minutes
 during which new events wait). The worker's journeys are already in files
-(``application.journey_spill``); a clean stop copies each partition's file here with the
-position of the last event folded into it, and ``touchpoints up``, finding its broker
-emptied, hands them over: it points the relay's checkpoint at the lowest of those positions,
-so only the events after it are published again, and names the new events topic in
-``handover.json``. The next worker adopts each partition's file, publishes its journeys to
-the (empty) journeys topic, so the changelog holds every journey again before anything new
-is folded, and folds the events after the position (those it folded already come again as
-duplicates, which journeys ignore).
+(``application.journey_spill``); a clean stop copies each partition's file to
+``<data>/worker/state/`` with the position of the last event folded into it. ``touchpoints
+up``, finding its broker emptied and the views' own saved state holding every one of those
+journeys, hands them over: it moves them to ``<data>/worker/handed/``, points the relay's
+checkpoint at the lowest of those positions, so only the events after it are published
+again, and names the new events topic in ``handover.json``.
 
-Files in ``<data>/worker/state/``:
+The handed-over files are then the base of the journeys for as long as that events topic
+lives: the new journeys topic holds only what changed over them. A worker restoring a
+partition (its start, a restart after a crash, a rebalance) copies the partition's base and
+applies the changelog over it; it then folds the events after the position (those it folded
+already come again as duplicates, which journeys ignore). Nothing is published again, so
+only readers that hold the base may read the changelog alone: the worker, and the views,
+whose saved state holds it (checked before the hand-over: ``views_hold_every_saved_journey``;
+if that state cannot be taken up after all, the platform applies the base to the views
+itself). The next clean stop saves the worker's whole journeys again (the base with the
+changes: flattened), and the next hand-over replaces the base.
+
+Files in ``<data>/worker/state/`` (as saved) and ``<data>/worker/handed/`` (as handed over):
 
 - ``partition-<p>.sqlite``: the partition's journeys (``SpilledJourneys.save_copy``);
 - ``manifest.json``, written last: format, journey format version, the events topic id the
   journeys were folded from, per partition the position and event id of the last event
   folded (null: the partition never had an event), and the journeys topic's id and end
-  offsets at the stop (the views' feed, if it had read that far, skips the journeys
-  published again: ``views_hold_every_saved_journey``);
-- ``handover.json``, written by the platform: the events topic it created and the position
-  after which the relay publishes into it.
+  offsets at the stop (whether the views read that far: ``views_hold_every_saved_journey``);
+- ``handover.json`` (handed only), written by the platform: the events topic it created and
+  the position after which the relay publishes into it.
 
-A worker that starts without a hand-over naming the events topic it reads (the broker kept
-its records, or the state is of another format) discards the state: its changelog is the
-truth then. A state is used once: each partition's file is removed from the manifest as it
-is adopted, after its journeys were acknowledged on the journeys topic.
+A worker that starts finds a saved state not handed over (the broker kept its records, or
+the views did not hold it) stale and discards it, and a handed-over base naming another
+events topic than the one it reads too: its changelog is the truth then.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,12 +55,17 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
 HANDOVER = "handover.json"
-H_RESTATED = "restated"  # journey record header: published again from a handed-over state
 
 
 def state_folder(data: Path) -> Path:
     """Where a worker whose data folder is ``data`` saves its journeys' state."""
     return Path(data) / "worker" / "state"
+
+
+def handed_folder(state: Path) -> Path:
+    """Where the state saved in ``state`` is moved when it is handed over (the base of the
+    journeys for the life of the events topic it was handed to)."""
+    return state.parent / "handed"
 
 
 def partition_file(folder: Path, partition: int) -> Path:
@@ -104,11 +117,8 @@ def _write_manifest(saved: SavedJourneys) -> None:
     })
 
 
-def read(folder: Path, *, adopting: bool = False) -> SavedJourneys | None:
-    """The saved state, if one is there that this code can adopt (else None, said in the log).
-    ``adopting``: a worker reading a handed-over state; a partition whose file is gone was
-    adopted by another member of the group (published to the changelog first) and is left
-    out, where a state missing files is refused before a hand-over."""
+def read(folder: Path) -> SavedJourneys | None:
+    """The saved state, if one is there that this code can use (else None, said in the log)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except FileNotFoundError:
@@ -128,11 +138,6 @@ def read(folder: Path, *, adopting: bool = False) -> SavedJourneys | None:
                           manifest.get("journeys_topic_id"),
                           None if ends is None else {int(p): int(end) for p, end in ends.items()})
     missing = [p for p in partitions if not saved.file(p).is_file()]
-    if missing and adopting:
-        return SavedJourneys(folder, saved.events_topic_id,
-                             {p: v for p, v in saved.positions.items() if p not in missing},
-                             {p: v for p, v in saved.event_ids.items() if p not in missing},
-                             saved.journeys_topic_id, saved.journeys_ends)
     if missing:
         log.warning("worker state: the files of partitions %s are missing: not used", missing)
         return None
@@ -151,7 +156,7 @@ def handed_over(folder: Path, events_topic_id: str | None) -> SavedJourneys | No
         handover = json.loads((folder / HANDOVER).read_bytes())
     except (OSError, ValueError):
         return None
-    saved = read(folder, adopting=True)
+    saved = read(folder)
     if saved is None or events_topic_id is None or handover.get("events_topic_id") != events_topic_id:
         return None
     if handover.get("after", -1) > saved.after:  # the topic lacks events the state needs
@@ -161,25 +166,11 @@ def handed_over(folder: Path, events_topic_id: str | None) -> SavedJourneys | No
     return saved
 
 
-def adopted(saved: SavedJourneys, partition: int) -> SavedJourneys:
-    """``partition``'s file was adopted: the manifest no longer names it (none left: the
-    state is gone). Returns what is left."""
-    positions = {p: v for p, v in saved.positions.items() if p != partition}
-    event_ids = {p: v for p, v in saved.event_ids.items() if p != partition}
-    left = SavedJourneys(saved.folder, saved.events_topic_id, positions, event_ids,
-                         saved.journeys_topic_id, saved.journeys_ends)
-    if not positions:
-        discard(saved.folder)
-    else:
-        _write_manifest(left)
-    return left
-
-
 def views_hold_every_saved_journey(feed: dict[str, Any] | None, saved: SavedJourneys) -> bool:
     """Whether views whose Kafka feed stopped at ``feed`` (its checkpoint) had read every
     journey the saved state holds: the same journeys topic, read to at least its end
-    offsets when the worker stopped. Then the journeys the worker publishes again from
-    the state (``H_RESTATED``) tell those views nothing, and their feed can skip them."""
+    offsets when the worker stopped. Only then may the state be handed over: the journeys
+    topic after it holds only the changes over the saved journeys."""
     if not feed or feed.get("kind") != "kafka" or not saved.journeys_ends or saved.journeys_topic_id is None:
         return False
     positions = {int(p): int(offset) for p, offset in (feed.get("positions") or {}).items()}
@@ -199,22 +190,27 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     write_atomically(path, json.dumps(value, indent=1).encode())
 
 
-def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *,
-                              topic: str | None = None) -> SavedJourneys | None:
+def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *, topic: str | None = None,
+                              journeys_topic: str | None = None,
+                              views_hold: Callable[[SavedJourneys], bool] | None = None) -> SavedJourneys | None:
     """Before the relay and the worker start: if the broker lost the events topic (it has
     another id than the relay's checkpoint names, and no record: the bundled broker
     restarted), hand the worker's saved state over, so the relay publishes only the events
-    after its lowest position instead of the whole log. Checked first: the log still holds
-    each partition's last folded event where the state says, the topic has the state's
-    partitions, and the relay had published at least that far. Returns the state handed
-    over (the relay resumes after its ``after``), or None (a state found is discarded then;
-    the relay republishes from 0 after a loss, as without one)."""
+    after its lowest position instead of the whole log, and the worker takes its journeys
+    from the files. Checked first: the log still holds each partition's last folded event
+    where the state says, the topics have the state's partitions and hold no record, the
+    relay had published at least that far, and ``views_hold(state)``: the views' saved
+    state holds every saved journey (the journeys topic will hold only the changes over
+    them). Returns the state handed over (in ``handed_folder``; the relay resumes after its
+    ``after``), or None (a state found is discarded then; the relay republishes from 0
+    after a loss, as without one)."""
     from kafka import KafkaAdminClient
 
     from streams.checkpoint import Checkpoint, SqliteCheckpointStore
-    from streams.topics import EVENTS_TOPIC, close_admin, describe_topics, end_offsets
+    from streams.topics import EVENTS_TOPIC, JOURNEYS_TOPIC, close_admin, describe_topics, end_offsets
 
     topic = topic or EVENTS_TOPIC
+    journeys_topic = journeys_topic or JOURNEYS_TOPIC
     folder = state_folder(data)
     saved = read(folder)
     if saved is None:
@@ -223,16 +219,25 @@ def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *,
                              client_id="touchpoints-platform-admin")
     checkpoints = SqliteCheckpointStore(Path(data) / "relay.db")
     try:
-        described = describe_topics(admin, [topic]).get(topic)
+        topics = describe_topics(admin, [topic, journeys_topic])
+        described = topics.get(topic)
         ends = end_offsets(admin, topic, described[1]) if described else {}
+        journeys = topics.get(journeys_topic)
+        journeys_ends = end_offsets(admin, journeys_topic, journeys[1]) if journeys else {}
         relayed = checkpoints.load(topic)
-        reason = _cannot_hand_over(saved, store, described, ends, relayed)
+        reason = (_cannot_hand_over(saved, store, described, ends, relayed)
+                  or (any(journeys_ends.values()) and f"the journeys topic {journeys_topic} holds records")
+                  or (views_hold is not None and not views_hold(saved)
+                      and "the views' saved state does not hold every saved journey") or None)
         if reason is not None:
             log.warning("worker state: not handed over (%s): discarded", reason)
             discard(folder)
             return None
         after = saved.after
-        hand_over(folder, described[0], after)
+        handed = handed_folder(folder)
+        discard(handed)  # the base of a topic that is gone
+        folder.rename(handed)
+        hand_over(handed, described[0], after)
         # the relay finds its topic as it left it (same id, nothing acknowledged in it yet) and goes on after `after`
         checkpoints.save(topic, Checkpoint(position=after, topic_id=described[0]))
     finally:
@@ -240,7 +245,24 @@ def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *,
         close_admin(admin, "platform")
     log.warning("worker state: handed over to %s %s, which lost its records: the relay publishes the events after "
                 "position %d (those before it are not folded again)", topic, described[0], after)
-    return saved
+    return read(handed)
+
+
+def saved_journey_batches(saved: SavedJourneys, size: int = 10_000) -> Iterator[list[tuple[str, Any]]]:
+    """Every journey of ``saved``, decoded, as ``(key, IdentityJourney)`` lists of up to
+    ``size``: what views that could not take up their own state apply before the changelog."""
+    from application.journey_spill import saved_encoded_items
+    from projections.journey import IdentityJourney
+
+    for partition in sorted(saved.positions):
+        batch: list[tuple[str, Any]] = []
+        for key, value in saved_encoded_items(saved.file(partition)):
+            batch.append((key.decode(), IdentityJourney.from_bytes(value)))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def _cannot_hand_over(saved: SavedJourneys, store: Any, described: tuple | None, ends: dict[int, int],

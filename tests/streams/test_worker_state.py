@@ -17,7 +17,7 @@ from events.sqlite.store import SQLiteEventStore
 from streams import worker_state
 from streams.checkpoint import Checkpoint, SqliteCheckpointStore
 from streams.processors import JourneyProcessor
-from streams.topics import TopicSpec, close_admin, describe_topics, ensure_topics, partition_for_key
+from streams.topics import TopicSpec, close_admin, describe_topics, ensure_topics
 from tests.streams.processor_runs import PARTITIONS, demo_store, publish
 from tests.streams.test_processors import journeys_in_topic, replayed_journeys, run_until_folded
 
@@ -56,15 +56,24 @@ def make_topics(bootstrap: str, name: str) -> None:
         TopicSpec(f"{name}.events", PARTITIONS), TopicSpec(f"{name}.journeys", PARTITIONS, {"cleanup.policy": "compact"})])
 
 
-def test_worker_state__a_handed_over_state_folds_only_the_events_after_it_and_the_changelog_is_whole_again(
+def saved_journeys(folder: Path) -> dict[str, bytes]:
+    """Every journey of the state saved in ``folder``, as a replay gives them."""
+    saved = worker_state.read(folder)
+    assert saved is not None, f"no state saved in {folder}"
+    return {key: journey.to_bytes() for batch in worker_state.saved_journey_batches(saved, size=100)
+            for key, journey in batch}
+
+
+def test_worker_state__a_handed_over_state_is_the_base_of_every_restore_and_nothing_is_published_again(
     kafka_broker, unique_name, store, tmp_path
 ):
     bootstrap = kafka_broker.bootstrap
     folder = worker_state.state_folder(tmp_path)
     events = list(store.read_all())
-    half = events[len(events) // 2].position
+    half, three_quarters = events[len(events) // 2].position, events[3 * len(events) // 4].position
+    second_name = f"{unique_name}-b"
 
-    async def scenario() -> tuple[worker_state.SavedJourneys | None, dict, dict]:
+    async def scenario() -> tuple:
         # given a worker that folded the first half of the log and stopped cleanly
         make_topics(bootstrap, f"{unique_name}-a")
         first = processor(bootstrap, f"{unique_name}-a", tmp_path)
@@ -72,30 +81,39 @@ def test_worker_state__a_handed_over_state_folds_only_the_events_after_it_and_th
         await run_until_folded(first, folded)
         saved = worker_state.read(folder)
         # when the broker lost everything (new, empty topics), the state is handed over and
-        # the relay publishes only the events after its lowest position
-        second_name = f"{unique_name}-b"
+        # the relay publishes only the events after its lowest position (here: up to three quarters)
         make_topics(bootstrap, second_name)
-        worker_state.hand_over(folder, topic_id(bootstrap, f"{second_name}.events"), saved.after)
-        republished = publish_after(bootstrap, f"{second_name}.events", store, saved.after)
+        handed = worker_state.handed_folder(folder)
+        folder.rename(handed)
+        worker_state.hand_over(handed, topic_id(bootstrap, f"{second_name}.events"), saved.after)
+        published = publish_after(bootstrap, f"{second_name}.events", store, saved.after, through=three_quarters)
         second = processor(bootstrap, second_name, tmp_path)
-        await run_until_folded(second, republished)
-        return saved, second.stats(), await journeys_in_topic(bootstrap, f"{second_name}.journeys")
+        await run_until_folded(second, published)
+        topic_after_second = await journeys_in_topic(bootstrap, f"{second_name}.journeys")
+        # and, on the same topics, a next worker (a restart, a rebalance) folds the rest
+        rest = publish_after(bootstrap, f"{second_name}.events", store, three_quarters)
+        third = processor(bootstrap, second_name, tmp_path)
+        await run_until_folded(third, rest)
+        return saved, published, second.stats(), topic_after_second, rest, third.stats()
 
-    saved, stats, journeys = asyncio.run(scenario())
+    saved, published, second, topic_after_second, rest, third = asyncio.run(scenario())
 
     # then the state named, per partition, the last event folded into it
     assert saved is not None and set(saved.positions) == set(range(PARTITIONS))
     assert max(saved.positions.values()) == half
-    # and the second worker adopted every partition, folded only the events after the lowest
-    # of them, and its journeys topic holds every identity's journey of a replay of the log
-    assert stats["adopted_partitions"] == PARTITIONS
-    assert stats["restores"] == 0
-    assert stats["events"] == sum(1 for recorded in events if recorded.position > saved.after)
-    assert journeys == replayed_journeys(store)
-    # and the state was used up (a new one is saved at this worker's stop)
-    assert worker_state.read(folder).positions == {p: max(r.position for r in events
-                                                           if partition_for_key(r.stream.encode(), PARTITIONS) == p)
-                                                   for p in range(PARTITIONS)}
+    # and the second worker restored every partition on the journeys handed over, folded only the
+    # events after the lowest position, and published only the journeys those events touched
+    assert second["adopted_partitions"] == PARTITIONS
+    assert second["base_journeys"] == len({r.stream for r in events if r.position <= half})
+    assert second["events"] == published == sum(1 for r in events if saved.after < r.position <= three_quarters)
+    assert set(topic_after_second) == {r.stream for r in events if saved.after < r.position <= three_quarters}
+    # and the third restored on the same base with the changelog over it, and folded only the rest
+    assert third["adopted_partitions"] == PARTITIONS
+    assert third["events"] == rest == sum(1 for r in events if r.position > three_quarters)
+    # and the journeys it saved at its stop (base and changes, flattened) are a replay of the whole log
+    assert saved_journeys(folder) == replayed_journeys(store)
+    # and the base stays for the life of the topic it was handed over to
+    assert worker_state.handed_over(worker_state.handed_folder(folder), topic_id(bootstrap, f"{second_name}.events"))
 
 
 def test_worker_state__a_state_not_handed_over_is_discarded_and_the_changelog_restores(
@@ -118,7 +136,7 @@ def test_worker_state__a_state_not_handed_over_is_discarded_and_the_changelog_re
 
     stats = asyncio.run(scenario())
 
-    # then it restored from its changelog, every event a duplicate, and adopted nothing
+    # then it restored from its changelog alone, every event a duplicate
     assert stats["adopted_partitions"] == 0
     assert stats["restores"] == PARTITIONS
     assert stats["applied"] == 0
@@ -162,8 +180,66 @@ def test_hand_over__a_lost_events_topic_gets_the_state_and_the_relay_resumes_aft
     assert handed_state is not None and handed_state.after == head
     checkpoint = relay_checkpoint(tmp_path, topic)
     assert (checkpoint.position, checkpoint.topic_id, checkpoint.offsets) == (head, new_id, {})
-    assert worker_state.handed_over(worker_state.state_folder(tmp_path), new_id) is not None
-    assert worker_state.handed_over(worker_state.state_folder(tmp_path), "another-topic") is None
+    handed = worker_state.handed_folder(worker_state.state_folder(tmp_path))
+    assert handed_state.folder == handed and not worker_state.state_folder(tmp_path).exists()
+    assert worker_state.handed_over(handed, new_id) is not None
+    assert worker_state.handed_over(handed, "another-topic") is None
+
+
+def lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path) -> str:
+    head = saved_state(tmp_path, store)
+    topic = f"{unique_name}.events"
+    relay_checkpoint(tmp_path, topic, Checkpoint(position=head, offsets={0: 9}, topic_id="the-lost-topic"))
+    make_topics(kafka_broker.bootstrap, unique_name)
+    return topic
+
+
+def test_hand_over__refused_when_the_views_state_does_not_hold_the_saved_journeys(
+    kafka_broker, unique_name, store, tmp_path, caplog
+):
+    # given a saved state and a lost events topic, but views that did not save (or read) every journey
+    topic = lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path)
+
+    # when the platform starts
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic,
+                                                          views_hold=lambda state: False)
+
+    # then nothing is handed over (the journeys topic would lack what the views lack): the relay republishes all
+    assert handed_state is None
+    assert relay_checkpoint(tmp_path, topic).topic_id == "the-lost-topic"
+    assert worker_state.read(worker_state.state_folder(tmp_path)) is None
+    assert "the views' saved state does not hold every saved journey" in caplog.text
+
+
+def test_hand_over__refused_when_the_journeys_topic_kept_records(kafka_broker, unique_name, store, tmp_path, caplog):
+    # given a saved state and a lost events topic, but a journeys topic with records in it
+    topic = lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path)
+    publish(kafka_broker.bootstrap, f"{unique_name}.journeys", list(store.read_all())[:1])
+
+    # when the platform starts
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic,
+                                                          journeys_topic=f"{unique_name}.journeys")
+
+    # then nothing is handed over: those records would be taken as changes over the saved journeys
+    assert handed_state is None
+    assert "holds records" in caplog.text
+
+
+def test_hand_over__replaces_the_base_of_an_earlier_hand_over(kafka_broker, unique_name, store, tmp_path):
+    # given the base of an earlier hand-over, and a newer saved state
+    handed = worker_state.handed_folder(worker_state.state_folder(tmp_path))
+    saved_state(tmp_path, store, event_id="an-older-state")
+    worker_state.state_folder(tmp_path).rename(handed)
+    worker_state.hand_over(handed, "an-older-topic", 1)
+    topic = lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path)
+
+    # when the platform hands the newer one over
+    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+
+    # then it is the base now, and the older one is gone
+    assert handed_state is not None
+    assert worker_state.handed_over(handed, "an-older-topic") is None
+    assert worker_state.read(handed).event_ids == handed_state.event_ids != dict.fromkeys(range(PARTITIONS), "an-older-state")
 
 
 def test_hand_over__a_broker_that_kept_the_topic_gets_nothing_and_the_state_is_discarded(
@@ -204,7 +280,7 @@ def test_hand_over__a_log_that_no_longer_holds_the_states_last_event_gets_nothin
     assert "the log no longer holds event" in caplog.text
 
 
-# --- whether the views need the journeys published again -----------------------------------------
+# --- whether the views hold the saved journeys ---------------------------------------------------
 
 
 def handed(journeys_topic_id: str | None = "journeys-1", ends: dict[int, int] | None = None):
@@ -236,34 +312,13 @@ def test_views_hold_every_saved_journey__only_when_their_feed_read_the_same_topi
 # --- the state's files -------------------------------------------------------------------------
 
 
-def test_saved_state__adopting_a_partition_removes_it_from_the_manifest_and_the_last_removes_the_state(tmp_path, store):
-    # given a saved state of three partitions, handed over
-    head = saved_state(tmp_path, store)
-    folder = worker_state.state_folder(tmp_path)
-    worker_state.hand_over(folder, "new-topic", head)
-    saved = worker_state.handed_over(folder, "new-topic")
-
-    # when partitions are adopted one by one
-    after_one = worker_state.adopted(saved, 0)
-    read_after_one = worker_state.read(folder)
-    after_all = worker_state.adopted(worker_state.adopted(after_one, 1), 2)
-
-    # then the manifest names what is left, and nothing is left at the end
-    assert set(after_one.positions) == set(read_after_one.positions) == {1, 2}
-    assert after_all.positions == {}
-    assert not folder.exists()
-
-
-def test_saved_state__a_file_another_worker_took_is_left_out_when_adopting_and_refused_before_a_hand_over(
-    tmp_path, store
-):
-    # given a saved state one of whose files is gone (another member of the group adopted it)
+def test_saved_state__missing_a_partitions_file_is_not_used(tmp_path, store):
+    # given a saved state one of whose files is gone
     saved_state(tmp_path, store)
     folder = worker_state.state_folder(tmp_path)
     worker_state.partition_file(folder, 1).unlink()
 
-    # then a worker adopting leaves that partition to the changelog, and a hand-over refuses the state
-    assert set(worker_state.read(folder, adopting=True).positions) == {0, 2}
+    # then it is not used
     assert worker_state.read(folder) is None
 
 
