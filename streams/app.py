@@ -39,6 +39,18 @@ class TouchpointsApp(faust.App):
     processor: JourneyProcessor | None = None
     inbound: InboundHandler | None = None
     trimmer: RecordTrimmer | None = None
+    early_service: type[Service] | None = None  # started with the app, before Faust's own group join
+    _early_started: Service | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Services added with ``app.service`` start once Faust's consumer has joined its group and
+        # recovered; the journey processor joins a group of its own, and the bundled broker holds
+        # each join for half the session timeout (~3 s): started here, the two joins overlap.
+        if self.early_service is not None and self._early_started is None:
+            self._early_started = self.early_service(loop=self.loop, beacon=self.beacon)
+            self.add_dependency(self._early_started)  # stopped with the app
+            await self._early_started.maybe_start()
 
     def worker_stats(self) -> dict[str, Any]:
         try:
@@ -117,7 +129,7 @@ def create_app(
             state_folder=worker_state.state_folder(data) if getattr(settings, "worker_saves_state", False) else None,
         )
         app.processor = processor
-        app.service(_processor_service(processor))
+        app.early_service = _processor_service(processor)
     return app
 
 

@@ -74,14 +74,27 @@ class JourneyState:
         partition's journeys (``SpilledJourneys.save_copy``, handed over by
         ``streams.worker_state``) the changelog holds only the changes over: it is copied,
         never taken, and the changelog's records replace its journeys."""
+        return self.install(partition, self.restored(partition, records, base=base))
+
+    def install(self, partition: int, restored: tuple[Journeys, int]) -> int:
+        """Hold ``restored`` (from ``restored``) as the partition's journeys; how many."""
+        journeys, unreadable = restored
+        self.drop(partition)
+        self.partitions[partition] = journeys
+        self.unreadable[partition] = unreadable
+        return len(journeys)
+
+    def restored(self, partition: int, records: Iterable[tuple[bytes | None, bytes | None]], *,
+                 base: Path | None = None) -> tuple[Journeys, int]:
+        """``restore``'s work, without touching what this state holds (so it may run in
+        another thread): the journeys and how many were left out unreadable."""
         latest: dict[str, bytes | None] = {}  # key -> its last record's value
         for key, value in records:
             if key is not None:
                 name = key.decode()
                 latest.pop(name, None)  # keeps the dict in order of each key's last record
                 latest[name] = value
-        self.drop(partition)
-        journeys = self.partitions[partition] = self._empty() if base is None else self._copy_of(base)
+        journeys = self._empty() if base is None else self._copy_of(base)
         spilled = journeys if isinstance(journeys, SpilledJourneys) else None
         readable: list[tuple[str, bytes]] = []
         unreadable: dict[str, JourneyFormatError] = {}
@@ -103,8 +116,7 @@ class JourneyState:
             name, error = next(iter(unreadable.items()))
             log.warning("%d journeys on partition %d unreadable (e.g. %s: %s): left out",
                         len(unreadable), partition, name, error)
-        self.unreadable[partition] = len(unreadable)
-        return len(journeys)
+        return journeys, len(unreadable)
 
     def _copy_of(self, base: Path) -> Journeys:
         """A partition's journeys starting as the copy of ``base``, which stays as it is

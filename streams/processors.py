@@ -779,9 +779,9 @@ class JourneyProcessor:
         finally:
             await reader.stop()
         # a base is copied, not read row by row: the partitions at once, out of the event loop
-        counts = await asyncio.gather(*(asyncio.to_thread(self.state.restore, p, records[p], base=based.get(p))
-                                        for p in partitions))
-        restored = dict(zip(partitions, counts))
+        built = await asyncio.gather(*(asyncio.to_thread(self.state.restored, p, records[p], base=based.get(p))
+                                       for p in partitions))
+        restored = {p: self.state.install(p, journeys) for p, journeys in zip(partitions, built)}
         for partition, count in restored.items():
             last = last_folded[partition] or ((None, None) if count == 0 else None)
             if last is not None:

@@ -129,6 +129,35 @@ def test_restore__journeys_a_later_record_replaces_are_not_counted_unreadable(ne
     assert state.unreadable == {1: 1}
 
 
+def test_restore__on_a_base_file_the_changelog_replaces_its_journeys_and_the_file_stays_as_it_was(
+    new_state, tmp_path
+):
+    from application.journey_spill import SpilledJourneys
+
+    # given a base file of two journeys (as a worker saved them) and a changelog of the changes since
+    kept, changed, newer, added = (IdentityJourney("customer-k"), IdentityJourney("customer-c"),
+                                   IdentityJourney("customer-c"), IdentityJourney("customer-n"))
+    newer.index[7] = None  # one more (non-touch) event applied
+    saved = SpilledJourneys(tmp_path / "saving", keeps_identity=False)
+    saved.update({"customer-k": kept, "customer-c": changed})
+    base = tmp_path / "partition-3.sqlite"
+    saved.save_copy(base)
+    saved.close()
+    before = base.read_bytes()
+
+    # when a partition is restored on it, twice (a restart restores on the same base)
+    for _ in range(2):
+        state = new_state()
+        count = state.restore(3, [(b"customer-c", newer.to_bytes()), (b"customer-n", added.to_bytes())], base=base)
+
+        # then it holds the base's journeys with the changelog's over them
+        assert count == 3
+        assert dict(state.journeys(3)) == {"customer-k": kept, "customer-c": newer, "customer-n": added}
+        state.close()
+    # and the base is as it was
+    assert base.read_bytes() == before
+
+
 def test_fold__resumes_on_restored_journeys_as_if_it_had_never_stopped(store, new_state):
     halves = {p: (records[:len(records) // 2], records[len(records) // 2:])
               for p, records in records_by_partition(store).items()}
