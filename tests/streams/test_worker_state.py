@@ -163,6 +163,13 @@ def relay_checkpoint(tmp_path: Path, topic: str, checkpoint: Checkpoint | None =
         return checkpoints.load(topic)
 
 
+def hand_over(kafka_broker, unique_name: str, store, tmp_path: Path, **kwargs) -> worker_state.SavedJourneys | None:
+    """The platform's hand-over, to this test's own topics."""
+    return worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap,
+                                                  topic=f"{unique_name}.events",
+                                                  journeys_topic=f"{unique_name}.journeys", **kwargs)
+
+
 def test_hand_over__a_lost_events_topic_gets_the_state_and_the_relay_resumes_after_it(
     kafka_broker, unique_name, store, tmp_path
 ):
@@ -173,7 +180,7 @@ def test_hand_over__a_lost_events_topic_gets_the_state_and_the_relay_resumes_aft
     make_topics(kafka_broker.bootstrap, unique_name)  # created anew, empty
 
     # when the platform starts
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path)
 
     # then the relay goes on after the state's position, into the new topic, and the worker is told
     new_id = topic_id(kafka_broker.bootstrap, topic)
@@ -201,8 +208,7 @@ def test_hand_over__refused_when_the_views_state_does_not_hold_the_saved_journey
     topic = lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path)
 
     # when the platform starts
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic,
-                                                          views_hold=lambda state: False)
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path, views_hold=lambda state: False)
 
     # then nothing is handed over (the journeys topic would lack what the views lack): the relay republishes all
     assert handed_state is None
@@ -217,8 +223,7 @@ def test_hand_over__refused_when_the_journeys_topic_kept_records(kafka_broker, u
     publish(kafka_broker.bootstrap, f"{unique_name}.journeys", list(store.read_all())[:1])
 
     # when the platform starts
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic,
-                                                          journeys_topic=f"{unique_name}.journeys")
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path)
 
     # then nothing is handed over: those records would be taken as changes over the saved journeys
     assert handed_state is None
@@ -234,7 +239,7 @@ def test_hand_over__replaces_the_base_of_an_earlier_hand_over(kafka_broker, uniq
     topic = lost_topic_and_a_saved_state(kafka_broker, unique_name, store, tmp_path)
 
     # when the platform hands the newer one over
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path)
 
     # then it is the base now, and the older one is gone
     assert handed_state is not None
@@ -253,7 +258,7 @@ def test_hand_over__a_broker_that_kept_the_topic_gets_nothing_and_the_state_is_d
     relay_checkpoint(tmp_path, topic, kept)
 
     # when the platform starts
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path)
 
     # then nothing is handed over, the relay's checkpoint is as it was, the state is gone
     assert handed_state is None
@@ -271,7 +276,7 @@ def test_hand_over__a_log_that_no_longer_holds_the_states_last_event_gets_nothin
     make_topics(kafka_broker.bootstrap, unique_name)
 
     # when the platform starts
-    handed_state = worker_state.hand_over_to_fresh_broker(tmp_path, store, kafka_broker.bootstrap, topic=topic)
+    handed_state = hand_over(kafka_broker, unique_name, store, tmp_path)
 
     # then nothing is handed over: the relay republishes the whole log, as without a state
     assert handed_state is None
