@@ -208,11 +208,15 @@ class Platform:
             if self.broker is not None:  # tansu 0.6 implements no DeleteRecords: a request kills its connection
                 worker.append("--no-trim")
             self.worker = self._child("worker", worker, stop_timeout=WORKER_STOP_TIMEOUT)
-            if saved is None or handed is not None:
+            if saved is None:
                 self._start_children()
+            elif handed is not None:
+                # handed over, the worker has only the events after its state to fold, and its start is
+                # mostly waiting (its process, the broker's group join): it starts beside the take-up,
+                # the relay (started in ~1 s) after it
+                self.worker.start()
             # else the relay and the worker start once the state is in: on two cores their catch-up
-            # would take half the CPU the take-up needs (at a million customers 10.9 s instead of ~7);
-            # handed over, they have only the events after the worker's state to catch up with
+            # would take half the CPU the take-up needs (at a million customers 10.9 s instead of ~7)
             # served while the state is taken up, or (none) until the live views caught up with them
             self.views.restore_documents(head=self.store.head_position(), ready=self.live_views_caught_up)
             self.feed = ViewFeed(self.bootstrap, self.views, listeners=[self._note_feed_applied])
@@ -306,8 +310,9 @@ class Platform:
             time.sleep(0.02)
 
     def _start_children(self) -> None:
-        self.relay.start()
-        self.worker.start()
+        for child in (self.relay, self.worker):
+            if child.process is None:
+                child.start()
 
     def _supervise(self) -> None:
         while not self._stopping.wait(0.25):
