@@ -247,7 +247,7 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
 
 def saved_encoded_items(path: Path) -> Iterator[tuple[bytes, bytes]]:
     """The journeys of a file ``save_copy`` wrote, as ``encoded_items`` gives them, read
-    without taking the file (it stays where it is until adopted)."""
+    without taking the file (it stays as it is)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         for key, journey in db.execute("SELECT key, journey FROM journeys ORDER BY rowid"):

@@ -343,7 +343,7 @@ class JourneyProcessor:
             await asyncio.wait({self._committing}, timeout=10)
         if self._ran_to_stop and self.state_folder is not None:
             async with self._lock:  # no rebalance moves partitions while they are saved
-                try:  # the next worker adopts it if the broker forgot everything (streams.worker_state)
+                try:  # the next workers restore on it if the broker forgot everything (streams.worker_state)
                     await asyncio.to_thread(self.save_state)
                 except Exception:  # noqa: BLE001 - a saved state is a cache: never a failed stop
                     log.exception("saving the journeys state failed: the next worker restores from the changelog")
@@ -892,7 +892,7 @@ class JourneyProcessor:
     def lag(self) -> int | None:
         """Records of the assigned partitions not folded yet, as of each one's last batch,
         the start of its rebuild, or the idle fetch after its restore. None while any
-        assigned partition is not restored (or adopted) and measured so: a readiness check
+        assigned partition is not restored and measured so: a readiness check
         must not take a partition still being restored for one with nothing left."""
         held = set(self.state.partitions)
         assigned = {tp.partition for tp in self._owned()} if self._consumer is not None else held

@@ -146,7 +146,7 @@ def read(folder: Path) -> SavedJourneys | None:
 
 def hand_over(folder: Path, events_topic_id: str, after: int) -> None:
     """Say that the events topic ``events_topic_id`` holds every event after ``after``:
-    the next worker reading it adopts the saved state."""
+    the next workers reading it restore on the saved journeys."""
     _write_json(folder / HANDOVER, {"events_topic_id": events_topic_id, "after": after})
 
 
