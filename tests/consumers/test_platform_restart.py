@@ -7,6 +7,8 @@ half-loaded population."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -26,17 +28,23 @@ pytestmark = pytest.mark.slow
 POSITION = "X-Touchpoints-Position"
 
 
-def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_take_over(
-    kafka_broker, tmp_path, caplog
-):
-    # given a platform that served the views of a log and stopped (saving its documents)
+def served_then_stopped(kafka_broker, tmp_path, *, seed: int, read: Callable[[Platform, httpx.Client], Any]):
+    """A platform on a fresh broker that served the views of a log (60 demo customers), read
+    with ``read`` once at the head, then stopped cleanly; its settings and what ``read`` gave."""
     kafka_broker.restart()
     settings = platform_settings(tmp_path, kafka_broker.bootstrap)
     with Platform(settings) as first, httpx.Client(base_url=first.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
         first.wait_ready()
-        append_events(first, list(generate(60, seed=91)))
+        append_events(first, list(generate(60, seed=seed)))
         wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
-        before = api.get("/v1/funnel")
+        return settings, read(first, api)
+
+
+def test_restarted_platform__serves_saved_documents_at_once_then_the_live_views_take_over(
+    kafka_broker, tmp_path, caplog
+):
+    # given a platform that served the views of a log and stopped (saving its documents)
+    settings, before = served_then_stopped(kafka_broker, tmp_path, seed=91, read=lambda _, api: api.get("/v1/funnel"))
     assert documents_path(tmp_path).exists()
     head = int(before.headers[POSITION])
 
@@ -70,16 +78,11 @@ def test_restarted_platform__takes_up_the_views_state_of_a_clean_stop_and_answer
     kafka_broker, tmp_path, caplog
 ):
     # given a platform that served the views of a log and stopped cleanly
-    kafka_broker.restart()
-    settings = platform_settings(tmp_path, kafka_broker.bootstrap)
     windowed = {"model": "linear", "lookback_days": 30}
-    with Platform(settings) as first, httpx.Client(base_url=first.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
-        first.wait_ready()
-        append_events(first, list(generate(60, seed=92)))
-        wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
-        before = api.get("/v1/attribution", params=windowed)
-        head_before = first.store.head_position()
-        identities_before = len({recorded.stream for recorded in first.store.read_all()})  # a journey each
+    settings, (before, head_before, identities_before) = served_then_stopped(
+        kafka_broker, tmp_path, seed=92,
+        read=lambda first, api: (api.get("/v1/attribution", params=windowed), first.store.head_position(),
+                                 len({recorded.stream for recorded in first.store.read_all()})))  # a journey each
     assert (state_folder(tmp_path) / view_state.STATE_FILE).exists()
     assert (worker_state.state_folder(tmp_path) / worker_state.MANIFEST).exists()
 
@@ -120,12 +123,7 @@ def test_restarted_platform__whose_views_state_cannot_be_taken_up_gives_the_view
     kafka_broker, tmp_path, caplog
 ):
     # given a platform that served the views of a log and stopped cleanly
-    kafka_broker.restart()
-    settings = platform_settings(tmp_path, kafka_broker.bootstrap)
-    with Platform(settings) as first, httpx.Client(base_url=first.base_url, headers=PLATFORM_HEADERS, timeout=10) as api:
-        first.wait_ready()
-        append_events(first, list(generate(60, seed=94)))
-        wait_until(lambda: api.get("/healthz").json()["ready"], 90, "the views to reach the head")
+    settings, _ = served_then_stopped(kafka_broker, tmp_path, seed=94, read=lambda first, api: None)
     # whose views' state is damaged after its header (found, handed over, but not taken up)
     state = state_folder(tmp_path) / view_state.STATE_FILE
     magic = len(view_state.MAGIC)
