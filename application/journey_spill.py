@@ -256,6 +256,12 @@ def saved_encoded_items(path: Path) -> Iterator[tuple[bytes, bytes]]:
         db.close()
 
 
+def saved_journeys(path: Path) -> Iterator[tuple[str, IdentityJourney]]:
+    """The journeys of a file ``save_copy`` wrote, decoded, read without taking the file."""
+    for key, journey in saved_encoded_items(path):
+        yield key.decode(), IdentityJourney.from_bytes(journey)
+
+
 def _identity_of(journey: IdentityJourney) -> bytes | None:
     """A journey of ``journey``'s links and merges alone (None: it has none)."""
     if not journey.links and not journey.merges:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from application.journey_spill import SpilledJourneys, saved_encoded_items
+from application.journey_spill import SpilledJourneys, saved_journeys
 from events.registry import REGISTRY, EventRegistry, InvalidEvent
 from projections.journey import IdentityJourney, JourneyFormatError
 
@@ -122,7 +122,7 @@ class JourneyState:
         """A partition's journeys starting as the copy of ``base``, which stays as it is
         (a later restore may need it again)."""
         if self.journeys_folder is None:
-            return {key.decode(): IdentityJourney.from_bytes(value) for key, value in saved_encoded_items(base)}
+            return dict(saved_journeys(base))
         self.journeys_folder.mkdir(parents=True, exist_ok=True)
         copy = self.journeys_folder / f"base-copy-{os.getpid()}-{base.name}"
         shutil.copyfile(base, copy)  # the kernel copies (copy_file_range / sendfile): ~1 GB/s, no Python per row

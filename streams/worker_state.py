@@ -251,18 +251,17 @@ def hand_over_to_fresh_broker(data: Path, store: Any, bootstrap: str, *, topic: 
 def saved_journey_batches(saved: SavedJourneys, size: int = 10_000) -> Iterator[list[tuple[str, Any]]]:
     """Every journey of ``saved``, decoded, as ``(key, IdentityJourney)`` lists of up to
     ``size``: what views that could not take up their own state apply before the changelog."""
-    from application.journey_spill import saved_encoded_items
-    from projections.journey import IdentityJourney
+    from application.journey_spill import saved_journeys
 
+    batch: list[tuple[str, Any]] = []
     for partition in sorted(saved.positions):
-        batch: list[tuple[str, Any]] = []
-        for key, value in saved_encoded_items(saved.file(partition)):
-            batch.append((key.decode(), IdentityJourney.from_bytes(value)))
+        for item in saved_journeys(saved.file(partition)):
+            batch.append(item)
             if len(batch) >= size:
                 yield batch
                 batch = []
-        if batch:
-            yield batch
+    if batch:
+        yield batch
 
 
 def _cannot_hand_over(saved: SavedJourneys, store: Any, described: tuple | None, ends: dict[int, int],
