@@ -43,6 +43,12 @@ events each, whole blocks of 1,000, at least 10,000).
    it: restored documents do not), and to ``/healthz``'s views ``ok`` (the whole pipeline at
    the head again; then every default document is compared with the one served before).
 
+Kept: with ``TOUCHPOINTS_BENCH_KEEP=DIR`` (an empty or new folder) the run's folder (data
+folder, logs, and the head and documents served before the stop) stays in DIR; run again
+with the same DIR, the bench only restarts that platform ``TOUCHPOINTS_BENCH_RESTARTS``
+times (default 3), each as step 5 and stopped with SIGTERM: a restart studied or compared
+without the half hour before it.
+
 Every phase logs its figures to stderr as soon as they are known. A memory guard aborts
 the run (kills the platform) when the machine's available memory falls below
 ``MEMORY_FLOOR_MIB``; the verify subprocess is killed first when it is the one running.
@@ -65,7 +71,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +109,10 @@ QUERY_TARGET_MS = 1_000.0
 RESTART_TARGET_SECONDS = 10.0
 STOP_SECONDS = 600.0  # a clean stop saves the views' state: a few seconds a 100,000 customers
 WINDOWED = {"model": "linear", "lookback_days": 30}  # after a restart, answered only by the live views
+ON_DISK = {"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1", "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1"}
+KEEP_VARIABLE = "TOUCHPOINTS_BENCH_KEEP"  # a folder: the run is kept there, and restarted when run again
+REFERENCE_FILE = "reference.json"  # in a kept folder: the head and the documents a restart must serve
+RESTARTS_VARIABLE = "TOUCHPOINTS_BENCH_RESTARTS"  # restarts of a kept run (default 3)
 
 DEFAULT_DOCUMENTS = [*PRECOMPUTED.values(), *(f"/v1/attribution?model={model}" for model in MODELS)]
 WINDOW_START = (2023, 1, 1)  # a one-year window, shifted by a day for each GET
@@ -223,36 +233,80 @@ def rss_by_role(root: int) -> dict[str, float]:
 
 def run(scale: float) -> list[Row]:
     customers = max(MIN_CUSTOMERS, round(FULL_CUSTOMERS * scale / 1000) * 1000)
+    kept = os.environ.get(KEEP_VARIABLE)
+    if kept and (Path(kept) / REFERENCE_FILE).exists():
+        return restarts_only(Path(kept), customers)
     backfill_file, live_file = journey_files(customers)
-    rows: list[Row] = []
-    on_disk = {"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1", "TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK": "1"}
     with tempfile.TemporaryDirectory(prefix="bench-million-") as temporary, MemoryGuard() as guard:
-        folder = Path(temporary)
-        data = folder / "data"
-        rows += report(backfill(backfill_file, data, customers))
-        up = Up(folder, env=on_disk, healthy_within=None, stop_signal=signal.SIGTERM, stop_within=STOP_SECONDS)
-        started = time.perf_counter()
-        with up:
-            guard.root = up.pid
-            with httpx.Client(base_url=up.url, timeout=120, headers=BENCH_HEADERS) as client:
-                head = store_head(data)
-                peaks = PhasePeaks(up.pid)
-                rows += report(catch_up(client, up, started, head, guard))
-                peaks.next_phase("at catch-up")  # (catch_up reported this phase's peaks)
-                rows += report(verify(up, guard))
-                rows += report(peaks.next_phase("during verify --views"))
-                rows += report(live(client, up.url, data, live_file, guard))
-                rows += report(peaks.next_phase("during live ingest"))
-                rows += report(queries(client))
-                head, reference = documents_at_head(client, data, guard)
-                rows += report(peaks.next_phase("during the idle queries"))
-                rows += report(peaks.whole_run("whole run before the restart"))
-            guard.root = None
-            stopping = time.perf_counter()  # the stop is timed: ``Up`` sends SIGTERM on leaving
-        rows += report([Row(BENCH, "SIGTERM -> touchpoints up exited", time.perf_counter() - stopping, "s")])
-        rows += report(restart(folder, on_disk, head, reference, guard))
-        rows += report([Row(BENCH, "the machine's lowest MemAvailable in the run (others' work included)",
-                            guard.lowest_available_mib, "MiB")])
+        folder = Path(kept) if kept else Path(temporary)
+        if kept:
+            if folder.exists() and any(folder.iterdir()):
+                raise RuntimeError(f"{KEEP_VARIABLE}={kept}: not empty and holds no finished run ({REFERENCE_FILE})")
+            folder.mkdir(parents=True, exist_ok=True)
+        return whole_run(folder, customers, backfill_file, live_file, guard, keep=bool(kept))
+
+
+def whole_run(folder: Path, customers: int, backfill_file: Path, live_file: Path, guard: "MemoryGuard", *,
+              keep: bool) -> list[Row]:
+    rows: list[Row] = []
+    data = folder / "data"
+    rows += report(backfill(backfill_file, data, customers))
+    up = Up(folder, env=ON_DISK, healthy_within=None, stop_signal=signal.SIGTERM, stop_within=STOP_SECONDS)
+    started = time.perf_counter()
+    with up:
+        guard.root = up.pid
+        with httpx.Client(base_url=up.url, timeout=120, headers=BENCH_HEADERS) as client:
+            head = store_head(data)
+            peaks = PhasePeaks(up.pid)
+            rows += report(catch_up(client, up, started, head, guard))
+            peaks.next_phase("at catch-up")  # (catch_up reported this phase's peaks)
+            rows += report(verify(up, guard))
+            rows += report(peaks.next_phase("during verify --views"))
+            rows += report(live(client, up.url, data, live_file, guard))
+            rows += report(peaks.next_phase("during live ingest"))
+            rows += report(queries(client))
+            head, reference = documents_at_head(client, data, guard)
+            rows += report(peaks.next_phase("during the idle queries"))
+            rows += report(peaks.whole_run("whole run before the restart"))
+        guard.root = None
+        stopping = time.perf_counter()  # the stop is timed: ``Up`` sends SIGTERM on leaving
+    rows += report([Row(BENCH, "SIGTERM -> touchpoints up exited", time.perf_counter() - stopping, "s")])
+    rows += report(restart(folder, ON_DISK, head, reference, guard))
+    if keep:
+        write_reference(folder, customers, head, reference)
+    rows += report([Row(BENCH, "the machine's lowest MemAvailable in the run (others' work included)",
+                        guard.lowest_available_mib, "MiB")])
+    return rows
+
+
+def write_reference(folder: Path, customers: int, head: int, reference: dict[str, bytes]) -> None:
+    """What ``restarts_only`` checks a restart against: the store's head and the default
+    documents served there before the first stop."""
+    documents = {path: document.decode() for path, document in reference.items()}
+    # the admin key too: the kept access store knows only this run's (a bench's own folder)
+    (folder / REFERENCE_FILE).write_bytes(orjson.dumps({"customers": customers, "head": head, "documents": documents,
+                                                        "admin_key": BENCH_ADMIN_KEY}))
+    log(f"kept the run's folder in {folder}: `{KEEP_VARIABLE}={folder} python -m bench million` restarts it")
+
+
+def restarts_only(folder: Path, customers: int) -> list[Row]:
+    """``RESTARTS`` restarts of a kept run's platform (each stopped with SIGTERM, timed): the
+    restart's figures again without the 30 minutes before them, to study or compare a restart."""
+    kept = orjson.loads((folder / REFERENCE_FILE).read_bytes())
+    if kept["customers"] != customers:
+        raise RuntimeError(f"{folder} holds a run at {kept['customers']:,} customers, not {customers:,}: "
+                           "give its --scale")
+    reference = {path: document.encode() for path, document in kept["documents"].items()}
+    restarts = int(os.environ.get(RESTARTS_VARIABLE, "3"))
+    rows: list[Row] = []
+    with MemoryGuard() as guard:
+        for number in range(1, restarts + 1):
+            log(f"restart {number} of {restarts} of the run kept in {folder}")
+            stopping: list[float] = []
+            rows += report([replace(row, case=f"restart {number}: {row.case.removeprefix('restart: ')}") for row in
+                            restart(folder, ON_DISK, kept["head"], reference, guard, stopped=stopping,
+                                    headers={"authorization": f"Bearer {kept['admin_key']}"})])
+            rows += report([Row(BENCH, f"restart {number}: SIGTERM -> touchpoints up exited", stopping[0], "s")])
     return rows
 
 
@@ -738,9 +792,12 @@ def restart_story(folder: Path) -> list[str]:
 
 
 def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, bytes],
-            guard: MemoryGuard) -> list[Row]:
+            guard: MemoryGuard, *, stopped: list[float] | None = None,
+            headers: dict[str, str] = BENCH_HEADERS) -> list[Row]:
     """``touchpoints up`` again on the same folder: seconds from its spawn to the first correct
-    funnel and to ``/healthz``'s views ok; then every default document against ``reference``."""
+    funnel and to ``/healthz``'s views ok; then every default document against ``reference``.
+    ``stopped`` gets the seconds from the SIGTERM that ends it to its exit; ``headers``: the
+    admin key's (a kept folder's access store holds the key of the run that made it)."""
     funnel = "/v1/funnel"
     started = time.perf_counter()
     first: list[float] = []  # seconds to the first correct funnel, once seen
@@ -748,7 +805,7 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
     with Up(folder, env=env, healthy_within=None, stop_signal=signal.SIGTERM, stop_within=STOP_SECONDS) as up:
         guard.root = up.pid
         listening = time.perf_counter() - started
-        with httpx.Client(base_url=up.url, timeout=30, headers=BENCH_HEADERS) as client:
+        with httpx.Client(base_url=up.url, timeout=30, headers=headers) as client:
             views: dict[str, Any] = {}
 
             def views_ok() -> bool:
@@ -773,6 +830,9 @@ def restart(folder: Path, env: dict[str, str], head: int, reference: dict[str, b
             equal = sum(client.get(path).content == document for path, document in reference.items())
             rows = platform_rows("restarted, at views ok", up.pid)
         guard.root = None
+        stopping = time.perf_counter()  # ``Up`` sends SIGTERM on leaving
+    if stopped is not None:
+        stopped.append(time.perf_counter() - stopping)
     log(f"restart: views ok after {rebuilt:.1f} s; {equal} of {len(reference)} default documents as before")
     for line in restart_story(folder):
         log(f"restart log: {line}")
