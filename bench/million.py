@@ -236,13 +236,12 @@ def run(scale: float) -> list[Row]:
     kept = os.environ.get(KEEP_VARIABLE)
     if kept and (Path(kept) / REFERENCE_FILE).exists():
         return restarts_only(Path(kept), customers)
+    if kept and Path(kept).exists() and any(Path(kept).iterdir()):
+        raise RuntimeError(f"{KEEP_VARIABLE}={kept}: not empty, and no finished run in it ({REFERENCE_FILE})")
     backfill_file, live_file = journey_files(customers)
     with tempfile.TemporaryDirectory(prefix="bench-million-") as temporary, MemoryGuard() as guard:
         folder = Path(kept) if kept else Path(temporary)
-        if kept:
-            if folder.exists() and any(folder.iterdir()):
-                raise RuntimeError(f"{KEEP_VARIABLE}={kept}: not empty and holds no finished run ({REFERENCE_FILE})")
-            folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         return whole_run(folder, customers, backfill_file, live_file, guard, keep=bool(kept))
 
 

@@ -1,10 +1,13 @@
-"""bench/million.py: its pure pieces (freshness bookkeeping, pacing, query windows); the
-run itself takes tens of minutes and is not tested here."""
+"""bench/million.py: its pure pieces (freshness bookkeeping, pacing, query windows, a kept
+run's folder); the run itself takes tens of minutes and is not tested here."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from bench import million
+from bench.http_load import BENCH_ADMIN_KEY
 from bench.million import Freshness, collector_rows, due_times, window
 
 
@@ -69,3 +72,32 @@ def test_collector_rows__the_pauses_of_the_live_phase_by_process_and_generation(
     assert [(row.case.split(":")[1].strip().split(",")[0], row.value) for row in rows] == [
         ("API collector", 0.25), ("worker collector", 0.2)]
     assert "4 collections" in rows[0].case and "longest pause since start 30 ms" in rows[0].case
+
+
+def test_keep__a_finished_run_leaves_what_its_restarts_are_checked_against(tmp_path):
+    documents = {"/v1/funnel": b'{"rows": []}', "/v1/paths": b'{"paths": [1]}'}
+
+    million.write_reference(tmp_path, 10_000, 1_234, documents)
+
+    kept = orjson.loads((tmp_path / million.REFERENCE_FILE).read_bytes())
+    assert kept["customers"] == 10_000 and kept["head"] == 1_234
+    assert {path: document.encode() for path, document in kept["documents"].items()} == documents
+    assert kept["admin_key"] == BENCH_ADMIN_KEY  # the kept access store knows only this key
+
+
+def test_keep__a_kept_run_of_another_size_is_not_restarted(tmp_path):
+    million.write_reference(tmp_path, 10_000, 1_234, {"/v1/funnel": b"{}"})
+
+    with pytest.raises(RuntimeError, match="10,000 customers, not 20,000"):
+        million.restarts_only(tmp_path, 20_000)
+
+
+def test_keep__a_folder_holding_something_else_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setenv(million.KEEP_VARIABLE, str(tmp_path))
+    monkeypatch.setattr(million, "journey_files", lambda customers: pytest.fail("the demo journeys were written"))
+
+    with pytest.raises(RuntimeError, match="not empty, and no finished run in it"):
+        million.run(0.01)
+
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
