@@ -289,8 +289,8 @@ def write_reference(folder: Path, customers: int, head: int, reference: dict[str
 
 
 def restarts_only(folder: Path, customers: int) -> list[Row]:
-    """``RESTARTS`` restarts of a kept run's platform (each stopped with SIGTERM, timed): the
-    restart's figures again without the 30 minutes before them, to study or compare a restart."""
+    """``TOUCHPOINTS_BENCH_RESTARTS`` restarts of a kept run's platform (each stopped with
+    SIGTERM, timed): the restart's figures again without the 30 minutes before them."""
     kept = orjson.loads((folder / REFERENCE_FILE).read_bytes())
     if kept["customers"] != customers:
         raise RuntimeError(f"{folder} holds a run at {kept['customers']:,} customers, not {customers:,}: "
