@@ -76,6 +76,7 @@ from projections.parameters import ViewParameterError
 from application import exports, view_documents, view_state
 from application.fold import LogFold, journey_extent
 from application.journey_spill import SpilledJourneys
+from application.refresh_times import RefreshTimes
 from application.collector import collector_paused, freeze_loaded_state, settle_long_lived_state
 
 Clock = Callable[[], datetime]
@@ -256,6 +257,7 @@ class LiveViews:
         self._version = 0
         self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
         self._last_refresh_seconds = 0.0
+        self._refresh_times = RefreshTimes()
         self._refreshed_version = -1
         self._background = background
         self._refresher: threading.Thread | None = None
@@ -435,26 +437,34 @@ class LiveViews:
             running.set()
 
     def _compute(self, key: ViewKey) -> CachedView:
+        with self._lock:
+            entry = self._computed(key)
+        return self._keep(entry)
+
+    def _computed(self, key: ViewKey) -> CachedView:
+        """The document of ``key`` at the fold as it is (the caller holds ``_lock``), not yet
+        encoded nor cached."""
         name, items = key
         spec = VIEW_SPECS[name]
         params = dict(items)
         started = time.perf_counter()
-        with self._lock:
-            version = self._version
-            position = self._log.position
-            if spec.needs_now and params.get("now") is None:
-                params["now"] = self.now()
-            population = self._log.population
-            maintained = population.summaries.maintained
-            aggregate = None if maintained is None else maintained.find(name, params)
-            with collector_paused():  # summarising and attributing many groups allocate no cycles
-                if aggregate is not None:
-                    population.summaries.refresh()
-                    document = aggregate.document(population, params)
-                else:
-                    document = spec.compute(population, **params)
-        entry = CachedView(key, version, time.monotonic(), time.perf_counter() - started, document, position)
-        entry.json_bytes()  # encode outside the readers' path
+        version = self._version
+        position = self._log.position
+        if spec.needs_now and params.get("now") is None:
+            params["now"] = self.now()
+        population = self._log.population
+        maintained = population.summaries.maintained
+        aggregate = None if maintained is None else maintained.find(name, params)
+        with collector_paused():  # summarising and attributing many groups allocate no cycles
+            if aggregate is not None:
+                population.summaries.refresh()
+                document = aggregate.document(population, params)
+            else:
+                document = spec.compute(population, **params)
+        return CachedView(key, version, time.monotonic(), time.perf_counter() - started, document, position)
+
+    def _keep(self, entry: CachedView) -> CachedView:
+        entry.json_bytes()  # encode outside the readers' path and the lock
         self._store(entry)
         return entry
 
@@ -499,17 +509,30 @@ class LiveViews:
     # --- precomputation ----------------------------------------------------------------
 
     def refresh(self) -> float:
-        """Recompute every precomputed view now (in the caller's thread); seconds taken."""
+        """Recompute every precomputed view now (in the caller's thread); seconds taken.
+
+        The stale documents are computed in one hold of the lock: they all reflect the same
+        position, and a refresh waits for one batch of the feed, not for a batch between each
+        two documents (15 waits behind batches of up to 10,000 journeys held the documents
+        seconds behind the views at a million customers). Encoding comes after, unlocked."""
         started = time.perf_counter()
         ready = self._restored is not None and self._restored_ready()  # before: these documents then hold it
-        version = self._version
-        for key in self._precomputed:
-            if self._closed.is_set():
-                break
-            entry = self._cache.get(key)
-            if entry is None or entry.version != self._version:
-                self._compute(key)
-        self._last_refresh_seconds = time.perf_counter() - started
+        computed = []
+        with self._lock:
+            locked = time.perf_counter()
+            version = self._version
+            for key in self._precomputed:
+                if self._closed.is_set():
+                    break
+                entry = self._cache.get(key)
+                if entry is None or entry.version != version:
+                    computed.append(self._computed(key))
+        unlocked = time.perf_counter()
+        for entry in computed:
+            self._keep(entry)
+        finished = time.perf_counter()
+        self._last_refresh_seconds = finished - started
+        self._refresh_times.add(waiting=locked - started, computing=unlocked - locked, encoding=finished - unlocked)
         self._refreshed_version = version
         self._counts["refreshes"] += 1
         if ready:
@@ -831,6 +854,7 @@ class LiveViews:
             "precomputed_views": len(self._precomputed),
             "maintained_views": len(self._log.population.summaries.maintained or ()),
             "last_refresh_seconds": round(self._last_refresh_seconds, 4),
+            **self._refresh_times.stats(),
             "restored": self.restored_status(),
         }
 

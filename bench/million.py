@@ -602,6 +602,7 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
                 freshness.posted(answered, max(result["position"] for result in answer["results"]))
 
     pauses_before = collector_pauses(client)
+    refreshes_before = refresh_totals(client)
     readers = [threading.Thread(target=poll_status, name="status-poller"),
                threading.Thread(target=read_dashboard, name="dashboard-reader")]
     senders = [threading.Thread(target=send, name=f"sender-{n}") for n in range(LIVE_SENDERS)]
@@ -641,6 +642,7 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
     rows += latency_rows(f"default documents in turn during live ingest, every {DASHBOARD_READ_INTERVAL * 1000:.0f} ms",
                          reads, DOCUMENT_TARGET_MS)
     rows += collector_rows(pauses_before, collector_pauses(client))
+    rows += refresh_rows(refreshes_before, refresh_totals(client))
     return rows
 
 
@@ -676,6 +678,33 @@ def collector_rows(before: Pauses, after: Pauses) -> list[Row]:
             rows.append(Row(BENCH, f"live: {process} collector, generation {generation}: {collections - was[0]:,} "
                                    f"collections, seconds paused in all (longest pause since start "
                                    f"{longest * 1000:.0f} ms)", seconds - was[1], "s"))
+    return rows
+
+
+def refresh_totals(client: httpx.Client) -> dict[str, float]:
+    """The API's refreshes of the default documents so far (``/metrics``): how many, their
+    seconds by part (waiting for the views' lock, computing, encoding), the longest one."""
+    totals: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == "touchpoints_views_refreshes_total":
+            totals["refreshes"] = float(value)
+        elif name == "touchpoints_views_longest_refresh_seconds":
+            totals["longest"] = float(value)
+        elif name.startswith('touchpoints_views_refresh_seconds_total{part="'):
+            totals[name.split('"')[1]] = float(value)
+    return totals
+
+
+def refresh_rows(before: dict[str, float], after: dict[str, float]) -> list[Row]:
+    """The refreshes during the live phase: the documents' freshness is their seconds."""
+    refreshes = after.get("refreshes", 0) - before.get("refreshes", 0)
+    rows = [Row(BENCH, "live: API refreshes of the default documents", refreshes, "refreshes")]
+    for part in ("waiting", "computing", "encoding"):
+        spent = after.get(part, 0.0) - before.get(part, 0.0)
+        rows.append(Row(BENCH, f"live: API refresh, {part} (for the views' lock, when waiting), a refresh on average",
+                        spent / refreshes * 1000 if refreshes else 0.0, "ms"))
+    rows.append(Row(BENCH, "live: API longest refresh since start", after.get("longest", 0.0) * 1000, "ms"))
     return rows
 
 

@@ -497,6 +497,13 @@ def _views_families(views: LiveViews) -> list[MetricFamily]:
         MetricFamily("touchpoints_views_computes_total", "counter", "View documents computed.").add(stats["computes"]),
         MetricFamily("touchpoints_views_last_refresh_seconds", "gauge", "Duration of the last refresh.")
         .add(stats["last_refresh_seconds"]),
+        MetricFamily("touchpoints_views_longest_refresh_seconds", "gauge", "Duration of the longest refresh so far.")
+        .add(stats["longest_refresh_seconds"]),
+        MetricFamily("touchpoints_views_refresh_seconds_total", "counter",
+                     "Seconds the refreshes spent, by part: waiting for the views' lock, computing, encoding.")
+        .add(stats["refresh_waiting_seconds"], {"part": "waiting"})
+        .add(stats["refresh_computing_seconds"], {"part": "computing"})
+        .add(stats["refresh_encoding_seconds"], {"part": "encoding"}),
         MetricFamily("touchpoints_views_stale", "gauge", "1 while the precomputed views trail the data.")
         .add(1 if stats["refreshed_version"] != stats["version"] else 0),
     ]
