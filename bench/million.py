@@ -702,7 +702,8 @@ def refresh_rows(before: dict[str, float], after: dict[str, float]) -> list[Row]
     rows = [Row(BENCH, "live: API refreshes of the default documents", refreshes, "refreshes")]
     for part in ("waiting", "computing", "encoding"):
         spent = after.get(part, 0.0) - before.get(part, 0.0)
-        rows.append(Row(BENCH, f"live: API refresh, {part} (for the views' lock, when waiting), a refresh on average",
+        what = "waiting for the views' lock" if part == "waiting" else part
+        rows.append(Row(BENCH, f"live: API refresh, {what}, a refresh on average",
                         spent / refreshes * 1000 if refreshes else 0.0, "ms"))
     rows.append(Row(BENCH, "live: API longest refresh since start", after.get("longest", 0.0) * 1000, "ms"))
     return rows

@@ -133,6 +133,36 @@ def test_live_views__refresher_brings_precomputed_views_up_to_date_once_per_burs
         views.close()
 
 
+def test_live_views__a_change_during_a_refresh_is_refreshed_without_the_delay():
+    # given a refresher whose first refresh sees another change land while it computes,
+    # after which the delay for a burst becomes a minute
+    views = LiveViews(refresh_delay=0.0)
+    computed = views._computed
+    landed = threading.Event()
+
+    def computing(key):
+        if not landed.is_set():
+            landed.set()
+            views.refresh_delay = 60.0
+            threading.Thread(target=views.apply_events, args=(logged(
+                [touch("ig:@late", "instagram", "2024-01-02T10:00:00Z")], first_position=2),)).start()
+        return computed(key)
+
+    views._computed = computing
+    try:
+        # when a first change starts it
+        views.apply_events(logged([touch("ig:@first", "instagram", "2024-01-01T10:00:00Z")]))
+
+        # then the change that landed meanwhile is in the documents well before a minute
+        deadline = time.monotonic() + 20
+        while views.stats()["refreshed_version"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert views.stats()["refreshed_version"] == views.version == 2
+        assert views.peek("funnel").document["reached"] == 2
+    finally:
+        views.close()
+
+
 def test_live_views__every_precomputed_view_is_cached_after_a_refresh(demo_events):
     views = LiveViews(background=False)
     views.apply_events(demo_events)
@@ -152,6 +182,61 @@ def test_live_views__every_precomputed_view_is_cached_after_a_refresh(demo_event
         assert entry.version == views.version, name
         assert entry.document == replayed[name], name
     assert set(cached) == set(replayed)
+
+
+def test_live_views__a_refresh_while_the_feed_applies_gives_documents_of_one_position(demo_events):
+    # given live views and a feed applying events one at a time meanwhile
+    views = LiveViews(background=False)
+    views.apply_events(demo_events[:100])
+    stop = threading.Event()
+
+    def feed() -> None:
+        for event in demo_events[100:]:
+            if stop.is_set():
+                return
+            views.apply_events([event])
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        # when the documents are refreshed again and again
+        positions = []
+        for _ in range(10):
+            views.refresh()
+            positions.append({views.peek(view, **params).position for view, params in DOCUMENTS.values()})
+    finally:
+        stop.set()
+        feeder.join()
+
+    # then each refresh's documents all reflect one position: a refresh is one cut of the fold
+    assert all(len(seen) == 1 for seen in positions), positions
+    assert views.stats()["refresh_computing_seconds"] > 0
+
+
+def test_live_views__a_refresh_takes_the_views_lock_once(demo_events):
+    # given live views whose documents are all stale, and a lock that counts its holds
+    views = LiveViews(background=False)
+    views.apply_events(demo_events)
+    holds = []
+    lock = views.locked()
+
+    class Counting:
+        def __enter__(self):
+            lock.acquire()
+            holds.append(1)
+
+        def __exit__(self, *exc):
+            lock.release()
+
+    views._lock = Counting()
+
+    # when they are refreshed
+    views.refresh()
+
+    # then the feed waited for the refresh once, not once a document
+    assert len(holds) == 1
+    stats = views.stats()
+    assert stats["longest_refresh_seconds"] >= stats["refresh_computing_seconds"] > 0
 
 
 def test_live_views__concurrent_readers_of_one_new_key_compute_it_once(demo_events):
