@@ -10,8 +10,7 @@ View documents come from ``projections.views`` and are cached per (view, paramet
 
 - the *precomputed* views (every view with its default parameters, every attribution
   model) are recomputed by a background thread after changes, coalesced: a burst of
-  events costs one refresh (``refresh_delay`` after the first change following a quiet
-  spell; under a steady feed the next refresh starts when the last ends), and readers keep
+  events costs one refresh (``refresh_delay`` after the first change), and readers keep
   getting the previous document until the new one is ready, so they never wait on a
   recompute;
 - the default documents of the views ``projections.aggregates`` maintains are rendered
@@ -259,8 +258,6 @@ class LiveViews:
         self._counts = {"events_applied": 0, "journeys_applied": 0, "batches": 0, "refreshes": 0, "computes": 0}
         self._last_refresh_seconds = 0.0
         self._refresh_times = RefreshTimes()
-        self._refresh_started = 0.0  # time.perf_counter() when the last refresh started
-        self._feed_arrived_at = 0.0  # ... when the feed last brought a change (before taking the lock)
         self._refreshed_version = -1
         self._background = background
         self._refresher: threading.Thread | None = None
@@ -329,7 +326,6 @@ class LiveViews:
         (e.g. undecodable ones) so a feed does not read them again."""
         if not logged_events and through_position is None:
             return 0
-        self._feed_arrived_at = time.perf_counter()
         with self._lock:
             self._log.fold(logged_events, through_position=through_position)
             self._counts["events_applied"] += len(logged_events)
@@ -344,7 +340,6 @@ class LiveViews:
         highest log position any applied journey reflects (journeys arrive from several
         partitions, so it is not a watermark here)."""
         count = 0
-        self._feed_arrived_at = time.perf_counter()
         with self._lock:
             folded = self._log
             newer_only = self._newer_only
@@ -520,7 +515,7 @@ class LiveViews:
         position, and a refresh waits for one batch of the feed, not for a batch between each
         two documents (at a million customers under live ingest, those waits held the
         documents' freshness p99 at 6.6 s; one hold: 2.2 s). Encoding comes after, unlocked."""
-        started = self._refresh_started = time.perf_counter()
+        started = time.perf_counter()
         ready = self._restored is not None and self._restored_ready()  # before: these documents then hold it
         computed = []
         with self._lock:
@@ -562,7 +557,6 @@ class LiveViews:
         self._refresher.start()
 
     def _refresh_loop(self) -> None:
-        busy = False  # changes landed while the last refresh ran
         while not self._closed.is_set():
             with self._changed:
                 self._changed.wait_for(
@@ -573,16 +567,14 @@ class LiveViews:
             if self._version == self._refreshed_version:
                 self._when_idle()
                 continue
-            if not busy:  # after a quiet spell, let a burst of changes land first
-                self._closed.wait(self.refresh_delay)
+            # let a burst of changes land first, and the feed apply between two refreshes:
+            # refreshing back to back starved it (bench/million runs 5 and 19, DECISIONS)
+            self._closed.wait(self.refresh_delay)
             try:
                 self.refresh()
             except Exception:  # keep serving the previous documents; retry on the next change
                 self._refreshed_version = self._version
                 log.exception("refreshing the precomputed views failed")
-            # under a steady feed, what arrived during the refresh (applied, or waiting for the
-            # lock the refresh held) is the burst: no delay added
-            busy = self._version != self._refreshed_version or self._feed_arrived_at >= self._refresh_started
 
     def _when_idle(self) -> None:
         """The refresher's check while nothing changes: the shell's signal may come after

@@ -133,36 +133,6 @@ def test_live_views__refresher_brings_precomputed_views_up_to_date_once_per_burs
         views.close()
 
 
-def test_live_views__a_change_during_a_refresh_is_refreshed_without_the_delay():
-    # given a refresher whose first refresh sees another change land while it computes,
-    # after which the delay for a burst becomes a minute
-    views = LiveViews(refresh_delay=0.0)
-    computed = views._computed
-    landed = threading.Event()
-
-    def computing(key):
-        if not landed.is_set():
-            landed.set()
-            views.refresh_delay = 60.0
-            threading.Thread(target=views.apply_events, args=(logged(
-                [touch("ig:@late", "instagram", "2024-01-02T10:00:00Z")], first_position=2),)).start()
-        return computed(key)
-
-    views._computed = computing
-    try:
-        # when a first change starts it
-        views.apply_events(logged([touch("ig:@first", "instagram", "2024-01-01T10:00:00Z")]))
-
-        # then the change that landed meanwhile is in the documents well before a minute
-        deadline = time.monotonic() + 20
-        while views.stats()["refreshed_version"] != 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert views.stats()["refreshed_version"] == views.version == 2
-        assert views.peek("funnel").document["reached"] == 2
-    finally:
-        views.close()
-
-
 def test_live_views__every_precomputed_view_is_cached_after_a_refresh(demo_events):
     views = LiveViews(background=False)
     views.apply_events(demo_events)
