@@ -29,8 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from application.switching import tune_thread_switching
-
 SETTLE_EVERY = 1.0  # seconds: the young generations hold at most this long's survivors
 FROZEN_COUNT_EVERY = 600.0  # seconds between counts of the frozen objects (a walk of all of them)
 
@@ -157,9 +155,8 @@ def tune_for_a_long_running_process() -> None:
     often (and rescans every long-lived object) that it costs 15-20% of ingestion CPU.
     Freezing what startup built and collecting the young generation less often removes
     most of that. From here on the pauses are recorded and ``settle_long_lived_state``
-    freezes what survives. Also sets the GIL's switch interval (``application.switching``)."""
+    freezes what survives."""
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
     PAUSES.install()
     _SETTLER.enabled = True
-    tune_thread_switching()  # not the collector's, but every long-running process wants it too

@@ -464,8 +464,7 @@ def verify(up: Up, guard: MemoryGuard) -> list[Row]:
             outcome = f"not done: killed, memory fell below {MEMORY_FLOOR_MIB:,} MiB available"
         else:
             ok = process.returncode == 0
-            outcome = "equal to a replay" if ok else (
-                f"DIFFERENT or failed (exit {process.returncode}): {(out or err)[-400:].decode(errors='replace')}")
+            outcome = "equal to a replay" if ok else f"DIFFERENT or failed (exit {process.returncode}): {verify_failure(out, err)}"
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
@@ -475,6 +474,19 @@ def verify(up: Up, guard: MemoryGuard) -> list[Row]:
     seconds = time.perf_counter() - started
     log(f"verify: {outcome} ({seconds:.0f} s)")
     return [Row(BENCH, f"verify --views after catch-up: {outcome}", seconds, "s", ok=ok)]
+
+
+def verify_failure(out: bytes, err: bytes) -> str:
+    """What a failed ``verify --views --format json`` says: the views that differ, the position
+    and attempts (the whole report is written to the bench's log), else the end of its output."""
+    try:
+        report = orjson.loads(out)
+        differing = [view["name"] for view in report["views"] if not view["same"]]
+    except (ValueError, KeyError, TypeError):
+        return (out or err)[-400:].decode(errors="replace")
+    log(f"verify report: {out.decode(errors='replace')}")
+    return (f"{', '.join(differing) or 'none'} differ at position {report.get('position')} "
+            f"after {report.get('attempts')} attempts")
 
 
 # --- 3. live --------------------------------------------------------------------------------

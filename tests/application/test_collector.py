@@ -1,5 +1,4 @@
 import gc
-import sys
 import weakref
 
 import pytest
@@ -17,9 +16,8 @@ from application.collector import (
 
 @pytest.fixture
 def restore_gc():
-    was, thresholds, switching = gc.isenabled(), gc.get_threshold(), sys.getswitchinterval()
+    was, thresholds = gc.isenabled(), gc.get_threshold()
     yield
-    sys.setswitchinterval(switching)
     (gc.enable if was else gc.disable)()
     gc.set_threshold(*thresholds)
     gc.unfreeze()
@@ -83,14 +81,6 @@ def test_settle__collects_young_garbage_cycles_and_freezes_what_survived(restore
     assert settled
     assert dead() is None  # collected, not frozen for good
     assert gc.get_freeze_count() >= frozen + len(state)
-
-
-def test_tune__a_long_running_process_hands_the_gil_over_every_millisecond(restore_gc):
-    sys.setswitchinterval(0.005)  # CPython's default
-
-    tune_for_a_long_running_process()
-
-    assert sys.getswitchinterval() == pytest.approx(0.001)
 
 
 def test_settle__happens_at_most_once_a_settle_interval(restore_gc):

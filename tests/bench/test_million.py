@@ -101,3 +101,19 @@ def test_keep__a_folder_holding_something_else_is_refused_before_any_work(tmp_pa
         million.run(0.01)
 
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_verify_failure__names_the_views_that_differ():
+    # given a failed verify's JSON report
+    report = orjson.dumps({"same": False, "position": 42, "attempts": 3, "views": [
+        {"name": "funnel", "same": True}, {"name": "paths", "same": False}, {"name": "prospects", "same": False}]})
+
+    # when the bench says what failed
+    said = million.verify_failure(report, b"")
+
+    # then it names each differing view, the position and the attempts
+    assert said == "paths, prospects differ at position 42 after 3 attempts"
+
+
+def test_verify_failure__without_a_report_gives_the_end_of_the_output():
+    assert million.verify_failure(b"", b"x" * 500 + b"store not found").endswith("store not found")
