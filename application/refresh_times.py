@@ -1,6 +1,6 @@
 """Where the live views' refreshes spend their time: waiting for the fold's lock (held by
 the feed applying a batch), computing the stale documents, encoding them. Totals and the
-longest refresh go to ``LiveViews.stats`` (``/metrics``, ``/v1/status``), and a slow
+longest refresh go to ``LiveViews.stats`` (``/metrics``, ``/v1/views/status``), and a slow
 refresh is logged with its parts: the documents' freshness is these seconds."""
 
 from __future__ import annotations

@@ -661,19 +661,27 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
 Pauses = dict[str, dict[int, tuple[int, float, float]]]
 
 
+def metric_samples(client: httpx.Client) -> dict[str, float]:
+    """The API's ``/metrics`` samples, by name with their labels (``name{label="v"}``)."""
+    samples = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def collector_pauses(client: httpx.Client) -> Pauses:
     """``{process: {generation: (collections, seconds, longest)}}``: the API's from
     ``/metrics``, the worker's from ``/healthz`` (the stats it writes every second)."""
     found: Pauses = {"API": {}, "worker": {}}
-    fields = {"touchpoints_gc_collections_total": 0, "touchpoints_gc_pause_seconds_total": 1,
-              "touchpoints_gc_longest_pause_seconds": 2}
-    values: dict[int, list[float]] = {}
-    for line in client.get("/metrics").text.splitlines():
-        name, _, rest = line.partition('{generation="')
-        if name in fields:
-            generation, _, value = rest.partition('"} ')
-            values.setdefault(int(generation), [0.0, 0.0, 0.0])[fields[name]] = float(value)
-    found["API"] = {g: (int(v[0]), v[1], v[2]) for g, v in values.items()}
+    samples = metric_samples(client)
+    for generation in range(3):
+        names = [f'{name}{{generation="{generation}"}}' for name in (
+            "touchpoints_gc_collections_total", "touchpoints_gc_pause_seconds_total", "touchpoints_gc_longest_pause_seconds")]
+        if all(name in samples for name in names):
+            collections, seconds, longest = (samples[name] for name in names)
+            found["API"][generation] = (int(collections), seconds, longest)
     worker = (client.get("/healthz").json().get("components", {}).get("worker") or {}).get("collector") or {}
     found["worker"] = {g["generation"]: (g["collections"], g["seconds"], g["longest_seconds"])
                        for g in worker.get("generations", [])}
@@ -696,15 +704,11 @@ def collector_rows(before: Pauses, after: Pauses) -> list[Row]:
 def refresh_totals(client: httpx.Client) -> dict[str, float]:
     """The API's refreshes of the default documents so far (``/metrics``): how many, their
     seconds by part (waiting for the views' lock, computing, encoding), the longest one."""
-    totals: dict[str, float] = {}
-    for line in client.get("/metrics").text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == "touchpoints_views_refreshes_total":
-            totals["refreshes"] = float(value)
-        elif name == "touchpoints_views_longest_refresh_seconds":
-            totals["longest"] = float(value)
-        elif name.startswith('touchpoints_views_refresh_seconds_total{part="'):
-            totals[name.split('"')[1]] = float(value)
+    samples = metric_samples(client)
+    totals = {"refreshes": samples.get("touchpoints_views_refreshes_total", 0.0),
+              "longest": samples.get("touchpoints_views_longest_refresh_seconds", 0.0)}
+    for part in ("waiting", "computing", "encoding"):
+        totals[part] = samples.get(f'touchpoints_views_refresh_seconds_total{{part="{part}"}}', 0.0)
     return totals
 
 

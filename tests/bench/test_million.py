@@ -117,3 +117,24 @@ def test_verify_failure__names_the_views_that_differ():
 
 def test_verify_failure__without_a_report_gives_the_end_of_the_output():
     assert million.verify_failure(b"", b"x" * 500 + b"store not found").endswith("store not found")
+
+
+def test_refresh_totals__reads_the_refresh_parts_from_the_apis_metrics_as_rendered():
+    # given /metrics as the API renders the views' refresh families
+    import httpx
+
+    from consumers.api.metrics import MetricFamily, render
+
+    text = render([
+        MetricFamily("touchpoints_views_refreshes_total", "counter", "Refreshes.").add(12),
+        MetricFamily("touchpoints_views_longest_refresh_seconds", "gauge", "Longest.").add(1.5),
+        MetricFamily("touchpoints_views_refresh_seconds_total", "counter", "By part.")
+        .add(0.25, {"part": "waiting"}).add(3.0, {"part": "computing"}).add(0.125, {"part": "encoding"}),
+    ])
+    client = httpx.Client(base_url="http://api", transport=httpx.MockTransport(lambda request: httpx.Response(200, text=text)))
+
+    # when the bench reads them
+    totals = million.refresh_totals(client)
+
+    # then every part is there
+    assert totals == {"refreshes": 12.0, "longest": 1.5, "waiting": 0.25, "computing": 3.0, "encoding": 0.125}
