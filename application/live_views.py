@@ -330,6 +330,7 @@ class LiveViews:
             self._log.fold(logged_events, through_position=through_position)
             self._counts["events_applied"] += len(logged_events)
             self._counts["batches"] += 1
+            self._maintain()
             self._bump()
         settle_long_lived_state()  # the population lives on: keep it out of full collections
         return len(logged_events)
@@ -356,9 +357,20 @@ class LiveViews:
             if count:
                 self._counts["journeys_applied"] += count
                 self._counts["batches"] += 1
+                self._maintain()
                 self._bump()
         settle_long_lived_state()  # the population lives on: keep it out of full collections
         return count
+
+    def _maintain(self) -> None:
+        """With a refresher (the caller holds ``_lock``): bring the group summaries and the
+        maintained aggregates up to the batch just applied, in the feed's thread, so a
+        refresh only renders documents (~20 ms at a million customers) and holds the lock
+        that briefly. Maintained in the refresh instead, that work (~0.3-0.5 s a refresh
+        at 5,000 events/s there) kept the feed waiting and the documents a refresh behind."""
+        if self._background and not self._closed.is_set():
+            with collector_paused():  # summarising many groups allocates no cycles
+                self._log.population.summaries.refresh()
 
     def _bump(self) -> None:
         with self._changed:

@@ -209,6 +209,29 @@ def test_live_views__a_refresh_takes_the_views_lock_once(demo_events):
     assert stats["longest_refresh_seconds"] >= stats["refresh_computing_seconds"] > 0
 
 
+def test_live_views__with_a_refresher_the_feed_maintains_the_aggregates_as_it_applies(demo_events):
+    # given live views served by a refresher (that will not refresh during the test) and
+    # views without one, each fed the same events
+    served = LiveViews(refresh_delay=60.0)
+    on_demand = LiveViews(background=False)
+    try:
+        # when a batch is applied
+        served.apply_events(demo_events)
+        on_demand.apply_events(demo_events)
+
+        # then the served views' aggregates hold it already: a refresh only renders documents
+        with served.locked():
+            assert not served.population.summaries.stale
+            maintained = served.population.summaries.maintained
+            funnel = maintained.find("funnel", {}).document(served.population, {})
+        assert on_demand.population.summaries.stale  # without a refresher: at the first query
+        assert funnel == on_demand.document("funnel")
+        assert served.stats()["refreshes"] == 0
+    finally:
+        served.close()
+        on_demand.close()
+
+
 def test_live_views__concurrent_readers_of_one_new_key_compute_it_once(demo_events):
     views = LiveViews(background=False)
     views.apply_events(demo_events)

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from application.live_views import VIEW_SPECS
 from projections.aggregates import MaintainedViews
-from projections.aggregates.conversion_time import ConversionTime, _exact_sums, _to_float
+from projections.aggregates.conversion_time import (
+    _DAY_US,
+    ConversionTime,
+    _decided_total,
+    _exact_sums,
+    _TimesColumn,
+    _to_float,
+)
 from projections.conversion_time import conversion_time_view
 from tests.projections.aggregates.maintained import assert_maintained_like_defined, demo_log, spec_log
 from tests.projections.spec import merge, order, touch
@@ -101,3 +108,38 @@ def test_conversion_time__the_live_views_precomputed_parameters_are_rendered_by_
     for params in spec.precomputed:
         merged = {**dict(spec.key(params)[1]), "now": NOW}
         assert isinstance(MaintainedViews.default().find("conversion_time", merged), ConversionTime)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ages_us=st.lists(st.integers(0, 20 * 365 * _DAY_US) | st.integers(0, 10_000), min_size=1, max_size=40),
+    now=st.integers(10**15, 2 * 10**15),
+)
+def test_decided_total__gives_the_mean_fsum_of_the_ages_gives(ages_us, now):
+    times = [now - age for age in ages_us]
+    ages = [(now - time) / _DAY_US for time in times]
+
+    total = _decided_total(len(times), now, sum(times), max(times))
+
+    assert total is not None
+    assert round(total / len(times), 3) == round(math.fsum(ages) / len(ages), 3)
+
+
+def test_decided_total__leaves_a_mean_on_a_rounding_boundary_and_clipped_ages_to_the_exact_pass():
+    now = 10**15
+    half_a_thousandth_of_a_day = _DAY_US // 2000  # the exact age 0.0005: round() needs the float sum's last bit
+
+    assert _decided_total(1, now, now - half_a_thousandth_of_a_day, now - half_a_thousandth_of_a_day) is None
+    assert _decided_total(2, now, 2 * now, now + 1) is None  # a first touch after now: its age is clipped at 0
+
+
+def test_conversion_time__renders_the_default_document_without_reading_the_prospects_column(monkeypatch):
+    """Given a demo population, now after every touch: the means come from the kept sums (the
+    column's O(prospects) pass would fail here) and equal the definition's."""
+    def refused(self, now):
+        raise AssertionError("the column's pass was not needed")
+
+    monkeypatch.setattr(_TimesColumn, "age_totals", refused)
+
+    assert_maintained_like_defined(ConversionTime(), conversion_time_view, {**DEFAULT, "now": "2031-01-01T00:00:00Z"},
+                                   demo_log(200, 5), seed=5)
