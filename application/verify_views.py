@@ -59,6 +59,7 @@ class ViewsComparison:
     position: int | None  # the log position both sides reflect
     views: list[ViewDigests] = field(default_factory=list)
     attempts: int = 1
+    earlier: list[dict[str, Any]] = field(default_factory=list)  # each attempt that differed before this one
 
     @property
     def same(self) -> bool:
@@ -71,7 +72,7 @@ class ViewsComparison:
     def as_dict(self) -> dict[str, Any]:
         return {
             "same": self.same, "source": self.source, "position": self.position, "attempts": self.attempts,
-            "differing": self.differing,
+            "differing": self.differing, "earlier": self.earlier,
             "views": [{"name": v.name, "live": v.live, "replayed": v.replayed, "same": v.same} for v in self.views],
         }
 
@@ -88,11 +89,12 @@ def compare_with_live_views(store: EventStore, views: LiveViews, *, source: str 
                             attempts: int = 3, wait: float = 0.5) -> ViewsComparison:
     """Compare a ``LiveViews`` (read under its lock, at its position) with a replay."""
     comparison = ViewsComparison(source, None)
+    earlier: list[dict[str, Any]] = []
     for attempt in range(1, attempts + 1):
         with views.locked():
             position = views.position
             live = views.all_documents()
-        comparison = _against_replay(store, live, position, source, attempt)
+        comparison = _against_replay(store, live, position, source, attempt, earlier)
         if comparison.same:
             break
         time.sleep(wait)
@@ -115,6 +117,7 @@ def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None,
 
     base = url.rstrip("/")
     comparison = ViewsComparison(base, None)
+    earlier: list[dict[str, Any]] = []
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
@@ -126,7 +129,7 @@ def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None,
                 live = {name: _get(client, path, params) for name, (path, params) in API_ROUTES.items()}
                 if _status(client) != status:
                     continue  # the views moved while we read them
-                comparison = _against_replay(store, live, status["position"], base, attempt)
+                comparison = _against_replay(store, live, status["position"], base, attempt, earlier)
                 if comparison.same:
                     return comparison
                 time.sleep(wait)
@@ -150,17 +153,26 @@ def _get(client: Any, path: str, params: dict[str, str]) -> Any:
 
 
 def _against_replay(store: EventStore, live: Mapping[str, Any], position: int | None, source: str,
-                    attempt: int) -> ViewsComparison:
+                    attempt: int, earlier: list[dict[str, Any]]) -> ViewsComparison:
+    """One attempt; ``earlier`` (the attempts that differed so far) is extended with this one if it
+    differs too, so a report that ends equal still says what an attempt before found."""
     if position is None:  # the live views hold nothing yet: compare with an empty replay
         position = -1
     result = replay(store, until_position=position)
     replayed = compute_views(result.population, result.now)
-    return ViewsComparison(source, None if position < 0 else position, compare_documents(live, replayed), attempt)
+    comparison = ViewsComparison(source, None if position < 0 else position, compare_documents(live, replayed),
+                                 attempt, list(earlier))
+    if not comparison.same:
+        earlier.append({"attempt": attempt, "position": comparison.position, "differing": comparison.differing})
+    return comparison
 
 
 def render(comparison: ViewsComparison) -> str:
     where = f" at position {comparison.position:,}" if comparison.position is not None else ""
     lines = [f"live views: {comparison.source}{where}"]
+    for found in comparison.earlier:
+        lines.append(f"  attempt {found['attempt']} at position {found['position']}: "
+                     f"{', '.join(found['differing'])} differed (the live side may still have moved: compared again)")
     for view in comparison.views:
         mark = "same    " if view.same else "DIFFERS "
         lines.append(f"  {mark} {view.name:28} live {view.live or '(not served)'}  replay {view.replayed}")

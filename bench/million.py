@@ -464,7 +464,7 @@ def verify(up: Up, guard: MemoryGuard) -> list[Row]:
             outcome = f"not done: killed, memory fell below {MEMORY_FLOOR_MIB:,} MiB available"
         else:
             ok = process.returncode == 0
-            outcome = "equal to a replay" if ok else f"DIFFERENT or failed (exit {process.returncode}): {verify_failure(out, err)}"
+            outcome = verify_success(out) if ok else f"DIFFERENT or failed (exit {process.returncode}): {verify_failure(out, err)}"
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
@@ -474,6 +474,21 @@ def verify(up: Up, guard: MemoryGuard) -> list[Row]:
     seconds = time.perf_counter() - started
     log(f"verify: {outcome} ({seconds:.0f} s)")
     return [Row(BENCH, f"verify --views after catch-up: {outcome}", seconds, "s", ok=ok)]
+
+
+def verify_success(out: bytes) -> str:
+    """What a passed ``verify --views --format json`` says: equal, and at which attempt (an
+    attempt before it that differed is named, and the whole report written to the log)."""
+    try:
+        report = orjson.loads(out)
+    except ValueError:
+        return "equal to a replay"
+    earlier = report.get("earlier") or []
+    if not earlier:
+        return "equal to a replay"
+    log(f"verify report: {out.decode(errors='replace')}")
+    found = "; ".join(f"attempt {e['attempt']} at position {e['position']}: {', '.join(e['differing'])}" for e in earlier)
+    return f"equal to a replay at attempt {report.get('attempts')} at position {report.get('position')} (differed: {found})"
 
 
 def verify_failure(out: bytes, err: bytes) -> str:
@@ -658,7 +673,7 @@ def live(client: httpx.Client, url: str, data: Path, source: Path, guard: Memory
     return rows
 
 
-Pauses = dict[str, dict[int, tuple[int, float, float]]]
+Pauses = dict[str, dict[int, tuple[int, float, float, int]]]  # collections, seconds, longest, collected
 
 
 def metric_samples(client: httpx.Client) -> dict[str, float]:
@@ -672,32 +687,34 @@ def metric_samples(client: httpx.Client) -> dict[str, float]:
 
 
 def collector_pauses(client: httpx.Client) -> Pauses:
-    """``{process: {generation: (collections, seconds, longest)}}``: the API's from
+    """``{process: {generation: (collections, seconds, longest, collected)}}``: the API's from
     ``/metrics``, the worker's from ``/healthz`` (the stats it writes every second)."""
     found: Pauses = {"API": {}, "worker": {}}
     samples = metric_samples(client)
     for generation in range(3):
         names = [f'{name}{{generation="{generation}"}}' for name in (
-            "touchpoints_gc_collections_total", "touchpoints_gc_pause_seconds_total", "touchpoints_gc_longest_pause_seconds")]
+            "touchpoints_gc_collections_total", "touchpoints_gc_pause_seconds_total", "touchpoints_gc_longest_pause_seconds",
+            "touchpoints_gc_collected_objects_total")]
         if all(name in samples for name in names):
-            collections, seconds, longest = (samples[name] for name in names)
-            found["API"][generation] = (int(collections), seconds, longest)
+            collections, seconds, longest, collected = (samples[name] for name in names)
+            found["API"][generation] = (int(collections), seconds, longest, int(collected))
     worker = (client.get("/healthz").json().get("components", {}).get("worker") or {}).get("collector") or {}
-    found["worker"] = {g["generation"]: (g["collections"], g["seconds"], g["longest_seconds"])
+    found["worker"] = {g["generation"]: (g["collections"], g["seconds"], g["longest_seconds"], g.get("collected", 0))
                        for g in worker.get("generations", [])}
     return found
 
 
 def collector_rows(before: Pauses, after: Pauses) -> list[Row]:
     """The cyclic collector during the live phase, by process and generation: collections,
-    seconds paused in all, and the longest pause since the process started."""
+    the unreachable objects they freed, seconds paused in all, and the longest pause since
+    the process started."""
     rows = []
     for process, generations in after.items():
-        for generation, (collections, seconds, longest) in sorted(generations.items()):
-            was = before.get(process, {}).get(generation, (0, 0.0, 0.0))
+        for generation, (collections, seconds, longest, collected) in sorted(generations.items()):
+            was = before.get(process, {}).get(generation, (0, 0.0, 0.0, 0))
             rows.append(Row(BENCH, f"live: {process} collector, generation {generation}: {collections - was[0]:,} "
-                                   f"collections, seconds paused in all (longest pause since start "
-                                   f"{longest * 1000:.0f} ms)", seconds - was[1], "s"))
+                                   f"collections freeing {collected - was[3]:,} objects, seconds paused in all "
+                                   f"(longest pause since start {longest * 1000:.0f} ms)", seconds - was[1], "s"))
     return rows
 
 

@@ -152,14 +152,17 @@ def collector_families() -> list[MetricFamily]:
                            "Seconds the process was paused by cyclic garbage collections, by generation.")
     longest = MetricFamily("touchpoints_gc_longest_pause_seconds", "gauge",
                            "The longest pause of one cyclic garbage collection, by generation.")
+    collected = MetricFamily("touchpoints_gc_collected_objects_total", "counter",
+                             "Unreachable objects (reference cycles) cyclic garbage collections freed, by generation.")
     for generation in stats["generations"]:
         labels = {"generation": generation["generation"]}
         collections.add(generation["collections"], labels)
         seconds.add(generation["seconds"], labels)
         longest.add(generation["longest_seconds"], labels)
+        collected.add(generation["collected"], labels)
     frozen = MetricFamily("touchpoints_gc_frozen_objects", "gauge",
                           "Objects frozen out of the collector's passes (the long-lived state; counted at most every 10 minutes).")
-    return [collections, seconds, longest, frozen.add(stats["frozen_objects"])]
+    return [collections, seconds, longest, collected, frozen.add(stats["frozen_objects"])]
 
 
 def render(families: Iterable[MetricFamily]) -> str:

@@ -118,6 +118,24 @@ def test_collector_pauses__counts_each_generations_collections_and_their_longest
     assert generations[2]["seconds"] >= generations[2]["longest_seconds"]
 
 
+def test_collector_pauses__count_the_unreachable_objects_each_generation_freed(restore_gc):
+    # given a reference cycle nothing else reaches
+    pauses = CollectorPauses().install()
+    try:
+        gc.collect(2)
+        cycle: list = []
+        cycle.append(cycle)
+        del cycle
+
+        # when the collector runs
+        gc.collect(2)
+    finally:
+        pauses.uninstall()
+
+    # then it counts what it freed
+    assert pauses.stats()["generations"][2]["collected"] >= 1
+
+
 def test_collector_pauses__count_the_frozen_objects_at_most_once_a_count_interval(restore_gc):
     # given a count taken, then more objects frozen (counting walks every frozen object)
     pauses = CollectorPauses()

@@ -18,7 +18,7 @@ from application.replay_report import VIEW_NAMES
 from application.settings import Settings
 from application.store_feed import StoreFeed, load_views
 from application.verify import parse_head, verify_log
-from application.verify_views import API_ROUTES, compare_with_live_views
+from application.verify_views import API_ROUTES, compare_with_live_views, render
 from events.logged import LoggedEvent
 from events.registry import REGISTRY
 from events.times import EPOCH
@@ -157,6 +157,24 @@ def test_verify_views__a_live_view_that_differs_from_the_log_is_named(demo):
 
     assert not comparison.same
     assert "funnel" in comparison.differing and "first_contact_by_channel" in comparison.differing
+
+
+def test_verify_views__a_report_names_what_each_earlier_attempt_found_different(demo):
+    # given live views holding an event the log does not
+    live = load_views(demo)
+    stray = REGISTRY.validate({"event_id": str(uuid.uuid4()), "type": "ad_clicked", "anonymous_id": "cookie:stray",
+                               "occurred_at": "2023-05-01T00:00:00Z", "channel": "tiktok"})
+    live.apply_events([LoggedEvent(live.position, EPOCH, stray.stream, stray)])
+
+    # when they are compared twice
+    comparison = compare_with_live_views(demo, live, attempts=2, wait=0.0)
+
+    # then the report of the second attempt says what the first found too
+    assert comparison.attempts == 2
+    assert [found["attempt"] for found in comparison.earlier] == [1]
+    assert comparison.earlier[0]["differing"] == comparison.differing
+    assert comparison.as_dict()["earlier"] == comparison.earlier
+    assert "attempt 1 at position" in render(comparison)
 
 
 def test_verify_views_cli__the_cli_views_equal_a_replay(capsys, demo_copy, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 
 from bench import million
 from bench.http_load import BENCH_ADMIN_KEY
-from bench.million import Freshness, collector_rows, due_times, window
+from bench.million import Freshness, collector_rows, due_times, verify_success, window
 
 
 def test_freshness__a_post_is_applied_once_the_status_reaches_its_last_position():
@@ -64,14 +64,14 @@ def test_window__one_year_shifted_by_a_day_for_each_get():
 
 
 def test_collector_rows__the_pauses_of_the_live_phase_by_process_and_generation():
-    before = {"API": {1: (10, 0.5, 0.02)}, "worker": {}}
-    after = {"API": {1: (14, 0.75, 0.03)}, "worker": {2: (1, 0.2, 0.2)}}
+    before = {"API": {1: (10, 0.5, 0.02, 7)}, "worker": {}}
+    after = {"API": {1: (14, 0.75, 0.03, 19)}, "worker": {2: (1, 0.2, 0.2, 0)}}
 
     rows = collector_rows(before, after)
 
     assert [(row.case.split(":")[1].strip().split(",")[0], row.value) for row in rows] == [
         ("API collector", 0.25), ("worker collector", 0.2)]
-    assert "4 collections" in rows[0].case and "longest pause since start 30 ms" in rows[0].case
+    assert "4 collections freeing 12 objects" in rows[0].case and "longest pause since start 30 ms" in rows[0].case
 
 
 def test_keep__a_finished_run_leaves_what_its_restarts_are_checked_against(tmp_path):
@@ -138,3 +138,13 @@ def test_refresh_totals__reads_the_refresh_parts_from_the_apis_metrics_as_render
 
     # then every part is there
     assert totals == {"refreshes": 12.0, "longest": 1.5, "waiting": 0.25, "computing": 3.0, "encoding": 0.125}
+
+
+def test_verify_success__names_an_earlier_attempt_that_differed():
+    first_try = orjson.dumps({"same": True, "attempts": 1, "position": 9, "earlier": []})
+    second_try = orjson.dumps({"same": True, "attempts": 2, "position": 12,
+                               "earlier": [{"attempt": 1, "position": 9, "differing": ["prospects", "data_quality"]}]})
+
+    assert verify_success(first_try) == "equal to a replay"
+    assert verify_success(second_try) == ("equal to a replay at attempt 2 at position 12 "
+                                          "(differed: attempt 1 at position 9: prospects, data_quality)")

@@ -123,7 +123,7 @@ def test_metrics__the_collectors_pauses_are_reported_by_generation(client):
     families = scrape(api)
 
     for name in ("touchpoints_gc_collections_total", "touchpoints_gc_pause_seconds_total",
-                 "touchpoints_gc_longest_pause_seconds"):
+                 "touchpoints_gc_longest_pause_seconds", "touchpoints_gc_collected_objects_total"):
         assert [labels["generation"] for _, labels, _ in families[name]["samples"]] == ["0", "1", "2"], name
     assert families["touchpoints_gc_collections_total"]["type"] == "counter"
     assert families["touchpoints_gc_frozen_objects"]["samples"][0][2] >= 0
