@@ -539,6 +539,7 @@ class JourneyProcessor:
         pending = []
         rebuilt = []
         folded = {}
+        lags = {}
         for tp in owned:
             if tp in rewound:  # these records came from a position that meant another incarnation
                 continue
@@ -553,13 +554,16 @@ class JourneyProcessor:
             commits[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
             high = self._consumer.highwater(tp)
             if high is not None:
-                self._lag[tp.partition] = max(high - records[-1].offset - 1, 0)
+                lags[tp.partition] = max(high - records[-1].offset - 1, 0)
             rebuild = self._rebuilds.get(tp.partition)
             if rebuild is not None:
                 rebuild.position = records[-1].offset + 1
                 if rebuild.position >= rebuild.end:
                     rebuilt.append(tp.partition)
         await self._publish(pending)
+        # only now: a lag of 0 says the batch's journeys are on the journeys topic (the stats,
+        # written every second, may be taken while they are still being sent)
+        self._lag.update(lags)
         self._folded.update(folded)
         for partition in rebuilt:  # their journeys are on the topic now
             self._finish_rebuild(partition)

@@ -144,7 +144,8 @@ class ViewFeed:
     # --- health ---------------------------------------------------------------------------
 
     def lag(self) -> int | None:
-        """Journey records published but not applied yet (None until the first fetch)."""
+        """Journey records published but not applied yet (None until the first fetch). A lag
+        of 0 after a batch was applied is the broker's answer after it (``_confirm_end``)."""
         if not self._highwater:
             return None
         return sum(max(high - self._positions.get(p, 0), 0) for p, high in self._highwater.items())
@@ -250,10 +251,22 @@ class ViewFeed:
                 self._positions[tp.partition] = records[-1].offset + 1
             for tp in assigned:
                 high = consumer.highwater(tp)
-                if high is not None:
-                    self._highwater[tp.partition] = high
+                if high is not None:  # never back: a confirmed end may be newer than the last fetch
+                    self._highwater[tp.partition] = max(high, self._highwater.get(tp.partition, 0))
             if batch:
-                self._apply(batch)
+                items = self._apply(batch)
+                if self.lag() == 0:
+                    await self._confirm_end(consumer, assigned)
+                self._notify(items)
+
+    async def _confirm_end(self, consumer: Any, assigned: list[Any]) -> None:
+        """Ask the broker for each partition's end before a lag of 0 is believed: the high
+        watermarks came with the fetch, and applying its batch takes a while (seconds at a
+        million customers), during which the processors may publish more. Without it the
+        health check could call the views caught up while journeys reflecting positions below
+        theirs were still unread."""
+        for tp, end in (await consumer.end_offsets(assigned)).items():
+            self._highwater[tp.partition] = max(end, self._highwater.get(tp.partition, 0))
 
     async def _assign(self, consumer: Any, assigned: list[Any]) -> list[Any]:
         """(Re)assign every partition of the topic; rewind those that lost data."""
@@ -323,7 +336,7 @@ class ViewFeed:
         self._newer_only()
         return True
 
-    def _apply(self, records: list[Any]) -> None:
+    def _apply(self, records: list[Any]) -> JourneyItems:
         self._counts["records"] += len(records)
         items, bad = decode_journeys(records)
         self._counts["unreadable"] += bad
@@ -331,6 +344,11 @@ class ViewFeed:
             self.views.apply_journeys(items)
             self._counts["applied"] += len(items)
             self._last_applied_at = time.time()
+        return items
+
+    def _notify(self, items: JourneyItems) -> None:
+        """The listeners, once the lag after the batch is known."""
+        if items:
             for listener in self.listeners:
                 listener(items)
 

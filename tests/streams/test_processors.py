@@ -266,6 +266,35 @@ def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restor
     assert stats["restores"] == PARTITIONS and stats["applied"] == 0 and stats["duplicates"] == stats["events"]
 
 
+@pytest.mark.slow
+def test_processor__says_no_lag_only_once_a_batchs_journeys_are_on_the_topic(kafka_broker, unique_name, store):
+    # given a processor with a backlog of events, watched as it publishes each batch's journeys
+    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
+    processor = JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
+                                 group_id=f"{unique_name}-group", partitions=PARTITIONS)
+    lag_while_publishing = []
+    publish = processor._publish
+
+    async def watched(pending):
+        lag_while_publishing.append(processor.lag())
+        await publish(pending)
+
+    processor._publish = watched
+
+    async def scenario() -> None:
+        await processor.start()  # creates the topics
+        await processor.close()
+        await run_until_folded(processor, publish_events(kafka_broker.bootstrap, events_topic, store))
+
+    # when it folds the whole backlog
+    asyncio.run(scenario())
+
+    # then no lag of 0 was reported while a batch's journeys were still being sent (a health
+    # check would have called the views caught up before their journeys were there), and 0 after
+    assert lag_while_publishing and 0 not in lag_while_publishing
+    assert processor.lag() == 0
+
+
 def publish_journeys(bootstrap: str, topic: str, journeys: dict[str, IdentityJourney]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for key, journey in journeys.items():
