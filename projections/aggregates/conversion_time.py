@@ -211,7 +211,6 @@ class ConversionTime(ContributionAggregate[Timing]):
             },
         )
 
-
     def _age_totals(self, now: int) -> dict[str | None, float]:
         """Per label and (None) in all, a sum of the prospects' ages at ``now`` that gives the
         mean ``math.fsum`` of the ages gives (module docstring): from the kept sums of first
