@@ -303,6 +303,12 @@ class LiveViews:
         return self._version
 
     @property
+    def documents_current(self) -> bool:
+        """The precomputed documents were rendered from everything applied so far: no change
+        waits for the refresher (always so without one: a reader's document is computed)."""
+        return self._refresher is None or self._refreshed_version == self._version
+
+    @property
     def population(self) -> Any:
         """The live population. Hold ``locked()`` while reading it from another thread."""
         return self._log.population

@@ -404,30 +404,42 @@ class Platform:
 
     def _relay_checkpoint(self) -> int | None:
         """The last log position the broker acknowledged to the relay (None: none yet)."""
-        from streams.checkpoint import SqliteCheckpointStore
+        return self._relay_progress().position
+
+    def _relay_progress(self) -> Any:
+        """The relay's saved ``Checkpoint`` (an empty one before its first page)."""
+        from streams.checkpoint import Checkpoint, SqliteCheckpointStore
         from streams.topics import EVENTS_TOPIC
 
         path = Path(self.settings.data) / "relay.db"
         if not path.exists():
-            return None
+            return Checkpoint()
         checkpoints = SqliteCheckpointStore(path)
         try:
-            return checkpoints.load(EVENTS_TOPIC).position
+            return checkpoints.load(EVENTS_TOPIC)
         finally:
             checkpoints.close()
+
+    def _settled_through(self, position: int | None, processor: dict[str, Any]) -> dict[str, Any]:
+        """``settled_through`` with the relay's saved checkpoint and the view feed's offsets."""
+        feed = self.feed
+        return settled_through(position, self._relay_progress(), processor,
+                               feed.applied_offsets() if feed is not None else None,
+                               feed.lag() if feed is not None else None)
 
     def views_health(self) -> dict[str, Any]:
         """``starting`` until the worker's journey processor holds every partition of the
         events topic and the view feed has read the journeys topic; then the views'
         position against the store's head (``consumers.api.app.views_health``), ``ok`` only
         when they reached it and nothing is left on the way: the relay's checkpoint at the
-        head, no lag in the processor (as of its last batch) nor in the view feed.
+        head, every event it acknowledged folded and every journey of them applied
+        (``settled_through``), and the documents rendered since (``documents_current``).
 
         Over Kafka the views' position is the highest one any journey they hold reflects
-        (journeys come from several partitions), not a watermark: the relay's checkpoint
-        (only what the broker acknowledged) and the lags vouch for the events before it.
-        The processor's lag is per partition as of that partition's last batch, from the
-        stats the worker writes every second."""
+        (journeys come from several partitions), not a watermark: the relay's checkpoint,
+        the processor's folds and the feed's applied offsets vouch for the events before it
+        (``_settled_through``; the processor's, from the stats the worker writes every
+        second). The lags are reported beside them."""
         from consumers.api.app import views_health
 
         if self.views.restored_status() is not None:  # the saved documents are served meanwhile
@@ -450,12 +462,12 @@ class Platform:
         if feed_lag is None:
             return {"status": "starting", "waiting_for": "the view feed to read the journeys topic"}
         report = views_health(self.views, self.store)
-        head = report["head"]
-        checkpoint = self._relay_checkpoint()
-        processor_lag = processor.get("lag")  # None: a partition is still being restored
-        report.update(relay_checkpoint=checkpoint, processor_lag=processor_lag, view_feed_lag=feed_lag)
-        relayed = head is None or (checkpoint is not None and checkpoint >= head)
-        if report["status"] == "ok" and not (relayed and processor_lag == 0 and feed_lag == 0):
+        settled = self._settled_through(report["head"], processor)
+        # read last: the documents rendered after the feed applied what ``settled`` counted
+        current = self.views.documents_current
+        report.update((key, value) for key, value in settled.items() if key != "settled")
+        report["documents_current"] = current
+        if report["status"] == "ok" and not (settled["settled"] and current):
             report["status"] = "catching_up"
         return report
 
@@ -480,9 +492,7 @@ class Platform:
         assigned = set(processor.get("assigned") or ())
         if worker.get("status") != "ok" or not set(range(self.settings.partitions)) <= assigned:
             return False
-        checkpoint = self._relay_checkpoint()
-        relayed = checkpoint is not None and checkpoint >= restored["position"]
-        return relayed and processor.get("lag") == 0
+        return self._settled_through(restored["position"], processor)["settled"]
 
     def worker_health(self) -> dict[str, Any]:
         report = self.worker.health() if self.worker is not None else {"status": "down"}
@@ -501,6 +511,47 @@ class Platform:
 
     def _worker_stats_path(self) -> Path:
         return self.run_dir / "worker-stats.json"
+
+
+def settled_through(position: int | None, checkpoint: Any, processor: dict[str, Any],
+                    applied_offsets: dict[int, int] | None, feed_lag: int | None) -> dict[str, Any]:
+    """Whether the events up to log ``position`` (None: an empty log) are in the views the
+    view feed applied, told by watermarks that each move only once what they count is done,
+    so worker stats read a second late can only say "not yet":
+
+    * ``relayed``: the relay's ``checkpoint`` (acknowledged by the broker) reached ``position``;
+    * ``folded``: on every events partition, the journey processor folded the last event the
+      relay had acknowledged there, and the broker acknowledged its journeys
+      (``processor``: the worker's stats, ``JourneyProcessor.watermarks``);
+    * ``applied``: on every journeys partition, the view feed applied past the last journey
+      the processor had acknowledged when those folds were read (``applied_offsets``).
+
+    ``folded`` / ``applied`` are None where a side does not report its watermarks (a
+    relay.db or worker of an earlier version): its lag decides then. ``settled`` is the
+    verdict, with no partition being rebuilt."""
+    relayed = position is None or (checkpoint.position is not None and checkpoint.position >= position)
+    folded_positions = _by_partition(processor.get("folded_positions"))
+    published = _by_partition(processor.get("published_offsets"))
+    if checkpoint.position is None:
+        folded = True  # nothing relayed: nothing to fold
+    elif not checkpoint.positions or folded_positions is None:
+        folded = None
+    else:
+        folded = all(folded_positions.get(p, -1) >= last for p, last in checkpoint.positions.items())
+    if published is None or applied_offsets is None:
+        applied = None
+    else:
+        applied = all(applied_offsets.get(p, 0) > last for p, last in published.items())
+    settled = (relayed and not processor.get("rebuilding")
+               and (folded if folded is not None else processor.get("lag") == 0)
+               and (applied if applied is not None else feed_lag == 0))
+    return {"settled": bool(settled), "relay_checkpoint": checkpoint.position, "relayed": relayed,
+            "folded": folded, "applied": applied, "processor_lag": processor.get("lag"), "view_feed_lag": feed_lag}
+
+
+def _by_partition(reported: dict[str, int] | None) -> dict[int, int] | None:
+    """A per-partition map as the worker's JSON stats carry it (keys as text)."""
+    return None if reported is None else {int(partition): value for partition, value in reported.items()}
 
 
 def run_platform(settings: Settings) -> int:

@@ -4,7 +4,8 @@ A checkpoint is written only after every record up to ``position`` was
 acknowledged (acks=all), so it never runs ahead of what the broker holds.
 Besides the position it keeps what the relay knows about the topic it fed:
 the topic id and, per partition, the offset just past the last acknowledged
-record. A broker that lost data (the memory-only bundled broker restarted,
+record, and the log position of the last record acknowledged on each partition (what a
+readiness check compares the journey processor's folds with). A broker that lost data (the memory-only bundled broker restarted,
 the topic deleted and recreated) shows a missing topic, another topic id, or
 end offsets below these numbers: the relay then republishes from the start.
 """
@@ -26,6 +27,7 @@ class Checkpoint:
     position: int | None = None  # last log position the broker acknowledged; None: nothing yet
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset after the last acked record
     topic_id: str | None = None  # the topic those offsets belong to, where the broker reports ids
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> log position of its last acked record
     updated_at: datetime | None = None
 
 
@@ -59,33 +61,39 @@ class SqliteCheckpointStore:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS relay_checkpoint ("
                 " name TEXT PRIMARY KEY, position INTEGER, offsets TEXT NOT NULL,"
-                " topic_id TEXT, updated_at TEXT NOT NULL)"
+                " topic_id TEXT, updated_at TEXT NOT NULL, positions TEXT NOT NULL DEFAULT '{}')"
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(relay_checkpoint)")}
+            if "positions" not in columns:  # a relay.db of an earlier version: its positions are not known
+                self._db.execute("ALTER TABLE relay_checkpoint ADD COLUMN positions TEXT NOT NULL DEFAULT '{}'")
 
     def load(self, name: str) -> Checkpoint:
         with self._lock:
             row = self._db.execute(
-                "SELECT position, offsets, topic_id, updated_at FROM relay_checkpoint WHERE name = ?", (name,)
+                "SELECT position, offsets, topic_id, updated_at, positions FROM relay_checkpoint WHERE name = ?",
+                (name,),
             ).fetchone()
         if row is None:
             return Checkpoint()
-        position, offsets, topic_id, updated_at = row
+        position, offsets, topic_id, updated_at, positions = row
         return Checkpoint(
             position=position,
-            offsets={int(partition): offset for partition, offset in orjson.loads(offsets).items()},
+            offsets=_by_partition(offsets),
             topic_id=topic_id,
+            positions=_by_partition(positions),
             updated_at=datetime.fromisoformat(updated_at),
         )
 
     def save(self, name: str, checkpoint: Checkpoint) -> None:
-        offsets = orjson.dumps({str(p): o for p, o in sorted(checkpoint.offsets.items())}).decode()
         updated_at = (checkpoint.updated_at or datetime.now(timezone.utc)).isoformat()
         with self._lock:
             self._db.execute(
-                "INSERT INTO relay_checkpoint (name, position, offsets, topic_id, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position,"
-                " offsets = excluded.offsets, topic_id = excluded.topic_id, updated_at = excluded.updated_at",
-                (name, checkpoint.position, offsets, checkpoint.topic_id, updated_at),
+                "INSERT INTO relay_checkpoint (name, position, offsets, topic_id, updated_at, positions)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position,"
+                " offsets = excluded.offsets, topic_id = excluded.topic_id, updated_at = excluded.updated_at,"
+                " positions = excluded.positions",
+                (name, checkpoint.position, _as_text(checkpoint.offsets), checkpoint.topic_id, updated_at,
+                 _as_text(checkpoint.positions)),
             )
 
     def reset(self, name: str) -> None:
@@ -102,3 +110,11 @@ class SqliteCheckpointStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _as_text(by_partition: dict[int, int]) -> str:
+    return orjson.dumps({str(p): value for p, value in sorted(by_partition.items())}).decode()
+
+
+def _by_partition(text: str) -> dict[int, int]:
+    return {int(partition): value for partition, value in orjson.loads(text).items()}

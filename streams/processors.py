@@ -764,6 +764,7 @@ class JourneyProcessor:
             for p in partitions}
         last_folded: dict[int, tuple[int, str] | None] = {
             p: (handed.positions[p], handed.event_ids[p]) if p in based else None for p in partitions}
+        restored_to: dict[int, int] = {}  # partition -> offset of the last journey read back
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                   client_id=f"{self.client_id}-restore", fetch_max_wait_ms=50)
         await reader.start()
@@ -776,6 +777,7 @@ class JourneyProcessor:
                 for tp, batch in (await read_to_end(reader, tps)).items():
                     records[tp.partition].extend((r.key, r.value) for r in batch)
                     if batch:
+                        restored_to[tp.partition] = batch[-1].offset
                         headers = batch[-1].headers
                         incarnations[tp.partition] = (_header_text(headers, H_EVENTS_TOPIC_ID),
                                                       _header_text(headers, H_JOURNEY_VERSION))
@@ -790,6 +792,8 @@ class JourneyProcessor:
             last = last_folded[partition] or ((None, None) if count == 0 else None)
             if last is not None:
                 self._folded[partition] = last
+        for partition, offset in restored_to.items():  # published by an earlier incarnation: on the topic
+            self._produced[partition] = max(self._produced.get(partition, -1), offset)
         self._counts["restores"] += len(partitions)
         self._counts["adopted_partitions"] += len(based)
         self._counts["base_journeys"] += sum(restored[p] for p in based)
@@ -904,10 +908,21 @@ class JourneyProcessor:
             return None
         return sum(self._lag[p] for p in assigned)
 
+    def watermarks(self) -> dict[str, dict[int, int]]:
+        """What a readiness check compares with the relay's checkpoint and the view feed:
+        per events partition, the log position of the last event folded whose journeys
+        the broker acknowledged (``folded_positions``); per journeys partition, the offset
+        of the last journey acknowledged (``published_offsets``). Both only move once the
+        journeys are on the topic, and the folds are read first: every journey of a
+        folded event is below the published offsets read with it."""
+        folded = {p: position for p, (position, _) in list(self._folded.items()) if position is not None}
+        return {"folded_positions": folded, "published_offsets": dict(self._produced)}
+
     def stats(self) -> dict[str, Any]:
         consumer = self._consumer
         assigned = sorted(tp.partition for tp in consumer.assignment()) if consumer is not None else []
         return {
+            **self.watermarks(),
             **self._counts,
             "group": self.group_id,
             "assigned": assigned,

@@ -230,8 +230,10 @@ class Relay:
         partition_of = self._partition_of
         open_batches: dict[int, Any] = {}
         ready: list[tuple[int, Any]] = []
-        for key, value, headers in raw_event_records(rows, stream_names):
+        last_positions: dict[int, int] = {}  # partition -> position of the page's last record on it
+        for row, (key, value, headers) in zip(rows, raw_event_records(rows, stream_names)):
             partition = partition_of(key)
+            last_positions[partition] = row[0]
             builder = open_batches.get(partition)
             if builder is None:
                 builder = open_batches[partition] = producer.create_batch()
@@ -258,6 +260,7 @@ class Relay:
             position=rows[-1][0],
             offsets={**self._checkpoint.offsets, **first_offsets},
             topic_id=self._checkpoint.topic_id,
+            positions={**self._checkpoint.positions, **last_positions},
         )
         self.checkpoints.save(self.topic, checkpoint)
         with self._progress:
@@ -365,7 +368,8 @@ class Relay:
             log.warning("relay: %s has %d partitions, %d configured: keeping the existing layout",
                         self.topic, len(partitions), self.partitions)
         if self._checkpoint.topic_id is None and topic_id is not None:
-            self._checkpoint = Checkpoint(self._checkpoint.position, self._checkpoint.offsets, topic_id)
+            self._checkpoint = Checkpoint(self._checkpoint.position, self._checkpoint.offsets, topic_id,
+                                          self._checkpoint.positions)
         if len(partitions) != self._partition_count:
             self._partition_count, self._partition_cache = len(partitions), {}
         self._update(partitions=len(partitions))

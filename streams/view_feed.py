@@ -150,6 +150,11 @@ class ViewFeed:
             return None
         return sum(max(high - self._positions.get(p, 0), 0) for p, high in self._highwater.items())
 
+    def applied_offsets(self) -> dict[int, int]:
+        """Per journeys partition, the offset after the last record applied to the views
+        (positions move only once a batch is applied)."""
+        return dict(self._positions)
+
     def stats(self) -> dict[str, Any]:
         lag = self.lag()
         running = self._thread is not None and self._thread.is_alive()

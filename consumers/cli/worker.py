@@ -136,5 +136,6 @@ def _write_stats_every_second(app, path: Path) -> None:
     @app.timer(1.0)
     async def write_worker_stats() -> None:
         temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps({"pid": os.getpid(), "at": time.time(), **app.worker_stats()}))
+        stats = {"pid": os.getpid(), "at": time.time(), **app.worker_stats()}
+        temporary.write_bytes(orjson.dumps(stats, option=orjson.OPT_NON_STR_KEYS))  # partitions as keys
         os.replace(temporary, path)

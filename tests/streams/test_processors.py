@@ -295,6 +295,66 @@ def test_processor__says_no_lag_only_once_a_batchs_journeys_are_on_the_topic(kaf
     assert processor.lag() == 0
 
 
+async def last_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The offset of the last record on each partition of ``topic`` that holds any."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        return {tp.partition: records[-1].offset for tp, records in (await read_to_end(reader, tps)).items() if records}
+    finally:
+        await reader.stop()
+
+
+@pytest.mark.slow
+def test_processor__its_watermarks_name_the_last_event_folded_and_journey_published_on_each_partition(
+    kafka_broker, unique_name, store
+):
+    # given a processor that folded the log, and another started after it on the same topics
+    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
+
+    def processor() -> JourneyProcessor:
+        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
+                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+
+    async def scenario() -> tuple[dict, dict, dict]:
+        first = processor()
+        await first.start()  # creates the topics
+        await first.close()
+        total = publish_events(kafka_broker.bootstrap, events_topic, store)
+        await run_until_folded(first, total)
+        after_first = await last_offsets(kafka_broker.bootstrap, journeys_topic)
+        second = processor()  # nothing new to fold: it restores what the first one published
+        await second.start()
+        runner = asyncio.create_task(second.run())
+        try:
+            deadline = asyncio.get_running_loop().time() + 60
+            while second.stats()["restored"] != list(range(PARTITIONS)):
+                assert asyncio.get_running_loop().time() < deadline, f"processor stats: {second.stats()}"
+                await asyncio.sleep(0.05)
+            after_restore = second.watermarks()
+        finally:
+            await second.stop()
+            await runner
+            await second.close()
+        return first.watermarks(), after_first, after_restore
+
+    # when each has run
+    first, journeys_ends, restarted = asyncio.run(scenario())
+
+    # then each names, per events partition, the position of the last event there, and per
+    # journeys partition the offset of the last journey (the restarted one, as it restored them)
+    last_positions = {p: int(dict(records[-1][1])["position"])
+                      for p, records in records_by_partition(store).items() if records}
+    assert first == {"folded_positions": last_positions, "published_offsets": journeys_ends}
+    assert restarted == first
+
+
 def publish_journeys(bootstrap: str, topic: str, journeys: dict[str, IdentityJourney]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for key, journey in journeys.items():

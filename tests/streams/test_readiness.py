@@ -76,6 +76,7 @@ def test_views_that_reach_the_head__healthz_says_ok_and_they_equal_a_replay(live
     assert report["status"] == "ok"
     assert report["position"] == report["head"] == body["components"]["store"]["head_position"]
     assert report["behind"] == 0 and report["processor_lag"] == 0 and report["view_feed_lag"] == 0
+    assert (report["folded"], report["applied"], report["documents_current"]) == (True, True, True)
     assert live_journeys(live_platform) == replay_journeys(live_platform)
 
 

@@ -134,6 +134,9 @@ def test_relay__saves_a_checkpoint_only_for_events_the_broker_holds(
     assert saved.position == store.head_position()
     assert {r.position for r in store.read_all() if r.position <= saved.position} <= published
     assert set(saved.offsets) <= set(range(PARTITIONS)) and saved.topic_id
+    last_on_partition = {record.partition: int(dict(record.headers)["position"])
+                         for record in sorted(records, key=lambda r: (r.partition, r.offset))}
+    assert saved.positions == last_on_partition
 
 
 def test_relay_restarted__resumes_after_its_checkpoint_without_resending(
