@@ -5,8 +5,11 @@ parameters, one per document of ``projections.views.all_views``) or a ``LiveView
 in this process (the CLI's snapshot-backed views, or any holder a test feeds). The
 replay folds the log up to the position the live views report, so both sides see the
 same events; "now" is data time on both sides. A live server is read between two
-identical ``/v1/views/status`` answers with its precomputed views up to date, and the
-whole comparison is tried again (``attempts``) while the live side is still moving.
+identical ``/v1/views/status`` answers with its precomputed views up to date, once its
+``/healthz`` says the views hold the log up to the position they report (over Kafka that
+position is the highest any journey reflects: journeys of other partitions may still be on
+the way until then), and the whole comparison is tried again (``attempts``) while the live
+side is still moving.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class ViewsComparison:
     views: list[ViewDigests] = field(default_factory=list)
     attempts: int = 1
     earlier: list[dict[str, Any]] = field(default_factory=list)  # each attempt that differed before this one
+    ready: bool | None = None  # a server's /healthz said its views settled before the last attempt (None: not asked)
 
     @property
     def same(self) -> bool:
@@ -72,7 +76,7 @@ class ViewsComparison:
     def as_dict(self) -> dict[str, Any]:
         return {
             "same": self.same, "source": self.source, "position": self.position, "attempts": self.attempts,
-            "differing": self.differing, "earlier": self.earlier,
+            "differing": self.differing, "earlier": self.earlier, "ready": self.ready,
             "views": [{"name": v.name, "live": v.live, "replayed": v.replayed, "same": v.same} for v in self.views],
         }
 
@@ -110,9 +114,11 @@ def compare_with_cli_views(store: EventStore, snapshot_dir: Path | None) -> View
 
 
 def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None, attempts: int = 5,
-                     wait: float = 1.0, timeout: float = 120.0) -> ViewsComparison:
+                     wait: float = 1.0, timeout: float = 120.0, settle_timeout: float = 120.0) -> ViewsComparison:
     """Compare the documents a running server serves (read with ``api_key``, a ``read`` key)
-    with a replay of the same store."""
+    with a replay of the same store. Each attempt first waits up to ``settle_timeout`` s for
+    ``/healthz`` to call the views ``ok``; one that never does is compared anyway (under
+    steady ingest the views are never at the head), and the report says so (``ready``)."""
     import httpx
 
     base = url.rstrip("/")
@@ -122,6 +128,7 @@ def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None,
     try:
         with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
             for attempt in range(1, attempts + 1):
+                ready = _views_settled(client, settle_timeout)
                 status = _status(client)
                 if status["refreshed_version"] not in (status["version"], -1):
                     time.sleep(wait)  # the precomputed views are being refreshed
@@ -130,6 +137,7 @@ def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None,
                 if _status(client) != status:
                     continue  # the views moved while we read them
                 comparison = _against_replay(store, live, status["position"], base, attempt, earlier)
+                comparison.ready = ready
                 if comparison.same:
                     return comparison
                 time.sleep(wait)
@@ -138,6 +146,21 @@ def compare_with_api(store: EventStore, url: str, *, api_key: str | None = None,
     if not comparison.views:
         raise LiveViewsUnavailable(f"the views of {base} did not settle in {attempts} attempts")
     return comparison
+
+
+def _views_settled(client: Any, timeout: float) -> bool:
+    """Wait until the server's ``/healthz`` calls its views ``ok`` (every event up to the
+    head in the documents); False if not within ``timeout`` s. A server without a views
+    component on ``/healthz`` has nothing to wait for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/healthz")
+        views = (response.json().get("components") or {}).get("views") if response.status_code == 200 else None
+        if views is None or views.get("status") == "ok":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def _status(client: Any) -> dict[str, Any]:
@@ -170,6 +193,9 @@ def _against_replay(store: EventStore, live: Mapping[str, Any], position: int | 
 def render(comparison: ViewsComparison) -> str:
     where = f" at position {comparison.position:,}" if comparison.position is not None else ""
     lines = [f"live views: {comparison.source}{where}"]
+    if comparison.ready is False:
+        lines.append("  /healthz never called the views ok while waiting: compared at the position they reported, "
+                     "which journeys still on the way may not hold yet")
     for found in comparison.earlier:
         lines.append(f"  attempt {found['attempt']} at position {found['position']}: "
                      f"{', '.join(found['differing'])} differed (the live side may still have moved: compared again)")

@@ -356,7 +356,8 @@ def catch_up(client: httpx.Client, up: Up, started: float, head: int, guard: Mem
         if up.process.poll() is not None:
             raise RuntimeError(f"touchpoints up exited ({up.process.returncode}) during the catch-up")
         status.update(views_status(client))
-        return at_head(status, head) and healthz(client).get("status") == "ok"
+        # the views' own status: the whole's is "ok" while they are still catching up
+        return at_head(status, head) and views_ok(client)
 
     def progress(elapsed: float) -> str:
         reached = status.get("position") or 0
@@ -398,6 +399,11 @@ def poll_until(done: Callable[[], bool], progress: Callable[[float], str], *, st
 
 def at_head(status: dict[str, Any], head: int) -> bool:
     return status["position"] == head and status["refreshed_version"] in (status["version"], -1)
+
+
+def views_ok(client: httpx.Client) -> bool:
+    """``/healthz`` calls the views ok: every event up to the head in the served documents."""
+    return healthz(client).get("components", {}).get("views", {}).get("status") == "ok"
 
 
 def healthz(client: httpx.Client) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from application.store_feed import StoreFeed, load_views
 from application.verify import parse_head, verify_log
 from application.verify_views import API_ROUTES, compare_with_live_views, render
 from events.logged import LoggedEvent
-from events.registry import REGISTRY
+from events.registry import REGISTRY, decode_recorded
 from events.times import EPOCH
 from events.sqlite.store import SQLiteEventStore
 from tests.consumers.helpers import PortOnly, cli
@@ -220,3 +222,40 @@ def test_verify_views_cli__a_server_whose_views_differ_exits_1_naming_them(capsy
     body = json.loads(out)
     assert code == 1
     assert "funnel" in body["differing"]
+
+
+@pytest.mark.slow
+def test_verify_views_cli__waits_for_the_servers_healthz_to_call_the_views_settled(capsys, demo, serve_app, tmp_path,
+                                                                                   monkeypatch):
+    # given a server whose views report the head while one event below it is still on the way
+    # (over Kafka, a journey of another partition), and whose /healthz says so until it lands
+    settings = Settings.from_env({"TOUCHPOINTS_DATA": str(tmp_path), "TOUCHPOINTS_DEMO": "0"})
+    monkeypatch.setenv("TOUCHPOINTS_API_KEY", make_key(tmp_path, "read"))
+    logged = [decode_recorded(recorded) for recorded in demo.read_all()]
+    late = logged[len(logged) // 2]
+    live = LiveViews(refresh_delay=0.05)
+    live.apply_events([event for event in logged if event is not late], through_position=demo.head_position())
+    arrived = threading.Event()
+
+    def views_health() -> dict[str, str]:
+        return {"status": "ok" if arrived.is_set() else "catching_up"}
+
+    def deliver_late() -> None:
+        time.sleep(1.0)
+        live.apply_events([late])
+        live.refresh()
+        arrived.set()
+
+    app = create_app(store=demo, settings=settings, views=live, health_checks={"views": views_health})
+    with live, serve_app(app) as url:
+        delivery = threading.Thread(target=deliver_late)
+        delivery.start()
+        # when the views are verified
+        code, out, _ = cli(capsys, "verify", "--views", "--api", url, "--store", f"sqlite:///{demo.path}",
+                           "--format", "json")
+        delivery.join()
+
+    # then the comparison waited for them to settle, and its first attempt found them equal
+    body = json.loads(out)
+    assert code == 0, out
+    assert (body["attempts"], body["earlier"], body["ready"]) == (1, [], True)
