@@ -27,6 +27,7 @@ Nothing connects or touches the disk when settings are read.
 | ``TOUCHPOINTS_SEAL_CUSTOMER_IDS`` | the log's mode; a new data folder: ``0`` | with sealing on, customer ids are personal too (fixed by the first append, as above) |
 | ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK`` | ``0`` | the API's live views keep each identity's journey in a SQLite file in ``<data>/views/`` (``application.journey_spill``: unlinked once open, rebuilt at each start) instead of in memory: ~2.9 KB of memory a customer instead of ~7.8, for ~15 % more API CPU an event at 100,000 customers |
 | ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK`` | ``1`` | the worker's journey processors keep each identity's journey in a SQLite file a partition in ``<data>/worker/`` (unlinked once open; restored from ``touchpoints.journeys`` on assignment, as in memory), the 10,000 most recently used decoded: the worker's memory stops growing with the population (~1.5 KB an identity in memory), for ~2–6 µs more worker CPU an event; ``0`` keeps them in memory |
+| ``TOUCHPOINTS_GIL_SWITCH_INTERVAL`` | ``0.001`` | seconds a thread of ``touchpoints up`` / ``serve`` may keep Python's GIL while another waits (``sys.setswitchinterval``; CPython's default is 0.005): reads wait less behind the views' feed and refresher (docs/DECISIONS.md, "The GIL's switch interval") |
 | ``TOUCHPOINTS_API_KEY`` | empty | the key commands that call a running API send (``touchpoints verify --views --api URL``: ``read``) |
 | ``TOUCHPOINTS_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` |
 | ``TOUCHPOINTS_EVENTSTORE_URL`` | empty | tests only: a KurrentDB server the contract suite also runs against |
@@ -111,6 +112,8 @@ class Settings(BaseModel):
     # A worker saves its journeys at a clean stop, for a next start whose broker lost every record
     # (streams.worker_state): ``touchpoints up`` turns it on for its worker, beside its bundled broker.
     worker_saves_state: bool = False
+    # How long a thread of a process serving reads keeps the GIL while another waits (CPython: 5 ms).
+    gil_switch_interval: float = 0.001
 
     @property
     def sealing(self) -> "Sealing | None":
@@ -170,6 +173,7 @@ class Settings(BaseModel):
             views_journeys_on_disk=reader.boolean("VIEWS_JOURNEYS_ON_DISK", False),
             worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", True),
             worker_saves_state=reader.boolean("WORKER_SAVES_STATE", False),
+            gil_switch_interval=reader.seconds("GIL_SWITCH_INTERVAL", 0.001),
         )
 
 

@@ -558,7 +558,7 @@ def run_platform(settings: Settings) -> int:
     """``touchpoints up``: start, print where everything listens (and, at first start, the
     admin key; always a one-time dashboard login link), run until SIGINT/SIGTERM."""
     from application.allocator import tune_allocator
-    from consumers.api.server import tune_gc_for_throughput
+    from consumers.api.server import tune_for_reads, tune_gc_for_throughput
     from consumers.cli.keys import login_link_line
 
     tune_allocator()  # before the platform's threads start: see application.allocator
@@ -579,6 +579,7 @@ def run_platform(settings: Settings) -> int:
     # as `touchpoints serve`: the process's start-up is frozen and the views' state settles out of
     # the collector's full passes (here, not in ``start``: tests run platforms inside pytest)
     tune_gc_for_throughput()
+    tune_for_reads(settings)
     try:
         if platform.demo_loaded:
             print(f"loaded {platform.demo_loaded} demo events ({settings.demo_customers} customers)", flush=True)

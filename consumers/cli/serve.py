@@ -50,6 +50,7 @@ def serve(settings: Settings) -> int:
         base_url,
         bind_socket,
         make_server,
+        tune_for_reads,
         tune_gc_for_throughput,
     )
     from application.demo import load_demo_if_empty
@@ -117,6 +118,7 @@ def serve(settings: Settings) -> int:
         stack.callback(app.state.body_decoder.close)
         app.state.body_decoder.start()
         tune_gc_for_throughput()
+        tune_for_reads(settings)
         # once the app is built: its imports do not wait for the GIL behind the fold
         if saved is None:
             feed.start()

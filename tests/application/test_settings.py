@@ -19,6 +19,22 @@ def test_defaults__empty_environment_gives_the_documented_defaults():
     assert settings.log_level == "INFO"
 
 
+def test_gil_switch_interval__a_millisecond_unless_set(monkeypatch):
+    # given no variable, then one of 2 ms
+    default, asked = Settings.from_env({}), Settings.from_env({"TOUCHPOINTS_GIL_SWITCH_INTERVAL": "0.002"})
+
+    # when a server process tunes itself for reads with each
+    from consumers.api.server import tune_for_reads
+
+    applied: list[float] = []
+    monkeypatch.setattr("sys.setswitchinterval", applied.append)
+    tune_for_reads(default)
+    tune_for_reads(asked)
+
+    # then CPython's 5 ms becomes 1 ms, or what was asked
+    assert applied == [0.001, 0.002]
+
+
 def test_views_journeys_on_disk__off_unless_asked():
     # given no variable, then a true one
     # then the journeys stay in memory by default and go to a file when asked
@@ -103,6 +119,8 @@ def test_numbers__underscores_and_surrounding_blanks_are_accepted():
         ("TOUCHPOINTS_KAFKA", "broker-without-port", "host:port"),
         ("TOUCHPOINTS_LOG_LEVEL", "loud", "DEBUG"),
         ("TOUCHPOINTS_KAFKA_COMPRESSION", "brotli", "zstd, lz4, gzip, none"),
+        ("TOUCHPOINTS_GIL_SWITCH_INTERVAL", "0", "more than 0"),
+        ("TOUCHPOINTS_GIL_SWITCH_INTERVAL", "fast", "number of seconds"),
     ],
 )
 def test_bad_value__raises_settings_error_naming_the_variable_and_reason(variable, value, reason):
