@@ -142,6 +142,7 @@ H_SOURCE_OFFSET = "source_offset"  # header: the events offset of the batch that
 H_EVENTS_TOPIC_ID = "events_topic_id"  # header: the events topic incarnation the journey was folded from
 H_JOURNEY_VERSION = "journey_version"  # header: the journey format version the record was written in
 H_EVENTS_POSITION = "events_position"  # header: "<position> <event id>" of the last event folded on the partition
+H_BATCH_END = "batch_end"  # last header of the last journey a batch published to its partition (its fold is all on the topic)
 
 
 @dataclass
@@ -623,18 +624,30 @@ class JourneyProcessor:
         batches built here (the producer's batch API: no future and no metadata object per
         record, ~3x cheaper than ``send`` per record); returns each batch's future and size."""
         producer = self._producer
-        sent = []
+        sent: list[tuple[asyncio.Future, int]] = []
         batch = producer.create_batch()
-        for key_bytes, value in items:
-            if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:  # full
-                sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
-                             batch.record_count()))
-                batch = producer.create_batch()  # the first record of a batch always fits
-                batch.append(key=key_bytes, value=value, timestamp=None, headers=headers)
+        held = None  # each journey is appended once the next is known: the last one is marked
+        for item in items:
+            if held is not None:
+                batch = await self._append(batch, sent, partition, held, headers)
+            held = item
+        if held is not None:  # a reader that applied it holds the whole fold its headers name
+            batch = await self._append(batch, sent, partition, held, [*headers, (H_BATCH_END, b"1")])
         if batch.record_count():
             sent.append((await producer.send_batch(batch, self.journeys_topic, partition=partition),
                          batch.record_count()))
         return sent
+
+    async def _append(self, batch: Any, sent: list, partition: int, item: tuple[bytes, bytes], headers: list) -> Any:
+        """Append one journey record to ``batch``, or send the full batch first (into ``sent``)
+        and start another: the batch to append to next."""
+        key_bytes, value = item
+        if batch.append(key=key_bytes, value=value, timestamp=None, headers=headers) is None:  # full
+            sent.append((await self._producer.send_batch(batch, self.journeys_topic, partition=partition),
+                         batch.record_count()))
+            batch = self._producer.create_batch()  # the first record of a batch always fits
+            batch.append(key=key_bytes, value=value, timestamp=None, headers=headers)
+        return batch
 
     async def _republish(self, partition: int) -> None:
         """The journeys partition lost its records (offsets went backwards): produce

@@ -65,6 +65,20 @@ def decode_journeys(records: Iterable[Any]) -> tuple[JourneyItems, int]:
     return items, bad + len(unreadable)
 
 
+def _last_whole_fold(records: Sequence[Any]) -> int | None:
+    """The log position the last batch-end journey among ``records`` names (the journey
+    processor marks the last journey of each batch it publishes; ``streams.processors``),
+    None if none is marked. Read from the end: usually the last record is one."""
+    from streams.processors import H_BATCH_END, H_EVENTS_POSITION
+
+    for record in reversed(records):
+        headers = record.headers
+        if headers and headers[-1][0] == H_BATCH_END:  # the mark is the last header: no dict a record
+            named = dict(headers).get(H_EVENTS_POSITION)
+            return int(named.split(b" ", 1)[0]) if named else None
+    return None
+
+
 class ViewFeed:
     """Follows the journeys topic into ``views`` (anything with ``apply_journeys``) in a
     thread. ``listeners`` are called with each applied batch (benchmarks time it)."""
@@ -95,6 +109,8 @@ class ViewFeed:
         self._thread: threading.Thread | None = None
         self._positions: dict[int, int] = {}
         self._highwater: dict[int, int] = {}
+        # partition -> the log position of the last event folded by the last whole processor batch applied
+        self._folded: dict[int, int] = {}
         self._topic_id: str | None = None  # the incarnation ``_positions`` count records of
         self._describer = TopicDescriber(bootstrap, topic, "touchpoints-view-feed-admin")
         self._counts = {
@@ -128,12 +144,14 @@ class ViewFeed:
         self._resuming = True
         self._topic_id = checkpoint.get("topic_id")
         self._positions = {int(p): int(offset) for p, offset in (checkpoint.get("positions") or {}).items()}
+        self._folded = {int(p): int(position) for p, position in (checkpoint.get("folded") or {}).items()}
 
     def checkpoint(self) -> dict[str, Any]:
         """Where this feed is (call it once stopped): the topic's id and the next offset of
         each partition, for a later feed's ``resume``."""
         return {"kind": "kafka", "topic": self.topic, "topic_id": self._topic_id,
-                "positions": {str(p): offset for p, offset in sorted(self._positions.items())}}
+                "positions": {str(p): offset for p, offset in sorted(self._positions.items())},
+                "folded": {str(p): position for p, position in sorted(self._folded.items())}}
 
     def __enter__(self) -> "ViewFeed":
         return self.start()
@@ -149,6 +167,13 @@ class ViewFeed:
         if not self._highwater:
             return None
         return sum(max(high - self._positions.get(p, 0), 0) for p, high in self._highwater.items())
+
+    def folded_positions(self) -> dict[int, int]:
+        """Per partition, the log position of the last event the journey processor had folded
+        when it published the last batch of journeys applied whole (its last journey carries
+        the mark): every event of that events partition up to it is in the views. A partition
+        whose journeys carry no mark (an earlier processor) is absent."""
+        return dict(self._folded)
 
     def applied_offsets(self) -> dict[int, int]:
         """Per journeys partition, the offset after the last record applied to the views
@@ -262,6 +287,9 @@ class ViewFeed:
             # at a million customers) the lag counts it, so no health check calls the views caught up
             for tp, records in fetched.items():
                 self._positions[tp.partition] = records[-1].offset + 1
+                folded = _last_whole_fold(records)
+                if folded is not None:
+                    self._folded[tp.partition] = folded
             if batch:
                 if self.lag() == 0:
                     await self._confirm_end(consumer, assigned)
@@ -288,6 +316,7 @@ class ViewFeed:
         if await self._topic_was_recreated():
             self._positions = {}  # every partition is new: read each from its beginning
             self._highwater = {}
+            self._folded = {}
             assigned = []
         if wanted != assigned:
             consumer.assign(wanted)

@@ -202,6 +202,40 @@ def views_readiness(head: int | None, position: int | None, **details: Any) -> d
     return {"status": status, "position": position, "head": head, "behind": behind, **details}
 
 
+def journeys_views_health(views: Any, store: EventStore, feed: Any, tails: Any) -> dict[str, Any]:
+    """``views_health`` for views the view feed fills from the journeys topic with no relay or
+    worker at hand (``touchpoints serve`` against an external Kafka). Their position is the
+    highest any journey reflects, not a watermark, so ``ok`` also needs every events
+    partition folded through its last event up to the head (``tails``, a
+    ``streams.log_tails.PartitionTails``) as the last whole batch of journeys applied names
+    it (``ViewFeed.folded_positions``), and the documents rendered since."""
+    partitions = feed.stats()["partitions"]
+    report = views_health(views, store)
+    if views.restored_status() is not None or partitions == 0:
+        return report  # restored documents (ok only once the live views took over), or no partition yet
+    folded = held_through(tails.through(report["head"], partitions), feed.folded_positions(), feed.lag())
+    current = views.documents_current  # read last: rendered after what ``folded`` counted
+    report.update(folded=folded, documents_current=current, view_feed_lag=feed.lag())
+    if report["status"] == "ok" and not (folded and current):
+        report["status"] = "catching_up"
+    return report
+
+
+def held_through(last_positions: Mapping[int, int], folded_positions: Mapping[int, int], feed_lag: int | None) -> bool:
+    """Whether the journeys applied hold every event up to each partition's last one
+    (``last_positions``): each partition's last whole fold applied reached it. A partition
+    whose journeys carry no fold mark (an earlier journey processor) counts as held once the
+    feed read the topic to its end (``feed_lag`` 0), as before the marks."""
+    unmarked = False
+    for partition, last in last_positions.items():
+        folded = folded_positions.get(partition)
+        if folded is None:
+            unmarked = True
+        elif folded < last:
+            return False
+    return not unmarked or feed_lag == 0
+
+
 def redact_url(url: str) -> str:
     """The URL without a password, safe to show."""
     parts = urlsplit(url)

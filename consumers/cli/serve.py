@@ -44,7 +44,8 @@ def serve(settings: Settings) -> int:
     from application.allocator import tune_allocator
     from application.access import open_access
     from application.access.store import AccessStoreError
-    from consumers.api.app import create_app
+    from consumers.api.app import create_app, journeys_views_health
+    from streams.log_tails import PartitionTails
     from consumers.cli.keys import first_start_lines, login_link_line
     from consumers.api.server import (
         base_url,
@@ -108,11 +109,15 @@ def serve(settings: Settings) -> int:
         stack.callback(feed.stop)
         checks = {"view_feed": feed.stats}
         # The documents saved before a restart are served until the feed caught up with them (or the
-        # state was taken up): a store feed's fold is a watermark, the Kafka view feed says when it read
-        # the journeys to the end.
-        views.restore_documents(head=store.head_position(), ready=lambda: feed.stats().get("caught_up", True))
+        # state was taken up): a store feed's fold is a watermark; over Kafka, the journeys applied
+        # must hold every partition's last event up to them, as their fold marks say.
+        ready = lambda: feed.stats().get("caught_up", True)  # noqa: E731
         if settings.kafka:
+            tails = PartitionTails(store)
             checks["kafka"] = lambda: {"bootstrap": settings.kafka, "bundled": False}
+            checks["views"] = lambda: journeys_views_health(views, store, feed, tails)
+            ready = lambda: _holds_restored(views, feed, tails)  # noqa: E731
+        views.restore_documents(head=store.head_position(), ready=ready)
         app = create_app(store=store, settings=settings, views=views, health_checks=checks, access=access)
         server = make_server(app, log_level=settings.log_level)
         stack.callback(app.state.body_decoder.close)
@@ -135,6 +140,19 @@ def serve(settings: Settings) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _holds_restored(views, feed, tails) -> bool:
+    """The Kafka view feed read the journeys to the end and they hold every event up to the
+    restored documents' position (``consumers.api.app.held_through``)."""
+    from consumers.api.app import held_through
+
+    stats = feed.stats()
+    restored = views.restored_status()
+    if not stats.get("caught_up") or stats["partitions"] == 0:
+        return False
+    position = restored["position"] if restored is not None else None
+    return held_through(tails.through(position, stats["partitions"]), feed.folded_positions(), feed.lag())
 
 
 def _feed(settings: Settings, store, views):

@@ -17,7 +17,9 @@ from application.replay import replay
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from projections.journey import IdentityJourney
+from consumers.api.app import journeys_views_health
 from streams.journey_state import JourneyState
+from streams.log_tails import PartitionTails
 from streams.processors import JourneyProcessor
 from streams.reading import read_to_end
 from streams.topics import event_record, partition_for_key
@@ -189,10 +191,13 @@ def test_fold__on_disk_holds_only_the_most_recently_used_journeys_decoded(store,
 # --- the Kafka shell (real broker) ---------------------------------------------------------------
 
 
-def publish_events(bootstrap: str, topic: str, store) -> int:
+def publish_events(bootstrap: str, topic: str, store, positions: set[int] | None = None) -> int:
+    """Publish the log (only the events at ``positions``, if given) as the relay would."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     count = 0
     for recorded in store.read_all():
+        if positions is not None and recorded.position not in positions:
+            continue
         key, value, headers = event_record(recorded)
         producer.send(topic, value, key=key, headers=headers, partition=partition_for_key(key, PARTITIONS))
         count += 1
@@ -353,6 +358,95 @@ def test_processor__its_watermarks_name_the_last_event_folded_and_journey_publis
                       for p, records in records_by_partition(store).items() if records}
     assert first == {"folded_positions": last_positions, "published_offsets": journeys_ends}
     assert restarted == first
+
+
+async def journey_records(bootstrap: str, topic: str) -> dict[int, list]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        return {tp.partition: records for tp, records in (await read_to_end(reader, tps)).items()}
+    finally:
+        await reader.stop()
+
+
+@pytest.mark.slow
+def test_view_feed__names_each_partitions_last_whole_fold_and_keeps_it_in_its_checkpoint(
+    kafka_broker, unique_name, store
+):
+    # given the journeys a processor published for the whole log, in batches of 40 events
+    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
+    processor = JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
+                                 group_id=f"{unique_name}-group", partitions=PARTITIONS, max_records=40)
+
+    async def scenario() -> dict[int, list]:
+        await processor.start()  # creates the topics
+        await processor.close()
+        await run_until_folded(processor, publish_events(kafka_broker.bootstrap, events_topic, store))
+        return await journey_records(kafka_broker.bootstrap, journeys_topic)
+
+    published = asyncio.run(scenario())
+    last_positions = {p: int(dict(records[-1][1])["position"])
+                      for p, records in records_by_partition(store).items() if records}
+
+    # when a view feed follows them
+    views = LiveViews(background=False)
+    with ViewFeed(kafka_broker.bootstrap, views, topic=journeys_topic, max_records=7) as feed:
+        wait_until(lambda: feed.stats()["caught_up"] and feed.stats()["records"] == sum(map(len, published.values())),
+                   30, "the view feed to catch up")
+    resumed = ViewFeed(kafka_broker.bootstrap, LiveViews(background=False), topic=journeys_topic,
+                       resume=feed.checkpoint())
+
+    # then each batch's last journey carries the mark, only it, and the feed names each
+    # partition's last event folded, as its resumed successor does
+    marked = [[dict(record.headers).get("batch_end") is not None for record in records]
+              for records in published.values()]
+    assert all(marks[-1] for marks in marked) and sum(map(sum, marked)) < sum(map(len, marked))
+    assert feed.folded_positions() == last_positions == processor.watermarks()["folded_positions"]
+    assert resumed.folded_positions() == last_positions
+
+
+@pytest.mark.slow
+def test_views_fed_from_kafka__catching_up_until_every_partitions_last_event_is_in_their_journeys(
+    kafka_broker, unique_name, store
+):
+    # given the log on the events topic but for the last event of a partition that does not
+    # hold the head, folded into journeys that a view feed applied: the views' position (the
+    # highest any journey reflects) is the head, and the feed is at the end of its topic
+    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
+    head = store.head_position()
+    last_on = {p: int(dict(records[-1][1])["position"]) for p, records in records_by_partition(store).items()}
+    withheld = next(position for position in last_on.values() if position != head)
+
+    def processor() -> JourneyProcessor:
+        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
+                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+
+    async def fold(positions: set[int]) -> None:
+        first = processor()
+        await first.start()  # creates the topics
+        await first.close()
+        await run_until_folded(processor(), publish_events(kafka_broker.bootstrap, events_topic, store, positions))
+
+    asyncio.run(fold({event.position for event in store.read_all()} - {withheld}))
+    views, tails = LiveViews(background=False), PartitionTails(store)
+    with ViewFeed(kafka_broker.bootstrap, views, topic=journeys_topic) as feed:
+        wait_until(lambda: feed.stats()["caught_up"] and views.position == head, 30, "the views at the head")
+
+        # when their health is asked, and again once that event is folded and its journeys applied
+        before = journeys_views_health(views, store, feed, tails)
+        asyncio.run(fold({withheld}))
+        wait_until(lambda: journeys_views_health(views, store, feed, tails)["status"] == "ok", 30,
+                   "the views ok")
+
+    # then they were catching up while its journeys were missing, and hold the log once ok
+    assert (before["status"], before["position"], before["head"], before["folded"]) == ("catching_up", head, head, False)
+    assert live_journeys(views) == replayed_journeys(store)
 
 
 def publish_journeys(bootstrap: str, topic: str, journeys: dict[str, IdentityJourney]) -> None:
