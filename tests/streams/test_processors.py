@@ -5,7 +5,8 @@ the view feed that follows the journeys."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kafka import KafkaProducer
@@ -220,7 +221,33 @@ async def run_until_folded(processor: JourneyProcessor, events: int, timeout: fl
         await processor.close()
 
 
-async def journeys_in_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
+def processors_of(bootstrap: str, unique_name: str, **options: Any) -> Callable[[], JourneyProcessor]:
+    """Makes processors of one consumer group on ``unique_name``'s events and journeys topics."""
+    def new() -> JourneyProcessor:
+        return JourneyProcessor(bootstrap, events_topic=f"{unique_name}.events",
+                                journeys_topic=f"{unique_name}.journeys", group_id=f"{unique_name}-group",
+                                partitions=PARTITIONS, **options)
+
+    return new
+
+
+async def create_topics(processor: JourneyProcessor) -> None:
+    """Start and close ``processor``: its topics exist then, before any event is published."""
+    await processor.start()
+    await processor.close()
+
+
+async def fold_the_log(processor: JourneyProcessor, bootstrap: str, store, positions: set[int] | None = None) -> int:
+    """Create ``processor``'s topics, publish the log (``positions`` only, if given) as the
+    relay would, and run it until it folded every event published; how many."""
+    await create_topics(processor)
+    total = publish_events(bootstrap, processor.events_topic, store, positions)
+    await run_until_folded(processor, total)
+    return total
+
+
+async def journey_records(bootstrap: str, topic: str) -> dict[int, list]:
+    """Every record of ``topic``, by partition, in order."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
@@ -230,13 +257,18 @@ async def journeys_in_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
-        latest = {}
-        for records in (await read_to_end(reader, tps)).values():
-            for record in records:
-                latest[record.key.decode()] = IdentityJourney.from_bytes(record.value).to_bytes()
-        return latest
+        return {tp.partition: records for tp, records in (await read_to_end(reader, tps)).items()}
     finally:
         await reader.stop()
+
+
+async def journeys_in_topic(bootstrap: str, topic: str) -> dict[str, bytes]:
+    """The latest journey of each key on ``topic``."""
+    latest = {}
+    for records in (await journey_records(bootstrap, topic)).values():
+        for record in records:
+            latest[record.key.decode()] = IdentityJourney.from_bytes(record.value).to_bytes()
+    return latest
 
 
 @pytest.mark.slow
@@ -246,17 +278,12 @@ def test_processor__publishes_every_identitys_journey_and_a_restarted_one_restor
 ):
     events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
 
-    def processor() -> JourneyProcessor:
-        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-                                group_id=f"{unique_name}-group", partitions=PARTITIONS,
-                                journeys_folder=tmp_path / "worker" if journeys_on_disk else None)
+    processor = processors_of(kafka_broker.bootstrap, unique_name,
+                              journeys_folder=tmp_path / "worker" if journeys_on_disk else None)
 
     async def scenario() -> tuple[dict, dict, dict]:
         first = processor()
-        await first.start()  # creates the topics
-        await first.close()
-        total = publish_events(kafka_broker.bootstrap, events_topic, store)
-        await run_until_folded(first, total)
+        total = await fold_the_log(first, kafka_broker.bootstrap, store)
         published_first = await journeys_in_topic(kafka_broker.bootstrap, journeys_topic)
         publish_events(kafka_broker.bootstrap, events_topic, store)  # the relay re-sent everything
         second = processor()
@@ -287,8 +314,7 @@ def test_processor__says_no_lag_only_once_a_batchs_journeys_are_on_the_topic(kaf
     processor._publish = watched
 
     async def scenario() -> None:
-        await processor.start()  # creates the topics
-        await processor.close()
+        await create_topics(processor)
         await run_until_folded(processor, publish_events(kafka_broker.bootstrap, events_topic, store))
 
     # when it folds the whole backlog
@@ -302,18 +328,7 @@ def test_processor__says_no_lag_only_once_a_batchs_journeys_are_on_the_topic(kaf
 
 async def last_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The offset of the last record on each partition of ``topic`` that holds any."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        return {tp.partition: records[-1].offset for tp, records in (await read_to_end(reader, tps)).items() if records}
-    finally:
-        await reader.stop()
+    return {p: records[-1].offset for p, records in (await journey_records(bootstrap, topic)).items() if records}
 
 
 @pytest.mark.slow
@@ -323,16 +338,11 @@ def test_processor__its_watermarks_name_the_last_event_folded_and_journey_publis
     # given a processor that folded the log, and another started after it on the same topics
     events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
 
-    def processor() -> JourneyProcessor:
-        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+    processor = processors_of(kafka_broker.bootstrap, unique_name)
 
     async def scenario() -> tuple[dict, dict, dict]:
         first = processor()
-        await first.start()  # creates the topics
-        await first.close()
-        total = publish_events(kafka_broker.bootstrap, events_topic, store)
-        await run_until_folded(first, total)
+        total = await fold_the_log(first, kafka_broker.bootstrap, store)
         after_first = await last_offsets(kafka_broker.bootstrap, journeys_topic)
         second = processor()  # nothing new to fold: it restores what the first one published
         await second.start()
@@ -360,34 +370,16 @@ def test_processor__its_watermarks_name_the_last_event_folded_and_journey_publis
     assert restarted == first
 
 
-async def journey_records(bootstrap: str, topic: str) -> dict[int, list]:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(tps)
-        await reader.seek_to_beginning(*tps)
-        return {tp.partition: records for tp, records in (await read_to_end(reader, tps)).items()}
-    finally:
-        await reader.stop()
-
-
 @pytest.mark.slow
 def test_view_feed__names_each_partitions_last_whole_fold_and_keeps_it_in_its_checkpoint(
     kafka_broker, unique_name, store
 ):
     # given the journeys a processor published for the whole log, in batches of 40 events
-    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
-    processor = JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-                                 group_id=f"{unique_name}-group", partitions=PARTITIONS, max_records=40)
+    journeys_topic = f"{unique_name}.journeys"
+    processor = processors_of(kafka_broker.bootstrap, unique_name, max_records=40)()
 
     async def scenario() -> dict[int, list]:
-        await processor.start()  # creates the topics
-        await processor.close()
-        await run_until_folded(processor, publish_events(kafka_broker.bootstrap, events_topic, store))
+        await fold_the_log(processor, kafka_broker.bootstrap, store)
         return await journey_records(kafka_broker.bootstrap, journeys_topic)
 
     published = asyncio.run(scenario())
@@ -418,29 +410,22 @@ def test_views_fed_from_kafka__catching_up_until_every_partitions_last_event_is_
     # given the log on the events topic but for the last event of a partition that does not
     # hold the head, folded into journeys that a view feed applied: the views' position (the
     # highest any journey reflects) is the head, and the feed is at the end of its topic
-    events_topic, journeys_topic = f"{unique_name}.events", f"{unique_name}.journeys"
     head = store.head_position()
     last_on = {p: int(dict(records[-1][1])["position"]) for p, records in records_by_partition(store).items()}
     withheld = next(position for position in last_on.values() if position != head)
+    processor = processors_of(kafka_broker.bootstrap, unique_name)
 
-    def processor() -> JourneyProcessor:
-        return JourneyProcessor(kafka_broker.bootstrap, events_topic=events_topic, journeys_topic=journeys_topic,
-                                group_id=f"{unique_name}-group", partitions=PARTITIONS)
+    def fold(positions: set[int]) -> None:
+        asyncio.run(fold_the_log(processor(), kafka_broker.bootstrap, store, positions))
 
-    async def fold(positions: set[int]) -> None:
-        first = processor()
-        await first.start()  # creates the topics
-        await first.close()
-        await run_until_folded(processor(), publish_events(kafka_broker.bootstrap, events_topic, store, positions))
-
-    asyncio.run(fold({event.position for event in store.read_all()} - {withheld}))
+    fold({event.position for event in store.read_all()} - {withheld})
     views, tails = LiveViews(background=False), PartitionTails(store)
-    with ViewFeed(kafka_broker.bootstrap, views, topic=journeys_topic) as feed:
+    with ViewFeed(kafka_broker.bootstrap, views, topic=f"{unique_name}.journeys") as feed:
         wait_until(lambda: feed.stats()["caught_up"] and views.position == head, 30, "the views at the head")
 
         # when their health is asked, and again once that event is folded and its journeys applied
         before = journeys_views_health(views, store, feed, tails)
-        asyncio.run(fold({withheld}))
+        fold({withheld})
         wait_until(lambda: journeys_views_health(views, store, feed, tails)["status"] == "ok", 30,
                    "the views ok")
 
