@@ -4,10 +4,11 @@ A checkpoint is written only after every record up to ``position`` was
 acknowledged (acks=all), so it never runs ahead of what the broker holds.
 Besides the position it keeps what the relay knows about the topic it fed:
 the topic id and, per partition, the offset just past the last acknowledged
-record, and the log position of the last record acknowledged on each partition (what a
-readiness check compares the journey processor's folds with). A broker that lost data (the memory-only bundled broker restarted,
-the topic deleted and recreated) shows a missing topic, another topic id, or
-end offsets below these numbers: the relay then republishes from the start.
+record and the log position of that record (what a readiness check compares the
+journey processor's folds with). A broker that lost data (the memory-only bundled
+broker restarted, the topic deleted and recreated) shows a missing topic, another
+topic id, or end offsets below these numbers: the relay then republishes from the
+start.
 """
 
 from __future__ import annotations
