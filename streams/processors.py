@@ -794,7 +794,7 @@ class JourneyProcessor:
                         headers = batch[-1].headers
                         incarnations[tp.partition] = (_header_text(headers, H_EVENTS_TOPIC_ID),
                                                       _header_text(headers, H_JOURNEY_VERSION))
-                        last_folded[tp.partition] = _last_folded(headers)
+                        last_folded[tp.partition] = last_folded_event(headers)
         finally:
             await reader.stop()
         # a base is copied, not read row by row: the partitions at once, out of the event loop
@@ -962,7 +962,7 @@ def _event_named(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, str]
     return (int(position), event_id) if position is not None and event_id is not None else None
 
 
-def _last_folded(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, str] | None:
+def last_folded_event(headers: Sequence[tuple[str, bytes]] | None) -> tuple[int, str] | None:
     """The last event folded on the partition, as a journey record names it."""
     text = _header_text(headers, H_EVENTS_POSITION)
     if text is None:

@@ -69,13 +69,13 @@ def _last_whole_fold(records: Sequence[Any]) -> int | None:
     """The log position the last batch-end journey among ``records`` names (the journey
     processor marks the last journey of each batch it publishes; ``streams.processors``),
     None if none is marked. Read from the end: usually the last record is one."""
-    from streams.processors import H_BATCH_END, H_EVENTS_POSITION
+    from streams.processors import H_BATCH_END, last_folded_event
 
     for record in reversed(records):
         headers = record.headers
         if headers and headers[-1][0] == H_BATCH_END:  # the mark is the last header: no dict a record
-            named = dict(headers).get(H_EVENTS_POSITION)
-            return int(named.split(b" ", 1)[0]) if named else None
+            named = last_folded_event(headers)
+            return named[0] if named is not None else None
     return None
 
 

@@ -213,9 +213,10 @@ def journeys_views_health(views: Any, store: EventStore, feed: Any, tails: Any) 
     report = views_health(views, store)
     if views.restored_status() is not None or partitions == 0:
         return report  # restored documents (ok only once the live views took over), or no partition yet
-    folded = held_through(tails.through(report["head"], partitions), feed.folded_positions(), feed.lag())
+    lag = feed.lag()
+    folded = held_through(tails.through(report["head"], partitions), feed.folded_positions(), lag)
     current = views.documents_current  # read last: rendered after what ``folded`` counted
-    report.update(folded=folded, documents_current=current, view_feed_lag=feed.lag())
+    report.update(folded=folded, documents_current=current, view_feed_lag=lag)
     if report["status"] == "ok" and not (folded and current):
         report["status"] = "catching_up"
     return report
