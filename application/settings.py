@@ -27,6 +27,7 @@ Nothing connects or touches the disk when settings are read.
 | ``TOUCHPOINTS_SEAL_CUSTOMER_IDS`` | the log's mode; a new data folder: ``0`` | with sealing on, customer ids are personal too (fixed by the first append, as above) |
 | ``TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK`` | ``0`` | the API's live views keep each identity's journey in a SQLite file in ``<data>/views/`` (``application.journey_spill``: unlinked once open, rebuilt at each start) instead of in memory: ~2.9 KB of memory a customer instead of ~7.8, for ~15 % more API CPU an event at 100,000 customers |
 | ``TOUCHPOINTS_WORKER_JOURNEYS_ON_DISK`` | ``1`` | the worker's journey processors keep each identity's journey in a SQLite file a partition in ``<data>/worker/`` (unlinked once open; restored from ``touchpoints.journeys`` on assignment, as in memory), the 10,000 most recently used decoded: the worker's memory stops growing with the population (~1.5 KB an identity in memory), for ~2–6 µs more worker CPU an event; ``0`` keeps them in memory |
+| ``TOUCHPOINTS_BROKER_MEMORY_BUDGET`` | ``768`` | MiB the bundled broker may hold before ``touchpoints up`` restarts it on purpose (``streams.broker_recycle``): tansu's memory engine keeps every record it was given, and the store is the log of record, so a planned restart is its compaction. The worker hands its journeys over, the relay publishes only what they lack, unread inbound records and dead letters are carried over; the pipeline pauses for the restart, reads do not. ``0`` never restarts it; an external Kafka ignores it |
 | ``TOUCHPOINTS_GIL_SWITCH_INTERVAL`` | ``0.001`` | seconds a thread of ``touchpoints up`` / ``serve`` may keep Python's GIL while another waits (``sys.setswitchinterval``; CPython's default is 0.005): reads wait less behind the views' feed and refresher (docs/DECISIONS.md, "The GIL's switch interval") |
 | ``TOUCHPOINTS_API_KEY`` | empty | the key commands that call a running API send (``touchpoints verify --views --api URL``: ``read``) |
 | ``TOUCHPOINTS_LOG_LEVEL`` | ``INFO`` | ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` |
@@ -106,6 +107,7 @@ class Settings(BaseModel):
     # The API's views keep each identity's journey in a file (application.journey_spill) rather than
     # in memory: ~2.9 KB a customer instead of ~7.8, for ~15 % more API CPU an event at 100k customers.
     views_journeys_on_disk: bool = False
+    broker_memory_budget_mib: int = 768
     # The worker's journey processors keep each identity's journey in a file (one a partition, in
     # <data>/worker/) rather than in memory: its memory stops growing with the population.
     worker_journeys_on_disk: bool = True
@@ -171,6 +173,7 @@ class Settings(BaseModel):
             admin_key=reader.api_key("ADMIN_KEY"),
             api_key=reader.api_key("API_KEY"),
             views_journeys_on_disk=reader.boolean("VIEWS_JOURNEYS_ON_DISK", False),
+            broker_memory_budget_mib=reader.integer("BROKER_MEMORY_BUDGET", 768, low=0),
             worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", True),
             worker_saves_state=reader.boolean("WORKER_SAVES_STATE", False),
             gil_switch_interval=reader.seconds("GIL_SWITCH_INTERVAL", 0.001),

@@ -267,6 +267,7 @@ def whole_run(folder: Path, customers: int, backfill_file: Path, live_file: Path
             head, reference = documents_at_head(client, data, guard)
             rows += report(peaks.next_phase("during the idle queries"))
             rows += report(peaks.whole_run("whole run before the restart"))
+            rows += report(broker_restart_rows(client, "over the run"))
         guard.root = None
         stopping = time.perf_counter()  # the stop is timed: ``Up`` sends SIGTERM on leaving
     rows += report([Row(BENCH, "SIGTERM -> touchpoints up exited", time.perf_counter() - stopping, "s")])
@@ -376,7 +377,25 @@ def catch_up(client: httpx.Client, up: Up, started: float, head: int, guard: Mem
     current = rss_by_role(up.pid)
     for role, mib in current.items():
         rows.append(Row(BENCH, f"RSS now, at catch-up: {role}", mib, "MiB"))
-    return rows + platform_rows("at catch-up", up.pid, processes)
+    return rows + broker_restart_rows(client, "at catch-up") + platform_rows("at catch-up", up.pid, processes)
+
+
+def broker_restart_rows(client: httpx.Client, when: str) -> list[Row]:
+    """The bundled broker's planned restarts so far (``streams.broker_recycle``). The CPU rows
+    count the processes running now: a restarted broker's, relay's and worker's earlier CPU
+    is not in them."""
+    kafka = healthz(client).get("components", {}).get("kafka", {})
+    if "restarts_planned" not in kafka:
+        return []
+    log(f"bundled broker {when}: {kafka['restarts_planned']} planned restarts; last {kafka.get('last_restart')}; "
+        f"memory {kafka.get('memory')}")
+    rows = [Row(BENCH, f"bundled broker's planned restarts, {when} (budget {kafka['memory'].get('budget_mib')} MiB)",
+                kafka["restarts_planned"], "restarts")]
+    last = kafka.get("last_restart")
+    if last:
+        rows.append(Row(BENCH, f"bundled broker's last planned restart, {when}: the pipeline paused",
+                        last["seconds"], "s"))
+    return rows
 
 
 def poll_until(done: Callable[[], bool], progress: Callable[[float], str], *, started: float, timeout: float,

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it dies
 CHILD_STOP_TIMEOUT = 15.0  # seconds a child has to exit after SIGTERM before it is killed
 FEED_DRAIN_TIMEOUT = 15.0  # seconds the view feed has, once the worker stopped, to read its last journeys
-WORKER_STOP_TIMEOUT = 120.0  # the worker saves its journeys as it stops (streams.worker_state)
+WORKER_STOP_TIMEOUT = 120.0
+RECYCLE_DRAIN_TIMEOUT = 120.0  # seconds the view feed has to read the journeys left before a planned broker restart  # the worker saves its journeys as it stops (streams.worker_state)
 
 
 class ChildProcess:
@@ -156,6 +157,13 @@ class Platform:
         self._feed_applied_to_end = threading.Event()
         self._taking_up: threading.Thread | None = None  # the views' saved state being taken up
         self._children_due = threading.Event()  # set once a state was taken up: start the relay and worker
+        # the bundled broker's planned restarts (streams.broker_recycle)
+        self._broker_starter: Any = None  # the thread that starts the restarted broker: it lives until the stop
+        self._recycling = threading.Event()
+        self._recycle_check_at = 0.0
+        self._inbound_quiet: Any = None
+        self.broker_recycles: list[dict[str, Any]] = []
+        self._broker_memory: dict[str, Any] = {}
 
     # --- start ----------------------------------------------------------------------------
 
@@ -191,6 +199,12 @@ class Platform:
             else:
                 self.broker = BundledBroker(data_dir=self.run_dir).start()
                 self.bootstrap = self.broker.bootstrap
+                if settings.broker_memory_budget_mib > 0:
+                    from streams.broker_recycle import QuietWatch
+                    from streams.parent_death import StartingThread
+
+                    self._broker_starter = StartingThread("broker-starter")
+                    self._inbound_quiet = QuietWatch()
             ensure_topics(self.bootstrap, settings.partitions)
             self.views = LiveViews(documents_path=documents_path(settings.data),
                                    journeys_folder=views_journeys_folder(settings),
@@ -321,6 +335,8 @@ class Platform:
             for child in (self.relay, self.worker):
                 if child is not None and not self._stopping.is_set():
                     child.check()
+            if self._broker_starter is not None and not self._stopping.is_set():
+                self._recycle_broker_over_budget()
         # The parent-death signal follows the thread that started a child: a child this thread
         # restarted would get SIGKILL as it ends, so stop them gracefully (SIGTERM) before that.
         self._stop_children()
@@ -356,6 +372,8 @@ class Platform:
                 save_on_stop(self.views, self.feed, self.store)
         if self.broker is not None:
             self.broker.stop()
+        if self._broker_starter is not None:
+            self._broker_starter.close()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -368,6 +386,95 @@ class Platform:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # --- the bundled broker's planned restarts ---------------------------------------------
+
+    def _recycle_broker_over_budget(self) -> None:
+        """From the supervisor, every few seconds: restart the bundled broker on purpose once
+        its memory passed the budget and nothing forbids it now (``streams.broker_recycle``)."""
+        from streams.broker_recycle import CHECK_INTERVAL, FEED_LAG_TO_DRAIN, MIN_SECONDS_BETWEEN, inbound_ends, resident_mib
+
+        now = time.monotonic()
+        if now < self._recycle_check_at:
+            return
+        self._recycle_check_at = now + CHECK_INTERVAL
+        budget = self.settings.broker_memory_budget_mib
+        rss = resident_mib(self.broker.pid)
+        memory = {"budget_mib": budget, "rss_mib": None if rss is None else round(rss, 1), "waiting_for": None}
+        self._broker_memory = memory
+        try:  # watched all along: a broker over its budget need not wait for the quiet time to start
+            quiet = self._inbound_quiet.is_quiet(inbound_ends(self.bootstrap), now)
+        except Exception as error:  # the broker is checked again in a few seconds
+            quiet, memory["inbound"] = False, f"offsets not read: {type(error).__name__}: {error}"
+        if rss is None or rss <= budget:
+            return
+        last = self.broker_recycles[-1]["ended_at"] if self.broker_recycles else None
+        if last is not None and now - last < MIN_SECONDS_BETWEEN:
+            memory["waiting_for"] = f"{MIN_SECONDS_BETWEEN:.0f} s since the last restart"
+        elif self.views.restored_status() is not None or (self._taking_up is not None and self._taking_up.is_alive()):
+            memory["waiting_for"] = "the views' saved state to be taken up"
+        elif not (self.worker.alive and self.relay.alive and self.feed.stats()["status"] == "ok"):
+            memory["waiting_for"] = "the worker, the relay and the view feed to run"
+        elif (lag := self.feed.lag()) is None or lag > FEED_LAG_TO_DRAIN:  # it reads them before the broker goes
+            memory["waiting_for"] = f"the view feed to come within {FEED_LAG_TO_DRAIN:,} journeys of the end"
+        elif not quiet:
+            memory["waiting_for"] = f"touchpoints.inbound to take no record for {self._inbound_quiet.quiet:.0f} s"
+        else:
+            self.recycle_broker(reason=f"{rss:.0f} MiB, over the budget of {budget} MiB")
+
+    def recycle_broker(self, *, reason: str) -> dict[str, Any]:
+        """Restart the bundled broker empty without losing anything: the worker stops and
+        saves its journeys, the relay stops, the feed reads what the worker published last,
+        unread inbound records and dead letters are read, the broker restarts, they are put
+        back, the worker's journeys are handed over (the relay publishes only the events
+        after them), the worker and the relay start again. If the views do not hold every
+        saved journey the broker is left as it is. Runs in the supervisor's thread (the
+        children it starts again die with it). Returns what it did (also in ``/healthz``)."""
+        from streams.broker_recycle import put_back, read_unconsumed, resident_mib
+        from streams.topics import ensure_topics
+        from streams.worker_state import hand_over_to_fresh_broker, read, state_folder, views_hold_every_saved_journey
+
+        started = time.monotonic()
+        record: dict[str, Any] = {"at": time.time(), "reason": reason, "rss_mib_before": resident_mib(self.broker.pid)}
+        log.warning("bundled broker: planned restart (%s)", reason)
+        self._recycling.set()
+        try:
+            self.worker.stop()  # it saves its journeys (TOUCHPOINTS_WORKER_SAVES_STATE)
+            self.relay.stop()
+            drained = self.feed.wait_caught_up(RECYCLE_DRAIN_TIMEOUT)
+            feed_checkpoint = self.feed.checkpoint()
+            saved = read(state_folder(self.settings.data))
+            skip = ("the view feed did not read the journeys topic to its end" if not drained
+                    else "the worker saved no journeys" if saved is None
+                    else "the views do not hold every journey the worker saved"
+                    if not views_hold_every_saved_journey(feed_checkpoint, saved) else None)
+            if skip is None:
+                carried = read_unconsumed(self.bootstrap, inbound_groups=["touchpoints"])
+                self._broker_starter.run(self.broker.restart)
+                ensure_topics(self.bootstrap, self.settings.partitions)
+                record["carried_over"] = put_back(self.bootstrap, carried, compression=self.settings.kafka_compression)
+                handed = hand_over_to_fresh_broker(
+                    self.settings.data, self.store, self.bootstrap,
+                    views_hold=lambda state: views_hold_every_saved_journey(feed_checkpoint, state))
+                self.handed_over_after = handed.after if handed is not None else None
+                record["relay_resumes_after"] = self.handed_over_after
+                record["outcome"] = "restarted" if handed is not None else "restarted; the log is published again"
+            else:
+                log.warning("bundled broker: not restarted (%s)", skip)
+                record["outcome"] = f"not restarted: {skip}"
+        except Exception as error:
+            log.exception("bundled broker: the planned restart failed")
+            record["outcome"] = f"failed: {type(error).__name__}: {error}"
+        finally:
+            if not self._stopping.is_set():
+                self.worker.start()
+                self.relay.start()
+            self._recycling.clear()
+            record["seconds"] = round(time.monotonic() - started, 2)
+            record["ended_at"] = time.monotonic()
+            self.broker_recycles.append(record)
+        log.warning("bundled broker: %s in %.1f s", record["outcome"], record["seconds"])
+        return record
 
     # --- health ---------------------------------------------------------------------------
 
@@ -392,7 +499,13 @@ class Platform:
                 "bundled": self.broker is not None,
                 "pid": self.broker.pid if self.broker is not None else None,
             })
-        return self._kafka_health[1]
+        report = self._kafka_health[1]
+        if self._broker_starter is not None:
+            recycles = self.broker_recycles
+            report = {**report, "memory": self._broker_memory, "restarts_planned": len(recycles),
+                      "restarting": self._recycling.is_set(),
+                      "last_restart": {k: v for k, v in recycles[-1].items() if k != "ended_at"} if recycles else None}
+        return report
 
     def relay_health(self) -> dict[str, Any]:
         report = self.relay.health() if self.relay is not None else {"status": "down"}
@@ -450,6 +563,12 @@ class Platform:
                 relay_checkpoint=self._relay_checkpoint(), processor_assigned=sorted(processor.get("assigned") or ()),
                 processor_lag=processor.get("lag"), view_feed_lag=self.feed.lag() if self.feed is not None else None,
             )
+            return report
+        if self._recycling.is_set():  # the views keep serving what they hold meanwhile
+            report = views_health(self.views, self.store)
+            if report["status"] == "ok":
+                report["status"] = "catching_up"
+            report["waiting_for"] = "the bundled broker's planned restart (kafka in /healthz)"
             return report
         worker = self.worker_health()
         processor = worker.get("processor") or {}

@@ -17,6 +17,9 @@ import ctypes
 import os
 import signal
 from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1
 
@@ -46,3 +49,37 @@ def die_with_parent(parent: int | None = None) -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return request_parent_death_signal
+
+
+class StartingThread:
+    """A thread that runs what it is given (starting children, typically) and lives until
+    ``close()``: children it started keep their parent-death signal armed until then,
+    whichever short-lived thread asked for them."""
+
+    def __init__(self, name: str):
+        import queue
+        import threading
+
+        self._requests: queue.Queue[tuple[Callable[[], object], Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in this thread; return its result or raise its exception."""
+        from concurrent.futures import Future
+
+        future: Future[T] = Future()
+        self._requests.put((work, future))
+        return future.result()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._requests.put(None)
+        self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            work, future = request
+            try:
+                future.set_result(work())
+            except BaseException as error:  # handed to the caller, who re-raises it
+                future.set_exception(error)

@@ -123,3 +123,43 @@ def test_parent_gone_before_the_request__the_child_kills_itself_before_it_runs()
 
     # then it ends at once, by the signal it would have got
     assert child.wait(10) == -signal.SIGKILL
+
+
+def test_starting_thread__a_child_it_started_outlives_the_thread_that_asked_and_dies_when_it_closes():
+    import threading
+
+    from streams.parent_death import StartingThread
+
+    # given a starting thread, and a short-lived thread that asks it to start a child
+    starter = StartingThread("test-starter")
+    started: list[subprocess.Popen] = []
+
+    def ask() -> None:
+        started.append(starter.run(lambda: subprocess.Popen(["sleep", "60"], preexec_fn=die_with_parent())))
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    asking.join()
+    child = started[0]
+    try:
+        # when the asking thread has ended, then the child lives on
+        time.sleep(0.2)
+        assert alive(child.pid)
+        # when the starting thread closes, then the child gets its parent-death signal
+        starter.close()
+        assert child.wait(5) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_starting_thread__hands_the_caller_the_exception_of_what_it_ran():
+    from streams.parent_death import StartingThread
+
+    starter = StartingThread("test-starter")
+    try:
+        with pytest.raises(ValueError, match="no"):
+            starter.run(lambda: int("no"))
+        assert starter.run(lambda: 7) == 7
+    finally:
+        starter.close()

@@ -1,0 +1,166 @@
+"""A planned restart of the bundled broker: the compaction its memory engine lacks.
+
+tansu 0.6.0 keeps every record it was given until it stops (``streams.broker``): at a
+million customers ~1.7 GiB after the backfill's catch-up, three quarters of it events the
+store holds anyway (docs/DECISIONS.md, "What Kafka keeps"). ``touchpoints up`` therefore
+restarts it when its resident memory passes ``TOUCHPOINTS_BROKER_MEMORY_BUDGET``, through
+the path a restarted platform takes already (``streams.worker_state``): the worker stops
+cleanly and saves its journeys, the view feed reads the journeys it published last, the
+broker restarts empty, the saved journeys are handed over, so the relay publishes only the
+events after them and the journeys topic holds only the changes over them.
+
+What else lives only in the broker is carried over here: the ``touchpoints.inbound``
+records no inbound reader has committed past (services produced them; the store does not
+hold them yet) and every dead letter. They are read once the worker has stopped and put
+back, in their partitions, before it starts again. A record a service produces between
+that read and the broker's stop (a few milliseconds) would be lost, so the restart waits
+until the inbound topic's end offsets have not moved for ``INBOUND_QUIET_SECONDS``: a
+platform whose services produce to the bundled broker without pause is never restarted,
+and ``/healthz`` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC, close_admin, describe_topics, end_offsets
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 5.0  # seconds between looks at the broker's memory
+INBOUND_QUIET_SECONDS = 10.0  # the inbound topic took no record for this long before a restart
+FEED_LAG_TO_DRAIN = 20_000  # journeys the view feed may have left to read when the worker is stopped
+MIN_SECONDS_BETWEEN = 60.0  # a budget the journeys alone fill does not restart the broker in a loop
+PUT_BACK_TIMEOUT = 30.0  # seconds to produce the records carried over
+
+Record = tuple[int, bytes | None, bytes | None, list[tuple[str, bytes]]]  # partition, key, value, headers
+
+
+def resident_mib(pid: int | None) -> float | None:
+    """A process's resident memory in MiB (None: no such process, or not Linux)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Carried:
+    """Records read from the old broker, by topic, to put back into the new one."""
+
+    records: dict[str, list[Record]] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(len(records) for records in self.records.values())
+
+
+def _admin(bootstrap: str) -> Any:
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                            client_id="touchpoints-broker-recycle")
+
+
+def inbound_ends(bootstrap: str, topic: str = INBOUND_TOPIC) -> dict[int, int]:
+    """The inbound topic's end offsets (empty: no such topic)."""
+    admin = _admin(bootstrap)
+    try:
+        described = describe_topics(admin, [topic]).get(topic)
+        return end_offsets(admin, topic, described[1]) if described else {}
+    finally:
+        close_admin(admin, "broker recycle")
+
+
+def read_unconsumed(bootstrap: str, *, inbound_groups: Sequence[str], inbound_topic: str = INBOUND_TOPIC,
+                    deadletter_topic: str = DEADLETTER_TOPIC) -> Carried:
+    """The inbound records past what every reader of ``inbound_topic`` committed
+    (``streams.retention.trim_points``: ``inbound_groups`` and any group with a commit
+    there) and every dead letter, each partition read to the end its fetches report
+    (``streams.reading.read_to_end``: tansu's ListOffsets falls short of it)."""
+    from streams.retention import trim_points
+
+    admin = _admin(bootstrap)
+    try:
+        described = describe_topics(admin, [inbound_topic, deadletter_topic])
+        starts: dict[tuple[str, int], int] = {}
+        if inbound_topic in described:
+            starts.update(((inbound_topic, p), start) for p, start in trim_points(admin, inbound_topic, inbound_groups).items())
+        if deadletter_topic in described:
+            starts.update(((deadletter_topic, p), 0) for p in described[deadletter_topic][1])
+    finally:
+        close_admin(admin, "broker recycle")
+    carried = Carried()
+    if starts:
+        for (topic, partition), records in sorted(asyncio.run(_read_from(bootstrap, starts)).items()):
+            if records:
+                carried.records.setdefault(topic, []).extend(
+                    (partition, r.key, r.value, [(name, bytes(value)) for name, value in r.headers or ()])
+                    for r in records)
+    return carried
+
+
+async def _read_from(bootstrap: str, starts: dict[tuple[str, int], int]) -> dict[tuple[str, int], list[Any]]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from streams.reading import read_to_end
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                client_id="touchpoints-broker-recycle", request_timeout_ms=10_000)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, partition) for topic, partition in starts]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, starts[(tp.topic, tp.partition)])
+        found = await read_to_end(consumer, tps)
+        return {(tp.topic, tp.partition): records for tp, records in found.items()}
+    finally:
+        await consumer.stop()
+
+
+def put_back(bootstrap: str, carried: Carried, *, compression: str = "zstd") -> int:
+    """Produce ``carried`` into the (new) broker, each record in its partition, in order."""
+    if not carried.count:
+        return 0
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="touchpoints-broker-recycle",
+                             compression_type=None if compression == "none" else compression,
+                             max_in_flight_requests_per_connection=1)  # order kept within a partition
+    try:
+        for topic, records in carried.records.items():
+            for partition, key, value, headers in records:
+                producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+        producer.flush(PUT_BACK_TIMEOUT)
+    finally:
+        producer.close(5)
+    return carried.count
+
+
+class QuietWatch:
+    """Whether the inbound topic took no record for ``quiet`` seconds: its end offsets
+    unchanged since they were first seen so."""
+
+    def __init__(self, quiet: float = INBOUND_QUIET_SECONDS):
+        self.quiet = quiet
+        self._ends: dict[int, int] | None = None
+        self._since = 0.0
+
+    def is_quiet(self, ends: dict[int, int], now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if ends != self._ends:
+            self._ends, self._since = dict(ends), now
+        return now - self._since >= self.quiet
