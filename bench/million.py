@@ -81,7 +81,7 @@ import orjson
 
 from bench.common import Row, format_table
 from bench.http_load import BENCH_ADMIN_KEY, BENCH_HEADERS, bench_env, json_arrays, post_concurrently
-from bench.pipeline import API, ROOT, Process, Up, platform_processes, usage_by_role, views_status
+from bench.pipeline import API, ROLE_ORDER, ROOT, Process, Up, platform_processes, usage_by_role, views_status
 from bench.views import MODELS, PRECOMPUTED, cache_dir, server_rss_mib
 
 BENCH = "million"
@@ -257,8 +257,8 @@ def whole_run(folder: Path, customers: int, backfill_file: Path, live_file: Path
         with httpx.Client(base_url=up.url, timeout=120, headers=BENCH_HEADERS) as client:
             head = store_head(data)
             peaks = PhasePeaks(up.pid)
-            rows += report(catch_up(client, up, started, head, guard))
-            peaks.next_phase("at catch-up")  # (catch_up reported this phase's peaks)
+            rows += report(catch_up(client, up, started, head, guard, peaks))
+            rows += report(peaks.next_phase("at catch-up"))
             rows += report(verify(up, guard))
             rows += report(peaks.next_phase("during verify --views"))
             rows += report(live(client, up.url, data, live_file, guard))
@@ -268,6 +268,7 @@ def whole_run(folder: Path, customers: int, backfill_file: Path, live_file: Path
             rows += report(peaks.next_phase("during the idle queries"))
             rows += report(peaks.whole_run("whole run before the restart"))
             rows += report(broker_restart_rows(client, "over the run"))
+            peaks.close()
         guard.root = None
         stopping = time.perf_counter()  # the stop is timed: ``Up`` sends SIGTERM on leaving
     rows += report([Row(BENCH, "SIGTERM -> touchpoints up exited", time.perf_counter() - stopping, "s")])
@@ -349,7 +350,8 @@ def backfill(source: Path, data: Path, customers: int) -> list[Row]:
 # --- 2. catch-up ----------------------------------------------------------------------------
 
 
-def catch_up(client: httpx.Client, up: Up, started: float, head: int, guard: MemoryGuard) -> list[Row]:
+def catch_up(client: httpx.Client, up: Up, started: float, head: int, guard: MemoryGuard,
+             peaks: "PhasePeaks") -> list[Row]:
     """From the spawn of ``touchpoints up`` to views at the head, refreshed, and ``/healthz`` ok."""
     status: dict[str, Any] = {}
 
@@ -367,17 +369,18 @@ def catch_up(client: httpx.Client, up: Up, started: float, head: int, guard: Mem
 
     seconds = poll_until(caught_up, progress, started=started, timeout=600 + head / 5_000, every=0.2, guard=guard,
                          what=f"the views at the head ({head:,})")
-    processes = platform_processes(up.pid)
+    spent = peaks.cpu_by_role()
     log(f"caught up: {head:,} events in {seconds:.1f} s")
     rows = [Row(BENCH, f"catch-up: spawn of touchpoints up -> views at the head ({head:,} events), /healthz ok",
                 head / seconds, "events/s"),
             Row(BENCH, "catch-up: wall time", seconds, "s")]
-    for usage in usage_by_role([], processes):
-        rows.append(Row(BENCH, f"catch-up CPU per event: {usage.name}", usage.cpu_seconds / head * 1e6, "us/event"))
+    known = {role: n for n, role in enumerate(ROLE_ORDER)}
+    for role in sorted(spent, key=lambda role: (known.get(role, len(known)), role)):
+        rows.append(Row(BENCH, f"catch-up CPU per event: {role}", spent[role] / head * 1e6, "us/event"))
     current = rss_by_role(up.pid)
     for role, mib in current.items():
         rows.append(Row(BENCH, f"RSS now, at catch-up: {role}", mib, "MiB"))
-    return rows + broker_restart_rows(client, "at catch-up") + platform_rows("at catch-up", up.pid, processes)
+    return rows + broker_restart_rows(client, "at catch-up")
 
 
 def broker_restart_rows(client: httpx.Client, when: str) -> list[Row]:
@@ -434,43 +437,104 @@ def healthz(client: httpx.Client) -> dict[str, Any]:
 
 def platform_rows(when: str, root: int, processes: list[Process] | None = None) -> list[Row]:
     """Each process's peak RSS (``VmHWM``) by role, their sum, against the targets."""
-    rows = []
     usages = usage_by_role([], processes if processes is not None else platform_processes(root))
-    for usage in usages:
-        api = usage.role == API
-        rows.append(Row(BENCH, f"peak RSS, {when}: {usage.name}", usage.peak_rss_mib, "MiB",
-                        target=f"<= {API_RSS_TARGET_MIB:,.0f} MiB" if api else "",
-                        ok=usage.peak_rss_mib <= API_RSS_TARGET_MIB if api else None))
-    total = sum(usage.peak_rss_mib for usage in usages)
-    rows.append(Row(BENCH, f"peak RSS, {when}: whole platform (sum, broker included)", total, "MiB",
-                    target=f"<= {PLATFORM_RSS_TARGET_MIB:,.0f} MiB", ok=total <= PLATFORM_RSS_TARGET_MIB))
-    return rows
+    return peak_rows(when, {usage.role: (usage.processes, usage.peak_rss_mib) for usage in usages},
+                     sum(usage.peak_rss_mib for usage in usages))
 
 
 class PhasePeaks:
-    """Each phase's own peak RSS: a process's peak (``VmHWM``) is reset between phases
-    (``/proc/PID/clear_refs``: 5), and the whole run's is each process's highest phase peak."""
+    """Each phase's own peak RSS, sampled every second by a thread: a process's peak
+    (``VmHWM``) is reset between phases (``/proc/PID/clear_refs``: 5). A role's peak is the
+    highest sum of its live processes' peaks at one sample, and the platform's the highest
+    sum over every role: processes that replace one another (the bundled broker's planned
+    restarts restart it, the relay and the worker) are not added up, and one that died in
+    the phase still counts. CPU is kept per process as last seen, so a replaced process's
+    CPU still counts in its role's."""
 
-    def __init__(self, root: int):
+    def __init__(self, root: int, interval: float = 1.0):
         self.root = root
-        self.highest: dict[int, Process] = {}
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._phase: dict[str, tuple[int, float]] = {}  # role -> (processes, highest sum of their peaks)
+        self._phase_total = 0.0
+        self._run: dict[str, tuple[int, float]] = {}
+        self._run_total = 0.0
+        self._cpu: dict[int, tuple[str, float]] = {}  # pid -> (role, CPU seconds when last seen)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_every_interval, name="phase-peaks", daemon=True)
+        self._thread.start()
+
+    def sample(self) -> list[Process]:
+        processes = platform_processes(self.root)
+        roles: dict[str, tuple[int, float]] = {}
+        for process in processes:
+            count, mib = roles.get(process.role, (0, 0.0))
+            roles[process.role] = (count + 1, mib + process.peak_rss_mib)
+        total = sum(mib for _, mib in roles.values())
+        with self._lock:
+            for process in processes:
+                self._cpu[process.pid] = (process.role, process.cpu_seconds)
+            for kept in (self._phase, self._run):
+                for role, (count, mib) in roles.items():
+                    if mib > kept.get(role, (0, 0.0))[1]:
+                        kept[role] = (count, mib)
+            self._phase_total = max(self._phase_total, total)
+            self._run_total = max(self._run_total, total)
+        return processes
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds each role spent so far, replaced processes included."""
+        self.sample()
+        with self._lock:
+            spent: dict[str, float] = {}
+            for role, seconds in self._cpu.values():
+                spent[role] = spent.get(role, 0.0) + seconds
+        return spent
 
     def next_phase(self, when: str) -> list[Row]:
         """The phase just ended: its rows, then every peak reset for the next one."""
-        processes = platform_processes(self.root)
-        for process in processes:
-            kept = self.highest.get(process.pid)
-            if kept is None or process.peak_rss_mib > kept.peak_rss_mib:
-                self.highest[process.pid] = process
-            try:
-                Path(f"/proc/{process.pid}/clear_refs").write_text("5")
-            except OSError as error:
-                log(f"cannot reset the peak RSS of {process.role} ({process.pid}): {error}")
-        return platform_rows(when, self.root, processes)
+        processes = self.sample()
+        with self._lock:
+            rows = peak_rows(when, self._phase, self._phase_total)
+            for process in processes:
+                try:
+                    Path(f"/proc/{process.pid}/clear_refs").write_text("5")
+                except OSError as error:
+                    log(f"cannot reset the peak RSS of {process.role} ({process.pid}): {error}")
+            self._phase, self._phase_total = {}, 0.0
+        return rows
 
     def whole_run(self, when: str) -> list[Row]:
-        alive = {process.pid for process in platform_processes(self.root)}
-        return platform_rows(when, self.root, [p for pid, p in self.highest.items() if pid in alive])
+        self.sample()
+        with self._lock:
+            return peak_rows(when, self._run, self._run_total)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _sample_every_interval(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sample()
+            except OSError:  # the platform is stopping
+                return
+
+
+def peak_rows(when: str, roles: dict[str, tuple[int, float]], total: float) -> list[Row]:
+    """Rows of each role's peak RSS (``platform_rows``' form) and the platform's."""
+    known = {role: n for n, role in enumerate(ROLE_ORDER)}
+    rows = []
+    for role in sorted(roles, key=lambda role: (known.get(role, len(known)), role)):
+        count, mib = roles[role]
+        name = role if count == 1 else f"{role} ({count})"
+        api = role == API
+        rows.append(Row(BENCH, f"peak RSS, {when}: {name}", mib, "MiB",
+                        target=f"<= {API_RSS_TARGET_MIB:,.0f} MiB" if api else "",
+                        ok=mib <= API_RSS_TARGET_MIB if api else None))
+    rows.append(Row(BENCH, f"peak RSS, {when}: whole platform (sum, broker included)", total, "MiB",
+                    target=f"<= {PLATFORM_RSS_TARGET_MIB:,.0f} MiB", ok=total <= PLATFORM_RSS_TARGET_MIB))
+    return rows
 
 
 def verify(up: Up, guard: MemoryGuard) -> list[Row]:

@@ -148,3 +148,38 @@ def test_verify_success__names_an_earlier_attempt_that_differed():
     assert verify_success(first_try) == "equal to a replay"
     assert verify_success(second_try) == ("equal to a replay at attempt 2 at position 12 "
                                           "(differed: attempt 1 at position 9: prospects, data_quality)")
+
+
+def test_phase_peaks__a_process_replaced_in_the_phase_counts_once_at_its_highest_and_its_cpu_stays(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from bench.million import PhasePeaks
+
+    # given a root process whose child holds ~80 MiB, exits, and is replaced by one holding ~30 MiB
+    child = "import sys, time; block = bytearray(int(sys.argv[1]) << 20); time.sleep(float(sys.argv[2]))"
+    root = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', {child!r}, '80', '1.5'])\n"
+        f"subprocess.run([sys.executable, '-c', {child!r}, '30', '30'])\n")])
+    try:
+        peaks = PhasePeaks(root.pid, interval=0.1)
+        try:
+            # when the phase ends with the second child running
+            time.sleep(3.0)
+            rows = {row.case: row.value for row in peaks.next_phase("in the test")}
+            spent = peaks.cpu_by_role()
+        finally:
+            peaks.close()
+    finally:
+        root.kill()
+        root.wait()
+    # then the children's role peaked at the first child's ~80 MiB, not 80 + 30
+    python = [case for case in rows if case.startswith("peak RSS, in the test: python")]
+    assert len(python) == 1, rows
+    assert 80 <= rows[python[0]] < 105
+    # and the platform's peak is the root's and that child's, at one moment
+    assert rows["peak RSS, in the test: whole platform (sum, broker included)"] < rows[python[0]] + 40
+    # and both children's CPU is counted (building 80 MiB took some)
+    assert spent[python[0].removeprefix("peak RSS, in the test: ")] > 0
