@@ -39,7 +39,7 @@ STABLE_SECONDS = 30.0  # a child that ran this long restarts quickly again if it
 CHILD_STOP_TIMEOUT = 15.0  # seconds a child has to exit after SIGTERM before it is killed
 FEED_DRAIN_TIMEOUT = 15.0  # seconds the view feed has, once the worker stopped, to read its last journeys
 WORKER_STOP_TIMEOUT = 120.0
-RECYCLE_DRAIN_TIMEOUT = 120.0  # seconds the view feed has to read the journeys left before a planned broker restart  # the worker saves its journeys as it stops (streams.worker_state)
+RECYCLE_DRAIN_STALL = 60.0  # seconds the view feed may read no journey before a planned broker restart gives up  # the worker saves its journeys as it stops (streams.worker_state)
 
 
 class ChildProcess:
@@ -162,6 +162,8 @@ class Platform:
         self._recycling = threading.Event()
         self._recycle_check_at = 0.0
         self._inbound_quiet: Any = None
+        self._idle_head: int | None = -1  # the store's head when last seen moving, and since when
+        self._idle_since = 0.0
         self.broker_recycles: list[dict[str, Any]] = []
         self._broker_memory: dict[str, Any] = {}
 
@@ -390,9 +392,9 @@ class Platform:
     # --- the bundled broker's planned restarts ---------------------------------------------
 
     def _recycle_broker_over_budget(self) -> None:
-        """From the supervisor, every few seconds: restart the bundled broker on purpose once
-        its memory passed the budget and nothing forbids it now (``streams.broker_recycle``)."""
-        from streams.broker_recycle import CHECK_INTERVAL, FEED_LAG_TO_DRAIN, MIN_SECONDS_BETWEEN, inbound_ends, resident_mib
+        """From the supervisor, every few seconds: restart the bundled broker on purpose when
+        its memory calls for it and nothing holds it back (``streams.broker_recycle``)."""
+        from streams.broker_recycle import CHECK_INTERVAL, inbound_ends, resident_mib, what_holds_back, why_restart
 
         now = time.monotonic()
         if now < self._recycle_check_at:
@@ -402,25 +404,46 @@ class Platform:
         rss = resident_mib(self.broker.pid)
         memory = {"budget_mib": budget, "rss_mib": None if rss is None else round(rss, 1), "waiting_for": None}
         self._broker_memory = memory
-        try:  # watched all along: a broker over its budget need not wait for the quiet time to start
+        try:  # watched all along: a restart that is due need not wait for the quiet time to start
             quiet = self._inbound_quiet.is_quiet(inbound_ends(self.bootstrap), now)
         except Exception as error:  # the broker is checked again in a few seconds
             quiet, memory["inbound"] = False, f"offsets not read: {type(error).__name__}: {error}"
-        if rss is None or rss <= budget:
+        reason = why_restart(rss, budget, log_idle_for=self._log_idle_for(now),
+                             views_at_head=lambda: self.views_health()["status"] == "ok")
+        if reason is None:
             return
         last = self.broker_recycles[-1]["ended_at"] if self.broker_recycles else None
-        if last is not None and now - last < MIN_SECONDS_BETWEEN:
-            memory["waiting_for"] = f"{MIN_SECONDS_BETWEEN:.0f} s since the last restart"
-        elif self.views.restored_status() is not None or (self._taking_up is not None and self._taking_up.is_alive()):
-            memory["waiting_for"] = "the views' saved state to be taken up"
-        elif not (self.worker.alive and self.relay.alive and self.feed.stats()["status"] == "ok"):
-            memory["waiting_for"] = "the worker, the relay and the view feed to run"
-        elif (lag := self.feed.lag()) is None or lag > FEED_LAG_TO_DRAIN:  # it reads them before the broker goes
-            memory["waiting_for"] = f"the view feed to come within {FEED_LAG_TO_DRAIN:,} journeys of the end"
-        elif not quiet:
-            memory["waiting_for"] = f"touchpoints.inbound to take no record for {self._inbound_quiet.quiet:.0f} s"
-        else:
-            self.recycle_broker(reason=f"{rss:.0f} MiB, over the budget of {budget} MiB")
+        memory["waiting_for"] = what_holds_back(
+            since_last=None if last is None else now - last,
+            taking_up=self.views.restored_status() is not None or (self._taking_up is not None
+                                                                    and self._taking_up.is_alive()),
+            running=self.worker.alive and self.relay.alive and self.feed.stats()["status"] == "ok",
+            inbound_quiet=quiet)
+        if memory["waiting_for"] is None:
+            self.recycle_broker(reason=reason)
+
+    def _drain_feed(self) -> bool:
+        """Wait for the view feed to read the journeys topic to its end (the worker stopped:
+        its lag only falls). In a catch-up the views trail the worker by up to a few hundred
+        thousand journeys, read at the views' own pace, which the stopped worker and relay
+        no longer share the CPU with. False once it made no progress for a minute."""
+        best, progressed_at = None, time.monotonic()
+        while not self._stopping.is_set():
+            if self.feed.wait_caught_up(1.0):
+                return True
+            lag = self.feed.lag()
+            if lag is not None and (best is None or lag < best):
+                best, progressed_at = lag, time.monotonic()
+            elif time.monotonic() - progressed_at > RECYCLE_DRAIN_STALL:
+                return False
+        return False
+
+    def _log_idle_for(self, now: float) -> float:
+        """Seconds the store's head has not moved (as seen by these checks)."""
+        head = self.store.head_position()
+        if head != self._idle_head:
+            self._idle_head, self._idle_since = head, now
+        return now - self._idle_since
 
     def recycle_broker(self, *, reason: str) -> dict[str, Any]:
         """Restart the bundled broker empty without losing anything: the worker stops and
@@ -429,7 +452,10 @@ class Platform:
         back, the worker's journeys are handed over (the relay publishes only the events
         after them), the worker and the relay start again. If the views do not hold every
         saved journey the broker is left as it is. Runs in the supervisor's thread (the
-        children it starts again die with it). Returns what it did (also in ``/healthz``)."""
+        children it starts again die with it). Returns what it did (also in ``/healthz``).
+        Workers started beside the platform's (``extra_worker``) are not stopped: do not
+        give a platform that runs them a budget it reaches."""
+        from streams.topics import APP_ID
         from streams.broker_recycle import put_back, read_unconsumed, resident_mib
         from streams.topics import ensure_topics
         from streams.worker_state import hand_over_to_fresh_broker, read, state_folder, views_hold_every_saved_journey
@@ -441,15 +467,18 @@ class Platform:
         try:
             self.worker.stop()  # it saves its journeys (TOUCHPOINTS_WORKER_SAVES_STATE)
             self.relay.stop()
-            drained = self.feed.wait_caught_up(RECYCLE_DRAIN_TIMEOUT)
+            record["children_stopped_in"] = round(time.monotonic() - started, 2)
+            drained = self._drain_feed()
+            record["feed_drained_in"] = round(time.monotonic() - started - record["children_stopped_in"], 2)
             feed_checkpoint = self.feed.checkpoint()
             saved = read(state_folder(self.settings.data))
-            skip = ("the view feed did not read the journeys topic to its end" if not drained
+            skip = ("the platform is stopping" if self._stopping.is_set()
+                    else "the view feed did not read the journeys topic to its end" if not drained
                     else "the worker saved no journeys" if saved is None
                     else "the views do not hold every journey the worker saved"
                     if not views_hold_every_saved_journey(feed_checkpoint, saved) else None)
             if skip is None:
-                carried = read_unconsumed(self.bootstrap, inbound_groups=["touchpoints"])
+                carried = read_unconsumed(self.bootstrap, inbound_groups=[APP_ID])  # the inbound agent's group
                 self._broker_starter.run(self.broker.restart)
                 ensure_topics(self.bootstrap, self.settings.partitions)
                 record["carried_over"] = put_back(self.bootstrap, carried, compression=self.settings.kafka_compression)

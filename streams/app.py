@@ -26,9 +26,8 @@ from streams.inbound import InboundHandler, register_inbound
 from streams import worker_state
 from streams.processors import PROCESSOR_GROUP, JourneyProcessor
 from streams.retention import RecordTrimmer
-from streams.topics import DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENTS_TOPIC, INBOUND_TOPIC, JOURNEYS_TOPIC
+from streams.topics import APP_ID, DEADLETTER_TOPIC, DEFAULT_PARTITIONS, EVENTS_TOPIC, INBOUND_TOPIC, JOURNEYS_TOPIC
 
-APP_ID = "touchpoints"
 SESSION_TIMEOUT_SECONDS = 6.0
 
 

@@ -3,7 +3,9 @@
 tansu 0.6.0 keeps every record it was given until it stops (``streams.broker``): at a
 million customers ~1.7 GiB after the backfill's catch-up, three quarters of it events the
 store holds anyway (docs/DECISIONS.md, "What Kafka keeps"). ``touchpoints up`` therefore
-restarts it when its resident memory passes ``TOUCHPOINTS_BROKER_MEMORY_BUDGET``, through
+restarts it when its resident memory passes ``TOUCHPOINTS_BROKER_MEMORY_BUDGET`` (or half of
+it once the log took no event for ``IDLE_SECONDS`` and the views are at its head: the
+pipeline's pause costs no freshness then, and the next burst finds an empty broker), through
 the path a restarted platform takes already (``streams.worker_state``): the worker stops
 cleanly and saves its journeys, the view feed reads the journeys it published last, the
 broker restarts empty, the saved journeys are handed over, so the relay publishes only the
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 5.0  # seconds between looks at the broker's memory
 INBOUND_QUIET_SECONDS = 10.0  # the inbound topic took no record for this long before a restart
-FEED_LAG_TO_DRAIN = 20_000  # journeys the view feed may have left to read when the worker is stopped
+IDLE_SECONDS = 30.0  # the log took no event for this long: a restart over IDLE_FRACTION of the budget goes unnoticed
+IDLE_FRACTION = 0.5
 MIN_SECONDS_BETWEEN = 60.0  # a budget the journeys alone fill does not restart the broker in a loop
 PUT_BACK_TIMEOUT = 30.0  # seconds to produce the records carried over
 
@@ -164,3 +167,31 @@ class QuietWatch:
         if ends != self._ends:
             self._ends, self._since = dict(ends), now
         return now - self._since >= self.quiet
+
+
+def why_restart(rss_mib: float | None, budget_mib: int, *, log_idle_for: float,
+                views_at_head: Callable[[], bool]) -> str | None:
+    """The reason the broker's memory calls for a planned restart, or None: over the budget,
+    or over ``IDLE_FRACTION`` of it with the log idle for ``IDLE_SECONDS`` and the views at
+    its head (``views_at_head`` is asked only then)."""
+    if rss_mib is None or budget_mib <= 0:
+        return None
+    if rss_mib > budget_mib:
+        return f"{rss_mib:.0f} MiB, over the budget of {budget_mib} MiB"
+    if rss_mib > budget_mib * IDLE_FRACTION and log_idle_for >= IDLE_SECONDS and views_at_head():
+        return (f"{rss_mib:.0f} MiB, over {IDLE_FRACTION:.0%} of the budget of {budget_mib} MiB, "
+                f"the log idle for {log_idle_for:.0f} s")
+    return None
+
+
+def what_holds_back(*, since_last: float | None, taking_up: bool, running: bool, inbound_quiet: bool) -> str | None:
+    """What a due planned restart waits for, or None: it may go now."""
+    if since_last is not None and since_last < MIN_SECONDS_BETWEEN:
+        return f"{MIN_SECONDS_BETWEEN:.0f} s since the last restart"
+    if taking_up:
+        return "the views' saved state to be taken up"
+    if not running:
+        return "the worker, the relay and the view feed to run"
+    if not inbound_quiet:
+        return f"touchpoints.inbound to take no record for {INBOUND_QUIET_SECONDS:.0f} s"
+    return None

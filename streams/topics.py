@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 EVENTS_TOPIC = "touchpoints.events"
 INBOUND_TOPIC = "touchpoints.inbound"
 DEADLETTER_TOPIC = "touchpoints.deadletter"
+APP_ID = "touchpoints"  # the Faust app of the worker: its consumer group reads touchpoints.inbound
 JOURNEYS_TOPIC = "touchpoints.journeys"
 DEFAULT_PARTITIONS = 6
 

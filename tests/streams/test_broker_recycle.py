@@ -14,7 +14,10 @@ from kafka.admin import NewTopic
 
 from application.demo import generate
 from consumers.platform import Platform
-from streams.broker_recycle import QuietWatch, put_back, read_unconsumed, resident_mib
+from streams.broker_recycle import (
+    IDLE_SECONDS, MIN_SECONDS_BETWEEN, QuietWatch, put_back, read_unconsumed, resident_mib,
+    what_holds_back, why_restart,
+)
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC
 from tests.conftest import read_topic_records
 from tests.streams.conftest import PLATFORM_HEADERS, append_events, assert_views_converge, platform_settings, wait_until
@@ -131,3 +134,33 @@ def test_platform_over_its_broker_budget__restarts_the_broker_and_loses_nothing(
         letters = read_topic_records(platform.bootstrap, DEADLETTER_TOPIC, until=lambda rs: len(rs) >= 1)
         assert len(letters) == 1 and b"not an event" in letters[0].value
         assert dict(letters[0].headers)["source_topic"] == INBOUND_TOPIC.encode()
+
+
+def test_why_restart__over_the_budget__or_over_half_of_it_with_the_log_idle_and_the_views_at_its_head():
+    asked: list[bool] = []
+
+    def at_head() -> bool:
+        asked.append(True)
+        return True
+
+    # over the budget: at once, whatever the log does
+    assert "over the budget of 768 MiB" in why_restart(800, 768, log_idle_for=0, views_at_head=at_head)
+    # within it, over half: only once the log was idle long enough, the views at its head
+    assert why_restart(500, 768, log_idle_for=IDLE_SECONDS - 1, views_at_head=at_head) is None
+    assert asked == []  # not asked while the log moves
+    assert "idle for 30 s" in why_restart(500, 768, log_idle_for=IDLE_SECONDS, views_at_head=at_head)
+    assert why_restart(500, 768, log_idle_for=IDLE_SECONDS, views_at_head=lambda: False) is None
+    # under half, or no budget, or no broker: never
+    assert why_restart(300, 768, log_idle_for=1e9, views_at_head=at_head) is None
+    assert why_restart(10_000, 0, log_idle_for=0, views_at_head=at_head) is None
+    assert why_restart(None, 768, log_idle_for=0, views_at_head=at_head) is None
+
+
+def test_what_holds_back__each_condition_in_turn():
+    free = dict(since_last=None, taking_up=False, running=True, inbound_quiet=True)
+    assert what_holds_back(**free) is None
+    assert "since the last restart" in what_holds_back(**{**free, "since_last": MIN_SECONDS_BETWEEN - 1})
+    assert what_holds_back(**{**free, "since_last": MIN_SECONDS_BETWEEN}) is None
+    assert "taken up" in what_holds_back(**{**free, "taking_up": True})
+    assert "to run" in what_holds_back(**{**free, "running": False})
+    assert "touchpoints.inbound" in what_holds_back(**{**free, "inbound_quiet": False})
