@@ -309,10 +309,15 @@ def platform_processes(root: int) -> list[Process]:
     exits while being read is left out."""
     found: list[Process] = []
     pending: list[tuple[int, str | None]] = [(root, None)]
+    root_cmdline: tuple[str, ...] | None = None
     while pending:
         pid, parent_role = pending.pop(0)
         try:
             cmdline = _cmdline(pid)
+            if parent_role is None:
+                root_cmdline = cmdline
+            elif cmdline == root_cmdline:
+                continue  # forked, not exec'd yet: its resident pages are the parent's
             role = API if parent_role is None else process_role(cmdline, parent_role)
             found.append(Process(pid, role, cmdline, cpu_seconds(pid), peak_rss_mib(pid)))
             pending.extend((child, role) for child in children(pid))

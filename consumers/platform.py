@@ -470,6 +470,9 @@ class Platform:
             record["children_stopped_in"] = round(time.monotonic() - started, 2)
             drained = self._drain_feed()
             record["feed_drained_in"] = round(time.monotonic() - started - record["children_stopped_in"], 2)
+            # stopped while the broker restarts: its consumer would create the journeys topic on the new
+            # broker with tansu's default partitions before ensure_topics does (seen at a million customers)
+            self.feed.stop()
             feed_checkpoint = self.feed.checkpoint()
             saved = read(state_folder(self.settings.data))
             skip = ("the platform is stopping" if self._stopping.is_set()
@@ -495,6 +498,7 @@ class Platform:
             log.exception("bundled broker: the planned restart failed")
             record["outcome"] = f"failed: {type(error).__name__}: {error}"
         finally:
+            self.feed.start()  # on from where it stopped (a no-op if it runs): it finds the journeys topic recreated
             if not self._stopping.is_set():
                 self.worker.start()
                 self.relay.start()

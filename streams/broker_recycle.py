@@ -145,8 +145,11 @@ def put_back(bootstrap: str, carried: Carried, *, compression: str = "zstd") -> 
                              max_in_flight_requests_per_connection=1)  # order kept within a partition
     try:
         for topic, records in carried.records.items():
+            # a service that produced first may have had the topic created with the broker's default partitions
+            partitions = producer.partitions_for(topic) or set()
             for partition, key, value, headers in records:
-                producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+                producer.send(topic, key=key, value=value, headers=headers,
+                              partition=partition if partition in partitions else None)
         producer.flush(PUT_BACK_TIMEOUT)
     finally:
         producer.close(5)

@@ -114,3 +114,24 @@ def test_measure_platform__a_tiny_population_through_touchpoints_up_gives_every_
     roles = {usage.role for usage in run.usage}
     assert {API, DECODERS, "touchpoints relay", "touchpoints worker", BROKER} <= roles
     assert all(usage.peak_rss_mib > 0 for usage in run.usage)
+
+
+def test_platform_processes__a_child_forked_and_not_yet_exec_d_is_not_counted():
+    import subprocess
+    import sys
+    import time
+
+    from bench.pipeline import platform_processes
+
+    # given a root process that forked a child which has not exec'd (it shares the root's pages)
+    root = subprocess.Popen([sys.executable, "-c", "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n"
+                                                   "time.sleep(30)\n"])
+    try:
+        time.sleep(0.5)
+        # when the platform's processes are listed
+        found = platform_processes(root.pid)
+    finally:
+        root.kill()
+        root.wait()
+    # then only the root is
+    assert [process.pid for process in found] == [root.pid]
