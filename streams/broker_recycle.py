@@ -24,15 +24,12 @@ and ``/healthz`` says why.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.topics import DEADLETTER_TOPIC, INBOUND_TOPIC, close_admin, describe_topics, end_offsets
-
-log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 5.0  # seconds between looks at the broker's memory
 INBOUND_QUIET_SECONDS = 10.0  # the inbound topic took no record for this long before a restart
