@@ -394,7 +394,9 @@ class Platform:
     def _recycle_broker_over_budget(self) -> None:
         """From the supervisor, every few seconds: restart the bundled broker on purpose when
         its memory calls for it and nothing holds it back (``streams.broker_recycle``)."""
-        from streams.broker_recycle import CHECK_INTERVAL, inbound_ends, resident_mib, what_holds_back, why_restart
+        from streams.broker_recycle import (
+            CHECK_INTERVAL, IDLE_FRACTION, inbound_ends, resident_mib, what_holds_back, why_restart,
+        )
 
         now = time.monotonic()
         if now < self._recycle_check_at:
@@ -404,11 +406,14 @@ class Platform:
         rss = resident_mib(self.broker.pid)
         memory = {"budget_mib": budget, "rss_mib": None if rss is None else round(rss, 1), "waiting_for": None}
         self._broker_memory = memory
-        try:  # watched all along: a restart that is due need not wait for the quiet time to start
+        log_idle_for = self._log_idle_for(now)
+        if rss is None or rss <= budget * IDLE_FRACTION:  # no restart can be due: nothing more to read
+            return
+        try:  # watched from here on: a restart that falls due need not wait for the quiet time to start
             quiet = self._inbound_quiet.is_quiet(inbound_ends(self.bootstrap), now)
         except Exception as error:  # the broker is checked again in a few seconds
             quiet, memory["inbound"] = False, f"offsets not read: {type(error).__name__}: {error}"
-        reason = why_restart(rss, budget, log_idle_for=self._log_idle_for(now),
+        reason = why_restart(rss, budget, log_idle_for=log_idle_for,
                              views_at_head=lambda: self.views_health()["status"] == "ok")
         if reason is None:
             return

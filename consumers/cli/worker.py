@@ -70,7 +70,7 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
     from events.store import EventStoreError
     from streams.app import create_app
     from streams.processors import PROCESSOR_GROUP
-    from streams.topics import TopicError, ensure_topics
+    from streams.topics import APP_ID, TopicError, ensure_topics
 
     tune_allocator()  # before any thread starts: see application.allocator
     REGISTRY.load_plugins()
@@ -93,7 +93,7 @@ def work(settings: Settings, *, bootstrap: str, store_url: str, inbound: bool = 
             store.close()
             print(f"touchpoints worker: {error}", file=sys.stderr)
             return 2
-    processor_group, app_id = group or PROCESSOR_GROUP, f"touchpoints-{group}" if group else "touchpoints"
+    processor_group, app_id = group or PROCESSOR_GROUP, f"{APP_ID}-{group}" if group else APP_ID
     app = create_app(settings, bootstrap=bootstrap, store=store, processors=processors,
                      processor_group=processor_group, app_id=app_id)
     if trim:
