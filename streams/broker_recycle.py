@@ -74,7 +74,9 @@ def _admin(bootstrap: str) -> Any:
 
 
 def inbound_ends(bootstrap: str, topic: str = INBOUND_TOPIC) -> dict[int, int]:
-    """The inbound topic's end offsets (empty: no such topic)."""
+    """The inbound topic's end offsets (empty: no such topic), to see whether records came: on
+    tansu ListOffsets answers the last batch's base offset + 1, short of the end but moved by
+    every batch produced."""
     admin = _admin(bootstrap)
     try:
         described = describe_topics(admin, [topic]).get(topic)
