@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from projections.aggregates.base import KeptContributions
 from projections.journey import IdentityJourney, LinkFact, MergeFact
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
         self._fresh: set[str] = set()  # unwritten keys the file has no row of
         self._looked_up: tuple[object, tuple | None] = (None, None)  # the last key's row: asked twice in a row
         self._stored = 0 if adopt is None else self._db.execute("SELECT count(*) FROM journeys").fetchone()[0]
+        self._contributions: SpilledContributions | None = None
 
     # --- the mapping --------------------------------------------------------------------
 
@@ -179,8 +182,18 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
             yield key.encode(), journey
 
     def flush(self) -> int:
-        """Write every changed journey to the file (they stay held); how many."""
+        """Write every changed journey (and contribution row) to the file (they stay held);
+        how many journeys."""
+        if self._contributions is not None:
+            self._contributions.flush()
         return self._write(list(self._unwritten))
+
+    def contributions(self) -> "SpilledContributions":
+        """The maintained aggregates' kept contributions, in this file beside the journeys
+        (so ``save_copy`` and ``adopt`` carry both): one store a file."""
+        if self._contributions is None:
+            self._contributions = SpilledContributions(self._db)
+        return self._contributions
 
     def save_copy(self, path: Path) -> None:
         """Write every journey held to a durable file at ``path`` (replaced whole, or not
@@ -243,6 +256,69 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
             row = self._db.execute("SELECT identity FROM journeys WHERE key = ?", (key,)).fetchone()
             self._looked_up = (key, row)
         return row
+
+
+class SpilledContributions(KeptContributions):
+    """``MaintainedViews``' kept contributions (a row a slot, ``projections.aggregates``)
+    in a table of the views' journeys file. A row is read only when its group changes, so
+    at a million groups the rows (~350 bytes a group in memory: tuples, datetimes, named
+    tuples) stay on disk; the ``HELD`` rows last used stay decoded, changed ones are written
+    ``WRITE_BATCH`` a transaction when let go, as pickles (the rows hold named tuples,
+    datetimes and markers compared by identity, which ``pickle`` gives back as they were)."""
+
+    __slots__ = ("_db", "_held", "_unwritten", "held", "write_batch")
+
+    def __init__(self, db: sqlite3.Connection, *, held: int | None = None, write_batch: int | None = None):
+        self._db = db
+        self.held = HELD if held is None else held
+        self.write_batch = WRITE_BATCH if write_batch is None else write_batch
+        db.execute("CREATE TABLE IF NOT EXISTS contributions (slot INTEGER PRIMARY KEY, row BLOB NOT NULL)")
+        self._held: OrderedDict[int, tuple | None] = OrderedDict()  # decoded (None: no row), last used last
+        self._unwritten: set[int] = set()
+
+    def get(self, slot: int) -> tuple | None:
+        held = self._held
+        if slot in held:
+            held.move_to_end(slot)
+            return held[slot]
+        found = self._db.execute("SELECT row FROM contributions WHERE slot = ?", (slot,)).fetchone()
+        row = held[slot] = None if found is None else pickle.loads(found[0])
+        self._let_go_if_full()
+        return row
+
+    def put(self, slot: int, row: tuple | None) -> None:
+        held = self._held
+        held[slot] = row
+        held.move_to_end(slot)
+        self._unwritten.add(slot)
+        self._let_go_if_full()
+
+    def flush(self) -> None:
+        self._write(list(self._unwritten), self._held)
+
+    def _let_go_if_full(self) -> None:
+        held = self._held
+        if len(held) <= self.held + self.write_batch:
+            return
+        going = dict(held.popitem(last=False) for _ in range(self.write_batch))
+        unwritten = self._unwritten
+        self._write([slot for slot in going if slot in unwritten], going)
+
+    def _write(self, slots: list[int], rows: Mapping[int, tuple | None]) -> None:
+        if not slots:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO contributions (slot, row) VALUES (?, ?)",
+                           [(slot, pickle.dumps(row, pickle.HIGHEST_PROTOCOL)) for slot in slots
+                            if (row := rows[slot]) is not None])
+            db.executemany("DELETE FROM contributions WHERE slot = ?", [(slot,) for slot in slots if rows[slot] is None])
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._unwritten.difference_update(slots)
 
 
 def saved_encoded_items(path: Path) -> Iterator[tuple[bytes, bytes]]:

@@ -239,7 +239,9 @@ class LiveViews:
             population = population_module.Population(SpilledJourneys(journeys_folder))
         self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
         if maintain_views:
-            self._log.population.summaries.maintain(MaintainedViews.default())
+            journeys = self._log.population.journeys  # in a file: the kept contributions go beside them
+            kept = journeys.contributions() if isinstance(journeys, SpilledJourneys) else None
+            self._log.population.summaries.maintain(MaintainedViews.default(kept))
         self._clock = clock
         self.refresh_delay = refresh_delay
         self.max_stale_seconds = max_stale_seconds

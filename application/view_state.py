@@ -18,8 +18,8 @@ checked before anything is unpickled:
   (a recreated or other store is never mixed with a state);
 - the feed's own checkpoint (``feed``), given back to the feed.
 
-The journeys, when they live in a file (``application.journey_spill``), are copied beside
-it (SQLite's backup) and adopted by the next process. A state is used once: taking it up
+The journeys, when they live in a file (``application.journey_spill``, with the maintained
+aggregates' kept contributions), are copied beside it (SQLite's backup) and adopted by the next process. A state is used once: taking it up
 removes it, since the views change from then on; a process that is killed leaves none, and
 the next start rebuilds (serving the saved documents meanwhile, ``application.view_documents``).
 The data folder is trusted as the store beside it is: unpickling runs code the file names.
@@ -42,7 +42,7 @@ from types import MappingProxyType
 from typing import Any
 
 from application.durable_files import sync_folder
-from application.journey_spill import SpilledJourneys
+from application.journey_spill import SpilledContributions, SpilledJourneys
 from projections import group as group_module
 from projections import journey as journey_module
 
@@ -124,6 +124,10 @@ def _saved_journeys() -> Any:  # replaced by the adopted file while a state is l
     raise pickle.UnpicklingError("a views state naming a journeys file was loaded without one")
 
 
+def _saved_contributions() -> Any:  # replaced by the adopted file's while a state is loaded
+    raise pickle.UnpicklingError("a views state naming kept contributions in a file was loaded without one")
+
+
 def _shared_empty(module: str) -> Any:
     return importlib.import_module(module)._NO_CONSENTS
 
@@ -138,7 +142,11 @@ def _reduce_proxy(proxy: MappingProxyType) -> tuple:
 
 class _Pickler(pickle.Pickler):
     # a dispatch entry is looked up in C: a persistent_id method would be called for every object
-    dispatch_table = {SpilledJourneys: lambda journeys: (_saved_journeys, ()), MappingProxyType: _reduce_proxy}
+    dispatch_table = {
+        SpilledJourneys: lambda journeys: (_saved_journeys, ()),
+        SpilledContributions: lambda kept: (_saved_contributions, ()),  # beside the journeys, in their file
+        MappingProxyType: _reduce_proxy,
+    }
 
 
 class _Unpickler(pickle.Unpickler):
@@ -149,6 +157,8 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == (__name__, "_saved_journeys") and self._journeys is not None:
             return lambda: self._journeys
+        if (module, name) == (__name__, "_saved_contributions") and self._journeys is not None:
+            return self._journeys.contributions
         return super().find_class(module, name)
 
 

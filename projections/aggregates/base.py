@@ -232,6 +232,11 @@ class GroupSlots:
     def __len__(self) -> int:
         return len(self._slot_of)
 
+    @property
+    def given(self) -> int:
+        """How many slots were ever given: every slot is below it."""
+        return len(self._slot_of) + len(self._free)
+
 
 class MaintainedAggregate(ABC):
     """One maintained view, kept group by group at the groups' slots (``GroupSlots``).
@@ -257,14 +262,12 @@ class MaintainedAggregate(ABC):
 
 class ContributionAggregate(MaintainedAggregate, Generic[C]):
     """One maintained view: ``contribution`` (pure) extracts what a group adds,
-    ``add``/``subtract`` keep the totals, ``document`` renders them; the contributions
-    are kept in a list by slot.
+    ``add``/``subtract`` keep the totals, ``document`` renders them. What a group
+    contributed is held for it by ``MaintainedViews`` (``KeptContributions``: in memory, or
+    in a file), and handed back to ``keep`` when the group changes.
 
     Subclasses set ``view``, implement the four methods, and say which parameter sets
     they answer with ``answers``."""
-
-    def __init__(self) -> None:
-        self._kept: list[C | None] = []  # by slot
 
     # --- what a subclass defines ------------------------------------------------------
 
@@ -283,23 +286,65 @@ class ContributionAggregate(MaintainedAggregate, Generic[C]):
     # --- the shell's side ---------------------------------------------------------------
 
     def update(self, slot: int, group: GroupSummary | None) -> None:
-        kept = self._kept
-        new = None if group is None else self.contribution(group)
-        if slot < len(kept):
-            old = kept[slot]
-            if new == old:  # most live changes (a prospect's later touch, a repeat order) leave it as it was
-                return
-            if old is not None:
-                kept[slot] = None
-                self.subtract(old)
-        elif new is None:
-            return
-        else:
-            kept.extend(repeat(None, slot + 1 - len(kept)))
-        if new is not None:
-            kept[slot] = new
-            self.add(new)
+        raise TypeError(f"{type(self).__name__}: its contributions are kept by MaintainedViews, which calls keep()")
 
-    def contributions(self) -> Sequence[C | None]:
-        """Every group's contribution by slot (None: none)."""
-        return self._kept
+    def keep(self, slot: int, held: Any, group: GroupSummary | None) -> Any:
+        """The group at ``slot``, which contributed ``held`` (None: nothing), is now ``group``
+        (None: it no longer exists): the totals follow, and what to hold for it now is
+        returned (``held`` itself when nothing changed)."""
+        new = None if group is None else self.contribution(group)
+        if new == held:  # most live changes (a prospect's later touch, a repeat order) leave it as it was
+            return held
+        if held is not None:
+            self.subtract(held)
+        if new is not None:
+            self.add(new)
+        return new
+
+    def given_back(self, slot: int, held: Any) -> C | None:
+        """The contribution ``held`` (what ``keep`` returned for ``slot``) stands for."""
+        return held
+
+
+class KeptContributions(ABC):
+    """Where ``MaintainedViews`` holds what each group contributed to the aggregates that
+    keep contributions: a row by slot, one item per such aggregate (None: nothing at all).
+    Read only when the group changes, so it may live in a file (``application.journey_spill``)."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def get(self, slot: int) -> tuple | None:
+        """The row held at ``slot`` (None: none)."""
+
+    @abstractmethod
+    def put(self, slot: int, row: tuple | None) -> None:
+        """Hold ``row`` at ``slot`` (None: nothing any more)."""
+
+
+class HeldContributions(KeptContributions):
+    """The rows in memory, a list by slot for each aggregate: no tuple a group."""
+
+    __slots__ = ("_columns",)
+
+    def __init__(self, width: int) -> None:
+        self._columns: tuple[list[Any], ...] = tuple([] for _ in range(width))
+
+    def get(self, slot: int) -> tuple | None:
+        columns = self._columns
+        if not columns or slot >= len(columns[0]):
+            return None
+        row = tuple(column[slot] for column in columns)
+        return None if row.count(None) == len(row) else row
+
+    def put(self, slot: int, row: tuple | None) -> None:
+        columns = self._columns
+        if not columns:
+            return
+        if slot >= len(columns[0]):
+            if row is None:
+                return
+            for column in columns:
+                column.extend(repeat(None, slot + 1 - len(column)))
+        for column, item in zip(columns, row or repeat(None)):
+            column[slot] = item

@@ -38,7 +38,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from fractions import Fraction
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -153,38 +152,30 @@ class ConversionTime(ContributionAggregate[Timing]):
             del self._first_touches_by_label[label]
             del sums[label]
 
-    def update(self, slot: int, group: GroupSummary | None) -> None:
-        """As ``ContributionAggregate.update``, but a prospect is kept in the column alone
-        (``_IN_COLUMN`` at its slot): its label and first-touch time are there already, and
-        a tuple a prospect cost ~64 bytes more."""
+    def keep(self, slot: int, held: Any, group: GroupSummary | None) -> Any:
+        """As ``ContributionAggregate.keep``, but a prospect is held as ``_IN_COLUMN``: its
+        label and first-touch time are in the column at its slot already, and a tuple a
+        prospect cost ~64 bytes more."""
         new = None if group is None else self.contribution(group)
-        old = self._held(slot)
+        old = self.given_back(slot, held)
         if new == old:  # most live changes (a prospect's later touch, a repeat order) leave it as it was
-            return
-        kept = self._kept
+            return held
         if old is not None:
-            kept[slot] = None
-            self._column.clear(slot)
+            if held is _IN_COLUMN:
+                self._column.clear(slot)
             self.subtract(old)
         if new is None:
-            return
-        if slot >= len(kept):
-            kept.extend(repeat(None, slot + 1 - len(kept)))
-        if new[0] == PROSPECT:
-            kept[slot] = _IN_COLUMN
-            self._column.put(slot, new[1], new[2])
-        else:
-            kept[slot] = new
+            return None
         self.add(new)
+        if new[0] == PROSPECT:
+            self._column.put(slot, new[1], new[2])
+            return _IN_COLUMN
+        return new
 
-    def _held(self, slot: int) -> Timing | None:
-        held = self._kept[slot] if slot < len(self._kept) else None
+    def given_back(self, slot: int, held: Any) -> Timing | None:
         if held is _IN_COLUMN:
             return (PROSPECT, *self._column.held(slot))
         return held
-
-    def contributions(self) -> Sequence[Timing | None]:
-        return [self._held(slot) for slot in range(len(self._kept))]
 
     def answers(self, params: Mapping[str, Any]) -> bool:
         if not set(params) <= {"group_by", "now"} or params.get("group_by", "first_channel") != self.group_by:

@@ -161,3 +161,49 @@ def test_live_views__a_journeys_snapshot_of_journeys_in_a_file_restores_the_same
 
     assert len(journeys) == len(views.population.journeys)
     assert restored.all_documents() == views.all_documents()
+
+
+def test_spilled_contributions__rows_let_go_read_back_as_they_were(tmp_path: Path):
+    # given kept contribution rows in a journeys file that holds one row decoded
+    from datetime import datetime, timezone
+
+    from projections.aggregates.conversion_time import _IN_COLUMN
+    from projections.aggregates.paths import CollapsedPath
+
+    kept = SpilledJourneys(tmp_path).contributions()
+    kept.held, kept.write_batch = 1, 1
+    rows = {
+        0: (CollapsedPath(("ads", "seo"), None), _IN_COLUMN, 3),
+        1: ((-25000, "customer-c1", 2, datetime(2024, 3, 1, tzinfo=timezone.utc), True), None, None),
+        2: (None, None, 7),
+    }
+
+    # when they are put, one is emptied, and all are let go to the file
+    for slot, row in rows.items():
+        kept.put(slot, row)
+    kept.put(2, None)
+    for slot in (5, 6, 7):
+        kept.get(slot)
+
+    # then each reads back equal, the marker as itself, the emptied one as nothing
+    assert kept.get(0) == rows[0] and kept.get(0)[1] is _IN_COLUMN
+    assert kept.get(1) == rows[1]
+    assert kept.get(2) is None and kept.get(9) is None
+
+
+def test_live_views__kept_contributions_live_in_the_journeys_file(tmp_path, demo_events, little_memory):
+    # given live views keeping their journeys in a file, and others in memory
+    views, in_memory = exact_views(journeys_folder=tmp_path), exact_views()
+
+    # when the log is folded into both and their documents rendered
+    for live in (views, in_memory):
+        live.apply_events(demo_events)
+        live.all_documents()
+
+    # then the aggregates' kept contributions are rows of that file, the ones held in memory
+    maintained, held = views.population.summaries.maintained, in_memory.population.summaries.maintained
+    assert isinstance(maintained.kept, journey_spill.SpilledContributions)
+    maintained.kept.flush()
+    assert maintained.kept._db.execute("SELECT count(*) FROM contributions").fetchone()[0] > journey_spill.HELD
+    for mine, theirs in zip(maintained._keeping, held._keeping, strict=True):
+        assert maintained.contributions(mine) == held.contributions(theirs)

@@ -14,5 +14,5 @@ def test_memory_bench__breaks_both_ways_of_keeping_journeys_down_by_holder(tmp_p
     for where in ("memory", "file"):
         label = f"journeys in {where}, 1,000 customers"
         assert rows[f"{label}: RSS of the process"] > 0
-        for holder in ("identity graph", "journeys", "group cache", "FirstContact: kept contributions"):
+        for holder in ("identity graph", "journeys", "group cache", "kept contributions"):
             assert rows[f"{label}: {holder}, per customer"] > 0
