@@ -229,3 +229,20 @@ def test_long_scan__runs_with_a_small_page_cache_and_sets_it_back(tmp_path, monk
         assert cache_sizes[0] == -sqlite_ids.SCAN_CACHE_KIB
         assert reopened._writer.conn.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
         assert len(reopened._writer._ids) == 6
+
+
+def test_positions__held_narrow_until_one_does_not_fit_then_wide_and_still_found(monkeypatch):
+    # given an index whose positions all fit in 32 bits, merged into its arrays at once
+    monkeypatch.setattr(sqlite_ids, "MERGE_MIN", 1)
+    index = IdIndex()
+    low, high = [os.urandom(16) for _ in range(3)], [os.urandom(16) for _ in range(2)]
+    index.add(low, [1, 2, 2**32 - 1])
+    assert index._positions.dtype == np.uint32
+
+    # when positions past 2**32 - 1 are added
+    index.add(high, [2**32, 2**40])
+
+    # then the positions are widened, none wrapped: each id's candidates hold its own position
+    assert index._positions.dtype == np.int64
+    by_key = dict(zip(index._keys.tolist(), index._positions.tolist()))
+    assert [by_key[key] for key in keys_of(low + high).tolist()] == [1, 2, 2**32 - 1, 2**32, 2**40]
