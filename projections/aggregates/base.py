@@ -12,8 +12,11 @@ Contributions are immutable values extracted from a ``GroupSummary`` when it is
 added, and kept: a summary may share lists with the journeys it came from, so it cannot
 be read again later to subtract it. They are kept by the group's *slot* (``GroupSlots``):
 a dense integer the aggregates of one ``MaintainedViews`` share, so a million groups cost
-one dict by root and a list (or numpy columns) per aggregate, not a dict per aggregate
-(~50 bytes a group each, ~500 for ten aggregates).
+one dict by root, not a dict per aggregate (~50 bytes a group each, ~500 for ten
+aggregates). ``MaintainedViews`` holds a slot's contributions to every
+``ContributionAggregate`` as one row (``KeptContributions``: a list by slot an aggregate in
+memory, or rows in a file, since a row is read only when its group changes); the
+aggregates with numpy columns (``columns.PackedRowAggregate``) hold theirs in them.
 
 Float totals are kept exact (``ExactSum``): an exact sum rounded once equals the
 definitions' ``math.fsum`` (correctly rounded) whatever the order of additions and
