@@ -25,6 +25,7 @@ lock, the worker from its one processing task.
 from __future__ import annotations
 
 import itertools
+import marshal
 import os
 import pickle
 import sqlite3
@@ -263,10 +264,13 @@ class SpilledContributions(KeptContributions):
     in a table of the views' journeys file. A row is read only when its group changes, so
     at a million groups the rows (~350 bytes a group in memory: tuples, datetimes, named
     tuples) stay on disk; the ``HELD`` rows last used stay decoded, changed ones are written
-    ``WRITE_BATCH`` a transaction when let go, as pickles (the rows hold named tuples,
-    datetimes and markers compared by identity, which ``pickle`` gives back as they were)."""
+    ``WRITE_BATCH`` a transaction when let go. Rows come as builtins where the aggregates
+    can make them so (``plain``), encoded by ``marshal`` (a row: ~2 µs to write and ~1 to
+    read, where ``pickle`` took ~7 and ~4.5), and by ``pickle`` when one still holds
+    something else (a data-quality finding's named tuples)."""
 
-    __slots__ = ("_db", "_held", "_unwritten", "held", "write_batch")
+    plain = True
+    __slots__ = ("_db", "_held", "_unwritten", "_end", "held", "write_batch")
 
     def __init__(self, db: sqlite3.Connection, *, held: int | None = None, write_batch: int | None = None):
         self._db = db
@@ -275,14 +279,18 @@ class SpilledContributions(KeptContributions):
         db.execute("CREATE TABLE IF NOT EXISTS contributions (slot INTEGER PRIMARY KEY, row BLOB NOT NULL)")
         self._held: OrderedDict[int, tuple | None] = OrderedDict()  # decoded (None: no row), last used last
         self._unwritten: set[int] = set()
+        # no row at or past it: a new group's slot (most of them in a catch-up) is not looked up
+        self._end = (db.execute("SELECT max(slot) FROM contributions").fetchone()[0] or -1) + 1
 
     def get(self, slot: int) -> tuple | None:
         held = self._held
         if slot in held:
             held.move_to_end(slot)
             return held[slot]
+        if slot >= self._end:
+            return None
         found = self._db.execute("SELECT row FROM contributions WHERE slot = ?", (slot,)).fetchone()
-        row = held[slot] = None if found is None else pickle.loads(found[0])
+        row = held[slot] = None if found is None else _decoded(found[0])
         self._let_go_if_full()
         return row
 
@@ -311,14 +319,25 @@ class SpilledContributions(KeptContributions):
         db.execute("BEGIN")
         try:
             db.executemany("INSERT OR REPLACE INTO contributions (slot, row) VALUES (?, ?)",
-                           [(slot, pickle.dumps(row, pickle.HIGHEST_PROTOCOL)) for slot in slots
-                            if (row := rows[slot]) is not None])
+                           [(slot, _encoded(row)) for slot in slots if (row := rows[slot]) is not None])
             db.executemany("DELETE FROM contributions WHERE slot = ?", [(slot,) for slot in slots if rows[slot] is None])
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         self._unwritten.difference_update(slots)
+        self._end = max(self._end, max(slots) + 1)
+
+
+def _encoded(row: tuple) -> bytes:
+    try:
+        return b"m" + marshal.dumps(row)
+    except ValueError:  # something marshal does not write: a named tuple, a datetime
+        return b"p" + pickle.dumps(row, pickle.HIGHEST_PROTOCOL)
+
+
+def _decoded(data: bytes) -> tuple:
+    return marshal.loads(data[1:]) if data[:1] == b"m" else pickle.loads(data[1:])
 
 
 def saved_encoded_items(path: Path) -> Iterator[tuple[bytes, bytes]]:

@@ -25,15 +25,23 @@ from projections.group import GroupSummary
 class MaintainedViews:
     """The aggregates of one population, updated group by group."""
 
-    __slots__ = ("_aggregates", "_keeping", "_holding", "_by_view", "slots", "kept")
+    __slots__ = ("_aggregates", "_kept_in", "_holding", "_by_view", "slots", "kept")
 
     def __init__(self, aggregates: Sequence[MaintainedAggregate], kept: KeptContributions | None = None):
-        """``kept``: where the contributions are held (``HeldContributions``, in memory, if not given)."""
+        """``kept``: where the contributions are held (``HeldContributions``, in memory, if not given),
+        except those of aggregates whose totals hold every contribution already
+        (``ContributionAggregate.totals_hold_them``): those stay in memory, where a file
+        would only hold a second copy of them."""
         self._aggregates = tuple(aggregates)
-        # the aggregates whose contributions are kept here, by their place in a kept row; the others hold theirs
-        self._keeping = tuple(aggregate for aggregate in self._aggregates if isinstance(aggregate, ContributionAggregate))
+        keeping = [aggregate for aggregate in self._aggregates if isinstance(aggregate, ContributionAggregate)]
+        in_memory = tuple(aggregate for aggregate in keeping if aggregate.totals_hold_them)
+        in_rows = tuple(aggregate for aggregate in keeping if not aggregate.totals_hold_them)
+        self.kept = HeldContributions(len(in_rows)) if kept is None else kept
+        # each store with the aggregates whose contributions it keeps, by their place in its rows
+        self._kept_in = tuple(
+            (store, held) for store, held in ((HeldContributions(len(in_memory)), in_memory), (self.kept, in_rows)) if held
+        )
         self._holding = tuple(aggregate for aggregate in self._aggregates if not isinstance(aggregate, ContributionAggregate))
-        self.kept = HeldContributions(len(self._keeping)) if kept is None else kept
         self.slots = GroupSlots()
         self._by_view: dict[str, list[MaintainedAggregate]] = {}
         for aggregate in self._aggregates:
@@ -62,22 +70,31 @@ class MaintainedViews:
             slots.release(root)
 
     def _keep(self, slot: int, group: GroupSummary | None) -> None:
-        if not self._keeping:
-            return
-        old = self.kept.get(slot)
-        held = old or repeat(None)
-        new = tuple(aggregate.keep(slot, item, group) for aggregate, item in zip(self._keeping, held))
-        if old is None:
-            if new.count(None) < len(new):
-                self.kept.put(slot, new)
-        elif any(item is not was for item, was in zip(new, old)):
-            self.kept.put(slot, None if new.count(None) == len(new) else new)
+        for store, aggregates in self._kept_in:
+            plain = store.plain
+            old = store.get(slot)
+            if old is None:
+                old = repeat(None)
+            new, changed, held = [], False, False
+            for aggregate, was in zip(aggregates, old):
+                item = aggregate.from_plain(was) if plain and was is not None else was
+                kept = aggregate.keep(slot, item, group)
+                if kept is item:
+                    new.append(was)  # as stored: plain, in a store that wants it so
+                else:
+                    changed = True
+                    new.append(aggregate.to_plain(kept) if plain and kept is not None else kept)
+                held = held or kept is not None
+            if changed:
+                store.put(slot, tuple(new) if held else None)
 
     def contributions(self, aggregate: MaintainedAggregate) -> list[Any]:
         """What ``aggregate`` holds of each slot, by slot (None: nothing): O(slots), for checks."""
-        place = self._keeping.index(aggregate)
-        return [None if (row := self.kept.get(slot)) is None else aggregate.given_back(slot, row[place])
-                for slot in range(self.slots.given)]
+        store, place = next((store, held.index(aggregate)) for store, held in self._kept_in if aggregate in held)
+        rows = (store.get(slot) for slot in range(self.slots.given))
+        items = (None if row is None or row[place] is None else row[place] for row in rows)
+        return [None if item is None else aggregate.given_back(slot, aggregate.from_plain(item) if store.plain else item)
+                for slot, item in enumerate(items)]
 
     def find(self, view: str, params: Mapping[str, Any]) -> MaintainedAggregate | None:
         """The aggregate that renders ``view`` with ``params``, if one does."""

@@ -125,6 +125,12 @@ class MultiTouchAttribution(ContributionAggregate[PathContribution]):
         self._interned: InternedValues[Labels] = InternedValues()
         self._prospect_paths: InternedValues[PathContribution] = InternedValues()  # few distinct among many
 
+    def to_plain(self, held: PathContribution) -> tuple:
+        return tuple(held)
+
+    def from_plain(self, plain: tuple) -> PathContribution:
+        return PathContribution(*plain)
+
     def contribution(self, group: GroupSummary) -> PathContribution | None:
         if not group.orders and not group.touches:
             return None

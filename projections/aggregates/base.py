@@ -270,7 +270,10 @@ class ContributionAggregate(MaintainedAggregate, Generic[C]):
     in a file), and handed back to ``keep`` when the group changes.
 
     Subclasses set ``view``, implement the four methods, and say which parameter sets
-    they answer with ``answers``."""
+    they answer with ``answers``; ``totals_hold_them`` when their totals hold every
+    contribution itself (a ranking of them), so ``MaintainedViews`` never puts them in a file."""
+
+    totals_hold_them = False
 
     # --- what a subclass defines ------------------------------------------------------
 
@@ -308,6 +311,15 @@ class ContributionAggregate(MaintainedAggregate, Generic[C]):
         """The contribution ``held`` (what ``keep`` returned for ``slot``) stands for."""
         return held
 
+    def to_plain(self, held: Any) -> Any:
+        """``held`` (not None) as builtins where it can be (tuples, not named tuples), for a
+        store that encodes them (``KeptContributions.plain``); ``from_plain`` gives it back."""
+        return held
+
+    def from_plain(self, plain: Any) -> Any:
+        """What ``to_plain`` was given (``plain`` may also be that value itself)."""
+        return plain
+
 
 class KeptContributions(ABC):
     """Where ``MaintainedViews`` holds what each group contributed to the aggregates that
@@ -315,6 +327,7 @@ class KeptContributions(ABC):
     Read only when the group changes, so it may live in a file (``application.journey_spill``)."""
 
     __slots__ = ()
+    plain = False  # whether rows are put as ``ContributionAggregate.to_plain`` gives them (a store that encodes them)
 
     @abstractmethod
     def get(self, slot: int) -> tuple | None:

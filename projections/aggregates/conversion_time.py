@@ -70,6 +70,7 @@ class _InColumn:
 
 
 _IN_COLUMN = _InColumn()
+_PLAIN_IN_COLUMN = 1  # the marker as a builtin (``to_plain``): a contribution is a tuple
 
 
 def micros(moment: datetime) -> int:
@@ -171,6 +172,12 @@ class ConversionTime(ContributionAggregate[Timing]):
             self._column.put(slot, new[1], new[2])
             return _IN_COLUMN
         return new
+
+    def to_plain(self, held: Any) -> Any:
+        return _PLAIN_IN_COLUMN if held is _IN_COLUMN else held
+
+    def from_plain(self, plain: Any) -> Any:
+        return _IN_COLUMN if plain == _PLAIN_IN_COLUMN else plain
 
     def given_back(self, slot: int, held: Any) -> Timing | None:
         if held is _IN_COLUMN:

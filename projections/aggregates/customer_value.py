@@ -43,6 +43,7 @@ class TopCustomers(ContributionAggregate[CustomerValue]):
     """``top_customers`` ranked by revenue, with any ``limit``."""
 
     view = "top_customers"
+    totals_hold_them = True  # the rankings
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,6 +107,7 @@ class Prospects(ContributionAggregate[LastTouch]):
     """``prospects`` of every channel, with any ``limit``."""
 
     view = "prospects"
+    totals_hold_them = True  # the listed ones sorted; the withdrawn ones are few (consent)
 
     def __init__(self) -> None:
         super().__init__()

@@ -51,6 +51,14 @@ class DataQuality(ContributionAggregate[Found]):
         self._without_touch = 0
         self._shared: dict[Found, Found] = {}  # one copy of each contribution without rows
 
+    def to_plain(self, held: Found) -> tuple:
+        root, found, shown = held
+        return (root, tuple(found), shown)
+
+    def from_plain(self, plain: tuple) -> Found:
+        root, found, shown = plain
+        return (root, Findings(*found), shown)
+
     def contribution(self, group: GroupSummary) -> Found | None:
         found = findings(group)
         if found is None:

@@ -66,6 +66,12 @@ class TopPaths(ContributionAggregate[CollapsedPath]):
         self._interned: InternedValues[Labels] = InternedValues()
         self._prospect_paths: InternedValues[CollapsedPath] = InternedValues()  # few distinct among many
 
+    def to_plain(self, held: CollapsedPath) -> tuple:
+        return tuple(held)
+
+    def from_plain(self, plain: tuple) -> CollapsedPath:
+        return CollapsedPath(*plain)
+
     def contribution(self, group: GroupSummary) -> CollapsedPath | None:
         if not group.orders and not group.touches:
             return None
