@@ -224,13 +224,16 @@ class LiveViews:
         documents_path: Path | None = None,
         save_interval: float = 5.0,
         journeys_folder: Path | None = None,
+        contributions_on_disk: bool = True,
         state_folder: Path | None = None,
     ):
         """``journeys_folder``: keep the journeys in a SQLite file there
-        (``application.journey_spill``) rather than in memory; only with no ``population`` given.
+        (``application.journey_spill``) rather than in memory; only with no ``population`` given;
+        ``contributions_on_disk``: and the maintained views' kept contributions beside them.
         ``state_folder``: where ``save_state`` writes the whole state and ``load_state`` takes
         it up (``application.view_state``)."""
         self._journeys_folder = journeys_folder
+        self._contributions_in_file = journeys_folder is not None and contributions_on_disk
         self._state_folder = state_folder
         self._newer_only = False  # once a feed reads its topic again from the beginning (newer_journeys_only)
         if journeys_folder is not None:
@@ -239,8 +242,8 @@ class LiveViews:
             population = population_module.Population(SpilledJourneys(journeys_folder))
         self._log = LogFold() if population is None else LogFold(population)  # guarded by _lock
         if maintain_views:
-            journeys = self._log.population.journeys  # in a file: the kept contributions go beside them
-            kept = journeys.contributions() if isinstance(journeys, SpilledJourneys) else None
+            journeys = self._log.population.journeys  # in a file: the kept contributions may go beside them
+            kept = journeys.contributions() if self._contributions_in_file else None
             self._log.population.summaries.maintain(MaintainedViews.default(kept))
         self._clock = clock
         self.refresh_delay = refresh_delay
@@ -791,6 +794,9 @@ class LiveViews:
             why = f"reflects position {saved.position}, which this log does not hold as it was"
         elif saved.has_journeys_file != (self._journeys_folder is not None):
             why = f"kept its journeys {'in a file' if saved.has_journeys_file else 'in memory'}, these do not"
+        elif saved.has_contributions_file != self._contributions_in_file:
+            where = "in a file" if saved.has_contributions_file else "in memory"
+            why = f"kept its maintained views' contributions {where}, these do not"
         if why is not None:
             log.warning("views state in %s %s: ignored, the views rebuild", self._state_folder, why)
             view_state.discard(self._state_folder)

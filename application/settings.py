@@ -107,6 +107,9 @@ class Settings(BaseModel):
     # The API's views keep each identity's journey in a file (application.journey_spill) rather than
     # in memory: ~2.9 KB a customer instead of ~7.8, for ~15 % more API CPU an event at 100k customers.
     views_journeys_on_disk: bool = False
+    # With the journeys on disk, what each group contributed to the maintained views goes beside them
+    # (read only when the group changes): ~300 MiB less at a million customers, for a slower catch-up.
+    views_contributions_on_disk: bool = True
     broker_memory_budget_mib: int = 768
     # The worker's journey processors keep each identity's journey in a file (one a partition, in
     # <data>/worker/) rather than in memory: its memory stops growing with the population.
@@ -173,6 +176,7 @@ class Settings(BaseModel):
             admin_key=reader.api_key("ADMIN_KEY"),
             api_key=reader.api_key("API_KEY"),
             views_journeys_on_disk=reader.boolean("VIEWS_JOURNEYS_ON_DISK", False),
+            views_contributions_on_disk=reader.boolean("VIEWS_CONTRIBUTIONS_ON_DISK", True),
             broker_memory_budget_mib=reader.integer("BROKER_MEMORY_BUDGET", 768, low=0),
             worker_journeys_on_disk=reader.boolean("WORKER_JOURNEYS_ON_DISK", True),
             worker_saves_state=reader.boolean("WORKER_SAVES_STATE", False),

@@ -119,6 +119,10 @@ class SavedState:
     def has_journeys_file(self) -> bool:
         return bool(self.header.get("journeys_file"))
 
+    @property
+    def has_contributions_file(self) -> bool:
+        return bool(self.header.get("contributions_file"))
+
 
 def _saved_journeys() -> Any:  # replaced by the adopted file while a state is loaded
     raise pickle.UnpicklingError("a views state naming a journeys file was loaded without one")
@@ -172,7 +176,10 @@ def save(folder: Path, fold: Any, *, header: dict[str, Any], journeys: SpilledJo
         journeys.save_copy(folder / JOURNEYS_FILE)
     else:
         (folder / JOURNEYS_FILE).unlink(missing_ok=True)
+    maintained = fold.population.summaries.maintained
+    in_file = maintained is not None and isinstance(maintained.kept, SpilledContributions)
     header = {**header, "format": FORMAT, "code": code_digest(), "journeys_file": journeys is not None,
+              "contributions_file": in_file,
               "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     head = json.dumps(header).encode()
     partial = folder / (STATE_FILE + ".partial")

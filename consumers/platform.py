@@ -210,6 +210,7 @@ class Platform:
             ensure_topics(self.bootstrap, settings.partitions)
             self.views = LiveViews(documents_path=documents_path(settings.data),
                                    journeys_folder=views_journeys_folder(settings),
+                                   contributions_on_disk=settings.views_contributions_on_disk,
                                    state_folder=state_folder(settings.data))
             saved = self.views.find_state(holds=log_holds(self.store), feed="kafka")  # what the last clean stop saved
             # a broker that lost the events (the bundled one restarted): the worker's saved journeys spare refolding

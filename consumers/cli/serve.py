@@ -101,6 +101,7 @@ def serve(settings: Settings) -> int:
                   flush=True)
         views = stack.enter_context(LiveViews(documents_path=documents_path(settings.data),
                                               journeys_folder=views_journeys_folder(settings),
+                                              contributions_on_disk=settings.views_contributions_on_disk,
                                               state_folder=state_folder(settings.data)))
         # what the last clean stop saved: taken up once the API listens, the saved documents served meanwhile
         saved = views.find_state(holds=log_holds(store), feed="kafka" if settings.kafka else "store")

@@ -42,6 +42,13 @@ def test_views_journeys_on_disk__off_unless_asked():
     assert Settings.from_env({"TOUCHPOINTS_VIEWS_JOURNEYS_ON_DISK": "1"}).views_journeys_on_disk is True
 
 
+def test_views_contributions_on_disk__beside_the_journeys_unless_turned_off():
+    # given no variable, then a false one
+    # then the kept contributions follow the journeys into the file by default, and stay in memory when asked
+    assert Settings.from_env({}).views_contributions_on_disk is True
+    assert Settings.from_env({"TOUCHPOINTS_VIEWS_CONTRIBUTIONS_ON_DISK": "0"}).views_contributions_on_disk is False
+
+
 def test_worker_journeys_on_disk__on_unless_turned_off(tmp_path):
     # given no variable, then a false one
     # then the worker keeps its journeys in <data>/worker/ by default, in memory when asked

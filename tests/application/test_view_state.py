@@ -29,16 +29,17 @@ def demo_events() -> list[LoggedEvent]:
     return logged(generate(150, 7))
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "file, contributions in memory"])
 def where(request) -> str:
-    """Where the views keep their journeys: in memory, or in a file (what large populations run)."""
+    """Where the views keep their journeys: in memory, or in a file (what large populations run),
+    with the maintained views' kept contributions beside them or not."""
     return request.param
 
 
 def views_in(folder: Path, where: str) -> LiveViews:
     return LiveViews(background=False, max_stale_seconds=0.0, state_folder=folder,
-                     journeys_folder=folder / "journeys" if where == "file" else None,
-                     documents_path=folder / "documents.json")
+                     journeys_folder=folder / "journeys" if where.startswith("file") else None,
+                     contributions_on_disk=where == "file", documents_path=folder / "documents.json")
 
 
 def the_log_holds(events: list[LoggedEvent]):
@@ -171,6 +172,17 @@ def test_not_taken_up__journeys_kept_elsewhere_than_now(tmp_path, demo_events):
 
     assert views.load_state(holds=the_log_holds(demo_events), feed="store") is None
     assert views.position is None
+
+
+def test_not_taken_up__contributions_kept_elsewhere_than_now(tmp_path, demo_events, caplog):
+    stopped_after(tmp_path, "file", demo_events)
+
+    views = views_in(tmp_path, "file, contributions in memory")
+    with caplog.at_level(logging.WARNING):
+        resume = views.load_state(holds=the_log_holds(demo_events), feed="store")
+
+    assert resume is None and views.position is None
+    assert "kept its maintained views' contributions in a file, these do not" in caplog.text
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not a state", "journeys file gone"])
