@@ -91,7 +91,8 @@ def measure(where: str, snapshot: Path, customers: int) -> dict:
         "identity graph": _deep([population.graph], seen),
         # before the journeys, whose file holds them when they are in one, and the totals, which share their objects
         # (in memory: a list by slot an aggregate; in the file: the rows held decoded)
-        "kept contributions": _deep([maintained.kept], seen),
+        # the file's rows held decoded, and the lists by slot of those kept in memory (not the aggregates beside them)
+        "kept contributions": _deep([store for store, _ in maintained._kept_in], seen),
         "journeys": _deep([population.journeys], seen),
         "group cache": _deep([getattr(cache, name) for name in ("_summaries", "_results", "_group_results")], seen),
     }
