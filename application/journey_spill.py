@@ -30,7 +30,8 @@ import os
 import pickle
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,13 +161,8 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
         if not rows:
             return 0
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with _transaction(db):
             db.executemany("INSERT OR REPLACE INTO journeys (key, journey, identity) VALUES (?, ?, ?)", rows)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         for key, _, _ in rows:
             self._held.pop(key, None)
             self._unwritten.discard(key)
@@ -215,31 +211,19 @@ class SpilledJourneys(MutableMapping[str, IdentityJourney]):
         self._db.close()
 
     def _let_go_if_full(self) -> None:
-        """Past ``held + write_batch`` journeys, let the ``write_batch`` least recently used
-        go, writing those changed."""
-        held = self._held
-        if len(held) <= self.held + self.write_batch:
-            return
-        going = [held.popitem(last=False) for _ in range(self.write_batch)]
-        unwritten = self._unwritten
-        self._write([key for key, _ in going if key in unwritten], dict(going))
+        _let_go_oldest(self._held, self.held, self.write_batch, self._unwritten, self._write)
 
     def _write(self, keys: list[str], journeys: Mapping[str, IdentityJourney] | None = None) -> int:
         if not keys:
             return 0
         source = self._held if journeys is None else journeys
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with _transaction(db):
             db.executemany(
                 "INSERT OR REPLACE INTO journeys (key, journey, identity) VALUES (?, ?, ?)",
                 [(key, (journey := source[key]).to_bytes(), _identity_of(journey) if self.keeps_identity else None)
                  for key in keys],
             )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         fresh = self._fresh
         for key in keys:
             self._unwritten.discard(key)
@@ -305,28 +289,39 @@ class SpilledContributions(KeptContributions):
         self._write(list(self._unwritten), self._held)
 
     def _let_go_if_full(self) -> None:
-        held = self._held
-        if len(held) <= self.held + self.write_batch:
-            return
-        going = dict(held.popitem(last=False) for _ in range(self.write_batch))
-        unwritten = self._unwritten
-        self._write([slot for slot in going if slot in unwritten], going)
+        _let_go_oldest(self._held, self.held, self.write_batch, self._unwritten, self._write)
 
     def _write(self, slots: list[int], rows: Mapping[int, tuple | None]) -> None:
         if not slots:
             return
         db = self._db
-        db.execute("BEGIN")
-        try:
+        with _transaction(db):
             db.executemany("INSERT OR REPLACE INTO contributions (slot, row) VALUES (?, ?)",
                            [(slot, _encoded(row)) for slot in slots if (row := rows[slot]) is not None])
             db.executemany("DELETE FROM contributions WHERE slot = ?", [(slot,) for slot in slots if rows[slot] is None])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         self._unwritten.difference_update(slots)
         self._end = max(self._end, max(slots) + 1)
+
+
+def _let_go_oldest(held: OrderedDict, keep: int, batch: int, unwritten: set, write: Callable[[list, dict], object]) -> None:
+    """Past ``keep + batch`` entries ``held``, let the ``batch`` least recently used go, written
+    (``write(keys, going)``) if they are ``unwritten``."""
+    if len(held) <= keep + batch:
+        return
+    going = dict(held.popitem(last=False) for _ in range(batch))
+    write([key for key in going if key in unwritten], going)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction on a connection in autocommit mode: committed whole, or rolled back."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _encoded(row: tuple) -> bytes:
