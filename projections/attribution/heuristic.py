@@ -71,7 +71,8 @@ def decay_attribution(
     value_weights = weights * np.repeat(values, lengths)
     order = np.argsort(label_of, kind="stable")
     bounds = np.searchsorted(label_of[order], np.arange(len(totals.labels) + 1))
-    conversion_terms, value_terms = weights[order].tolist(), value_weights[order].tolist()
+    # memoryviews, not lists: fsum reads their floats as fast, without a Python float per touch
+    conversion_terms, value_terms = memoryview(weights[order]), memoryview(value_weights[order])
     terms = {
         label: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
         for i, label in enumerate(totals.labels)

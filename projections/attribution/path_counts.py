@@ -109,7 +109,7 @@ def fold_paths(paths: Sequence[Path]) -> PathCounts:
 def attribution_from_terms(
     model: str,
     counts: Totals,
-    terms: Mapping[str, tuple[list[float], list[float]]],
+    terms: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     notes: tuple[str, ...] = (),
 ) -> Attribution:
     """An `Attribution` whose credits are the fsums of per-label (conversion, value) terms."""

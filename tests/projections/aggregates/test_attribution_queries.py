@@ -25,9 +25,10 @@ def query(model, **params):
     return {**defaults, "model": model, **params}
 
 
-def assert_like_defined(params, log, *, compact_above=65_536, seed=0, batches=8):
+def assert_like_defined(params, log, *, compact_above=65_536, paths_a_chunk=65_536, seed=0, batches=8):
     assert_maintained_like_defined(
-        AttributionQueries(compact_above=compact_above), attribution_view, params, log, seed=seed, batches=batches
+        AttributionQueries(compact_above=compact_above, paths_a_chunk=paths_a_chunk), attribution_view, params, log,
+        seed=seed, batches=batches,
     )
 
 
@@ -49,6 +50,14 @@ def test_attribution_queries__sources_in_a_window_over_a_demo_log_equal_the_defi
     params = query(model, group_by="source", lookback_days=20, start="2023-03-01", end="2024-09-01")
 
     assert_like_defined(params, demo_log(300, 6), seed=6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("paths_a_chunk", [1, 7])
+def test_attribution_queries__a_lookback_read_a_few_paths_at_a_time_equals_the_definition(model, paths_a_chunk):
+    params = query(model, lookback_days=30, **A_YEAR)
+
+    assert_like_defined(params, demo_log(300, 2), paths_a_chunk=paths_a_chunk, seed=2)
 
 
 @pytest.mark.parametrize("model", ["linear", "time_decay", "markov"])
