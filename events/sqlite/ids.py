@@ -3,12 +3,15 @@
 An index on random (uuid4) ids inside SQLite dirties one random page per event per
 commit; this index costs the commit nothing. It has two parts:
 
-- ``main``: sorted numpy int64 arrays of ``id_key`` (the signed first 8 bytes of the
-  id) and the position of the row holding it, as uint32 while every position fits
-  (4 billion events; int64 past that): 12 bytes per event, 124 MiB at 10.8M events. A batch is looked
-  up with one ``np.searchsorted``; a prefix hit is confirmed by reading the rows at
-  the candidate positions (uuid7 ids made in the same millisecond share a prefix, so
-  one key may have several candidates) and comparing the full 16-byte ids.
+- ``main``: sorted numpy arrays of each id's ``index_key`` (a 32-bit hash of all its 16
+  bytes) and the position of the row holding it, as uint32 while every position fits
+  (4 billion events; int64 past that): 8 bytes per event, 82 MiB at 10.8M events. A batch
+  is looked up with one ``np.searchsorted``; a key hit is confirmed by reading the rows at
+  the candidate positions and comparing the full 16-byte ids. A new id meets another's
+  key with the chance (ids held) / 2^32: 0.25% at 10.8M ids, so most batches of 500 read
+  one or two rows they did not need (one query); at 270M ids it is 6%. The hash takes
+  every byte, so uuid7 ids of one millisecond (which share their first 8) do not collide
+  more than random ones. It was the id's first 8 bytes, 16 bytes an event.
 - ``recent``: a dict of full id -> position for the ids committed since the last
   merge, merged into ``main`` once it outgrows 1/16 of it (a merge is one O(n) pass,
   so an event costs O(1) amortized). Positions only, not (position, version) tuples:
@@ -19,13 +22,14 @@ Only committed ids are added (the writer adds a transaction's ids after its COMM
 Built lazily at a store object's first append from the persisted snapshot (table
 ``id_snapshot``: ``main`` in chunks, as of ``upto_position``) plus a scan of the rows
 after it. The snapshot is rewritten inside a write transaction once the rows after it
-outnumber max(100k, a quarter of it): each rewrite writes 16 bytes per indexed event,
-so over a growing log that is about 16 x 5 = 80 bytes per appended event, amortized
+outnumber max(100k, a quarter of it): each rewrite writes 12 bytes per indexed event,
+so over a growing log that is about 12 x 5 = 60 bytes per appended event, amortized
 (an event row is ~300-500 bytes).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,10 +37,15 @@ from contextlib import contextmanager
 import numpy as np
 import orjson
 
+log = logging.getLogger(__name__)
+
 SNAPSHOT_MIN_TAIL = 100_000  # rows after the snapshot before it is rewritten (at least)
 SNAPSHOT_CHUNK = 1 << 20  # entries per id_snapshot row: blobs of 8 MiB, far below SQLite's 1 GB limit
 MERGE_MIN = 65_536  # recent ids kept before the first merge (a small log needs no arrays)
 MERGE_FRACTION = 16  # recent may grow to 1/16 of main (~150 bytes per recent id)
+
+_KEY = np.dtype("<u4")  # index keys, in memory and in the snapshot
+_MIX_HIGH, _MIX_LOW = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)  # odd: the products keep every bit
 
 SNAPSHOT_TABLE = """
 CREATE TABLE IF NOT EXISTS id_snapshot (
@@ -52,9 +61,9 @@ _SCAN_PAGE = 100_000
 SMALL_SCAN = 50_000  # rows a scan may read through the writer's own page cache
 SCAN_CACHE_KIB = 4096  # the page cache of a longer scan
 
-_EMPTY = np.empty(0, np.int64)
 _NARROW = np.uint32  # positions while they fit: 4 bytes an event fewer than int64
 _NARROW_MAX = np.iinfo(_NARROW).max
+_EMPTY_KEYS, _EMPTY_POSITIONS = np.empty(0, _KEY), np.empty(0, _NARROW)
 
 IdPlaces = dict[bytes, tuple[int, int]]  # event id -> (position, stream_version)
 IdPositions = dict[bytes, int]  # event id -> position
@@ -67,12 +76,22 @@ def keys_of(ids: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(ids), dtype=">i8")[::2].astype(np.int64)
 
 
+def index_keys(ids: Sequence[bytes]) -> np.ndarray:
+    """The in-memory index's key of each 16-byte id: the top 32 bits of a multiply-xor mix
+    of its two halves (every byte counts)."""
+    if not ids:
+        return np.empty(0, _KEY)
+    halves = np.frombuffer(b"".join(ids), dtype="<u8")
+    mixed = (halves[0::2] * _MIX_HIGH) ^ (halves[1::2] * _MIX_LOW)  # wraps modulo 2^64, as meant
+    return (mixed >> np.uint64(32)).astype(_KEY)
+
+
 class IdIndex:
     """Every event id of the log up to the writer's head (see the module docstring)."""
 
     def __init__(self) -> None:
         self.built = False
-        self._keys = np.empty(0, np.int64)
+        self._keys = np.empty(0, _KEY)
         self._positions = np.empty(0, _NARROW)
         self._recent: IdPositions = {}
         self._snapshot_size = 0  # entries in the persisted snapshot this index knows of
@@ -90,8 +109,12 @@ class IdIndex:
         if upto > head:  # a snapshot ahead of the log: not this log's, ignore it
             upto = 0
         self._recent = {}
-        with _page_cache_limited(conn, upto > 0):  # the snapshot's blobs: 16 bytes an id, read once
-            self._keys, self._positions = _read_snapshot(conn) if upto else (_EMPTY, _EMPTY)
+        with _page_cache_limited(conn, upto > 0):  # the snapshot's blobs: 12 bytes an id, read once
+            snapshot = _read_snapshot(conn) if upto else None
+        if snapshot is None:  # none, or one of 8-byte keys (before 32-bit hashes): every row is scanned
+            upto = 0
+            snapshot = (_EMPTY_KEYS, _EMPTY_POSITIONS)
+        self._keys, self._positions = snapshot
         self._snapshot_size = len(self._keys)
         self.scan(conn, upto)
         self.built = True
@@ -113,7 +136,7 @@ class IdIndex:
     def add(self, ids: Sequence[bytes], positions: Sequence[int]) -> None:
         """Remember committed events (ids with their positions)."""
         if len(ids) >= self._merge_threshold():  # a big scan goes straight into the arrays
-            self._merge(keys_of(ids), np.asarray(positions, np.int64))
+            self._merge(index_keys(ids), np.asarray(positions, np.int64))
             return
         self._recent.update(zip(ids, positions))
         if len(self._recent) > self._merge_threshold():
@@ -126,7 +149,7 @@ class IdIndex:
         if self._recent:
             ids = list(self._recent)
             positions = np.fromiter(self._recent.values(), np.int64, len(ids))
-            self._merge(keys_of(ids), positions)
+            self._merge(index_keys(ids), positions)
             self._recent = {}
 
     def _merge(self, keys: np.ndarray, positions: np.ndarray) -> None:
@@ -152,7 +175,7 @@ class IdIndex:
         """Persist the index as of ``head`` (inside the caller's write transaction; the
         index must hold exactly the rows up to ``head``)."""
         self._merge_recent()
-        keys, positions = self._keys.astype("<i8", copy=False), self._positions.astype("<i8", copy=False)
+        keys, positions = self._keys.astype(_KEY, copy=False), self._positions.astype("<i8", copy=False)
         chunks = (slice(start, start + SNAPSHOT_CHUNK) for start in range(0, len(keys), SNAPSHOT_CHUNK))
         with _page_cache_limited(conn, len(keys) > SMALL_SCAN):  # pages written once: the WAL takes them
             conn.execute("DELETE FROM id_snapshot")
@@ -177,7 +200,7 @@ class IdIndex:
             if exact:
                 candidates.extend(exact[event_id] for event_id in exact.keys() & ids)
         if len(self._keys) and ids:
-            keys = keys_of(ids)
+            keys = index_keys(ids)
             starts = np.searchsorted(self._keys, keys, side="left")
             ends = np.searchsorted(self._keys, keys, side="right")
             hits = np.flatnonzero(ends > starts)
@@ -212,17 +235,22 @@ def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.arange(int(counts.sum())) - np.repeat(offsets, counts) + np.repeat(starts, counts)
 
 
-def _read_snapshot(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray]:
+def _read_snapshot(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray] | None:
     """The snapshot's keys and positions, read a chunk at a time into arrays made once:
-    at 10M events the index is 120 MiB, and joining the chunks then converting them
-    held three copies of it at once."""
-    count = conn.execute("SELECT coalesce(sum(length(keys)), 0) FROM id_snapshot").fetchone()[0] // 8
+    at 10M events the index is 82 MiB, and joining the chunks then converting them
+    held three copies of it at once. None if its keys are not 32-bit hashes (a snapshot
+    written before them holds 8-byte prefixes, which cannot be turned into hashes)."""
+    count, key_bytes = conn.execute(
+        "SELECT coalesce(sum(length(positions)), 0) / 8, coalesce(sum(length(keys)), 0) FROM id_snapshot").fetchone()
+    if key_bytes != count * _KEY.itemsize:
+        log.info("the id index's snapshot holds keys of another kind: the index is built from the rows")
+        return None
     highest = conn.execute("SELECT max(upto_position) FROM id_snapshot").fetchone()[0] or 0  # no position above it
-    keys, positions = np.empty(count, np.int64), np.empty(count, _NARROW if highest <= _NARROW_MAX else np.int64)
+    keys, positions = np.empty(count, _KEY), np.empty(count, _NARROW if highest <= _NARROW_MAX else np.int64)
     at = 0
     for chunk_keys, chunk_positions in conn.execute("SELECT keys, positions FROM id_snapshot ORDER BY chunk"):
-        size = len(chunk_keys) // 8
-        keys[at:at + size] = np.frombuffer(chunk_keys, "<i8")
+        size = len(chunk_keys) // _KEY.itemsize
+        keys[at:at + size] = np.frombuffer(chunk_keys, _KEY)
         positions[at:at + size] = np.frombuffer(chunk_positions, "<i8")
         at += size
     if at != count:

@@ -37,9 +37,10 @@ Schema (``PRAGMA user_version`` = 2)::
 Idempotency (an event id is stored once) has no SQLite index: a random uuid4 index
 dirtied a page per event per commit and cost as much as the rest of the insert. The
 writer keeps every stored id in memory instead (``events.sqlite.ids``): sorted numpy
-arrays of id_key -> position, 16 bytes per event, plus a dict of the latest ids (~150
-bytes each, at most max(64k, 1/16 of the arrays)): ~16-25 bytes per event, so a writer
-of a 10M-event log holds ~160-250 MB (briefly twice the arrays while merging). It is
+arrays of a 32-bit hash of the id -> position, 8 bytes per event, plus a dict of the
+latest ids (~150 bytes each, at most max(64k, 1/16 of the arrays)): ~8-17 bytes per
+event, so a writer of a 10M-event log holds ~80-170 MB (briefly twice the arrays while
+merging). It is
 built at a store object's first append from ``id_snapshot`` plus the rows after it;
 the snapshot is rewritten as the log grows. Readers need none of it. Stream names are
 stored once, events carry integer stream ids.

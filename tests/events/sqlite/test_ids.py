@@ -14,7 +14,7 @@ from events.encoded import encode_events
 from events.registry import REGISTRY
 from events.sqlite.store import SQLiteEventStore
 from events.sqlite.batch import id_key
-from events.sqlite.ids import IdIndex, keys_of
+from events.sqlite.ids import IdIndex, index_keys, keys_of
 from events.store import StreamState
 from tests.events.contract import assert_chain_intact, new_event, wire_event
 
@@ -123,8 +123,8 @@ def test_snapshot__is_rewritten_as_the_log_grows_and_holds_every_id_up_to_its_po
     # then the latest snapshot is as of a later position, with the sorted keys of every id up to it
     (upto, keys), *more = snapshot_rows(path)
     assert upto > 5 and not more
-    expected = sorted(id_key(event_id) for position, event_id in ids_by_position.items() if position <= upto)
-    assert np.frombuffer(keys, "<i8").tolist() == expected
+    expected = sorted(index_keys([event_id for position, event_id in ids_by_position.items() if position <= upto]))
+    assert np.frombuffer(keys, "<u4").tolist() == expected
 
 
 def test_other_writer__its_ids_are_recognised_by_a_store_object_that_appended_before(tmp_path):
@@ -245,4 +245,44 @@ def test_positions__held_narrow_until_one_does_not_fit_then_wide_and_still_found
     # then the positions are widened, none wrapped: each id's candidates hold its own position
     assert index._positions.dtype == np.int64
     by_key = dict(zip(index._keys.tolist(), index._positions.tolist()))
-    assert [by_key[key] for key in keys_of(low + high).tolist()] == [1, 2, 2**32 - 1, 2**32, 2**40]
+    assert [by_key[key] for key in index_keys(low + high).tolist()] == [1, 2, 2**32 - 1, 2**32, 2**40]
+
+
+def test_index_keys__take_every_byte_so_ids_sharing_eight_bytes_spread_like_random_ones():
+    # given 100,000 ids that share their first 8 bytes (uuid7 ids of one millisecond) and as many that share their last 8
+    prefix, suffix = os.urandom(8), os.urandom(8)
+    same_start = [prefix + os.urandom(8) for _ in range(100_000)]
+    same_end = [os.urandom(8) + suffix for _ in range(100_000)]
+
+    # when their index keys are taken
+    for ids in (same_start, same_end):
+        keys = index_keys(ids)
+
+        # then they are 32-bit and almost all distinct: ~1 pair of 100,000 random 32-bit keys is expected to meet
+        assert keys.dtype == np.dtype("<u4")
+        assert len(np.unique(keys)) >= len(ids) - 10
+
+
+def test_reopen__a_snapshot_of_eight_byte_keys_is_passed_over_and_every_row_scanned(tmp_path, small_snapshots):
+    # given a store whose snapshot holds the 8-byte id prefixes an older version wrote
+    path = tmp_path / "events.db"
+    with SQLiteEventStore(path) as store:
+        stored = models(6)
+        store.append_encoded(encode_events(stored[:3]))
+        store.append_encoded(encode_events(stored[3:]))
+    with sqlite3.connect(path) as conn:
+        (upto,) = conn.execute("SELECT upto_position FROM id_snapshot").fetchone()
+        prefixes = sorted(id_key(model.event_id.bytes) for model in stored[:upto])
+        conn.execute("UPDATE id_snapshot SET keys = ?", (np.asarray(prefixes, "<i8").tobytes(),))
+
+    # when the store is reopened and every event is appended again beside a new one
+    with SQLiteEventStore(path) as reopened:
+        new = models(1)
+        reopened.append_encoded(encode_events(stored + new))
+
+        # then the index was built from every row: the six are duplicates, only the new one is stored
+        assert len(reopened._writer._ids) == 7
+        assert [e.event_id for e in reopened.read_all()] == [m.event_id for m in stored + new]
+
+    # and the snapshot written since holds 32-bit keys
+    assert all(len(keys) % 4 == 0 and len(keys) // 4 == upto_ for upto_, keys in snapshot_rows(path))
