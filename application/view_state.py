@@ -27,6 +27,7 @@ The data folder is trusted as the store beside it is: unpickling runs code the f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -159,11 +160,18 @@ class _Unpickler(pickle.Unpickler):
         self._journeys = journeys
 
     def find_class(self, module: str, name: str) -> Any:
+        # What this returns goes into the memo: it must not hold the unpickler, or the memo
+        # (8 bytes an object, ~16M objects at a million customers) and the unpickler are a
+        # cycle that outlives the load, and frozen with the state it is never collected.
         if (module, name) == (__name__, "_saved_journeys") and self._journeys is not None:
-            return lambda: self._journeys
+            return functools.partial(_the, self._journeys)
         if (module, name) == (__name__, "_saved_contributions") and self._journeys is not None:
             return self._journeys.contributions
         return super().find_class(module, name)
+
+
+def _the(value: Any) -> Any:
+    return value
 
 
 def save(folder: Path, fold: Any, *, header: dict[str, Any], journeys: SpilledJourneys | None) -> int:

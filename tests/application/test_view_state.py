@@ -4,6 +4,7 @@ stopped; anything that cannot be trusted is ignored and the views rebuild."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -115,6 +116,22 @@ def test_taken_up_after_the_api_listens__saved_documents_are_served_until_the_st
     assert started.is_set() and resumed == [FEED]
     assert views.restored_status() is None
     assert views.view("attribution", model="linear", lookback_days=30).document["rows"]
+
+
+def test_taken_up__the_loader_and_its_memo_are_let_go_with_the_load(tmp_path, demo_events, where):
+    # given a clean stop, and a process whose collector is paused, as the platform takes a state up
+    stopped_after(tmp_path, where, demo_events)
+    views = views_in(tmp_path, where)
+    gc.disable()
+    try:
+        # when it takes the state up
+        views.load_state(holds=the_log_holds(demo_events), feed="store")
+
+        # then the unpickler (whose memo names every object it made) is gone already, not left in a
+        # cycle for a collection the frozen state would never get
+        assert not [obj for obj in gc.get_objects() if isinstance(obj, view_state._Unpickler)]
+    finally:
+        gc.enable()
 
 
 def test_taken_up__a_state_is_used_once(tmp_path, demo_events, where):
