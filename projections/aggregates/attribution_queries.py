@@ -23,7 +23,11 @@ is the touch's label), not with a kept copy (~220 bytes a group). A query then:
    kept touches' ages, ``markov_of_transitions``, ``shapley_of_sets``.
 
 So a query costs a few vectorised passes over the rows plus Python work per distinct
-label sequence, not per group. Changes cost O(path) (slots and touch runs are reused;
+label sequence, not per group. The lookback reads the touches of ``paths_a_chunk`` paths at
+a time, and sums go to ``math.fsum`` as memoryviews of the numpy columns, not lists: a
+query's temporaries were ~20 bytes a touch read and a Python float a touch (~130 MiB at a
+million customers); ``fsum`` of 4M floats took 0.05 s from a memoryview, 0.33 s as
+``tolist()`` then ``fsum``. Changes cost O(path) (slots and touch runs are reused;
 the runs are compacted when half of them is garbage).
 """
 
