@@ -26,6 +26,7 @@ subtractions, so a maintained view equals a replay bit for bit.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
@@ -82,21 +83,27 @@ class SortedValues:
     library; ``load`` values per block): an insert or remove is a binary search over the blocks' maxima and a shift
     inside one block, so it stays a few µs at a million values, where one flat list would
     shift megabytes (measured 180–420 µs per change). Positional access walks the blocks'
-    lengths: O(n / load)."""
+    lengths: O(n / load).
 
-    __slots__ = ("_blocks", "_maxes", "_len", "_load")
+    ``typecode`` (``array``'s: ``"q"``, ``"d"``): the values are all ints or all floats, and
+    the blocks are arrays of them, 8 bytes a value where a list holds a pointer to an
+    object of 24-32 more (a million first-touch times: ~30 MB fewer). Values read back are
+    equal and of the same type."""
 
-    def __init__(self, values: Iterable[Any] = (), *, load: int = 1000) -> None:
+    __slots__ = ("_blocks", "_maxes", "_len", "_load", "_typecode")
+
+    def __init__(self, values: Iterable[Any] = (), *, load: int = 1000, typecode: str | None = None) -> None:
         ordered = sorted(values)
         self._load = load
-        self._blocks: list[list[Any]] = [ordered[i:i + load] for i in range(0, len(ordered), load)]
+        self._typecode = typecode
+        self._blocks: list[Any] = [self._block(ordered[i:i + load]) for i in range(0, len(ordered), load)]
         self._maxes: list[Any] = [block[-1] for block in self._blocks]
         self._len = len(ordered)
 
     def add(self, value: Any) -> None:
         blocks, maxes = self._blocks, self._maxes
         if not maxes:
-            blocks.append([value])
+            blocks.append(self._block([value]))
             maxes.append(value)
         else:
             i = bisect_left(maxes, value)
@@ -131,6 +138,9 @@ class SortedValues:
             del blocks[i]
             del maxes[i]
         self._len -= 1
+
+    def _block(self, values: list[Any]) -> Any:
+        return values if self._typecode is None else array(self._typecode, values)
 
     def bisect_left(self, value: Any) -> int:
         """How many values are strictly below ``value``."""

@@ -91,7 +91,7 @@ class ConversionTime(ContributionAggregate[Timing]):
         self._path_lengths: Counter[int] = Counter()  # customers per path length, no zero counts
         self._elapsed = _Days()
         self._elapsed_by_label: dict[str, _Days] = {}
-        self._first_touches = SortedValues()  # every prospect's, µs
+        self._first_touches = SortedValues(typecode="q")  # every prospect's, µs
         self._first_touches_by_label: dict[str, SortedValues] = {}
         self._time_sums: dict[str | None, int] = {None: 0}  # sum of those first touches, µs; None: all
         self._column = _TimesColumn()
@@ -122,7 +122,7 @@ class ConversionTime(ContributionAggregate[Timing]):
         self._first_touches.add(first_touch)
         times = self._first_touches_by_label.get(label)
         if times is None:
-            times = self._first_touches_by_label[label] = SortedValues()
+            times = self._first_touches_by_label[label] = SortedValues(typecode="q")
         times.add(first_touch)
         sums = self._time_sums
         sums[None] += first_touch
@@ -233,7 +233,7 @@ class _Days:
     __slots__ = ("ordered", "total", "histogram")
 
     def __init__(self) -> None:
-        self.ordered = SortedValues()
+        self.ordered = SortedValues(typecode="d")  # elapsed_days: always a float
         self.total = ExactSum()
         self.histogram = dict.fromkeys(BUCKETS, 0)
 

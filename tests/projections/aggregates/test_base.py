@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,15 +41,17 @@ def test_exact_sum__of_tiny_and_huge_terms_loses_nothing():
     assert total.value == math.fsum([1e16, 1.0, -1e16, 5e-324]) == 1.0
 
 
+@pytest.mark.parametrize("typecode, kind", [(None, int), ("q", int), ("d", float)], ids=["lists", "int64", "float64"])
 @settings(max_examples=200)
 @given(st.lists(st.tuples(st.booleans(), st.integers(-50, 50)), max_size=400), st.integers(2, 8))
-def test_sorted_values__behave_like_a_sorted_list_under_adds_and_removes(operations, load):
-    # given small blocks, so that splits and emptied blocks happen often
-    values = SortedValues(load=load)
-    expected: list[int] = []
+def test_sorted_values__behave_like_a_sorted_list_under_adds_and_removes(typecode, kind, operations, load):
+    # given small blocks, so that splits and emptied blocks happen often, held in lists or in typed arrays
+    values = SortedValues(load=load, typecode=typecode)
+    expected: list = []
 
     # when values are added and removed
     for add, value in operations:
+        value = kind(value)
         if add or value not in expected:
             values.add(value)
             expected.append(value)
@@ -57,8 +60,9 @@ def test_sorted_values__behave_like_a_sorted_list_under_adds_and_removes(operati
             values.remove(value)
             expected.remove(value)
 
-    # then order, length, positions and ranks are a sorted list's
+    # then order, length, positions and ranks are a sorted list's, the values of the type put in
     assert list(values) == expected == values.values
+    assert all(type(value) is kind for value in values)
     assert list(reversed(values)) == expected[::-1]
     assert len(values) == len(expected)
     assert [values[i] for i in range(-len(expected), len(expected))] == expected + expected
