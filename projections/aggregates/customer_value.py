@@ -2,7 +2,7 @@
 sort key, so the shown rows come from the top of an ordered list, not a walk of the groups.
 
 ``TopCustomers`` (``top_customers`` by revenue): each customer adds ``(-net revenue, root,
-orders, last order time, listed)``, kept sorted in one of two rankings: of those who may be
+orders, last order time in µs, listed)``, kept sorted in one of two rankings: of those who may be
 listed (``projections.consent``), whose first ``limit`` are the rows in the definition's
 order, and of those whose analytics consent is withdrawn. A row's RFM scores are quintiles
 over every customer (``figures.quintile_scores``: the count of values strictly below a
@@ -10,10 +10,16 @@ value); they are read off order statistics for the shown rows only: recency from
 sorted last order times, frequency from a count of customers per order count, monetary
 from both revenue rankings. Days since the last order depend on ``now`` for the shown rows only.
 
-``Prospects`` (``prospects``, every channel): each prospect adds ``(last touch time, last
-touch position, root, listed)``; those listed are kept sorted, the latest coming off its end,
-the others only counted. Rows read the group's summary through ``population.group`` (one
-look-up per shown row), so the contributions stay four fields long.
+``Prospects`` (``prospects``, every channel): each prospect adds ``(last touch, root,
+listed)``, the last touch's time and position as one int (µs x 2^64 + position: ordered as
+the pair); those listed are kept sorted, the latest coming off its end, the others only
+counted. Rows read the group's summary through ``population.group`` (one look-up per shown
+row), so the contributions stay three fields long.
+
+Both aggregates hold every customer's or prospect's contribution (their rankings are made of
+them), so their size is that of the population: times are ints, not ``datetime`` objects, and
+the prospect's pair one int, ~100 bytes a prospect where the tuple of four took ~150 (at a
+million customers ~0.8M prospects and ~0.5M buyers).
 
 Rows are rendered by the definitions' own ``customer_row`` and ``prospect_row``.
 """
@@ -22,9 +28,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
+from events.times import to_micros
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, SortedValues
 from projections.consent import listed
@@ -33,10 +39,11 @@ from projections.figures import quintile_score
 from projections.group import GroupSummary
 from projections.parameters import ViewParameterError
 
-# (-net revenue e4, root, orders, last order time, listed): sorted, the revenue ranking itself
-CustomerValue = tuple[int, str, int, datetime, bool]
-# (last touch time, last touch position, root, listed): sorted, latest last
-LastTouch = tuple[datetime, int, str, bool]
+# (-net revenue e4, root, orders, last order time µs, listed): sorted, the revenue ranking itself
+CustomerValue = tuple[int, str, int, int, bool]
+# (last touch time µs x 2^64 + its position, root, listed): sorted, latest last
+LastTouch = tuple[int, str, bool]
+_POSITIONS = 1 << 64  # above every log position: (time, position) ordered as one int
 
 
 class TopCustomers(ContributionAggregate[CustomerValue]):
@@ -49,14 +56,14 @@ class TopCustomers(ContributionAggregate[CustomerValue]):
         super().__init__()
         self._ranking = SortedValues()  # listed contributions by (-net revenue, root)
         self._withdrawn = SortedValues()  # the others, by the same order
-        self._last_orders = SortedValues()  # every customer's last order time
+        self._last_orders = SortedValues(typecode="q")  # every customer's last order time, µs
         self._order_counts: Counter[int] = Counter()  # customers per order count: few distinct counts
         self._net_e4 = 0
 
     def contribution(self, group: GroupSummary) -> CustomerValue | None:
         if not group.orders:
             return None
-        return (-group.net_e4, group.root, len(group.orders), group.orders[-1][0], listed(group))
+        return (-group.net_e4, group.root, len(group.orders), to_micros(group.orders[-1][0]), listed(group))
 
     def _ranking_of(self, contribution: CustomerValue) -> SortedValues:
         return self._ranking if contribution[4] else self._withdrawn
@@ -118,16 +125,16 @@ class Prospects(ContributionAggregate[LastTouch]):
         if group.orders or not group.touches:
             return None
         last = group.touches[-1]
-        return (last[0], last[1], group.root, listed(group))
+        return (to_micros(last[0]) * _POSITIONS + last[1], group.root, listed(group))
 
     def add(self, contribution: LastTouch) -> None:
-        if contribution[3]:
+        if contribution[2]:
             self._latest.add(contribution)
         else:
             self._withdrawn += 1
 
     def subtract(self, contribution: LastTouch) -> None:
-        if contribution[3]:
+        if contribution[2]:
             self._latest.remove(contribution)
         else:
             self._withdrawn -= 1
@@ -151,8 +158,8 @@ class Prospects(ContributionAggregate[LastTouch]):
         roots: list[str] = []
         end = len(latest)
         while end and len(roots) < limit:
-            start = _below(latest, latest[end - 1][:2])  # the run sharing that last touch
-            roots.extend(value[2] for value in latest[start:end])
+            start = _below(latest, latest[end - 1][:1])  # the run sharing that last touch
+            roots.extend(value[1] for value in latest[start:end])
             end = start
         return roots[:limit]
 
