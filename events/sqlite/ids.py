@@ -1,7 +1,7 @@
 """The SQLite writer's in-memory index of every stored event id (idempotency).
 
 An index on random (uuid4) ids inside SQLite dirties one random page per event per
-commit; this index costs the commit nothing. It has two parts:
+commit; this index costs the commit nothing. It has three parts:
 
 - ``main``: sorted numpy arrays of each id's ``index_key`` (a 32-bit hash of all its 16
   bytes) and the position of the row holding it, as uint32 while every position fits
@@ -12,11 +12,15 @@ commit; this index costs the commit nothing. It has two parts:
   one or two rows they did not need (one query); at 270M ids it is 6%. The hash takes
   every byte, so uuid7 ids of one millisecond (which share their first 8) do not collide
   more than random ones. It was the id's first 8 bytes, 16 bytes an event.
-- ``recent``: a dict of full id -> position for the ids committed since the last
-  merge, merged into ``main`` once it outgrows 1/16 of it (a merge is one O(n) pass,
-  so an event costs O(1) amortized). Positions only, not (position, version) tuples:
-  millions of small tuples are garbage-collector work (measured: 3 us per event added);
-  the version of a found id is read with its row, as for ``main``.
+- ``middle``: arrays as ``main``'s, of the ids merged since ``main`` last was, merged into
+  ``main`` once they outgrow 1/16 of it (a merge is one O(n) pass, so an event costs O(1)
+  amortized);
+- ``recent``: a dict of full id -> position for the ids committed since the last merge,
+  merged into ``middle`` past ``MERGE_MIN`` of them. Positions only, not (position, version)
+  tuples: millions of small tuples are garbage-collector work (measured: 3 us per event
+  added); the version of a found id is read with its row, as for ``main``. It was merged
+  into ``main`` straight, so it grew to 1/16 of ``main`` at ~150 bytes an id: ~100 MB
+  before each merge at 10.8M ids, where ``middle`` holds them at 8 bytes.
 
 Only committed ids are added (the writer adds a transaction's ids after its COMMIT).
 Built lazily at a store object's first append from the persisted snapshot (table
@@ -41,8 +45,8 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_MIN_TAIL = 100_000  # rows after the snapshot before it is rewritten (at least)
 SNAPSHOT_CHUNK = 1 << 20  # entries per id_snapshot row: blobs of 8 MiB, far below SQLite's 1 GB limit
-MERGE_MIN = 65_536  # recent ids kept before the first merge (a small log needs no arrays)
-MERGE_FRACTION = 16  # recent may grow to 1/16 of main (~150 bytes per recent id)
+MERGE_MIN = 65_536  # recent ids kept before they are merged into the middle arrays (~150 bytes an id)
+MERGE_FRACTION = 16  # the middle arrays may grow to 1/16 of main
 
 _KEY = np.dtype("<u4")  # index keys, in memory and in the snapshot
 _MIX_HIGH, _MIX_LOW = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)  # odd: the products keep every bit
@@ -91,13 +95,13 @@ class IdIndex:
 
     def __init__(self) -> None:
         self.built = False
-        self._keys = np.empty(0, _KEY)
-        self._positions = np.empty(0, _NARROW)
+        self._keys, self._positions = _EMPTY_KEYS, _EMPTY_POSITIONS
+        self._middle_keys, self._middle_positions = _EMPTY_KEYS, _EMPTY_POSITIONS
         self._recent: IdPositions = {}
         self._snapshot_size = 0  # entries in the persisted snapshot this index knows of
 
     def __len__(self) -> int:
-        return len(self._keys) + len(self._recent)
+        return len(self._keys) + len(self._middle_keys) + len(self._recent)
 
     # --- building and growing ---------------------------------------------------------
 
@@ -109,6 +113,7 @@ class IdIndex:
         if upto > head:  # a snapshot ahead of the log: not this log's, ignore it
             upto = 0
         self._recent = {}
+        self._middle_keys, self._middle_positions = _EMPTY_KEYS, _EMPTY_POSITIONS
         with _page_cache_limited(conn, upto > 0):  # the snapshot's blobs: 12 bytes an id, read once
             snapshot = _read_snapshot(conn) if upto else None
         if snapshot is None:  # none, or one of 8-byte keys (before 32-bit hashes): every row is scanned
@@ -135,31 +140,30 @@ class IdIndex:
 
     def add(self, ids: Sequence[bytes], positions: Sequence[int]) -> None:
         """Remember committed events (ids with their positions)."""
-        if len(ids) >= self._merge_threshold():  # a big scan goes straight into the arrays
-            self._merge(index_keys(ids), np.asarray(positions, np.int64))
+        if len(ids) >= max(MERGE_MIN, len(self._keys) // MERGE_FRACTION):  # a big scan goes straight to main
+            self._keys, self._positions = _merged(self._keys, self._positions, index_keys(ids),
+                                                  np.asarray(positions, np.int64))
             return
         self._recent.update(zip(ids, positions))
-        if len(self._recent) > self._merge_threshold():
+        if len(self._recent) > MERGE_MIN:
             self._merge_recent()
 
-    def _merge_threshold(self) -> int:
-        return max(MERGE_MIN, len(self._keys) // MERGE_FRACTION)
-
     def _merge_recent(self) -> None:
+        """``recent`` into ``middle``, and ``middle`` into ``main`` once it outgrew 1/16 of it."""
         if self._recent:
             ids = list(self._recent)
             positions = np.fromiter(self._recent.values(), np.int64, len(ids))
-            self._merge(index_keys(ids), positions)
+            self._middle_keys, self._middle_positions = _merged(
+                self._middle_keys, self._middle_positions, index_keys(ids), positions)
             self._recent = {}
+        if len(self._middle_keys) > max(MERGE_MIN, len(self._keys) // MERGE_FRACTION):
+            self._merge_middle()
 
-    def _merge(self, keys: np.ndarray, positions: np.ndarray) -> None:
-        order = np.argsort(keys, kind="stable")
-        keys, positions = keys[order], positions[order]
-        at = np.searchsorted(self._keys, keys, side="right")
-        self._keys = np.insert(self._keys, at, keys)
-        if self._positions.dtype == _NARROW and len(positions) and positions.max() > _NARROW_MAX:
-            self._positions = self._positions.astype(np.int64)  # a log past 4 billion events: wide from now on
-        self._positions = np.insert(self._positions, at, positions.astype(self._positions.dtype, copy=False))
+    def _merge_middle(self) -> None:
+        if len(self._middle_keys):
+            self._keys, self._positions = _merged(self._keys, self._positions, self._middle_keys,
+                                                  self._middle_positions)
+            self._middle_keys, self._middle_positions = _EMPTY_KEYS, _EMPTY_POSITIONS
 
     # --- snapshot ---------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class IdIndex:
         """Persist the index as of ``head`` (inside the caller's write transaction; the
         index must hold exactly the rows up to ``head``)."""
         self._merge_recent()
+        self._merge_middle()
         keys, positions = self._keys.astype(_KEY, copy=False), self._positions.astype("<i8", copy=False)
         chunks = (slice(start, start + SNAPSHOT_CHUNK) for start in range(0, len(keys), SNAPSHOT_CHUNK))
         with _page_cache_limited(conn, len(keys) > SMALL_SCAN):  # pages written once: the WAL takes them
@@ -199,13 +204,14 @@ class IdIndex:
         for exact in (self._recent, pending):
             if exact:
                 candidates.extend(exact[event_id] for event_id in exact.keys() & ids)
-        if len(self._keys) and ids:
-            keys = index_keys(ids)
-            starts = np.searchsorted(self._keys, keys, side="left")
-            ends = np.searchsorted(self._keys, keys, side="right")
-            hits = np.flatnonzero(ends > starts)
-            if hits.size:
-                candidates.extend(self._positions[_ranges(starts[hits], ends[hits])].tolist())
+        keys = index_keys(ids) if ids and (len(self._keys) or len(self._middle_keys)) else None
+        for held_keys, held_positions in ((self._keys, self._positions), (self._middle_keys, self._middle_positions)):
+            if keys is not None and len(held_keys):
+                starts = np.searchsorted(held_keys, keys, side="left")
+                ends = np.searchsorted(held_keys, keys, side="right")
+                hits = np.flatnonzero(ends > starts)
+                if hits.size:
+                    candidates.extend(held_positions[_ranges(starts[hits], ends[hits])].tolist())
         if not candidates:
             return {}
         wanted = set(ids)
@@ -226,6 +232,17 @@ def _page_cache_limited(conn: sqlite3.Connection, limited: bool) -> Iterator[Non
         yield
     finally:
         conn.execute(f"PRAGMA cache_size={size}")
+
+
+def _merged(keys: np.ndarray, positions: np.ndarray, more_keys: np.ndarray,
+            more_positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``keys`` (and their ``positions``) with ``more`` added, in new arrays."""
+    order = np.argsort(more_keys, kind="stable")
+    more_keys, more_positions = more_keys[order], more_positions[order]
+    at = np.searchsorted(keys, more_keys, side="right")
+    if positions.dtype == _NARROW and len(more_positions) and more_positions.max() > _NARROW_MAX:
+        positions = positions.astype(np.int64)  # a log past 4 billion events: wide from now on
+    return np.insert(keys, at, more_keys), np.insert(positions, at, more_positions.astype(positions.dtype, copy=False))
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -286,3 +286,24 @@ def test_reopen__a_snapshot_of_eight_byte_keys_is_passed_over_and_every_row_scan
 
     # and the snapshot written since holds 32-bit keys
     assert all(len(keys) % 4 == 0 and len(keys) // 4 == upto_ for upto_, keys in snapshot_rows(path))
+
+
+def test_three_levels__ids_in_the_recent_dict_the_middle_arrays_and_main_are_all_found(tmp_path, monkeypatch):
+    # given a writer that appended one event at a time, with small levels, so that ids sit in every part
+    monkeypatch.setattr(sqlite_ids, "MERGE_MIN", 2)
+    monkeypatch.setattr(sqlite_ids, "MERGE_FRACTION", 2)
+    stored = models(20)
+    with SQLiteEventStore(tmp_path / "events.db") as store:
+        for model in stored:
+            store.append_encoded(encode_events([model]))
+        index = store._writer._ids
+        assert len(index._keys) and len(index._middle_keys) and index._recent
+        assert len(index) == 20
+
+        # when every event is appended again beside a new one
+        new = models(1)
+        outcomes = store.append_encoded(encode_events(stored + new))
+
+        # then each of the twenty is a duplicate at its position, and only the new one is stored
+        assert outcomes.duplicates == [True] * 20 + [False]
+        assert outcomes.positions == list(range(1, 22))
