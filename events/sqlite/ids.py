@@ -11,7 +11,7 @@ commit; this index costs the commit nothing. It has three parts:
   key with the chance (ids held) / 2^32: 0.25% at 10.8M ids, so most batches of 500 read
   one or two rows they did not need (one query); at 270M ids it is 6%. The hash takes
   every byte, so uuid7 ids of one millisecond (which share their first 8) do not collide
-  more than random ones. It was the id's first 8 bytes, 16 bytes an event.
+  more than random ones. It was the id's first 8 bytes, 12 bytes an event.
 - ``middle``: arrays as ``main``'s, of the ids merged since ``main`` last was, merged into
   ``main`` once they outgrow 1/16 of it (a merge is one O(n) pass, so an event costs O(1)
   amortized);
