@@ -271,10 +271,8 @@ class AttributionQueries(PackedRowAggregate):
             chunk = slice(first, first + self._paths_a_chunk)
             runs = lengths[chunk]
             older = touch_at[ranges(starts[chunk], runs)] < np.repeat(limits[chunk], runs)
-            ends = np.cumsum(runs)
-            counted = np.cumsum(older, dtype=np.int64)
-            through = np.where(ends > 0, counted[np.maximum(ends - 1, 0)] if len(counted) else 0, 0)
-            dropped[chunk] = np.diff(through, prepend=0)
+            counted = np.concatenate(([0], np.cumsum(older)))  # [k]: older touches among the first k
+            dropped[chunk] = np.diff(counted[np.cumsum(runs)], prepend=0)
         return dropped
 
     def _tally(self, sequences: np.ndarray, values: np.ndarray) -> dict[Labels, tuple[int, float]]:
