@@ -36,13 +36,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from events.times import EPOCH
+from events.times import to_micros
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, ExactSum, SortedValues
 from projections.conversion_time import GROUP_BY, conversion_time_document
@@ -51,7 +50,6 @@ from projections.group import GroupSummary
 from projections.parameters import ViewParameterError
 from projections.population import label_index, touch_label
 
-_MICROSECOND = timedelta(microseconds=1)
 _DAY_US = 86_400_000_000
 _BUCKET_ORDER = {name: order for order, name in enumerate(BUCKETS)}
 
@@ -71,10 +69,6 @@ class _InColumn:
 
 _IN_COLUMN = _InColumn()
 _PLAIN_IN_COLUMN = 1  # the marker as a builtin (``to_plain``): a contribution is a tuple
-
-
-def micros(moment: datetime) -> int:
-    return (moment - EPOCH) // _MICROSECOND
 
 
 class ConversionTime(ContributionAggregate[Timing]):
@@ -105,7 +99,7 @@ class ConversionTime(ContributionAggregate[Timing]):
             return (CUSTOMER, group.conversion_index, touch_label(first, self._index), elapsed)
         if first is None:
             return None
-        return (PROSPECT, touch_label(first, self._index), micros(first[0]))
+        return (PROSPECT, touch_label(first, self._index), to_micros(first[0]))
 
     def add(self, contribution: Timing) -> None:
         if contribution[0] == CUSTOMER:
@@ -195,7 +189,7 @@ class ConversionTime(ContributionAggregate[Timing]):
 
     def document(self, population: Any, params: Mapping[str, Any]) -> dict:
         at = parameters.moment("now", params["now"], required=True)
-        now = micros(at)
+        now = to_micros(at)
         age_totals = self._age_totals(now)
         return conversion_time_document(
             self.group_by,
