@@ -21,9 +21,18 @@ Resolution depends only on the SET of facts, never on the order they arrived:
   unlinked anonymous stream on its own).
 
 A node's facts are held as the one fact most nodes have, and as a set only when it
-has several (a set costs ~200 bytes: a million linked devices would pay ~200 MB); a
+has several (a set costs ~200 bytes: a million linked devices would pay ~200 MB). The
+one fact is held packed, ``(time in µs × 2^64 + position, target)``: 100 bytes where the
+fact's tuple, datetime and position are 164, and two objects fewer for a load to name. A
 component's members as a sorted tuple while it is small (most are a customer and a
-device or two), as a list beyond; a group that is its whole component shares that tuple.
+device or two), as a list beyond.
+
+Most components are one group whose root is the component's representative (a union
+keeps the target's side on a tie, so a customer and its devices are represented by the
+customer). That is left implicit: the union-find holds only the nodes that are not a
+representative, roots only the nodes whose root is not their representative, and groups
+only those that are not their representative's whole component. A dict entry costs
+~40 bytes; at a million customers these three were ~3 million entries.
 
 Work is incremental: adding a fact only marks its connected component (over
 every fact, winning or not) dirty; ``settle`` re-resolves dirty components,
@@ -39,11 +48,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from events.logged import LoggedEvent
+from events.times import from_micros, to_micros
 from projections.journey import LinkFact, MergeFact, link_fact, merge_fact
 
 VERSION = 1
 HANDLES: frozenset[str] = frozenset({"identity_linked", "customers_merged"})
 _TUPLE_MEMBERS = 8  # components up to this size keep their members in a tuple: merging copies them
+_POSITION_BITS = 64  # a packed fact's position (SQLite's are below 2^63)
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+
+Fact = tuple  # LinkFact | MergeFact: (occurred_at, position, node, target)
+Packed = tuple[int, str]  # a node's one fact: (µs × 2^64 + position, target)
+
+
+def _packed(fact: Fact) -> Packed:
+    return (to_micros(fact[0]) << _POSITION_BITS | fact[1], fact[3])
+
+
+def _unpacked(node: str, packed: Packed) -> Fact:
+    key, target = packed
+    return (from_micros(key >> _POSITION_BITS), key & _POSITION_MASK, node, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +95,14 @@ class IdentityGraph:
     )
 
     def __init__(self) -> None:
-        # node -> its one fact, or the set of its facts when it has several
-        self.links: dict[str, LinkFact | set[LinkFact]] = {}
-        self.merges: dict[str, MergeFact | set[MergeFact]] = {}
-        self._uf: dict[str, str] = {}
+        # node -> its one fact packed, or the set of its facts when it has several
+        self.links: dict[str, Packed | set[LinkFact]] = {}
+        self.merges: dict[str, Packed | set[MergeFact]] = {}
+        self._uf: dict[str, str] = {}  # nodes that are not their component's representative -> parent
         self._components: dict[str, tuple[str, ...] | list[str]] = {}  # representative -> members (2 or more)
         self._dirty: set[str] = set()
-        self._root: dict[str, str] = {}  # nodes that are not their group's root -> the root
-        self._groups: dict[str, tuple[str, ...]] = {}
+        self._root: dict[str, str] = {}  # nodes whose group's root is not their representative -> the root
+        self._groups: dict[str, tuple[str, ...]] = {}  # roots whose group is not the whole component they represent
         self._cycles: dict[str, MergeCycle] = {}  # keyed by the duplicate of the ignored merge
         self._changed: set[str] = set()
         # nodes with several facts (the only ones that can be in conflict), so reading the
@@ -100,24 +124,24 @@ class IdentityGraph:
     def remove_merge(self, fact: MergeFact) -> bool:
         return self._remove(self.merges, self._merged_twice, fact)
 
-    def _add(self, table: dict[str, tuple | set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
+    def _add(self, table: dict[str, Packed | set], several: set[str], fact: Fact) -> bool:
         node = fact[2]
         facts = table.get(node)
         if facts is None:
-            table[node] = fact
+            table[node] = _packed(fact)
         elif type(facts) is set:
             if fact in facts:
                 return False
             facts.add(fact)
-        elif facts == fact:
+        elif facts == _packed(fact):
             return False
         else:
-            table[node] = {facts, fact}
+            table[node] = {_unpacked(node, facts), fact}
             several.add(node)
         self._dirty.add(self._union(node, fact[3]))
         return True
 
-    def _remove(self, table: dict[str, tuple | set], several: set[str], fact: tuple[int, int, str, str]) -> bool:
+    def _remove(self, table: dict[str, Packed | set], several: set[str], fact: Fact) -> bool:
         node = fact[2]
         facts = table.get(node)
         if facts is None:
@@ -128,8 +152,8 @@ class IdentityGraph:
             facts.discard(fact)
             if len(facts) == 1:
                 several.discard(node)
-                table[node] = next(iter(facts))
-        elif facts == fact:
+                table[node] = _packed(next(iter(facts)))
+        elif facts == _packed(fact):
             del table[node]
         else:
             return False
@@ -140,20 +164,22 @@ class IdentityGraph:
     # --- union-find over every fact ------------------------------------------------
 
     def _find(self, node: str) -> str:
-        """The representative of ``node``'s component (a new singleton if unknown).
-        Singletons have no member list: ``_members`` supplies ``[node]``."""
+        """The representative of ``node``'s component (``node`` itself when it is one, or
+        unknown). Singletons have no member list: ``_members`` supplies ``(node,)``."""
         uf = self._uf
         parent = uf.get(node)
         if parent is None:
-            uf[node] = node
             return node
-        if parent == node:
-            return node
-        path = []
-        while parent != node:
+        above = uf.get(parent)
+        if above is None:  # most nodes: a device whose parent is its customer
+            return parent
+        path = [node, parent]
+        node = above
+        parent = uf.get(node)
+        while parent is not None:
             path.append(node)
             node = parent
-            parent = uf[node]
+            parent = uf.get(node)
         for step in path:
             uf[step] = node
         return node
@@ -162,7 +188,9 @@ class IdentityGraph:
         return self._components.get(rep) or (rep,)
 
     def _union(self, a: str, b: str) -> str:
-        ra, rb = self._find(a), self._find(b)
+        """Join the components of ``a`` and ``b``; the larger keeps its representative,
+        ``b``'s on a tie (a fact's target: the customer a device is linked to)."""
+        rb, ra = self._find(a), self._find(b)
         if ra == rb:
             return ra
         components = self._components
@@ -171,6 +199,12 @@ class IdentityGraph:
             ra, rb, members_a, members_b = rb, ra, members_b, members_a
             components.pop(rb, None)
         self._uf[rb] = ra
+        # the joined nodes' roots stay what they were until the component settles (the old
+        # roots are what ``settle`` reports as changed): make the implicit ones explicit
+        roots = self._root
+        for node in members_b:
+            if node not in roots:
+                roots[node] = rb
         if len(members_a) + len(members_b) <= _TUPLE_MEMBERS:
             members_a = tuple(sorted((*members_a, *members_b)))
         else:
@@ -190,19 +224,23 @@ class IdentityGraph:
         reps = {self._find(rep) for rep in self._dirty}
         self._dirty.clear()
         for rep in reps:
-            self._resolve(self._members(rep))
+            self._resolve(rep, self._members(rep))
 
-    def _resolve(self, nodes: Sequence[str]) -> None:
+    def _resolve(self, rep: str, nodes: Sequence[str]) -> None:
         links, merges = self.links, self.merges
         parent: dict[str, str] = {}
         merge_edge: dict[str, MergeFact] = {}
         for node in nodes:
             facts = links.get(node) or merges.get(node)
             if facts:
-                best = min(facts) if type(facts) is set else facts
-                parent[node] = best[3]
+                if type(facts) is set:
+                    best = min(facts)
+                    parent[node] = best[3]
+                else:
+                    best = None
+                    parent[node] = facts[1]  # type: ignore[index]
                 if node in merges:
-                    merge_edge[node] = best
+                    merge_edge[node] = best or _unpacked(node, facts)  # type: ignore[arg-type]
         if self._cycles:
             for node in nodes:
                 self._cycles.pop(node, None)
@@ -221,19 +259,21 @@ class IdentityGraph:
                 groups[top] = [node]
             else:
                 members.append(node)
-            previous = old_root.get(node, node)
+            previous = old_root.get(node, rep)
             if previous != top:
                 changed.add(previous)
                 changed.add(top)
-                if top == node:
-                    del old_root[node]
-                else:
-                    old_root[node] = top
+            if top == rep:
+                old_root.pop(node, None)
+            else:
+                old_root[node] = top
             groups_of.pop(node, None)
+        whole = type(nodes) is tuple
         for top, members in groups.items():
             members.sort()
             group = tuple(members)
-            groups_of[top] = nodes if group == nodes else group
+            if not (whole and top == rep and group == nodes):
+                groups_of[top] = group
 
     def take_changed_roots(self) -> set[str]:
         """Roots (old and new) whose members changed since the last call."""
@@ -243,28 +283,39 @@ class IdentityGraph:
 
     def root_of(self, node: str) -> str:
         self.settle()
-        return self._root.get(node, node)
+        root = self._root.get(node)
+        return self._find(node) if root is None else root
 
     def members(self, root: str) -> tuple[str, ...]:
-        """The nodes of the group ``root`` heads (``(root,)`` for an unknown node)."""
+        """The nodes of the group ``root`` heads (``(root,)`` for a node that heads none,
+        or is unknown)."""
         self.settle()
-        return self._groups.get(root, (root,))
+        group = self._groups.get(root)
+        if group is not None:
+            return group
+        if root in self._root or root in self._uf:  # not a root, or one whose group is held
+            return (root,)
+        return self._components.get(root, (root,))  # type: ignore[return-value]  # a list is always held
 
     def roots_of(self, nodes: Iterable[str]) -> set[str]:
         """The roots of many nodes at once (one settle)."""
         self.settle()
-        get = self._root.get
-        return {get(node, node) for node in nodes}
+        get, find = self._root.get, self._find
+        return {get(node) or find(node) for node in nodes}
 
     def is_root(self, node: str) -> bool:
-        self.settle()
-        return self._root.get(node, node) == node
+        return self.root_of(node) == node
 
     def knows(self, node: str) -> bool:
-        return node in self._uf
+        return node in self._uf or node in self._components or node in self.links or node in self.merges
 
     def nodes(self) -> Iterable[str]:
-        return self._uf.keys()
+        """Every node a fact has named."""
+        seen = set(self._uf)
+        seen.update(self._components)
+        seen.update(self.links)
+        seen.update(self.merges)
+        return seen
 
     # --- data quality ------------------------------------------------------------------
 
@@ -281,7 +332,7 @@ class IdentityGraph:
         return sorted(self._cycles.values(), key=lambda cycle: cycle.members)
 
 
-def _conflicts(table: dict[str, tuple | set[tuple[int, int, str, str]]], several: set[str]) -> list[Conflict]:
+def _conflicts(table: dict[str, Packed | set[Fact]], several: set[str]) -> list[Conflict]:
     conflicts = []
     for node in several:
         facts = table[node]
