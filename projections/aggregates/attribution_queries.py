@@ -19,12 +19,13 @@ is the touch's label), not with a kept copy (~220 bytes a group). A query then:
    kept touch names the path's label sequence;
 3. tallies paths per sequence (count, and ``fsum`` of the values as the definition's
    ``fold_paths`` does) and hands them to the models' own code
-   (``projections.attribution``): ``label_attribution``, ``decay_attribution`` over the
-   kept touches' ages, ``markov_of_transitions``, ``shapley_of_sets``.
+   (``projections.attribution``): ``label_attribution``, ``decay_terms`` over the
+   kept touches' ages (what ``decay_attribution`` fsums), ``markov_of_transitions``,
+   ``shapley_of_sets``.
 
 So a query costs a few vectorised passes over the rows plus Python work per distinct
-label sequence, not per group. The lookback reads the touches of ``paths_a_chunk`` paths at
-a time, and sums go to ``math.fsum`` as memoryviews of the numpy columns, not lists: a
+label sequence, not per group. The lookback and time decay read the touches of
+``paths_a_chunk`` paths at a time (time decay keeps only each touch's two terms), and sums go to ``math.fsum`` as memoryviews of the numpy columns, not lists: a
 query's temporaries were ~20 bytes a touch read and a Python float a touch (~130 MiB at a
 million customers); ``fsum`` of 4M floats took 0.05 s from a memoryview, 0.33 s as
 ``tolist()`` then ``fsum``. Changes cost O(path) (slots and touch runs are reused;
@@ -47,9 +48,9 @@ from events.times import to_micros
 from projections import parameters
 from projections.aggregates.columns import MIN_MICROS, PackedRowAggregate, Runs, SlotRows, SuffixTrie, ranges
 from projections.attribution import MODELS
-from projections.attribution.heuristic import decay_attribution, label_attribution
+from projections.attribution.heuristic import decay_terms, label_attribution
 from projections.attribution.markov import markov_of_transitions, sequence_transitions
-from projections.attribution.path_counts import Totals
+from projections.attribution.path_counts import Totals, attribution_from_terms
 from projections.attribution.paths import Attribution, Labels
 from projections.attribution.shapley import channel_set_counts, shapley_of_sets
 from projections.group import GroupSummary
@@ -287,17 +288,30 @@ class AttributionQueries(PackedRowAggregate):
         }
 
     def _time_decay(self, totals: Totals, paths: _Paths, chosen: np.ndarray, query: Query) -> Attribution:
-        """The kept touches of the attributed conversions ``chosen``, weighed by age."""
-        lengths = paths.lengths[chosen]
-        touches = ranges(paths.starts[chosen], lengths)
-        ages = (np.repeat(paths.at[chosen], lengths) - self._touches.column("at")[touches]) / _DAY_MICROS
-        codes = self._trie.label_codes(self._touches.column(query.group_by)[touches])
+        """The kept touches of the attributed conversions ``chosen``, weighed by age,
+        ``paths_a_chunk`` conversions at a time: only the terms are held for all of them
+        (two floats a touch), not the ages, labels, weights and sorts of every touch."""
         index_of = np.zeros(len(self._trie.labels), dtype=np.intp)
         code = self._trie.labels.code
         index_of[[code(label) for label in totals.labels]] = np.arange(len(totals.labels))
-        return decay_attribution(
-            totals, lengths, ages, index_of[codes], paths.values[chosen], query.half_life_days
-        )
+        touch_at, touch_labels = self._touches.column("at"), self._touches.column(query.group_by)
+        conversion_terms: dict[int, list[memoryview]] = {}
+        value_terms: dict[int, list[memoryview]] = {}
+        for first in range(0, len(chosen), self._paths_a_chunk):
+            some = chosen[first : first + self._paths_a_chunk]
+            lengths = paths.lengths[some]
+            touches = ranges(paths.starts[some], lengths)
+            ages = (np.repeat(paths.at[some], lengths) - touch_at[touches]) / _DAY_MICROS
+            label_of = index_of[self._trie.label_codes(touch_labels[touches])]
+            terms = decay_terms(lengths, ages, label_of, paths.values[some], query.half_life_days, len(totals.labels))
+            for i, (conversions, value) in terms.items():
+                conversion_terms.setdefault(i, []).append(conversions)
+                value_terms.setdefault(i, []).append(value)
+        labels = totals.labels
+        return attribution_from_terms("time_decay", totals, {
+            labels[i]: (chain.from_iterable(conversion_terms[i]), chain.from_iterable(value_terms[i]))  # type: ignore[misc]
+            for i in conversion_terms
+        })
 
     def nbytes(self) -> int:
         """The columns' bytes (the contributions and the trie aside)."""

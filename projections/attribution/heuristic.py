@@ -65,20 +65,37 @@ def decay_attribution(
     conversion's number of touches (``lengths``) and value (``values``), its touches'
     ages in days and labels (``label_of``: an index into ``totals.labels``) flat in
     conversion order. The order of the conversions does not change the result."""
+    terms = decay_terms(lengths, ages, label_of, values, half_life_days, len(totals.labels))
+    return attribution_from_terms("time_decay", totals, {totals.labels[i]: pair for i, pair in terms.items()})
+
+
+def decay_terms(
+    lengths: np.ndarray,
+    ages: np.ndarray,
+    label_of: np.ndarray,
+    values: np.ndarray,
+    half_life_days: float,
+    labels: int,
+) -> dict[int, tuple[memoryview, memoryview]]:
+    """``decay_attribution``'s terms, per label index: the (conversion, value) terms of the
+    touches of that label. Their fsums are the credits; the terms of any split of the
+    conversions into batches, fsummed together, are the same credits bit for bit (a
+    conversion's weights are its own, and fsum is exact), so a caller may weigh a few
+    conversions at a time and hold only the terms."""
     if not len(lengths):
-        return attribution_from_terms("time_decay", totals, {})
+        return {}
     weights = decay_weights(lengths, ages, half_life_days)
-    value_weights = weights * np.repeat(values, lengths)
+    value_weights = np.repeat(values, lengths)
+    value_weights *= weights
     order = np.argsort(label_of, kind="stable")
-    bounds = np.searchsorted(label_of[order], np.arange(len(totals.labels) + 1))
+    bounds = np.searchsorted(label_of[order], np.arange(labels + 1))
     # memoryviews, not lists: fsum reads their floats as fast, without a Python float per touch
     conversion_terms, value_terms = memoryview(weights[order]), memoryview(value_weights[order])
-    terms = {
-        label: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
-        for i, label in enumerate(totals.labels)
+    return {
+        i: (conversion_terms[bounds[i] : bounds[i + 1]], value_terms[bounds[i] : bounds[i + 1]])
+        for i in range(labels)
         if bounds[i + 1] > bounds[i]
     }
-    return attribution_from_terms("time_decay", totals, terms)
 
 
 def decay_weights(lengths: np.ndarray, ages: np.ndarray, half_life_days: float) -> np.ndarray:
