@@ -121,12 +121,14 @@ _STREAM_VERSION = (
 )
 _NAMES_PER_QUERY = 500  # stream ids per lookup: well under SQLite's limit on bound parameters
 
-# The writer's page cache: 64 MiB, not more. The OS caches the file anyway, and what this
-# cache keeps is the API's memory. Measured on a 10.9M-event log, appending 150,000 events
-# to existing streams in batches of 1,000 (two rounds): 256 MiB 23-28 us of CPU an event
-# and +88 MiB, 64 MiB 17-18 us and +73-80, 16 MiB 22 us and +29-39 (the id index's recent
-# ids, ~22 MiB, included).
-def writer_pragmas(cache_mib: int = 64, wal_autocheckpoint: int = 10_000) -> list[str]:
+# The writer's page cache: 32 MiB. The OS caches the file anyway, and what this cache
+# keeps is the API's memory. Measured on a 10.9M-event log, appending 150,000 events to
+# existing streams in batches of 1,000 (two rounds): 256 MiB 23-28 us of CPU an event and
+# +88 MiB, 64 MiB 17-18 us and +73-80, 16 MiB 22 us and +29-39 (the id index's recent ids,
+# ~22 MiB, included). On `bench million`'s 10.5M-event store, appending 329,500 events of
+# new customers in batches of 500 (2026-12-07): 64 MiB 11.5-13.7 us and +84 MiB, 32 MiB
+# 12.2-12.8 us and +49, 16 MiB 12.0 us and +32 (two rounds, one at 16).
+def writer_pragmas(cache_mib: int = 32, wal_autocheckpoint: int = 10_000) -> list[str]:
     """The PRAGMAs of the writer connection (also applied by the ingest floor benchmark,
     so that baseline and store run under the same durability and cache settings)."""
     return [
@@ -178,7 +180,7 @@ class SQLiteEventStore:
         self,
         path: str | os.PathLike[str],
         *,
-        cache_mib: int = 64,
+        cache_mib: int = 32,
         busy_timeout: float = 30.0,
         wal_autocheckpoint: int = 10_000,
         page_size: int = 1000,
