@@ -85,7 +85,7 @@ def decay_terms(
     if not len(lengths):
         return {}
     weights = decay_weights(lengths, ages, half_life_days)
-    value_weights = np.repeat(values, lengths)
+    value_weights = np.repeat(np.asarray(values, dtype=float), lengths)  # a copy: multiplied in place
     value_weights *= weights
     order = np.argsort(label_of, kind="stable")
     bounds = np.searchsorted(label_of[order], np.arange(labels + 1))
