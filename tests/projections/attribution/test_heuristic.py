@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+from projections.attribution.heuristic import decay_terms
 from tests.projections.attribution.attribution_spec import converted, given, prospect, then_credits
 
 HEURISTICS = ("first_touch", "last_touch", "linear", "position_based", "time_decay")
@@ -110,3 +113,16 @@ def test_time_decay__touches_years_old_do_not_underflow():
 def test_time_decay__touches_on_the_same_day_share_equally():
     result = given(converted(("social", 2.0), ("search", 2.0), value=8.0)).when("time_decay")
     then_credits(result, {"search": (0.5, 4.0), "social": (0.5, 4.0)})
+
+
+
+def test_time_decay_terms__whole_number_values_are_weighed_as_floats():
+    # given two conversions' touches whose values come as integers, and the same as floats
+    lengths, ages, label_of = np.array([2, 1]), np.array([7.0, 0.0, 3.0]), np.array([0, 1, 0])
+    # when their terms are weighed
+    as_ints = decay_terms(lengths, ages, label_of, np.array([30, 4]), 7.0, labels=2)
+    as_floats = decay_terms(lengths, ages, label_of, np.array([30.0, 4.0]), 7.0, labels=2)
+    # then the terms are the same floats
+    assert {i: (list(c), list(v)) for i, (c, v) in as_ints.items()} == \
+        {i: (list(c), list(v)) for i, (c, v) in as_floats.items()}
+    assert list(as_ints[0][1]) == [10.0, 4.0]
