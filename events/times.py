@@ -30,6 +30,21 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(0, 0, micros)
 
 
+_POSITION_BITS = 64  # above every log position (SQLite's are below 2^63)
+_POSITION_MASK = (1 << _POSITION_BITS) - 1
+
+
+def moment_key(moment: datetime, position: int) -> int:
+    """``(moment, position)`` as one int ordered as the pair: µs × 2^64 + position (one
+    object where the pair is a tuple, a datetime and an int)."""
+    return to_micros(moment) << _POSITION_BITS | position
+
+
+def moment_of_key(key: int) -> tuple[datetime, int]:
+    """The ``(moment, position)`` of a ``moment_key``."""
+    return from_micros(key >> _POSITION_BITS), key & _POSITION_MASK
+
+
 @lru_cache(maxsize=16_384)
 def date_text(ordinal: int) -> str:
     """``YYYY-MM-DD`` of a proleptic Gregorian ordinal, cached (events cluster in few days)."""

@@ -48,26 +48,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from events.logged import LoggedEvent
-from events.times import from_micros, to_micros
+from events.times import moment_key, moment_of_key
 from projections.journey import LinkFact, MergeFact, link_fact, merge_fact
 
 VERSION = 1
 HANDLES: frozenset[str] = frozenset({"identity_linked", "customers_merged"})
 _TUPLE_MEMBERS = 8  # components up to this size keep their members in a tuple: merging copies them
-_POSITION_BITS = 64  # a packed fact's position (SQLite's are below 2^63)
-_POSITION_MASK = (1 << _POSITION_BITS) - 1
-
-Fact = tuple  # LinkFact | MergeFact: (occurred_at, position, node, target)
-Packed = tuple[int, str]  # a node's one fact: (µs × 2^64 + position, target)
+Fact = LinkFact  # and MergeFact, the same shape: (occurred_at, position, node, target)
+Packed = tuple[int, str]  # a node's one fact: (moment_key(occurred_at, position), target)
 
 
 def _packed(fact: Fact) -> Packed:
-    return (to_micros(fact[0]) << _POSITION_BITS | fact[1], fact[3])
+    return (moment_key(fact[0], fact[1]), fact[3])
 
 
 def _unpacked(node: str, packed: Packed) -> Fact:
     key, target = packed
-    return (from_micros(key >> _POSITION_BITS), key & _POSITION_MASK, node, target)
+    return (*moment_of_key(key), node, target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from events.times import to_micros
+from events.times import moment_key, to_micros
 from projections import parameters
 from projections.aggregates.base import ContributionAggregate, SortedValues
 from projections.consent import listed
@@ -41,9 +41,8 @@ from projections.parameters import ViewParameterError
 
 # (-net revenue e4, root, orders, last order time µs, listed): sorted, the revenue ranking itself
 CustomerValue = tuple[int, str, int, int, bool]
-# (last touch time µs x 2^64 + its position, root, listed): sorted, latest last
+# (moment_key of the last touch: µs x 2^64 + its position, root, listed): sorted, latest last
 LastTouch = tuple[int, str, bool]
-_POSITIONS = 1 << 64  # above every log position: (time, position) ordered as one int
 
 
 class TopCustomers(ContributionAggregate[CustomerValue]):
@@ -125,7 +124,7 @@ class Prospects(ContributionAggregate[LastTouch]):
         if group.orders or not group.touches:
             return None
         last = group.touches[-1]
-        return (to_micros(last[0]) * _POSITIONS + last[1], group.root, listed(group))
+        return (moment_key(last[0], last[1]), group.root, listed(group))
 
     def add(self, contribution: LastTouch) -> None:
         if contribution[2]:
